@@ -1,0 +1,211 @@
+import Foundation
+import Logging
+
+public let cnbackupVersion = "0.1.0"
+
+/// The outcome of one run.
+public struct RunResult: Sendable {
+    public let setId: String
+    public let layout: SetLayout
+    public let manifest: Manifest
+    public var isComplete: Bool { manifest.status == .complete }
+}
+
+/// Definition -> plan -> typed stages per capture -> signed manifest, written last.
+///
+/// Order comes from roles, not from places in the file: every apps capture must finish before
+/// any participant capture starts (CANTON.md rule 1); the others run beside them, at most
+/// `parallelism` at a time. A failed capture does not throw the others away: the set is committed
+/// with status `partial`, naming what failed.
+public struct BackupRunner: Sendable {
+    public let definition: PipelineDefinition
+    public let store: any ObjectStore
+    public let logger: Logger
+
+    public init(definition: PipelineDefinition, store: any ObjectStore, logger: Logger) {
+        self.definition = definition; self.store = store; self.logger = logger
+    }
+
+    /// The captures in the order they start: apps and the rest first, participant after the barrier.
+    public var plan: [String] {
+        let d = definition
+        var lines = ["node \(d.node.name) (\(d.node.kind.rawValue)), epoch \(d.epoch), store \(d.store.url)",
+                     "recipients: \(d.recipients.count + d.symmetricKeyFiles.count); compression zstd level \(d.compression.level); read-back \(d.readBack.rawValue); parallelism \(d.parallelism)"]
+        let first = d.captures.filter { $0.role != .participant }
+        let after = d.captures.filter { $0.role == .participant }
+        lines.append("phase 1 (at once, \(d.parallelism) at a time): " + first.map { "\($0.name) [\($0.role.rawValue)] \($0.source.summary)" }.joined(separator: "; "))
+        if !after.isEmpty {
+            lines.append("barrier: every apps capture completed")
+            lines.append("phase 2: " + after.map { "\($0.name) [\($0.role.rawValue)] \($0.source.summary)" }.joined(separator: "; "))
+        }
+        lines.append("then: read back every object, sign and write manifest.json last")
+        return lines
+    }
+
+    public func run() throws -> RunResult {
+        let recipients = try loadRecipients()
+        let signingKey = try KeyFile.loadSigningKey(path: definition.signingKeyFile)
+        let start = Date()
+        let setId = try SetLayout.newSetId(start: start)
+        let layout = SetLayout(node: definition.node.name, epoch: definition.epoch, setId: setId)
+        var log = logger
+        log[metadataKey: "set"] = "\(setId)"
+        log.info("backup started", metadata: ["node": "\(definition.node.name)", "epoch": "\(definition.epoch)", "store": "\(store.displayName)"])
+
+        let recorder = EventRecorder()
+        let results = ResultCollector()
+        let scheduler = Scheduler(limit: definition.parallelism)
+        let appsDone = DispatchGroup()
+        let everything = DispatchGroup()
+
+        func launch(_ capture: CaptureDefinition, after barrier: DispatchGroup?) {
+            everything.enter()
+            if capture.role == .apps { appsDone.enter() }
+            let job = UncheckedBox((self, capture, layout, recipients, log))
+            Thread.detachNewThread {
+                let (runner, capture, layout, recipients, log) = job.value
+                barrier?.wait()
+                scheduler.acquire()
+                let outcome = runner.captureComponent(capture, layout: layout, recipients: recipients, start: start,
+                                                      recorder: recorder, logger: log)
+                scheduler.release()
+                results.add(capture, outcome)
+                if capture.role == .apps { appsDone.leave() }
+                everything.leave()
+            }
+        }
+        for capture in definition.captures where capture.role != .participant { launch(capture, after: nil) }
+        for capture in definition.captures where capture.role == .participant { launch(capture, after: appsDone) }
+        everything.wait()
+
+        let (records, failures) = results.ordered(by: definition.captures)
+        let manifest = Manifest(
+            formatVersion: Manifest.currentFormatVersion, setId: setId, node: definition.node, epoch: definition.epoch,
+            status: failures.isEmpty ? .complete : .partial, failures: failures, toolVersion: cnbackupVersion,
+            captureStart: Timestamp.format(start), captureEnd: Timestamp.format(Date()), recovered: nil,
+            components: records, barrier: BarrierEvidence.from(records, captures: definition.captures))
+        try commit(manifest, layout: layout, signingKey: signingKey)
+        if failures.isEmpty {
+            log.info("backup complete", metadata: ["components": "\(records.count)"])
+        } else {
+            log.error("backup PARTIAL: committed as partial, it does not count as a backup",
+                      metadata: ["failed": "\(failures.map(\.component).joined(separator: ","))"])
+        }
+        return RunResult(setId: setId, layout: layout, manifest: manifest)
+    }
+
+    func loadRecipients() throws -> [Recipient] {
+        var recipients = try definition.recipients.map { try Recipient(parsing: $0) }
+        recipients += try definition.symmetricKeyFiles.map { try KeyFile.loadSymmetricRecipient(path: $0) }
+        return recipients
+    }
+
+    /// Signs the manifest, writes the signature, then the manifest: the manifest is the commit
+    /// point, so a set never has a manifest without its signature beside it.
+    func commit(_ manifest: Manifest, layout: SetLayout, signingKey: SigningKey) throws {
+        let bytes = try manifest.encoded()
+        let signature = try ManifestSignature.sign(bytes, with: signingKey)
+        let tags = objectTags(layout: layout, component: "manifest")
+        try store.putBytes(key: layout.signatureKey, signature.encoded(), options: PutOptions(tags: tags, ifAbsent: true))
+        try store.putBytes(key: layout.manifestKey, bytes, options: PutOptions(tags: tags, ifAbsent: true))
+    }
+
+    func objectTags(layout: SetLayout, component: String) -> [String: String] {
+        ["cnb-node": layout.node, "cnb-migration-id": "\(layout.epoch.migrationId)", "cnb-serial": "\(layout.epoch.serial)",
+         "cnb-set-id": layout.setId, "cnb-component": component]
+    }
+
+    /// Runs one capture through the typed stages; a failure is returned, not thrown, so the
+    /// other components still commit.
+    func captureComponent(_ capture: CaptureDefinition, layout: SetLayout, recipients: [Recipient], start: Date,
+                          recorder: EventRecorder, logger: Logger) -> Result<ComponentRecord, CNBackupError> {
+        let started = Date()
+        let startOrder = recorder.next()
+        logger.info("capture started", metadata: ["component": "\(capture.name)", "role": "\(capture.role.rawValue)"])
+        do {
+            let description = ObjectDescription(setId: layout.setId, node: layout.node, migrationId: layout.epoch.migrationId,
+                                                serial: layout.epoch.serial, component: capture.name,
+                                                role: capture.role.rawValue, captureStart: Timestamp.format(start))
+            let objectName = layout.objectName(component: capture.name)
+            let captured = Captured(stream: try capture.source.open(), description: description, sizeHint: capture.source.sizeHint)
+            let compressed = try Compress(settings: definition.compression).run(captured)
+            let sealed = try Seal(recipients: recipients).run(compressed)
+            let stored = try Upload(store: store, key: layout.key(relative: objectName),
+                                    tags: objectTags(layout: layout, component: capture.name)).run(sealed)
+            let verified = try ReadBack(store: store, mode: definition.readBack).run(stored)
+            let endOrder = recorder.next()
+            let record = ComponentRecord(
+                name: capture.name, role: capture.role.rawValue, source: capture.source.summary, objectKey: objectName,
+                storedSize: stored.storedSize, storedSHA256: stored.storedSHA256.hex, etag: stored.info.etag,
+                plaintextSize: stored.plaintextSize,
+                plaintextDigestHMAC: try sealed.dataKey.plaintextDigestMAC(stored.plaintextSHA256).hex,
+                codec: compressed.codec, keyIds: sealed.header.keyIDs, segmentSize: sealed.header.segmentSize,
+                started: Timestamp.format(started), ended: Timestamp.format(Date()),
+                startOrder: startOrder, endOrder: endOrder, readBack: verified.mode.rawValue)
+            logger.info("capture stored", metadata: ["component": "\(capture.name)", "plaintext": "\(record.plaintextSize)",
+                                                     "stored": "\(record.storedSize)"])
+            return .success(record)
+        } catch {
+            let failure = (error as? CNBackupError) ?? CNBackupError(.capture, "\(error)")
+            logger.error("capture failed", metadata: ["component": "\(capture.name)", "error": "\(failure)"])
+            return .failure(failure)
+        }
+    }
+}
+
+extension BarrierEvidence {
+    /// The barrier as the records show it: the last apps end came before the first participant start.
+    static func from(_ records: [ComponentRecord], captures: [CaptureDefinition]) -> BarrierEvidence? {
+        let apps = captures.filter { $0.role == .apps }.map(\.name)
+        let participant = captures.filter { $0.role == .participant }.map(\.name)
+        guard !apps.isEmpty, !participant.isEmpty else { return nil }
+        let appsEnd = records.filter { $0.role == ComponentRole.apps.rawValue }.map(\.endOrder).max()
+        let participantStart = records.filter { $0.role == ComponentRole.participant.rawValue }.map(\.startOrder).min()
+        let holds = appsEnd != nil && participantStart != nil && appsEnd! < participantStart!
+            && records.filter { $0.role == ComponentRole.apps.rawValue }.count == apps.count
+        return BarrierEvidence(appsComponents: apps, participantComponents: participant,
+                               appsCompletedOrder: appsEnd, participantStartedOrder: participantStart, holds: holds)
+    }
+}
+
+/// Hands out the order in which this process saw events: clocks of different hosts prove
+/// nothing, the order one process saw does.
+final class EventRecorder: @unchecked Sendable {
+    // @unchecked: `counter` is only touched under `lock`.
+    private let lock = NSLock()
+    private var counter = 0
+    func next() -> Int { lock.lock(); defer { lock.unlock() }; counter += 1; return counter }
+}
+
+/// At most `limit` captures at once.
+final class Scheduler: @unchecked Sendable {
+    // @unchecked: DispatchSemaphore is thread-safe.
+    private let semaphore: DispatchSemaphore
+    init(limit: Int) { semaphore = DispatchSemaphore(value: limit) }
+    func acquire() { semaphore.wait() }
+    func release() { semaphore.signal() }
+}
+
+final class ResultCollector: @unchecked Sendable {
+    // @unchecked: `results` is only touched under `lock`.
+    private let lock = NSLock()
+    private var results: [String: Result<ComponentRecord, CNBackupError>] = [:]
+
+    func add(_ capture: CaptureDefinition, _ result: Result<ComponentRecord, CNBackupError>) {
+        lock.lock(); defer { lock.unlock() }
+        results[capture.name] = result
+    }
+
+    func ordered(by captures: [CaptureDefinition]) -> ([ComponentRecord], [ComponentFailure]) {
+        lock.lock(); defer { lock.unlock() }
+        var records: [ComponentRecord] = [], failures: [ComponentFailure] = []
+        for capture in captures {
+            switch results[capture.name] {
+            case .success(let record): records.append(record)
+            case .failure(let error): failures.append(ComponentFailure(component: capture.name, role: capture.role.rawValue, reason: error.description))
+            case nil: failures.append(ComponentFailure(component: capture.name, role: capture.role.rawValue, reason: "never ran"))
+            }
+        }
+        return (records, failures)
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+
+/// The synchronizer epoch a backup belongs to: a migration (major upgrade) increments
+/// `migrationId`; a logical synchronizer upgrade increments the physical synchronizer `serial`.
+public struct Epoch: Codable, Sendable, Equatable, Hashable, Comparable, CustomStringConvertible {
+    public var migrationId: Int
+    public var serial: Int
+    public var synchronizerId: String?
+
+    public init(migrationId: Int, serial: Int, synchronizerId: String? = nil) {
+        self.migrationId = migrationId; self.serial = serial; self.synchronizerId = synchronizerId
+    }
+
+    public var description: String { "\(migrationId)/\(serial)" }
+    public static func < (a: Epoch, b: Epoch) -> Bool { (a.migrationId, a.serial) < (b.migrationId, b.serial) }
+
+    /// Parses `M/SERIAL` (as in `--epoch 3/0`).
+    public init(parsing text: String) throws {
+        let parts = text.split(separator: "/")
+        guard parts.count == 2, let m = Int(parts[0]), let s = Int(parts[1]), m >= 0, s >= 0 else {
+            throw CNBackupError(.invalidInput, "epoch \"\(text)\" is not MIGRATION/SERIAL, e.g. 3/0")
+        }
+        self.init(migrationId: m, serial: s)
+    }
+}
+
+public enum NodeKind: String, Codable, Sendable, CaseIterable {
+    case sv, validator, generic
+}
+
+public struct NodeInfo: Codable, Sendable, Equatable {
+    public var name: String
+    public var kind: NodeKind
+}
+
+public enum SetStatus: String, Codable, Sendable {
+    case complete, partial
+}
+
+/// What a set is, written last as the commit point of a run and signed by the node's key.
+/// Not secret and never encrypted: listing and retention need no decryption key.
+public struct Manifest: Codable, Sendable, Equatable {
+    public static let currentFormatVersion = 1
+
+    public var formatVersion: Int
+    public var setId: String
+    public var node: NodeInfo
+    public var epoch: Epoch
+    public var status: SetStatus
+    /// Components that failed, and why; empty when complete.
+    public var failures: [ComponentFailure]
+    public var toolVersion: String
+    /// UTC capture start and end, milliseconds.
+    public var captureStart: String
+    public var captureEnd: String
+    /// Set when a manifest was rebuilt from orphan objects rather than written by the run.
+    public var recovered: Bool?
+    public var components: [ComponentRecord]
+    /// The apps-before-participant evidence, when the set has both.
+    public var barrier: BarrierEvidence?
+
+    public var captureStartDate: Date? { Timestamp.parse(captureStart) }
+}
+
+public struct ComponentFailure: Codable, Sendable, Equatable {
+    public var component: String
+    public var role: String
+    public var reason: String
+}
+
+/// One stored object of a set.
+public struct ComponentRecord: Codable, Sendable, Equatable {
+    public var name: String
+    public var role: String
+    /// Where the bytes came from, for humans; never a secret.
+    public var source: String
+    /// Relative to the set's folder.
+    public var objectKey: String
+    public var storedSize: Int64
+    public var storedSHA256: String
+    public var etag: String?
+    public var plaintextSize: Int64
+    /// HMAC-SHA256 of the plaintext's SHA-256 under a key derived from the object's data key.
+    public var plaintextDigestHMAC: String
+    public var codec: CodecInfo
+    public var keyIds: [KeyID]
+    public var segmentSize: Int
+    public var started: String
+    public var ended: String
+    /// The order in which this process saw the start and end (a counter, not a clock).
+    public var startOrder: Int
+    public var endOrder: Int
+    public var readBack: String
+}
+
+public struct CodecInfo: Codable, Sendable, Equatable {
+    public var name: String
+    public var level: Int
+}
+
+/// Evidence that every apps snapshot was fixed before any participant capture started.
+public struct BarrierEvidence: Codable, Sendable, Equatable {
+    public var appsComponents: [String]
+    public var participantComponents: [String]
+    /// The order counter when the last apps capture ended, and when the first participant one started.
+    public var appsCompletedOrder: Int?
+    public var participantStartedOrder: Int?
+    public var holds: Bool
+}
+
+enum Timestamp {
+    private static func formatter() -> ISO8601DateFormatter {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        f.timeZone = TimeZone(identifier: "UTC")
+        return f
+    }
+
+    static func format(_ date: Date) -> String { formatter().string(from: date) }
+    static func parse(_ text: String) -> Date? {
+        formatter().date(from: text) ?? ISO8601DateFormatter().date(from: text)
+    }
+
+    /// `YYYYMMDDTHHMMSSZ`, as set ids start.
+    static func compact(_ date: Date) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return f.string(from: date)
+    }
+}
+
+extension Manifest {
+    /// The exact bytes that are stored and signed.
+    public func encoded() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        return Array(try encoder.encode(self)) + [0x0A]
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> Manifest {
+        do {
+            let manifest = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
+            guard manifest.formatVersion == currentFormatVersion else {
+                throw CNBackupError(.invalidInput, "manifest format version \(manifest.formatVersion) is not supported: upgrade cnbackup")
+            }
+            return manifest
+        } catch let error as CNBackupError {
+            throw error
+        } catch {
+            throw CNBackupError(.integrity, "the manifest is not valid JSON of format version 1", cause: "\(error)")
+        }
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+
+/// Where a set's objects live, relative to the store's root:
+/// `<node>/migration-<id>/serial-<n>/<set id>/<component>.zst.cnb`, `.../manifest.json` and
+/// `.../manifest.json.sig`. (A store's URL prefix, such as `s3://bucket/mainnet`, comes before it.)
+public struct SetLayout: Sendable, Equatable {
+    public let node: String
+    public let epoch: Epoch
+    public let setId: String
+
+    public static let manifestName = "manifest.json"
+    public static let signatureName = "manifest.json.sig"
+    public static let objectSuffix = ".zst.cnb"
+
+    public init(node: String, epoch: Epoch, setId: String) {
+        self.node = node; self.epoch = epoch; self.setId = setId
+    }
+
+    public var directory: String { "\(node)/migration-\(epoch.migrationId)/serial-\(epoch.serial)/\(setId)" }
+    public var manifestKey: String { directory + "/" + Self.manifestName }
+    public var signatureKey: String { directory + "/" + Self.signatureName }
+    public func objectName(component: String) -> String { component + Self.objectSuffix }
+    public func key(relative: String) -> String { directory + "/" + relative }
+
+    /// Reads the layout back from a key inside a set's folder; nil for keys of other shapes.
+    public static func parse(key: String) -> (layout: SetLayout, name: String)? {
+        let parts = key.split(separator: "/").map(String.init)
+        guard parts.count == 5, parts[1].hasPrefix("migration-"), parts[2].hasPrefix("serial-"),
+              let migration = Int(parts[1].dropFirst("migration-".count)),
+              let serial = Int(parts[2].dropFirst("serial-".count)) else { return nil }
+        return (SetLayout(node: parts[0], epoch: Epoch(migrationId: migration, serial: serial), setId: parts[3]), parts[4])
+    }
+
+    /// A new set id: UTC capture start `YYYYMMDDTHHMMSSZ`, `-`, 8 random hex digits.
+    public static func newSetId(start: Date) throws -> String {
+        Timestamp.compact(start) + "-" + (try randomBytes(4)).hex
+    }
+
+    static func isValidSetId(_ id: String) -> Bool {
+        id.range(of: #"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"#, options: .regularExpression) != nil
+    }
+}
+
+/// Node names become key segments and tag values: keep them to a safe alphabet.
+func validateNodeName(_ name: String) throws {
+    guard name.range(of: #"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"#, options: .regularExpression) != nil else {
+        throw CNBackupError(.invalidInput, "node name \"\(name)\" is not allowed: use letters, digits, '.', '_' and '-' (at most 63)")
+    }
+}

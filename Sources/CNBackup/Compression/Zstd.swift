@@ -1,0 +1,145 @@
+import CZstd
+import Foundation
+
+// The one door to libzstd. Output is a standard zstd frame with its content checksum, so the
+// `zstd` tool decodes what cnbackup stores once it is decrypted (the break-glass path).
+
+/// zstd settings of a pipeline.
+public struct CompressionSettings: Sendable, Equatable {
+    /// 1 to 19; 3 is zstd's own default, a good trade on the path to the network.
+    public var level: Int
+    /// zstd worker threads besides the caller; 0 compresses on the calling thread.
+    public var workers: Int
+
+    public init(level: Int = 3, workers: Int = 0) {
+        self.level = level
+        self.workers = workers
+    }
+}
+
+private func zstdCheck(_ code: Int, _ what: String) throws {
+    if ZSTD_isError(code) != 0 {
+        throw CNBackupError(.compression, "zstd \(what) failed", cause: String(cString: ZSTD_getErrorName(code)))
+    }
+}
+
+private let outputChunkSize = 1 << 20
+
+/// Compresses its upstream into one zstd frame with a content checksum.
+public final class ZstdCompressStream: ByteStream {
+    private let upstream: ByteStream
+    private let context: OpaquePointer
+    private var input: [UInt8] = []
+    private var inputPosition = 0
+    private var upstreamDone = false
+    private var frameDone = false
+
+    public init(_ upstream: ByteStream, settings: CompressionSettings) throws {
+        guard (1...19).contains(settings.level) else {
+            throw CNBackupError(.invalidInput, "compression level \(settings.level) is out of range: use 1 to 19")
+        }
+        guard let context = ZSTD_createCCtx() else { throw CNBackupError(.compression, "zstd could not allocate a context") }
+        self.context = context
+        self.upstream = upstream
+        try zstdCheck(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, Int32(settings.level)), "level")
+        try zstdCheck(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1), "checksum flag")
+        if settings.workers > 0 {
+            try zstdCheck(ZSTD_CCtx_setParameter(context, ZSTD_c_nbWorkers, Int32(settings.workers)), "worker threads")
+        }
+    }
+
+    deinit { ZSTD_freeCCtx(context) }
+
+    public func next() throws -> [UInt8]? {
+        if frameDone { return nil }
+        var output = [UInt8](repeating: 0, count: outputChunkSize)
+        var produced = 0
+        while produced < output.count && !frameDone {
+            if inputPosition == input.count && !upstreamDone {
+                if let chunk = try upstream.next() { input = chunk } else { input = []; upstreamDone = true }
+                inputPosition = 0
+            }
+            let directive = upstreamDone ? ZSTD_e_end : ZSTD_e_continue
+            let remaining: Int = try input.withUnsafeBytes { src in
+                try output.withUnsafeMutableBytes { dst in
+                    var inBuffer = ZSTD_inBuffer(src: src.baseAddress, size: src.count, pos: inputPosition)
+                    var outBuffer = ZSTD_outBuffer(dst: dst.baseAddress, size: dst.count, pos: produced)
+                    let result = ZSTD_compressStream2(context, &outBuffer, &inBuffer, directive)
+                    try zstdCheck(result, "compression")
+                    inputPosition = inBuffer.pos
+                    produced = outBuffer.pos
+                    return result
+                }
+            }
+            if upstreamDone && remaining == 0 { frameDone = true }
+        }
+        if produced == 0 { return nil }
+        output.removeSubrange(produced...)
+        return output
+    }
+
+    public func close() { upstream.close() }
+}
+
+/// Decompresses zstd frames, checking each frame's content checksum; throws on a cut frame.
+public final class ZstdDecompressStream: ByteStream {
+    private let upstream: ByteStream
+    private let context: OpaquePointer
+    private var input: [UInt8] = []
+    private var inputPosition = 0
+    private var upstreamDone = false
+    private var lastResult = 1  // zstd's "bytes still expected" hint; 0 when a frame just ended
+    private var framesCompleted = 0
+
+    public init(_ upstream: ByteStream) throws {
+        guard let context = ZSTD_createDCtx() else { throw CNBackupError(.compression, "zstd could not allocate a context") }
+        self.context = context
+        self.upstream = upstream
+    }
+
+    deinit { ZSTD_freeDCtx(context) }
+
+    public func next() throws -> [UInt8]? {
+        var output = [UInt8](repeating: 0, count: outputChunkSize)
+        var produced = 0
+        while produced < output.count {
+            if inputPosition == input.count && !upstreamDone {
+                if let chunk = try upstream.next() { input = chunk; inputPosition = 0 } else {
+                    // zstd may still hold decoded bytes: keep calling with no input until it
+                    // makes no more progress.
+                    upstreamDone = true
+                    input = []; inputPosition = 0
+                }
+            }
+            // A finished frame with no input left: calling zstd again would start a new frame.
+            if upstreamDone && inputPosition == input.count && lastResult == 0 { break }
+            let before = (inputPosition, produced)
+            try input.withUnsafeBytes { src in
+                try output.withUnsafeMutableBytes { dst in
+                    var inBuffer = ZSTD_inBuffer(src: src.baseAddress, size: src.count, pos: inputPosition)
+                    var outBuffer = ZSTD_outBuffer(dst: dst.baseAddress, size: dst.count, pos: produced)
+                    let result = ZSTD_decompressStream(context, &outBuffer, &inBuffer)
+                    try zstdCheck(result, "decompression (the data is damaged or not zstd)")
+                    inputPosition = inBuffer.pos
+                    produced = outBuffer.pos
+                    if result == 0 && lastResult != 0 { framesCompleted += 1 }
+                    lastResult = result
+                }
+            }
+            if upstreamDone && before == (inputPosition, produced) { break }
+        }
+        if produced > 0 {
+            output.removeSubrange(produced...)
+            return output
+        }
+        if upstreamDone {
+            guard lastResult == 0, framesCompleted > 0 else {
+                throw CNBackupError(.compression, "the zstd frame is cut short: the data is incomplete")
+            }
+            return nil
+        }
+        return try next()
+    }
+
+    public func close() { upstream.close() }
+}

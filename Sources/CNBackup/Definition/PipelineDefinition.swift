@@ -1,0 +1,236 @@
+import Foundation
+import Yams
+
+/// What a component is in a Canton node; the plan orders captures by role, never by file order.
+public enum ComponentRole: String, Codable, Sendable, CaseIterable {
+    case apps, participant, sequencer, mediator, identities, cometbft, other
+}
+
+/// Where a capture's bytes come from.
+public enum CaptureSourceDefinition: Sendable, Equatable {
+    /// Any command's standard output (`kubectl exec ... pg_dump`, a snapshot script); a non-zero
+    /// exit fails the capture.
+    case command(arguments: [String], environment: [String: String])
+    /// One file, read as it is.
+    case file(path: String)
+    /// A folder, as a tar stream.
+    case directory(path: String)
+
+    /// For the manifest and the plan: never holds a secret (environment values are not shown).
+    public var summary: String {
+        switch self {
+        case .command(let arguments, let environment):
+            let env = environment.keys.sorted().map { "\($0)=…" }.joined(separator: " ")
+            return "command: " + (env.isEmpty ? "" : env + " ") + arguments.joined(separator: " ")
+        case .file(let path): return "file: \(path)"
+        case .directory(let path): return "directory: \(path) (tar)"
+        }
+    }
+}
+
+public struct CaptureDefinition: Sendable, Equatable {
+    public var name: String
+    public var role: ComponentRole
+    public var source: CaptureSourceDefinition
+}
+
+/// A store as a pipeline file or the command line names it.
+public struct StoreSettings: Sendable, Equatable {
+    public var url: String
+    public var endpoint: String?
+    public var region: String?
+    public var pathStyle: Bool?
+    public var caFile: String?
+    public var provider: String?
+
+    public init(url: String, endpoint: String? = nil, region: String? = nil, pathStyle: Bool? = nil,
+                caFile: String? = nil, provider: String? = nil) {
+        self.url = url; self.endpoint = endpoint; self.region = region; self.pathStyle = pathStyle
+        self.caFile = caFile; self.provider = provider
+    }
+}
+
+public enum ReadBackMode: String, Sendable, CaseIterable {
+    /// Every object is read back whole and opened with the in-memory data key.
+    case full
+    /// Nothing is read back (the object is still checked by size).
+    case none
+}
+
+/// A pipeline file (pipelines/*.yaml), parsed and checked. README.md documents the schema.
+public struct PipelineDefinition: Sendable {
+    public var node: NodeInfo
+    public var epoch: Epoch
+    public var store: StoreSettings
+    public var recipients: [String]
+    public var symmetricKeyFiles: [String]
+    public var signingKeyFile: String
+    public var compression: CompressionSettings
+    public var captures: [CaptureDefinition]
+    public var readBack: ReadBackMode
+    /// How many captures may run at once (besides the ordering rules).
+    public var parallelism: Int
+    /// Things that work but deserve a look (a single recipient).
+    public var warnings: [String]
+
+    /// Roles a node kind's set must hold to count as complete (CANTON.md, rule 5).
+    public static func requiredRoles(_ kind: NodeKind) -> [ComponentRole] {
+        switch kind {
+        case .sv: return [.apps, .participant, .sequencer, .mediator, .identities, .cometbft]
+        case .validator: return [.apps, .participant, .identities]
+        case .generic: return []
+        }
+    }
+
+    public static func load(path: String) throws -> PipelineDefinition {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CNBackupError(.invalidInput, "cannot read pipeline file \(path): check the path")
+        }
+        return try parse(String(decoding: data, as: UTF8.self), file: path)
+    }
+
+    public static func parse(_ text: String, file: String = "pipeline") throws -> PipelineDefinition {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else {
+                throw CNBackupError(.invalidDefinition, "\(file): the file is empty")
+            }
+            root = node
+        } catch let error as CNBackupError {
+            throw error
+        } catch let error as YamlError {
+            throw CNBackupError(.invalidDefinition, "\(file): not valid YAML: \(error)")
+        } catch {
+            throw CNBackupError(.invalidDefinition, "\(file): not valid YAML: \(error)")
+        }
+        var top = try YAMLMap(root, path: "", file: file)
+        var warnings: [String] = []
+
+        let versionNode = try top.require("version")
+        guard versionNode.int == 1 else { throw top.error(versionNode, "version", "only version 1 is supported") }
+
+        var nodeMap = try YAMLMap(try top.require("node"), path: "node", file: file)
+        let nodeName = try nodeMap.requireString("name")
+        do { try validateNodeName(nodeName) } catch let e as CNBackupError { throw nodeMap.error(nil, "name", e.message) }
+        let kindText = try nodeMap.requireString("kind")
+        guard let kind = NodeKind(rawValue: kindText) else {
+            throw nodeMap.error(nodeMap.value("kind"), "kind", "\"\(kindText)\" is not a node kind: use sv, validator or generic")
+        }
+        try nodeMap.rejectUnknown()
+
+        var epochMap = try YAMLMap(try top.require("epoch"), path: "epoch", file: file)
+        guard let migrationId = try epochMap.int("migrationId"), migrationId >= 0 else {
+            throw YAMLMap.error(file, epochMap.node, "epoch", "migrationId (a whole number from 0) is required")
+        }
+        let serial = try epochMap.int("serial") ?? 0
+        let synchronizerId = try epochMap.string("synchronizerId")
+        try epochMap.rejectUnknown()
+
+        var storeMap = try YAMLMap(try top.require("store"), path: "store", file: file)
+        let store = StoreSettings(url: try storeMap.requireString("url"), endpoint: try storeMap.string("endpoint"),
+                                  region: try storeMap.string("region"), pathStyle: try storeMap.bool("pathStyle"),
+                                  caFile: try storeMap.string("caFile"), provider: try storeMap.string("provider"))
+        try storeMap.rejectUnknown()
+        guard store.url.hasPrefix("file://") || store.url.hasPrefix("s3://") else {
+            throw storeMap.error(nil, "url", "\"\(store.url)\" is not a store URL: use file:///PATH or s3://BUCKET/PREFIX")
+        }
+
+        var encryptionMap = try YAMLMap(try top.require("encryption"), path: "encryption", file: file)
+        let recipients = try encryptionMap.strings("recipients") ?? []
+        let symmetricKeyFiles = try encryptionMap.strings("symmetricKeyFiles") ?? []
+        try encryptionMap.rejectUnknown()
+        for (index, recipient) in recipients.enumerated() {
+            do { _ = try Recipient(parsing: recipient) } catch let e as CNBackupError {
+                throw encryptionMap.error(nil, "recipients[\(index)]", e.message)
+            }
+        }
+        let recipientCount = recipients.count + symmetricKeyFiles.count
+        if recipientCount == 0 {
+            throw YAMLMap.error(file, encryptionMap.node, "encryption", "at least one recipient is required (two are advised: an operational key and an offline break-glass key)")
+        }
+        if recipientCount == 1 {
+            warnings.append("\(file): encryption has a single recipient: if its private key is lost, every backup is lost; add an offline break-glass recipient")
+        }
+
+        var signingMap = try YAMLMap(try top.require("signing"), path: "signing", file: file)
+        let signingKeyFile = try signingMap.requireString("keyFile")
+        try signingMap.rejectUnknown()
+
+        var compression = CompressionSettings()
+        if var compressionMap = try top.map("compression") {
+            if let level = try compressionMap.int("level") {
+                guard (1...19).contains(level) else { throw compressionMap.error(compressionMap.value("level"), "level", "must be 1 to 19") }
+                compression.level = level
+            }
+            if let workers = try compressionMap.int("workers") {
+                guard (0...64).contains(workers) else { throw compressionMap.error(compressionMap.value("workers"), "workers", "must be 0 to 64") }
+                compression.workers = workers
+            }
+            try compressionMap.rejectUnknown()
+        }
+
+        var readBack = ReadBackMode.full
+        if var verifyMap = try top.map("verify") {
+            if let mode = try verifyMap.string("readBack") {
+                guard let parsed = ReadBackMode(rawValue: mode) else {
+                    throw verifyMap.error(verifyMap.value("readBack"), "readBack", "use full or none")
+                }
+                readBack = parsed
+            }
+            try verifyMap.rejectUnknown()
+        }
+        let parallelism = try top.int("parallelism") ?? 2
+        guard (1...16).contains(parallelism) else { throw top.error(top.value("parallelism"), "parallelism", "must be 1 to 16") }
+
+        let capturesNode = try top.require("captures")
+        guard case .sequence(let captureNodes) = capturesNode, !captureNodes.isEmpty else {
+            throw top.error(capturesNode, "captures", "expected a non-empty list of captures")
+        }
+        var captures: [CaptureDefinition] = []
+        for (index, captureNode) in captureNodes.enumerated() {
+            captures.append(try parseCapture(captureNode, path: "captures[\(index)]", file: file))
+        }
+        try top.rejectUnknown()
+
+        var names = Set<String>()
+        for capture in captures where !names.insert(capture.name).inserted {
+            throw CNBackupError(.invalidDefinition, "\(file): two captures are named \"\(capture.name)\": names become object keys and must be unique")
+        }
+        let roles = Set(captures.map(\.role))
+        let missing = requiredRoles(kind).filter { !roles.contains($0) }
+        if !missing.isEmpty {
+            throw CNBackupError(.invalidDefinition,
+                "\(file): a \(kind.rawValue) node's backup must hold \(requiredRoles(kind).map(\.rawValue).joined(separator: ", ")); this pipeline has no capture with role \(missing.map(\.rawValue).joined(separator: ", "))")
+        }
+
+        return PipelineDefinition(node: NodeInfo(name: nodeName, kind: kind),
+                                  epoch: Epoch(migrationId: migrationId, serial: serial, synchronizerId: synchronizerId),
+                                  store: store, recipients: recipients, symmetricKeyFiles: symmetricKeyFiles,
+                                  signingKeyFile: signingKeyFile, compression: compression, captures: captures,
+                                  readBack: readBack, parallelism: parallelism, warnings: warnings)
+    }
+
+    private static func parseCapture(_ node: Node, path: String, file: String) throws -> CaptureDefinition {
+        var map = try YAMLMap(node, path: path, file: file)
+        let name = try map.requireString("name")
+        guard name.range(of: #"^[a-z0-9][a-z0-9._-]{0,62}$"#, options: .regularExpression) != nil else {
+            throw map.error(map.value("name"), "name", "\"\(name)\" is not allowed: use lower-case letters, digits, '.', '_' and '-'")
+        }
+        let roleText = try map.requireString("role")
+        guard let role = ComponentRole(rawValue: roleText) else {
+            throw map.error(map.value("role"), "role", "\"\(roleText)\" is not a role: use \(ComponentRole.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        var sources: [CaptureSourceDefinition] = []
+        if let arguments = try map.strings("command") {
+            guard !arguments.isEmpty, !arguments[0].isEmpty else { throw map.error(map.value("command"), "command", "the command must not be empty") }
+            sources.append(.command(arguments: arguments, environment: try map.stringMap("env") ?? [:]))
+        }
+        if let path = try map.string("file") { sources.append(.file(path: path)) }
+        if let path = try map.string("directory") { sources.append(.directory(path: path)) }
+        try map.rejectUnknown()
+        guard sources.count == 1, let source = sources.first else {
+            throw YAMLMap.error(file, node, path, "a capture needs exactly one source: command, file or directory (found \(sources.count))")
+        }
+        return CaptureDefinition(name: name, role: role, source: source)
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import Yams
+
+/// Reads a YAML mapping field by field, so every error names the file, line and column, and
+/// unknown fields (usually typos) are refused instead of ignored.
+struct YAMLMap {
+    let node: Node
+    let mapping: Node.Mapping
+    let path: String
+    let file: String
+    private var seen: Set<String> = []
+
+    init(_ node: Node, path: String, file: String) throws {
+        guard case .mapping(let mapping) = node else {
+            throw YAMLMap.error(file, node, path, "expected a mapping of fields")
+        }
+        self.node = node; self.mapping = mapping; self.path = path; self.file = file
+    }
+
+    static func error(_ file: String, _ node: Node?, _ path: String, _ message: String) -> CNBackupError {
+        let place = node?.mark.map { "\(file):\($0.line):\($0.column)" } ?? file
+        return CNBackupError(.invalidDefinition, "\(place): \(path.isEmpty ? "" : path + ": ")\(message)")
+    }
+
+    func error(_ node: Node?, _ key: String, _ message: String) -> CNBackupError {
+        YAMLMap.error(file, node ?? self.node, path.isEmpty ? key : "\(path).\(key)", message)
+    }
+
+    mutating func value(_ key: String) -> Node? {
+        seen.insert(key)
+        return mapping[Node(key)]
+    }
+
+    mutating func require(_ key: String) throws -> Node {
+        guard let node = value(key) else { throw YAMLMap.error(file, self.node, path, "the field \"\(key)\" is required") }
+        return node
+    }
+
+    mutating func string(_ key: String) throws -> String? {
+        guard let node = value(key) else { return nil }
+        guard case .scalar(let scalar) = node else { throw error(node, key, "expected a string") }
+        return scalar.string
+    }
+
+    mutating func requireString(_ key: String) throws -> String {
+        let node = try require(key)
+        guard case .scalar(let scalar) = node, !scalar.string.isEmpty else { throw error(node, key, "expected a non-empty string") }
+        return scalar.string
+    }
+
+    mutating func int(_ key: String) throws -> Int? {
+        guard let node = value(key) else { return nil }
+        guard let int = node.int else { throw error(node, key, "expected a whole number") }
+        return int
+    }
+
+    mutating func bool(_ key: String) throws -> Bool? {
+        guard let node = value(key) else { return nil }
+        guard let bool = node.bool else { throw error(node, key, "expected true or false") }
+        return bool
+    }
+
+    mutating func strings(_ key: String) throws -> [String]? {
+        guard let node = value(key) else { return nil }
+        guard case .sequence(let sequence) = node else { throw error(node, key, "expected a list of strings") }
+        return try sequence.map { item in
+            guard case .scalar(let scalar) = item else { throw error(item, key, "expected a list of strings") }
+            return scalar.string
+        }
+    }
+
+    mutating func map(_ key: String) throws -> YAMLMap? {
+        guard let node = value(key) else { return nil }
+        return try YAMLMap(node, path: path.isEmpty ? key : "\(path).\(key)", file: file)
+    }
+
+    mutating func stringMap(_ key: String) throws -> [String: String]? {
+        guard let node = value(key) else { return nil }
+        guard case .mapping(let mapping) = node else { throw error(node, key, "expected a mapping of names to strings") }
+        var result: [String: String] = [:]
+        for (k, v) in mapping {
+            guard let name = k.string, case .scalar(let scalar) = v else { throw error(v, key, "expected a mapping of names to strings") }
+            result[name] = scalar.string
+        }
+        return result
+    }
+
+    /// Throws on any field that was never asked for: a typo must not silently disable a setting.
+    func rejectUnknown() throws {
+        for (key, _) in mapping {
+            let name = key.string ?? "?"
+            if !seen.contains(name) {
+                throw YAMLMap.error(file, key, path, "unknown field \"\(name)\" (allowed here: \(seen.sorted().joined(separator: ", ")))")
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+
+/// Captured -> Compressed: zstd on a thread of its own.
+public struct Compress: Stage {
+    public let settings: CompressionSettings
+    public init(settings: CompressionSettings) { self.settings = settings }
+
+    public func run(_ input: Captured) throws -> Compressed {
+        let zstd = try ZstdCompressStream(input.stream, settings: settings)
+        return Compressed(stream: PipelinedStream(zstd, name: "zstd"),
+                          codec: CodecInfo(name: "zstd", level: settings.level), captured: input)
+    }
+}
+
+/// Compressed -> Sealed: AES-256-GCM segments on a thread of their own.
+public struct Seal: Stage {
+    public let recipients: [Recipient]
+    public let segmentSize: Int
+    public init(recipients: [Recipient], segmentSize: Int = SealedFormat.defaultSegmentSize) {
+        self.recipients = recipients
+        self.segmentSize = segmentSize
+    }
+
+    public func run(_ input: Compressed) throws -> Sealed {
+        let sealing = try SealingStream(input.stream, recipients: recipients,
+                                        description: input.captured.description, segmentSize: segmentSize)
+        return Sealed(stream: PipelinedStream(sealing, name: "seal"), header: sealing.header,
+                      dataKey: sealing.dataKey, compressed: input)
+    }
+}
+
+/// Sealed -> Stored: writes the object, hashing the stored bytes on the way.
+public struct Upload: Stage {
+    public let store: any ObjectStore
+    public let key: String
+    public let tags: [String: String]
+
+    public init(store: any ObjectStore, key: String, tags: [String: String]) {
+        self.store = store; self.key = key; self.tags = tags
+    }
+
+    public func run(_ input: Sealed) throws -> Stored {
+        let digesting = DigestingStream(input.stream)
+        let info = try store.put(key: key, from: digesting, options: PutOptions(tags: tags, sizeHint: input.compressed.captured.sizeHint))
+        guard let digest = digesting.digest else {
+            throw CNBackupError(.storage, "\(store.displayName) accepted \(key) before reading all of it")
+        }
+        guard info.size == digesting.count else {
+            throw CNBackupError(.integrity, "\(key) holds \(info.size) bytes in \(store.displayName), \(digesting.count) were written")
+        }
+        return Stored(key: key, info: info, storedSHA256: digest, storedSize: digesting.count, sealed: input)
+    }
+}
+
+/// Stored -> Verified: reads the object back and opens it with the data key still in memory,
+/// then decompresses it and compares the plaintext with what was captured. The job proves what
+/// it stored without ever holding a private key.
+public struct ReadBack: Stage {
+    public let store: any ObjectStore
+    public let mode: ReadBackMode
+    public init(store: any ObjectStore, mode: ReadBackMode) { self.store = store; self.mode = mode }
+
+    public func run(_ input: Stored) throws -> Verified {
+        guard let head = try store.head(key: input.key), head.size == input.storedSize else {
+            throw CNBackupError(.integrity, "\(input.key) is missing or has the wrong size in \(store.displayName) right after upload")
+        }
+        if mode == .none { return Verified(stored: input, mode: mode) }
+        let stored = DigestingStream(try store.get(key: input.key))
+        let opened = try OpeningStream(stored, dataKey: input.sealed.dataKey, expectedHeader: input.sealed.header)
+        let plaintext = DigestingStream(try ZstdDecompressStream(PipelinedStream(opened, name: "read-back")))
+        try plaintext.forEachChunk { _ in }
+        guard stored.digest == input.storedSHA256 else {
+            throw CNBackupError(.integrity, "\(input.key) read back with other bytes than were written")
+        }
+        guard plaintext.count == input.plaintextSize, plaintext.digest == input.plaintextSHA256 else {
+            throw CNBackupError(.integrity, "\(input.key) read back opens to other plaintext than was captured")
+        }
+        return Verified(stored: input, mode: mode)
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+
+/// A store on a local or mounted file system, the embedded default (`file:///var/backups/cnbackup`).
+///
+/// Atomic put: bytes go to a temporary file under `.cnbackup-tmp/` in the same file system, are
+/// fsynced, then renamed into place, and the directory is fsynced; a crash leaves at most a
+/// temporary file that `list` never shows. Tags live beside the objects under `.cnbackup-tags/`.
+public struct FileSystemStore: ObjectStore {
+    public let root: String
+    public var displayName: String { "file://\(root)" }
+    private static let temporaryFolder = ".cnbackup-tmp"
+    private static let tagsFolder = ".cnbackup-tags"
+
+    public init(root: String) {
+        self.root = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
+    }
+
+    private func path(_ key: String) -> String { root + "/" + key }
+
+    private func systemError(_ what: String) -> CNBackupError {
+        let code = errno
+        var hint = ""
+        if code == ENOSPC { hint = ": the file system is full; free space or choose another store" }
+        if code == EACCES || code == EROFS { hint = ": check that this user may write to \(root)" }
+        return CNBackupError(.storage, "\(what) in \(displayName) failed: \(String(cString: strerror(code)))\(hint)")
+    }
+
+    private func makeDirectories(_ directory: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw CNBackupError(.storage, "cannot create folder \(directory) in \(displayName): check the path and this user's rights",
+                                cause: "\(error.localizedDescription)")
+        }
+    }
+
+    private func syncDirectory(_ directory: String) {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+
+    public func put(key: String, from source: ByteStream, options: PutOptions) throws -> ObjectInfo {
+        try validateObjectKey(key)
+        let target = path(key)
+        let directory = (target as NSString).deletingLastPathComponent
+        try makeDirectories(directory)
+        try makeDirectories(root + "/" + Self.temporaryFolder)
+        let temporary = "\(root)/\(Self.temporaryFolder)/\(UUID().uuidString).part"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { source.close(); throw systemError("creating a temporary file") }
+        var renamed = false
+        defer { if !renamed { unlink(temporary) } }
+        do {
+            defer { close(fd) }
+            _ = try writeAll(source, to: fd, what: "\(displayName)/\(key)")
+            guard fsync(fd) == 0 else { throw systemError("syncing \(key)") }
+        } catch let error as CNBackupError where error.code == .io {
+            throw CNBackupError(.storage, error.message + (errno == ENOSPC ? ": the file system is full" : ""))
+        }
+        if options.ifAbsent {
+            // link() fails when the target exists, which makes "if absent" atomic.
+            if link(temporary, target) != 0 {
+                guard errno == EEXIST else { throw systemError("writing \(key)") }
+                let same = try filesEqual(temporary, target)
+                guard same else { throw CNBackupError(.alreadyExists, "\(key) already exists in \(displayName) with other bytes; it is never replaced") }
+            }
+            unlink(temporary)
+            renamed = true
+        } else {
+            guard rename(temporary, target) == 0 else { throw systemError("renaming \(key) into place") }
+            renamed = true
+        }
+        syncDirectory(directory)
+        if !options.tags.isEmpty { try writeTags(key: key, options.tags) }
+        guard let info = try head(key: key) else { throw CNBackupError(.storage, "\(key) vanished right after it was written") }
+        return info
+    }
+
+    private func filesEqual(_ a: String, _ b: String) throws -> Bool {
+        guard let left = FileManager.default.contents(atPath: a), let right = FileManager.default.contents(atPath: b) else { return false }
+        return left == right
+    }
+
+    private func writeTags(key: String, _ tags: [String: String]) throws {
+        let tagPath = "\(root)/\(Self.tagsFolder)/\(key).json"
+        try makeDirectories((tagPath as NSString).deletingLastPathComponent)
+        let encoder = JSONEncoder(); encoder.outputFormatting = [.sortedKeys]
+        let data = try encoder.encode(tags)
+        guard FileManager.default.createFile(atPath: tagPath, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw systemError("writing the tags of \(key)")
+        }
+    }
+
+    public func get(key: String, range: ClosedRange<Int64>?) throws -> ByteStream {
+        try validateObjectKey(key)
+        let fd = open(path(key), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { throw CNBackupError(.notFound, "\(key) is not in \(displayName)") }
+            throw systemError("opening \(key)")
+        }
+        var limit: Int64?
+        if let range {
+            guard lseek(fd, off_t(range.lowerBound), SEEK_SET) >= 0 else { close(fd); throw systemError("seeking in \(key)") }
+            limit = range.upperBound - range.lowerBound + 1
+        }
+        return FileDescriptorStream(fd: fd, owns: true, limit: limit, what: "\(displayName)/\(key)")
+    }
+
+    public func head(key: String) throws -> ObjectInfo? {
+        try validateObjectKey(key)
+        var status = stat()
+        guard stat(path(key), &status) == 0 else {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            throw systemError("reading the size of \(key)")
+        }
+        guard (status.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return ObjectInfo(key: key, size: Int64(status.st_size),
+                          lastModified: Date(timeIntervalSince1970: TimeInterval(status.st_mtim.tv_sec)))
+    }
+
+    public func list(prefix: String) throws -> [ObjectInfo] {
+        var results: [ObjectInfo] = []
+        guard let enumerator = FileManager.default.enumerator(atPath: root) else {
+            var isDirectory: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory) { return [] }
+            throw CNBackupError(.storage, "cannot list \(displayName): check this user's rights")
+        }
+        while let relative = enumerator.nextObject() as? String {
+            if relative.hasPrefix(Self.temporaryFolder) || relative.hasPrefix(Self.tagsFolder) {
+                enumerator.skipDescendants(); continue
+            }
+            guard relative.hasPrefix(prefix) || prefix.hasPrefix(relative + "/") else {
+                if !prefix.isEmpty && !prefix.hasPrefix(relative) { enumerator.skipDescendants() }
+                continue
+            }
+            guard relative.hasPrefix(prefix), let info = try head(key: relative) else { continue }
+            results.append(info)
+        }
+        return results.sorted { $0.key < $1.key }
+    }
+
+    public func delete(keys: [String]) throws {
+        for key in keys {
+            try validateObjectKey(key)
+            if unlink(path(key)) != 0 && errno != ENOENT { throw systemError("deleting \(key)") }
+            unlink("\(root)/\(Self.tagsFolder)/\(key).json")
+        }
+    }
+
+    public func tags(key: String) throws -> [String: String] {
+        guard try head(key: key) != nil else { throw CNBackupError(.notFound, "\(key) is not in \(displayName)") }
+        guard let data = FileManager.default.contents(atPath: "\(root)/\(Self.tagsFolder)/\(key).json") else { return [:] }
+        return (try? JSONDecoder().decode([String: String].self, from: data)) ?? [:]
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+
+/// What a store says about one object.
+public struct ObjectInfo: Sendable, Equatable {
+    /// The key relative to the store's root (its URL's path or prefix), with `/` separators.
+    public var key: String
+    public var size: Int64
+    public var lastModified: Date
+    /// The store's own entity tag or version id, when it has one (S3). Not an MD5 in general.
+    public var etag: String?
+
+    public init(key: String, size: Int64, lastModified: Date, etag: String? = nil) {
+        self.key = key; self.size = size; self.lastModified = lastModified; self.etag = etag
+    }
+}
+
+/// How to write one object.
+public struct PutOptions: Sendable {
+    /// Labels for the storage's own lifecycle rules (S3 object tags). Never trusted on reading:
+    /// they are unsigned and anyone with write access can change them.
+    public var tags: [String: String]
+    /// Refuse to replace an existing object (`If-None-Match: *`); used for manifests, which are
+    /// written once. When the existing object has the same bytes, the put succeeds.
+    public var ifAbsent: Bool
+    /// The expected size, when known, so a store can choose its part size.
+    public var sizeHint: Int64?
+
+    public init(tags: [String: String] = [:], ifAbsent: Bool = false, sizeHint: Int64? = nil) {
+        self.tags = tags; self.ifAbsent = ifAbsent; self.sizeHint = sizeHint
+    }
+}
+
+/// Where backups go. Every implementation keeps these guarantees, and the conformance suite in
+/// Tests/CNBackupTests/ObjectStoreConformance.swift checks each of them:
+///
+/// - **Atomic put**: an object appears whole or not at all. When the source stream throws, or the
+///   store fails part-way, `put` throws and no object (and no partial upload) is left under `key`.
+/// - **Read after write**: once `put` returns, `head`, `get` and `list` see the object.
+/// - **Put if absent**: with `ifAbsent`, `put` throws `.alreadyExists` when an object with other
+///   bytes is already there, and succeeds without change when the same bytes are there.
+/// - **Ranged get**: `get` with a range returns exactly those bytes (inclusive bounds).
+/// - **List**: every object whose key starts with `prefix`, sorted by key, across all pages.
+/// - **Delete**: removing missing keys is not an error.
+/// - **Errors**: a missing object is `.notFound`; messages name the key and store, never a secret.
+public protocol ObjectStore: Sendable {
+    /// A name for messages (`file:///var/backups`, `s3://bucket/prefix`), never with credentials.
+    var displayName: String { get }
+
+    @discardableResult
+    func put(key: String, from source: ByteStream, options: PutOptions) throws -> ObjectInfo
+    func get(key: String, range: ClosedRange<Int64>?) throws -> ByteStream
+    /// nil when there is no such object.
+    func head(key: String) throws -> ObjectInfo?
+    func list(prefix: String) throws -> [ObjectInfo]
+    func delete(keys: [String]) throws
+    func tags(key: String) throws -> [String: String]
+}
+
+extension ObjectStore {
+    public func get(key: String) throws -> ByteStream { try get(key: key, range: nil) }
+
+    /// Reads a small object (a manifest, a signature) whole.
+    public func getBytes(key: String, limit: Int = 16 << 20) throws -> [UInt8] {
+        try get(key: key, range: nil).readAll(limit: limit)
+    }
+
+    @discardableResult
+    public func putBytes(key: String, _ bytes: [UInt8], options: PutOptions = PutOptions()) throws -> ObjectInfo {
+        var options = options
+        options.sizeHint = Int64(bytes.count)
+        return try put(key: key, from: MemoryStream(bytes), options: options)
+    }
+}
+
+/// Checks an object key before any store uses it: relative, no `.` or `..` segments, no empty
+/// segments, printable. Keys come from node names and set ids in files an operator edits.
+func validateObjectKey(_ key: String) throws {
+    let segments = key.split(separator: "/", omittingEmptySubsequences: false)
+    guard !key.isEmpty, !key.hasPrefix("/"),
+          segments.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }),
+          key.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7f }) else {
+        throw CNBackupError(.invalidInput, "object key \"\(key)\" is not allowed: use relative keys without empty, . or .. segments")
+    }
+}

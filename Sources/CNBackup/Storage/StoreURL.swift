@@ -1,0 +1,47 @@
+import Foundation
+
+extension StoreSettings {
+    /// Parses `file:///PATH` or `s3://BUCKET/PREFIX?endpoint=...&region=...&pathStyle=true`. Query
+    /// parameters fill settings not given otherwise, which is how `copy` names two stores.
+    public init(parsing url: String, endpoint: String? = nil, region: String? = nil, pathStyle: Bool? = nil,
+                caFile: String? = nil, provider: String? = nil) throws {
+        guard let components = URLComponents(string: url), let scheme = components.scheme,
+              scheme == "file" || scheme == "s3" else {
+            throw CNBackupError(.invalidInput, "\"\(url)\" is not a store URL: use file:///PATH or s3://BUCKET/PREFIX")
+        }
+        var query: [String: String] = [:]
+        for item in components.queryItems ?? [] { query[item.name] = item.value ?? "" }
+        let known: Set = ["endpoint", "region", "pathStyle", "caFile", "provider"]
+        if let unknown = query.keys.first(where: { !known.contains($0) }) {
+            throw CNBackupError(.invalidInput, "store URL parameter \"\(unknown)\" is unknown (allowed: \(known.sorted().joined(separator: ", ")))")
+        }
+        var base = components
+        base.query = nil
+        self.init(url: base.string ?? url,
+                  endpoint: endpoint ?? query["endpoint"], region: region ?? query["region"],
+                  pathStyle: pathStyle ?? query["pathStyle"].map { $0 == "true" || $0 == "1" },
+                  caFile: caFile ?? query["caFile"], provider: provider ?? query["provider"])
+    }
+
+    /// Opens the store these settings name.
+    public func open() throws -> any ObjectStore {
+        guard let components = URLComponents(string: url), let scheme = components.scheme else {
+            throw CNBackupError(.invalidInput, "\"\(url)\" is not a store URL: use file:///PATH or s3://BUCKET/PREFIX")
+        }
+        switch scheme {
+        case "file":
+            guard components.host == nil || components.host == "" || components.host == "localhost" else {
+                throw CNBackupError(.invalidInput, "file store URL \"\(url)\" names a host: use file:///ABSOLUTE/PATH (three slashes)")
+            }
+            let path = components.path
+            guard path.hasPrefix("/"), path.count > 1 else {
+                throw CNBackupError(.invalidInput, "file store URL \"\(url)\" needs an absolute path: file:///var/backups/cnbackup")
+            }
+            return FileSystemStore(root: path)
+        case "s3":
+            return try openS3Store(self)
+        default:
+            throw CNBackupError(.invalidInput, "store scheme \"\(scheme)\" is not supported: use file:// or s3://")
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+
+/// The outcome of checking one set.
+public struct VerifyReport: Codable, Sendable {
+    public struct ComponentCheck: Codable, Sendable {
+        public var component: String
+        public var ok: Bool
+        public var checked: [String]
+        public var error: String?
+        /// The key ids the object was sealed for: the private keys that must be kept.
+        public var keyIds: [KeyID]
+    }
+
+    public var setId: String
+    public var node: String?
+    public var epoch: String?
+    public var status: String?
+    public var signature: String
+    public var deep: Bool
+    public var components: [ComponentCheck]
+    public var problems: [String]
+    /// Everything checked holds, and the set is complete.
+    public var ok: Bool
+}
+
+/// Checks a set against its signed manifest. Shallow: the signature by a pinned signer, the barrier
+/// evidence, and every object's presence, size, SHA-256 and header (which names its set and
+/// component, so objects swapped between sets or components fail). Deep: also opens every object
+/// with a private key, decompresses it and checks the plaintext's size and digest HMAC.
+public struct Verifier: Sendable {
+    public let catalog: Catalog
+    public init(catalog: Catalog) { self.catalog = catalog }
+
+    public func verify(setId: String, node: String? = nil, identities: [Identity]? = nil) throws -> VerifyReport {
+        let entry = try catalog.entry(setId: setId, node: node)
+        let deep = identities != nil
+        var report = VerifyReport(setId: setId, node: entry.manifest?.node.name, epoch: entry.manifest?.epoch.description,
+                                  status: entry.manifest?.status.rawValue, signature: entry.signature.description,
+                                  deep: deep, components: [], problems: entry.problems, ok: false)
+        guard entry.isTrusted, let manifest = entry.manifest else {
+            if !entry.signature.isValid { report.problems.insert("signature \(entry.signature)", at: 0) }
+            return report
+        }
+        if manifest.status != .complete {
+            report.problems.append("the set is partial: " + manifest.failures.map { "\($0.component): \($0.reason)" }.joined(separator: "; "))
+        }
+        if let barrier = manifest.barrier {
+            let appsEnd = manifest.components.filter { $0.role == ComponentRole.apps.rawValue }.map(\.endOrder).max()
+            let participantStart = manifest.components.filter { $0.role == ComponentRole.participant.rawValue }.map(\.startOrder).min()
+            if let appsEnd, let participantStart, appsEnd >= participantStart {
+                report.problems.append("the apps capture ended (event \(appsEnd)) after the participant capture started (event \(participantStart)): the set breaks the apps-before-participant rule")
+            } else if !barrier.holds {
+                report.problems.append("the barrier evidence says the apps-before-participant rule does not hold")
+            }
+        }
+        for record in manifest.components {
+            report.components.append(check(record, entry: entry, manifest: manifest, identities: identities))
+        }
+        report.ok = report.problems.isEmpty && report.components.allSatisfy(\.ok)
+        return report
+    }
+
+    private func check(_ record: ComponentRecord, entry: CatalogEntry, manifest: Manifest, identities: [Identity]?) -> VerifyReport.ComponentCheck {
+        var result = VerifyReport.ComponentCheck(component: record.name, ok: false, checked: [], error: nil, keyIds: record.keyIds)
+        do {
+            let key = entry.layout.key(relative: record.objectKey)
+            guard let head = try catalog.store.head(key: key) else {
+                throw CNBackupError(.integrity, "object \(record.objectKey) is missing")
+            }
+            guard head.size == record.storedSize else {
+                throw CNBackupError(.integrity, "object \(record.objectKey) holds \(head.size) bytes, the manifest says \(record.storedSize)")
+            }
+            result.checked.append("size")
+            let stored = DigestingStream(try catalog.store.get(key: key))
+            if let identities {
+                let opened = try OpeningStream(PipelinedStream(stored, name: "verify-read"), identities: identities)
+                try checkDescription(opened.header.description, record: record, manifest: manifest)
+                let plaintext = DigestingStream(try ZstdDecompressStream(PipelinedStream(opened, name: "verify-open")))
+                try plaintext.forEachChunk { _ in }
+                try checkStoredDigest(stored, record)
+                guard plaintext.count == record.plaintextSize,
+                      let digest = plaintext.digest,
+                      try opened.dataKey.plaintextDigestMAC(digest).hex == record.plaintextDigestHMAC else {
+                    throw CNBackupError(.integrity, "the plaintext of \(record.name) differs from what was captured")
+                }
+                result.checked += ["sha256", "header", "authenticated", "zstd checksum", "plaintext digest"]
+            } else {
+                let reader = ChunkReader(stored)
+                let header = try SealedHeader.read(from: reader)
+                try checkDescription(header.description, record: record, manifest: manifest)
+                while try !reader.read(exactly: 1 << 20).isEmpty {}
+                try checkStoredDigest(stored, record)
+                result.checked += ["sha256", "header"]
+            }
+            result.ok = true
+        } catch {
+            result.error = "\(error)"
+        }
+        return result
+    }
+
+    private func checkStoredDigest(_ stored: DigestingStream, _ record: ComponentRecord) throws {
+        guard stored.digest?.hex == record.storedSHA256 else {
+            throw CNBackupError(.integrity, "object \(record.objectKey) has other bytes than the manifest records (SHA-256 differs)")
+        }
+    }
+}
+
+/// The header of an object names its set and component; a mismatch means it was swapped in.
+func checkDescription(_ description: ObjectDescription, record: ComponentRecord, manifest: Manifest) throws {
+    guard description.setId == manifest.setId, description.component == record.name,
+          description.node == manifest.node.name, description.migrationId == manifest.epoch.migrationId,
+          description.serial == manifest.epoch.serial else {
+        throw CNBackupError(.integrity,
+            "object \(record.objectKey) belongs to set \(description.setId ?? "?") component \(description.component ?? "?"), not to set \(manifest.setId) component \(record.name): it was swapped")
+    }
+}

@@ -1,0 +1,84 @@
+import ArgumentParser
+import CNBackup
+import Foundation
+import Logging
+
+struct CNBackupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cnbackup",
+        abstract: "Off-cluster backups of Canton Network nodes: capture, zstd, seal, store, verify, restore.",
+        discussion: """
+        Exit codes: 0 everything asked for holds; 1 error (bad input, failed operation); \
+        2 the backup set is partial or a check failed; 64 usage error.
+        """,
+        version: cnbackupVersion,
+        subcommands: [RunCommand.self, ValidateCommand.self, ListCommand.self, VerifyCommand.self,
+                      RestoreCommand.self, KeysCommand.self, EncryptCommand.self, DecryptCommand.self])
+}
+
+/// Exit codes documented in README.md.
+enum Exit {
+    static let failure: Int32 = 1
+    static let incomplete: Int32 = 2
+}
+
+/// Runs a command body, printing a library error as one clear line and exiting non-zero.
+func reporting(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as CNBackupError {
+        FileHandle.standardError.write(Data("cnbackup: error: \(error)\n".utf8))
+        throw ExitCode(Exit.failure)
+    }
+}
+
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+func makeLogger(_ label: String = "cnbackup") -> Logger {
+    var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+    logger.logLevel = ProcessInfo.processInfo.environment["CNBACKUP_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
+    return logger
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    FileHandle.standardOutput.write(try encoder.encode(value))
+    FileHandle.standardOutput.write(Data("\n".utf8))
+}
+
+/// Where a store is, as every command that reads or writes one takes it.
+struct StoreOptions: ParsableArguments {
+    @Option(help: "The store: file:///PATH or s3://BUCKET/PREFIX (settings may follow as ?endpoint=...&region=...).")
+    var store: String
+    @Option(help: "S3 endpoint URL (https://...).") var endpoint: String?
+    @Option(help: "S3 region.") var region: String?
+    @Flag(help: "Path-style S3 addressing (bucket in the path, not the host name).") var pathStyle = false
+    @Option(help: "A CA bundle to verify the S3 endpoint's TLS certificate with.") var caFile: String?
+    @Option(help: "S3 provider quirks: aws, gcs, r2, minio, seaweedfs, ceph.") var provider: String?
+
+    func open() throws -> any ObjectStore {
+        try StoreSettings(parsing: store, endpoint: endpoint, region: region, pathStyle: pathStyle ? true : nil,
+                          caFile: caFile, provider: provider).open()
+    }
+}
+
+/// The signers whose manifests readers trust.
+struct SignerOptions: ParsableArguments {
+    @Option(name: .customLong("signer"), help: "A pinned signer public key (cnb1-ed25519-pub-...); repeat for several. Default: $CNBACKUP_SIGNER.")
+    var signers: [String] = []
+
+    func load() throws -> [SignerKey] {
+        var texts = signers
+        if texts.isEmpty, let fromEnvironment = ProcessInfo.processInfo.environment["CNBACKUP_SIGNER"] {
+            texts = fromEnvironment.split(separator: ",").map(String.init)
+        }
+        guard !texts.isEmpty else {
+            throw CNBackupError(.invalidInput,
+                "no pinned signer: pass --signer cnb1-ed25519-pub-... (printed by `cnbackup keys generate --signing`) or set CNBACKUP_SIGNER; only manifests signed by it are trusted")
+        }
+        return try texts.map { try SignerKey(parsing: $0) }
+    }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import CNBackup
+import Foundation
+
+struct ValidateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate", abstract: "Check a pipeline file: errors with line and column, warnings for risky settings.")
+
+    @Argument(help: "The pipeline file.") var pipeline: String
+
+    func run() throws {
+        try reporting {
+            let definition = try PipelineDefinition.load(path: pipeline)
+            for warning in definition.warnings { printError("warning: \(warning)") }
+            print("\(pipeline): valid (\(definition.node.kind.rawValue) node \(definition.node.name), epoch \(definition.epoch), \(definition.captures.count) captures)")
+        }
+    }
+}
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run a pipeline file: capture, compress, seal, store, read back, sign the manifest.",
+        discussion: "Exit code 0 only when the set is complete; 2 when it was committed as partial; 1 when nothing was committed.")
+
+    @Argument(help: "The pipeline file.") var pipeline: String
+    @Flag(help: "Print the plan and stop.") var dryRun = false
+    @Option(help: "The synchronizer epoch MIGRATION/SERIAL; overrides $CNBACKUP_EPOCH and the file.") var epoch: String?
+
+    func run() throws {
+        try reporting {
+            var definition = try PipelineDefinition.load(path: pipeline)
+            if let text = epoch ?? ProcessInfo.processInfo.environment["CNBACKUP_EPOCH"] {
+                let parsed = try Epoch(parsing: text)
+                definition.epoch.migrationId = parsed.migrationId
+                definition.epoch.serial = parsed.serial
+            }
+            for warning in definition.warnings { printError("warning: \(warning)") }
+            let runner = BackupRunner(definition: definition, store: try definition.store.open(), logger: makeLogger())
+            if dryRun {
+                runner.plan.forEach { print($0) }
+                return
+            }
+            let result = try runner.run()
+            print("set \(result.setId) \(result.manifest.status.rawValue): \(result.manifest.components.count) components stored in \(definition.store.url)")
+            if !result.isComplete {
+                for failure in result.manifest.failures { printError("failed: \(failure.component): \(failure.reason)") }
+                throw ExitCode(Exit.incomplete)
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+import CNBackup
+import Foundation
+
+// Key material lives in this process's memory: a core dump would write it to disk.
+disableCoreDumps()
+CNBackupCommand.main()
