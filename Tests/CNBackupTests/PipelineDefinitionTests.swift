@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+@testable import CNBackup
+
+@Suite struct PipelineDefinitionTests {
+    let recipient = KeyText.encode(.x25519Public, patternBytes(32, seed: 5))
+    let breakGlass = KeyText.encode(.x25519Public, patternBytes(32, seed: 6))
+
+    func yaml(_ captures: String, kind: String = "generic", recipients: String? = nil, extra: String = "") -> String {
+        """
+        version: 1
+        node: { name: sv-1, kind: \(kind) }
+        epoch: { migrationId: 3, serial: 1 }
+        store: { url: "file:///tmp/x" }
+        encryption: { recipients: [\(recipients ?? "\"\(recipient)\", \"\(breakGlass)\"")] }
+        signing: { keyFile: /secrets/signing/key }
+        \(extra)
+        captures:
+        \(captures)
+        """
+    }
+
+    @Test func parsesAValidFile() throws {
+        let definition = try PipelineDefinition.parse(yaml("""
+          - { name: apps, role: apps, command: [ "echo", "hi" ], env: { PGHOST: apps-pg } }
+          - { name: conf, role: other, directory: /etc/canton }
+        """, extra: "compression: { level: 5, workers: 2 }"))
+        #expect(definition.node == NodeInfo(name: "sv-1", kind: .generic))
+        #expect(definition.epoch == Epoch(migrationId: 3, serial: 1))
+        #expect(definition.compression == CompressionSettings(level: 5, workers: 2))
+        #expect(definition.captures.map(\.role) == [.apps, .other])
+        #expect(definition.captures[0].source == .command(arguments: ["echo", "hi"], environment: ["PGHOST": "apps-pg"]))
+        #expect(definition.warnings.isEmpty)
+    }
+
+    @Test func unknownFieldGivesLineAndColumn() throws {
+        let text = yaml("  - { name: apps, role: apps, comand: [ echo ] }")
+        let error = #expect(throws: CNBackupError.self) { try PipelineDefinition.parse(text, file: "p.yaml") }
+        #expect(error?.message.contains("p.yaml:9:") == true, "\(error?.message ?? "")")
+        #expect(error?.message.contains("unknown field \"comand\"") == true)
+    }
+
+    @Test func badYAMLAndBadValues() {
+        #expect(throws: CNBackupError.self) { try PipelineDefinition.parse("version: 1\nnode: [", file: "p") }
+        #expect(throws: CNBackupError.self) { try PipelineDefinition.parse(yaml("  - { name: a, role: wizard, command: [x] }")) }
+        #expect(throws: CNBackupError.self) { try PipelineDefinition.parse(yaml("  - { name: a, role: other }")) }
+        #expect(throws: CNBackupError.self) { try PipelineDefinition.parse(yaml("  - { name: a, role: other, command: [x] }", extra: "compression: { level: 30 }")) }
+        #expect(throws: CNBackupError.self) { try PipelineDefinition.parse(yaml("  - { name: a, role: other, command: [x] }", recipients: "\"cnb1-x25519-pub-garbage\"")) }
+        #expect(throws: CNBackupError.self) {
+            try PipelineDefinition.parse(yaml("  - { name: a, role: other, command: [x] }\n  - { name: a, role: other, file: /x }"))
+        }
+    }
+
+    @Test func singleRecipientWarns() throws {
+        let definition = try PipelineDefinition.parse(yaml("  - { name: a, role: other, command: [x] }", recipients: "\"\(recipient)\""))
+        #expect(definition.warnings.count == 1)
+        #expect(definition.warnings[0].contains("single recipient"))
+    }
+
+    @Test func nodeKindsNeedTheirRoles() {
+        let error = #expect(throws: CNBackupError.self) {
+            try PipelineDefinition.parse(yaml("  - { name: apps, role: apps, command: [x] }", kind: "validator"))
+        }
+        #expect(error?.message.contains("participant, identities") == true)
+    }
+}

@@ -1,0 +1,149 @@
+import Foundation
+import Testing
+
+/// The `cnbackup` binary as a user runs it. scripts/test.sh sets CNBACKUP_BIN; otherwise the
+/// binary beside the test bundle is used.
+func cnbackupBinary() -> String {
+    if let path = ProcessInfo.processInfo.environment["CNBACKUP_BIN"] { return path }
+    return Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("cnbackup").path
+}
+
+struct Outcome {
+    let status: Int32
+    let stdout: Data
+    let stderr: String
+    var text: String { String(decoding: stdout, as: UTF8.self) }
+}
+
+@discardableResult
+func cli(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> Outcome {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: cnbackupBinary())
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env.merge(environment) { _, new in new }
+    process.environment = env
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    if let stdin { process.standardInput = FileHandle(forReadingAtPath: stdin) } else { process.standardInput = FileHandle.nullDevice }
+    try process.run()
+    // Drain both pipes concurrently so neither can fill and block the child.
+    nonisolated(unsafe) var errorData = Data()
+    let drained = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async { errorData = err.fileHandleForReading.readDataToEndOfFile(); drained.signal() }
+    let outputData = out.fileHandleForReading.readDataToEndOfFile()
+    drained.wait()
+    process.waitUntilExit()
+    return Outcome(status: process.terminationStatus, stdout: outputData, stderr: String(decoding: errorData, as: UTF8.self))
+}
+
+func shell(_ command: String) throws -> Int32 {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", command]
+    try process.run()
+    process.waitUntilExit()
+    return process.terminationStatus
+}
+
+func temporaryDirectory() throws -> String {
+    let path = NSTemporaryDirectory() + "cnbackup-cli-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+@Suite(.serialized) struct CLITests {
+    @Test func backupListVerifyRestoreAndBreakGlass() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipient = try cli(["keys", "generate", "--out", dir + "/ops"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let breakGlass = try cli(["keys", "generate", "--out", dir + "/bg"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let signer = try cli(["keys", "generate", "--signing", "--out", dir + "/sign"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(recipient.hasPrefix("cnb1-x25519-pub-") && signer.hasPrefix("cnb1-ed25519-pub-"))
+
+        let fixture = try #require(Bundle.module.url(forResource: "sv-identities-dump", withExtension: "json", subdirectory: "Resources/fixtures"))
+        let pipeline = """
+        version: 1
+        node: { name: sv-1, kind: generic }
+        epoch: { migrationId: 1, serial: 0 }
+        store: { url: "file://\(dir)/store" }
+        encryption: { recipients: [ "\(recipient)", "\(breakGlass)" ] }
+        signing: { keyFile: "\(dir)/sign" }
+        captures:
+          - { name: dump, role: other, file: "\(fixture.path)" }
+          - { name: etc, role: other, directory: "\(fixture.deletingLastPathComponent().path)" }
+        """
+        try pipeline.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        let validated = try cli(["validate", dir + "/p.yaml"])
+        #expect(validated.status == 0, "\(validated.stderr)")
+        #expect(try cli(["run", dir + "/p.yaml", "--dry-run"]).text.contains("phase 1"))
+        let run = try cli(["run", dir + "/p.yaml"])
+        #expect(run.status == 0, "\(run.stderr)")
+
+        let listed = try cli(["list", "--store", "file://\(dir)/store", "--signer", signer, "--json"])
+        #expect(listed.status == 0)
+        struct Listing: Decodable { struct Set: Decodable { var id: String; var complete: Bool; var signature: String }; var sets: [Set] }
+        let sets = try JSONDecoder().decode(Listing.self, from: listed.stdout).sets
+        #expect(sets.count == 1 && sets[0].complete && sets[0].signature == "valid")
+        let setId = sets[0].id
+
+        #expect(try cli(["list", "--store", "file://\(dir)/store"]).stderr.contains("--signer"))
+        let deep = try cli(["verify", "--store", "file://\(dir)/store", "--signer", signer, setId, "--deep", "--identity", dir + "/bg"])
+        #expect(deep.status == 0, "\(deep.text) \(deep.stderr)")
+
+        let restored = try cli(["restore", "--store", "file://\(dir)/store", "--signer", signer, setId, "--component", "dump",
+                                "--to", dir + "/restored.json", "--identity", dir + "/ops"])
+        #expect(restored.status == 0, "\(restored.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/restored.json")) == Data(contentsOf: fixture))
+        let mode = try FileManager.default.attributesOfItem(atPath: dir + "/restored.json")[.posixPermissions] as? NSNumber
+        #expect(mode?.intValue == 0o600)
+        let toStdout = try cli(["restore", "--store", "file://\(dir)/store", "--signer", signer, setId, "--component", "dump",
+                                "--to", "-", "--identity", dir + "/ops"])
+        #expect(toStdout.stdout == (try Data(contentsOf: fixture)))
+
+        // Break-glass: only the object and a private key, no manifest: decrypt | zstd -d.
+        let object = "\(dir)/store/sv-1/migration-1/serial-0/\(setId)/dump.zst.cnb"
+        #expect(try shell("'\(cnbackupBinary())' decrypt --identity '\(dir)/bg' < '\(object)' | zstd -dc > '\(dir)/glass.json'") == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/glass.json")) == Data(contentsOf: fixture))
+
+        // The private key never shows up in anything cnbackup printed.
+        let secretLine = try String(contentsOfFile: dir + "/ops", encoding: .utf8).split(separator: "\n").last.map(String.init) ?? "?"
+        for output in [run.stderr, run.text, deep.text, deep.stderr, restored.stderr] { #expect(!output.contains(secretLine)) }
+    }
+
+    @Test func badInputGivesClearErrorsAndNonZeroExits() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let missing = try cli(["run", dir + "/nope.yaml"])
+        #expect(missing.status == 1 && missing.stderr.contains("cannot read pipeline file"))
+        try "version: 1\nnode: { name: n, kind: generic }\nepok: 3\n".write(toFile: dir + "/bad.yaml", atomically: true, encoding: .utf8)
+        let bad = try cli(["validate", dir + "/bad.yaml"])
+        #expect(bad.status == 1 && bad.stderr.contains("bad.yaml:"), "\(bad.stderr)")
+        let wrongKey = try cli(["decrypt", "--identity", dir + "/none"], stdin: "/dev/null")
+        #expect(wrongKey.status == 1 && wrongKey.stderr.contains("cannot read key file"))
+    }
+
+    @Test func partialRunExitsTwoAndLeavesAPartialSet() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipient = try cli(["keys", "generate", "--out", dir + "/ops"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let signer = try cli(["keys", "generate", "--signing", "--out", dir + "/sign"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        try """
+        version: 1
+        node: { name: n1, kind: generic }
+        epoch: { migrationId: 0, serial: 0 }
+        store: { url: "file://\(dir)/store" }
+        encryption: { recipients: [ "\(recipient)" ] }
+        signing: { keyFile: "\(dir)/sign" }
+        captures:
+          - { name: ok, role: other, command: [ "printf", "x" ] }
+          - { name: dies, role: other, command: [ "false" ] }
+        """.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        let run = try cli(["run", dir + "/p.yaml"])
+        #expect(run.status == 2, "\(run.stderr)")
+        #expect(run.stderr.contains("dies"))
+        let listed = try cli(["list", "--store", "file://\(dir)/store", "--signer", signer, "--json"])
+        #expect(listed.text.contains("\"status\" : \"partial\"") && listed.text.contains("\"complete\" : false"))
+    }
+}
