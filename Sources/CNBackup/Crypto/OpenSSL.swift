@@ -284,3 +284,12 @@ func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
     if a.isEmpty { return true }
     return CRYPTO_memcmp(a, b, a.count) == 0
 }
+
+/// MD5, only for the `Content-MD5` header object stores check uploads against; never for security.
+func md5(_ bytes: [UInt8]) throws -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: 16)
+    var length: UInt32 = 0
+    let ok = bytes.withUnsafeBytes { EVP_Digest($0.baseAddress, $0.count, &out, &length, EVP_md5(), nil) }
+    guard ok == 1, length == 16 else { throw cryptoFailure("MD5") }
+    return out
+}

@@ -39,7 +39,14 @@ extension StoreSettings {
             }
             return FileSystemStore(root: path)
         case "s3":
-            return try openS3Store(self)
+            var s3Provider = S3Provider.aws
+            if let provider {
+                guard let parsed = S3Provider(rawValue: provider) else {
+                    throw CNBackupError(.invalidInput, "provider \"\(provider)\" is unknown: use \(S3Provider.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                s3Provider = parsed
+            }
+            return try openS3Store(url: url, endpoint: endpoint, region: region, pathStyle: pathStyle, caFile: caFile, provider: s3Provider)
         default:
             throw CNBackupError(.invalidInput, "store scheme \"\(scheme)\" is not supported: use file:// or s3://")
         }

@@ -1,0 +1,65 @@
+import Foundation
+
+/// Multipart uploads a store can list and abort (S3); the file store has none.
+public protocol MultipartUploadCleaning: ObjectStore {
+    func staleMultipartUploads(olderThan: Date) throws -> [StaleUpload]
+    func abort(_ upload: StaleUpload) throws
+}
+
+public struct StaleUpload: Sendable, Codable, Equatable {
+    public var key: String
+    public var uploadId: String
+    public var initiated: Date?
+}
+
+/// What `cleanup` would remove: objects of sets that never got a manifest and are older than the
+/// longest run could take, and multipart uploads left behind. Sets with a manifest (complete or
+/// partial, trusted or not) are never touched here: that is `prune`'s job, which checks signatures.
+public struct CleanupPlan: Sendable, Codable {
+    public struct OrphanSet: Sendable, Codable {
+        public var directory: String
+        public var keys: [String]
+        public var bytes: Int64
+        public var newest: Date
+    }
+    public var orphanSets: [OrphanSet]
+    public var staleUploads: [StaleUpload]
+}
+
+public struct Cleaner: Sendable {
+    public let store: any ObjectStore
+    /// Orphans younger than this may belong to a run still going: they are left alone.
+    public let olderThan: TimeInterval
+
+    public init(store: any ObjectStore, olderThan: TimeInterval) {
+        self.store = store; self.olderThan = olderThan
+    }
+
+    public func plan(now: Date = Date()) throws -> CleanupPlan {
+        let cutoff = now.addingTimeInterval(-olderThan)
+        var bySet: [String: [ObjectInfo]] = [:]
+        for object in try store.list(prefix: "") {
+            guard let (layout, _) = SetLayout.parse(key: object.key) else { continue }
+            bySet[layout.directory, default: []].append(object)
+        }
+        var orphans: [CleanupPlan.OrphanSet] = []
+        for (directory, objects) in bySet.sorted(by: { $0.key < $1.key }) {
+            if objects.contains(where: { $0.key == directory + "/" + SetLayout.manifestName }) { continue }
+            let newest = objects.map(\.lastModified).max() ?? .distantPast
+            guard newest < cutoff else { continue }
+            orphans.append(.init(directory: directory, keys: objects.map(\.key), bytes: objects.reduce(0) { $0 + $1.size }, newest: newest))
+        }
+        let uploads = try (store as? any MultipartUploadCleaning)?.staleMultipartUploads(olderThan: cutoff) ?? []
+        return CleanupPlan(orphanSets: orphans, staleUploads: uploads)
+    }
+
+    /// Removes what the plan lists, re-checking each set for a manifest first (a run could have
+    /// committed it since the plan was made).
+    public func apply(_ plan: CleanupPlan) throws {
+        for upload in plan.staleUploads { try (store as? any MultipartUploadCleaning)?.abort(upload) }
+        for orphan in plan.orphanSets {
+            if try store.head(key: orphan.directory + "/" + SetLayout.manifestName) != nil { continue }
+            try store.delete(keys: orphan.keys)
+        }
+    }
+}

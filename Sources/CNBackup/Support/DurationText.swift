@@ -1,0 +1,12 @@
+import Foundation
+
+/// Durations as operators write them: `90s`, `45m`, `4h`, `30d`, `2w`.
+public enum DurationText {
+    public static func parse(_ text: String) throws -> TimeInterval {
+        let units: [Character: TimeInterval] = ["s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800]
+        guard let unit = text.last, let seconds = units[unit], let value = Double(text.dropLast()), value >= 0 else {
+            throw CNBackupError(.invalidInput, "\"\(text)\" is not a duration: write a number and a unit (s, m, h, d, w), e.g. 4h or 30d")
+        }
+        return value * seconds
+    }
+}
