@@ -11,6 +11,9 @@ final class SeaweedFSServer: Sendable {
     static let bucket = "cnbackup-test"
 
     let endpoint: String
+    /// The same server over TLS, with a certificate from a CA the test makes (`caFile`).
+    let httpsEndpoint: String
+    let caFile: String
     let directory: String
     let watchdogPID: Int32
 
@@ -35,7 +38,8 @@ final class SeaweedFSServer: Sendable {
         """
         try identities.write(toFile: directory + "/s3.json", atomically: true, encoding: .utf8)
 
-        let ports = try freePorts(10)
+        try makeTestCertificates(in: directory)
+        let ports = try freePorts(11)
         let s3Port = ports[0]
         let arguments = [
             "mini", "-dir=\(directory)/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
@@ -46,6 +50,7 @@ final class SeaweedFSServer: Sendable {
             "-admin.port=\(ports[8])", "-admin.port.grpc=\(ports[9])",
             "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-master.telemetry=false", "-master.volumeSizeLimitMB=64",
+            "-s3.port.https=\(ports[10])", "-s3.cert.file=\(directory)/server.pem", "-s3.key.file=\(directory)/server.key",
         ]
         // The shell stops weed when it is told to (TERM) or when the test process is gone.
         let quoted = ([weed] + arguments).map { "'\($0)'" }.joined(separator: " ")
@@ -62,6 +67,8 @@ final class SeaweedFSServer: Sendable {
         try process.run()
         watchdogPID = process.processIdentifier
         endpoint = "http://127.0.0.1:\(s3Port)"
+        httpsEndpoint = "https://127.0.0.1:\(ports[10])"
+        caFile = directory + "/ca.pem"
         Self.cleanup = (watchdogPID, directory)
         atexit {
             if let (pid, dir) = SeaweedFSServer.cleanup {
@@ -99,6 +106,25 @@ final class SeaweedFSServer: Sendable {
     func store(prefix: String, secret: String = secretKey, configure: (inout S3Settings) -> Void = { _ in }) throws -> S3Store {
         try Self.store(endpoint: endpoint, prefix: prefix, secret: secret, configure: configure)
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with the openssl tool.
+private func makeTestCertificates(in directory: String) throws {
+    let script = """
+    set -e; cd '\(directory)'
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=cnbackup test CA'
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1'
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext
+    """
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", script]
+    process.standardError = FileHandle.nullDevice
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw CNBackupError(.io, "openssl could not make the test certificates") }
 }
 
 /// Ports the kernel says are free now (bound to port 0, then released).
