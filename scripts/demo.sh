@@ -14,9 +14,11 @@ trap cleanup EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 echo "== a throwaway PostgreSQL 15 on 127.0.0.1:$PORT"
 mkdir -p "$W/pg" && chown postgres "$W/pg"
-su postgres -c "$PGBIN/initdb -D $W/pg -A trust -U postgres" >/dev/null
+su postgres -c "$PGBIN/initdb -D $W/pg --auth-local=trust --auth-host=scram-sha-256 -U postgres" >/dev/null
 su postgres -c "$PGBIN/pg_ctl -D $W/pg -o '-p $PORT -k $W/pg -c listen_addresses=127.0.0.1' -l $W/pg/log -w start" >/dev/null
-PSQL="psql -h 127.0.0.1 -p $PORT -U postgres -v ON_ERROR_STOP=1 -q"
+PSQL="psql -h $W/pg -p $PORT -U postgres -v ON_ERROR_STOP=1 -q"
+PW=$(openssl rand -hex 16); umask 077; printf '%s\n' "$PW" >"$W/apps.password"; umask 022
+$PSQL -c "create role cnadmin login superuser password '$PW'"
 $PSQL -c "create database cantonnet_validator"
 $PSQL -d cantonnet_validator -c "create table acs(id uuid primary key default gen_random_uuid(), at timestamptz default now(), payload jsonb);
   insert into acs(payload) select jsonb_build_object('n', g, 'party', 'party::' || md5(g::text)) from generate_series(1, 20000) g;"
@@ -35,7 +37,7 @@ signing: { keyFile: "$W/signing.key" }
 captures:
   - name: apps
     role: apps
-    command: [ pg_dump, -Fc, -Z0, --lock-wait-timeout=60s, -h, 127.0.0.1, -p, "$PORT", -U, postgres, cantonnet_validator ]
+    postgres: { host: 127.0.0.1, port: $PORT, user: cnadmin, passwordFile: "$W/apps.password", databases: [ cantonnet_validator ], globals: true }
   - { name: config, role: other, directory: "$PWD/pipelines" }
 YAML
 echo "== validate, run"
@@ -47,9 +49,9 @@ SET=$("$CNB" list --store "file://$W/store" --signer "$SIGNER" --json | python3 
 echo "== verify --deep with the break-glass key"
 "$CNB" verify --store "file://$W/store" --signer "$SIGNER" "$SET" --deep --identity "$W/breakglass.key"
 echo "== restore the dump and load it into a fresh database"
-"$CNB" restore --store "file://$W/store" --signer "$SIGNER" "$SET" --component apps --to "$W/apps.dump" --identity "$W/ops.key"
+"$CNB" restore --store "file://$W/store" --signer "$SIGNER" "$SET" --component apps-cantonnet_validator --to "$W/apps.dump" --identity "$W/ops.key"
 $PSQL -c "create database restored"
-"$PGBIN/pg_restore" -h 127.0.0.1 -p "$PORT" -U postgres -d restored --no-owner "$W/apps.dump"
+"$PGBIN/pg_restore" -h "$W/pg" -p "$PORT" -U postgres -d restored --no-owner "$W/apps.dump"
 a=$($PSQL -At -d cantonnet_validator -c "select md5(string_agg(id::text || payload::text, ',' order by id)) from acs")
 b=$($PSQL -At -d restored -c "select md5(string_agg(id::text || payload::text, ',' order by id)) from acs")
 [ "$a" = "$b" ] || { echo "restored rows differ"; exit 1; }

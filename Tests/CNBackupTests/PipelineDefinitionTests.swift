@@ -84,3 +84,66 @@ import Testing
         _ = try PipelineDefinition.load(path: path)
     }
 }
+
+@Suite struct CantonSourceTests {
+    let recipients = "\"\(KeyText.encode(.x25519Public, patternBytes(32, seed: 5)))\", \"\(KeyText.encode(.x25519Public, patternBytes(32, seed: 6)))\""
+
+    func yaml(kind: String = "validator", migration: Int = 3, participantDB: String = "participant_3") -> String {
+        """
+        version: 1
+        node: { name: v-1, kind: \(kind) }
+        epoch: { migrationId: \(migration), serial: 0 }
+        store: { url: "file:///tmp/x" }
+        encryption: { recipients: [\(recipients)] }
+        signing: { keyFile: /secrets/signing/key }
+        captures:
+          - name: apps
+            role: apps
+            postgres: { host: apps-pg, user: cnadmin, passwordFile: /secrets/pw, databases: [cantonnet_validator, cantonnet_scan], globals: true }
+          - name: participant
+            role: participant
+            postgres: { host: participant-pg, port: 5433, user: cnadmin, databases: [\(participantDB)] }
+          - name: identities
+            role: identities
+            http:
+              url: https://wallet.validator.example.com/api/validator/v0/admin/participant/identities
+              oauth: { tokenUrl: https://auth.example.com/oauth/token, clientId: backup, clientSecretFile: /secrets/oauth, audience: https://canton.network.global }
+        """
+    }
+
+    @Test func postgresExpandsToOneComponentPerDatabaseAndGlobals() throws {
+        let definition = try PipelineDefinition.parse(yaml())
+        let jobs = definition.captures.flatMap(\.jobs)
+        #expect(jobs.map(\.name) == ["apps-cantonnet_validator", "apps-cantonnet_scan", "apps-globals", "participant-participant_3", "identities"])
+        #expect(jobs.map(\.role) == [.apps, .apps, .apps, .participant, .identities])
+        guard case .postgres(let pg) = definition.captures[1].source else { Issue.record("not postgres"); return }
+        #expect(pg.port == 5433 && pg.lockWaitTimeout == "60s")
+        // The password never goes into pg_dump's arguments.
+        #expect(!pg.dumpArguments(database: "participant_3").joined().contains("password="))
+    }
+
+    @Test func databaseOfAnotherMigrationIsRefused() {
+        let error = #expect(throws: CNBackupError.self) { try PipelineDefinition.parse(yaml(migration: 4)) }
+        #expect(error?.message.contains("participant_3") == true)
+        #expect(error?.message.contains("migration 4") == true)
+    }
+
+    @Test func svNeedsEveryComponent() {
+        let error = #expect(throws: CNBackupError.self) { try PipelineDefinition.parse(yaml(kind: "sv")) }
+        #expect(error?.message.contains("sequencer, mediator, cometbft") == true, "\(error?.message ?? "")")
+    }
+
+    @Test func unreachablePostgresFailsWithItsOwnMessage() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            let result = try f.run(try f.pipeline("""
+              - { name: apps, role: apps, postgres: { host: 127.0.0.1, port: 1, user: nobody, databases: [cantonnet_sv] } }
+              - { name: other, role: other, command: [ "printf", "x" ] }
+            """))
+            #expect(!result.isComplete)
+            let reason = try #require(result.manifest.failures.first?.reason)
+            #expect(reason.contains("psql exited") && (reason.contains("Connection refused") || reason.contains("connection")), "\(reason)")
+            #expect(result.manifest.components.map(\.name) == ["other"])
+        }
+    }
+}

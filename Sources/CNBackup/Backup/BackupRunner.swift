@@ -31,18 +31,20 @@ public struct BackupRunner: Sendable {
         let d = definition
         var lines = ["node \(d.node.name) (\(d.node.kind.rawValue)), epoch \(d.epoch), store \(d.store.url)",
                      "recipients: \(d.recipients.count + d.symmetricKeyFiles.count); compression zstd level \(d.compression.level); read-back \(d.readBack.rawValue); parallelism \(d.parallelism)"]
-        let first = d.captures.filter { $0.role != .participant }
-        let after = d.captures.filter { $0.role == .participant }
-        lines.append("phase 1 (at once, \(d.parallelism) at a time): " + first.map { "\($0.name) [\($0.role.rawValue)] \($0.source.summary)" }.joined(separator: "; "))
+        let jobs = d.captures.flatMap(\.jobs)
+        let first = jobs.filter { $0.role != .participant }
+        let after = jobs.filter { $0.role == .participant }
+        lines.append("phase 1 (at once, \(d.parallelism) at a time): " + first.map { "\($0.name) [\($0.role.rawValue)] \($0.summary)" }.joined(separator: "; "))
         if !after.isEmpty {
-            lines.append("barrier: every apps capture completed")
-            lines.append("phase 2: " + after.map { "\($0.name) [\($0.role.rawValue)] \($0.source.summary)" }.joined(separator: "; "))
+            lines.append("barrier: every apps capture completed (pg_dump exited 0)")
+            lines.append("phase 2: " + after.map { "\($0.name) [\($0.role.rawValue)] \($0.summary)" }.joined(separator: "; "))
         }
         lines.append("then: read back every object, sign and write manifest.json last")
         return lines
     }
 
     public func run() throws -> RunResult {
+        try definition.checkDatabaseEpochs()
         let recipients = try loadRecipients()
         let signingKey = try KeyFile.loadSigningKey(path: definition.signingKeyFile)
         let start = Date()
@@ -53,37 +55,45 @@ public struct BackupRunner: Sendable {
         log.info("backup started", metadata: ["node": "\(definition.node.name)", "epoch": "\(definition.epoch)", "store": "\(store.displayName)"])
 
         let recorder = EventRecorder()
+        let context = CaptureContext()
+        let jobs = definition.captures.flatMap(\.jobs)
         let results = ResultCollector()
         let scheduler = Scheduler(limit: definition.parallelism)
         let appsDone = DispatchGroup()
         let everything = DispatchGroup()
 
-        func launch(_ capture: CaptureDefinition, after barrier: DispatchGroup?) {
+        func launch(_ job: ComponentJob, after barrier: DispatchGroup?) {
             everything.enter()
-            if capture.role == .apps { appsDone.enter() }
-            let job = UncheckedBox((self, capture, layout, recipients, log))
+            if job.role == .apps { appsDone.enter() }
+            let work = UncheckedBox((self, job, layout, recipients, log))
             Thread.detachNewThread {
-                let (runner, capture, layout, recipients, log) = job.value
+                let (runner, job, layout, recipients, log) = work.value
                 barrier?.wait()
                 scheduler.acquire()
-                let outcome = runner.captureComponent(capture, layout: layout, recipients: recipients, start: start,
-                                                      recorder: recorder, logger: log)
+                // An apps capture may be retried: the barrier has not been passed while it runs.
+                var outcome = runner.captureComponent(job, layout: layout, recipients: recipients, start: start,
+                                                      recorder: recorder, context: context, logger: log)
+                if job.role == .apps, case .failure = outcome {
+                    log.warning("retrying apps capture before the barrier", metadata: ["component": "\(job.name)"])
+                    outcome = runner.captureComponent(job, layout: layout, recipients: recipients, start: start,
+                                                      recorder: recorder, context: context, logger: log)
+                }
                 scheduler.release()
-                results.add(capture, outcome)
-                if capture.role == .apps { appsDone.leave() }
+                results.add(job, outcome)
+                if job.role == .apps { appsDone.leave() }
                 everything.leave()
             }
         }
-        for capture in definition.captures where capture.role != .participant { launch(capture, after: nil) }
-        for capture in definition.captures where capture.role == .participant { launch(capture, after: appsDone) }
+        for job in jobs where job.role != .participant { launch(job, after: nil) }
+        for job in jobs where job.role == .participant { launch(job, after: appsDone) }
         everything.wait()
 
-        let (records, failures) = results.ordered(by: definition.captures)
+        let (records, failures) = results.ordered(by: jobs)
         let manifest = Manifest(
             formatVersion: Manifest.currentFormatVersion, setId: setId, node: definition.node, epoch: definition.epoch,
             status: failures.isEmpty ? .complete : .partial, failures: failures, toolVersion: cnbackupVersion,
             captureStart: Timestamp.format(start), captureEnd: Timestamp.format(Date()), recovered: nil,
-            components: records, barrier: BarrierEvidence.from(records, captures: definition.captures))
+            components: records, barrier: BarrierEvidence.from(records, jobs: jobs))
         try commit(manifest, layout: layout, signingKey: signingKey)
         if failures.isEmpty {
             log.info("backup complete", metadata: ["components": "\(records.count)"])
@@ -117,8 +127,8 @@ public struct BackupRunner: Sendable {
 
     /// Runs one capture through the typed stages; a failure is returned, not thrown, so the
     /// other components still commit.
-    func captureComponent(_ capture: CaptureDefinition, layout: SetLayout, recipients: [Recipient], start: Date,
-                          recorder: EventRecorder, logger: Logger) -> Result<ComponentRecord, CNBackupError> {
+    func captureComponent(_ capture: ComponentJob, layout: SetLayout, recipients: [Recipient], start: Date,
+                          recorder: EventRecorder, context: CaptureContext, logger: Logger) -> Result<ComponentRecord, CNBackupError> {
         let started = Date()
         let startOrder = recorder.next()
         logger.info("capture started", metadata: ["component": "\(capture.name)", "role": "\(capture.role.rawValue)"])
@@ -127,21 +137,23 @@ public struct BackupRunner: Sendable {
                                                 serial: layout.epoch.serial, component: capture.name,
                                                 role: capture.role.rawValue, captureStart: Timestamp.format(start))
             let objectName = layout.objectName(component: capture.name)
-            let captured = Captured(stream: try capture.source.open(), description: description, sizeHint: capture.source.sizeHint)
+            let (source, evidence) = try capture.open(context: context)
+            let captured = Captured(stream: source, description: description, sizeHint: capture.sizeHint)
             let compressed = try Compress(settings: definition.compression).run(captured)
             let sealed = try Seal(recipients: recipients).run(compressed)
             let stored = try Upload(store: store, key: layout.key(relative: objectName),
                                     tags: objectTags(layout: layout, component: capture.name)).run(sealed)
             let verified = try ReadBack(store: store, mode: definition.readBack).run(stored)
             let endOrder = recorder.next()
+            if capture.role == .apps, let evidence { context.recordAppsSnapshot(evidence.serverNowBeforeSnapshot) }
             let record = ComponentRecord(
-                name: capture.name, role: capture.role.rawValue, source: capture.source.summary, objectKey: objectName,
+                name: capture.name, role: capture.role.rawValue, source: capture.summary, objectKey: objectName,
                 storedSize: stored.storedSize, storedSHA256: stored.storedSHA256.hex, etag: stored.info.etag,
                 plaintextSize: stored.plaintextSize,
                 plaintextDigestHMAC: try sealed.dataKey.plaintextDigestMAC(stored.plaintextSHA256).hex,
                 codec: compressed.codec, keyIds: sealed.header.keyIDs, segmentSize: sealed.header.segmentSize,
                 started: Timestamp.format(started), ended: Timestamp.format(Date()),
-                startOrder: startOrder, endOrder: endOrder, readBack: verified.mode.rawValue)
+                startOrder: startOrder, endOrder: endOrder, readBack: verified.mode.rawValue, postgres: evidence)
             logger.info("capture stored", metadata: ["component": "\(capture.name)", "plaintext": "\(record.plaintextSize)",
                                                      "stored": "\(record.storedSize)"])
             return .success(record)
@@ -155,9 +167,9 @@ public struct BackupRunner: Sendable {
 
 extension BarrierEvidence {
     /// The barrier as the records show it: the last apps end came before the first participant start.
-    static func from(_ records: [ComponentRecord], captures: [CaptureDefinition]) -> BarrierEvidence? {
-        let apps = captures.filter { $0.role == .apps }.map(\.name)
-        let participant = captures.filter { $0.role == .participant }.map(\.name)
+    static func from(_ records: [ComponentRecord], jobs: [ComponentJob]) -> BarrierEvidence? {
+        let apps = jobs.filter { $0.role == .apps }.map(\.name)
+        let participant = jobs.filter { $0.role == .participant }.map(\.name)
         guard !apps.isEmpty, !participant.isEmpty else { return nil }
         let appsEnd = records.filter { $0.role == ComponentRole.apps.rawValue }.map(\.endOrder).max()
         let participantStart = records.filter { $0.role == ComponentRole.participant.rawValue }.map(\.startOrder).min()
@@ -191,12 +203,12 @@ final class ResultCollector: @unchecked Sendable {
     private let lock = NSLock()
     private var results: [String: Result<ComponentRecord, CNBackupError>] = [:]
 
-    func add(_ capture: CaptureDefinition, _ result: Result<ComponentRecord, CNBackupError>) {
+    func add(_ capture: ComponentJob, _ result: Result<ComponentRecord, CNBackupError>) {
         lock.lock(); defer { lock.unlock() }
         results[capture.name] = result
     }
 
-    func ordered(by captures: [CaptureDefinition]) -> ([ComponentRecord], [ComponentFailure]) {
+    func ordered(by captures: [ComponentJob]) -> ([ComponentRecord], [ComponentFailure]) {
         lock.lock(); defer { lock.unlock() }
         var records: [ComponentRecord] = [], failures: [ComponentFailure] = []
         for capture in captures {

@@ -1,31 +1,106 @@
 import Foundation
 
-extension CaptureSourceDefinition {
-    /// Starts the source and returns its bytes as a stream.
-    func open() throws -> ByteStream {
-        switch self {
+/// What the runner needs to know while capturing: the apps snapshots taken so far, for the
+/// replica rule on participant captures.
+final class CaptureContext: @unchecked Sendable {
+    // @unchecked: `appsSnapshots` is only touched under `lock`.
+    private let lock = NSLock()
+    private var appsSnapshots: [String] = []
+
+    func recordAppsSnapshot(_ serverNow: String) { lock.lock(); appsSnapshots.append(serverNow); lock.unlock() }
+    var latestAppsSnapshot: Date? {
+        lock.lock(); defer { lock.unlock() }
+        return appsSnapshots.compactMap(Timestamp.parse).max()
+    }
+}
+
+/// One stored object to make: a capture expands into one job per database (plus roles), or one
+/// job for any other source.
+struct ComponentJob: Sendable {
+    let name: String
+    let role: ComponentRole
+    let source: CaptureSourceDefinition
+    let database: String?
+    let isGlobals: Bool
+
+    var summary: String {
+        if case .postgres(let pg) = source {
+            return isGlobals ? "pg_dumpall --globals-only \(pg.user)@\(pg.host):\(pg.port)" : "pg_dump \(pg.user)@\(pg.host):\(pg.port)/\(database ?? "")"
+        }
+        return source.summary
+    }
+
+    /// Starts the source. For Postgres, first records the server's evidence and enforces the
+    /// replica rule for participant captures.
+    func open(context: CaptureContext) throws -> (ByteStream, PostgresEvidence?) {
+        switch source {
         case .command(let arguments, let environment):
-            return try ChildProcessStream(arguments: arguments, environment: environment)
+            return (try ChildProcessStream(arguments: arguments, environment: environment), nil)
         case .file(let path):
             let fd = Foundation.open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else {
-                throw CNBackupError(.capture, "cannot open \(path): \(String(cString: strerror(errno)))")
-            }
-            return FileDescriptorStream(fd: fd, owns: true, what: path)
+            guard fd >= 0 else { throw CNBackupError(.capture, "cannot open \(path): \(String(cString: strerror(errno)))") }
+            return (FileDescriptorStream(fd: fd, owns: true, what: path), nil)
         case .directory(let path):
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw CNBackupError(.capture, "\(path) is not a folder")
             }
-            return try ChildProcessStream(arguments: ["tar", "-C", path, "-cf", "-", "."])
+            return (try ChildProcessStream(arguments: ["tar", "-C", path, "-cf", "-", "."]), nil)
+        case .http(let http):
+            return (try http.fetch(), nil)
+        case .snapshotReference(let name, let takenAt):
+            let reference: [String: String] = ["kind": "volume-snapshot-reference", "name": name, "takenAt": takenAt ?? ""]
+            let encoder = JSONEncoder(); encoder.outputFormatting = [.sortedKeys]
+            return (MemoryStream(Array(try encoder.encode(reference))), nil)
+        case .postgres(let pg):
+            let passFile = try pg.makePassFile()
+            let env = pg.childEnvironment(passFile: passFile)
+            if isGlobals {
+                return (KeepAlive(try ChildProcessStream(arguments: pg.globalsArguments(), environment: env), passFile), nil)
+            }
+            let database = database ?? ""
+            let evidence = try pg.evidence(database: database, passFile: passFile)
+            if role == .participant, evidence.isReplica {
+                // CANTON.md rule 1: a lagging replica can be older than the apps dump.
+                guard let replay = evidence.replayTimestamp.flatMap(Timestamp.parse),
+                      let apps = context.latestAppsSnapshot, replay > apps else {
+                    throw CNBackupError(.capture,
+                        "\(database) is read from a replica whose last replayed transaction (\(evidence.replayTimestamp ?? "none")) is not later than the apps snapshot: dump the participant from the primary, or wait for the replica")
+                }
+            }
+            let dump = try ChildProcessStream(arguments: pg.dumpArguments(database: database), environment: env)
+            return (KeepAlive(dump, passFile), evidence)
         }
     }
 
     /// The size to expect, when the source knows it (for the store's part size).
     var sizeHint: Int64? {
-        if case .file(let path) = self, let attributes = try? FileManager.default.attributesOfItem(atPath: path) {
+        if case .file(let path) = source, let attributes = try? FileManager.default.attributesOfItem(atPath: path) {
             return (attributes[.size] as? NSNumber)?.int64Value
         }
         return nil
     }
+}
+
+extension CaptureDefinition {
+    var jobs: [ComponentJob] {
+        guard case .postgres(let pg) = source else {
+            return [ComponentJob(name: name, role: role, source: source, database: nil, isGlobals: false)]
+        }
+        var jobs = pg.databases.map { ComponentJob(name: "\(name)-\($0)", role: role, source: source, database: $0, isGlobals: false) }
+        if pg.globals { jobs.append(ComponentJob(name: "\(name)-globals", role: role, source: source, database: nil, isGlobals: true)) }
+        return jobs
+    }
+}
+
+/// Keeps an object (a temporary pgpass file) alive as long as a stream is in use.
+final class KeepAlive: ByteStream {
+    private let upstream: ByteStream
+    private var kept: AnyObject?
+    init(_ upstream: ByteStream, _ kept: AnyObject?) { self.upstream = upstream; self.kept = kept }
+    func next() throws -> [UInt8]? {
+        guard let chunk = try upstream.next() else { kept = nil; return nil }
+        return chunk
+    }
+    func close() { upstream.close(); kept = nil }
 }

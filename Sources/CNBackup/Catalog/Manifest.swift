@@ -91,6 +91,20 @@ public struct ComponentRecord: Codable, Sendable, Equatable {
     public var startOrder: Int
     public var endOrder: Int
     public var readBack: String
+    /// For pg_dump components: the server's clock and role at the snapshot, and the versions.
+    public var postgres: PostgresEvidence?
+}
+
+/// What the manifest records about a dump's snapshot.
+public struct PostgresEvidence: Codable, Sendable, Equatable {
+    /// The server's `now()` just before pg_dump opened its snapshot (its REPEATABLE READ
+    /// transaction starts right after).
+    public var serverNowBeforeSnapshot: String
+    public var isReplica: Bool
+    /// On a replica, the last replayed transaction's commit time.
+    public var replayTimestamp: String?
+    public var serverVersion: String
+    public var pgDumpVersion: String
 }
 
 public struct CodecInfo: Codable, Sendable, Equatable {

@@ -15,6 +15,12 @@ public enum CaptureSourceDefinition: Sendable, Equatable {
     case file(path: String)
     /// A folder, as a tar stream.
     case directory(path: String)
+    /// pg_dump of each database, and optionally the instance's roles.
+    case postgres(PostgresSourceDefinition)
+    /// An HTTPS GET with a bearer token (the identities dump).
+    case http(HTTPSourceDefinition)
+    /// A volume snapshot taken elsewhere (CometBFT), recorded by name and time; no bytes streamed.
+    case snapshotReference(name: String, takenAt: String?)
 
     /// For the manifest and the plan: never holds a secret (environment values are not shown).
     public var summary: String {
@@ -24,6 +30,9 @@ public enum CaptureSourceDefinition: Sendable, Equatable {
             return "command: " + (env.isEmpty ? "" : env + " ") + arguments.joined(separator: " ")
         case .file(let path): return "file: \(path)"
         case .directory(let path): return "directory: \(path) (tar)"
+        case .postgres(let source): return source.summary
+        case .http(let source): return source.summary
+        case .snapshotReference(let name, let takenAt): return "volume snapshot reference: \(name)\(takenAt.map { " taken \($0)" } ?? "")"
         }
     }
 }
@@ -203,11 +212,30 @@ public struct PipelineDefinition: Sendable {
                 "\(file): a \(kind.rawValue) node's backup must hold \(requiredRoles(kind).map(\.rawValue).joined(separator: ", ")); this pipeline has no capture with role \(missing.map(\.rawValue).joined(separator: ", "))")
         }
 
-        return PipelineDefinition(node: NodeInfo(name: nodeName, kind: kind),
+        let definition = PipelineDefinition(node: NodeInfo(name: nodeName, kind: kind),
                                   epoch: Epoch(migrationId: migrationId, serial: serial, synchronizerId: synchronizerId),
                                   store: store, recipients: recipients, symmetricKeyFiles: symmetricKeyFiles,
                                   signingKeyFile: signingKeyFile, compression: compression, captures: captures,
                                   readBack: readBack, parallelism: parallelism, warnings: warnings)
+        try definition.checkDatabaseEpochs(file: file)
+        return definition
+    }
+
+    /// Participant, sequencer and mediator databases are named after their migration
+    /// (`participant_3`): a pipeline still tagging an older epoch after a migration is a mistake
+    /// to catch, not to record.
+    public func checkDatabaseEpochs(file: String = "pipeline") throws {
+        for capture in captures where [.participant, .sequencer, .mediator].contains(capture.role) {
+            guard case .postgres(let source) = capture.source else { continue }
+            for database in source.databases {
+                guard let match = database.range(of: #"[_-][0-9]+$"#, options: .regularExpression),
+                      let migration = Int(database[match].dropFirst()) else { continue }
+                if migration != epoch.migrationId {
+                    throw CNBackupError(.invalidDefinition,
+                        "\(file): capture \(capture.name) dumps database \(database) (migration \(migration)) but the epoch says migration \(epoch.migrationId): set epoch.migrationId (or --epoch / CNBACKUP_EPOCH) to the running migration")
+                }
+            }
+        }
     }
 
     private static func parseCapture(_ node: Node, path: String, file: String) throws -> CaptureDefinition {
@@ -227,9 +255,41 @@ public struct PipelineDefinition: Sendable {
         }
         if let path = try map.string("file") { sources.append(.file(path: path)) }
         if let path = try map.string("directory") { sources.append(.directory(path: path)) }
+        if var pg = try map.map("postgres") {
+            let databases = try pg.strings("databases") ?? []
+            guard !databases.isEmpty else { throw YAMLMap.error(file, pg.node, pg.path, "databases (a non-empty list) is required") }
+            let source = PostgresSourceDefinition(
+                host: try pg.requireString("host"), port: try pg.int("port") ?? 5432, user: try pg.requireString("user"),
+                passwordFile: try pg.string("passwordFile"), databases: databases, globals: try pg.bool("globals") ?? false,
+                lockWaitTimeout: try pg.string("lockWaitTimeout") ?? "60s", sslMode: try pg.string("sslmode"),
+                binDirectory: try pg.string("binDirectory"), environment: try pg.stringMap("env") ?? [:])
+            try pg.rejectUnknown()
+            sources.append(.postgres(source))
+        }
+        if var http = try map.map("http") {
+            var oauth: HTTPSourceDefinition.OAuth?
+            if var o = try http.map("oauth") {
+                oauth = .init(tokenURL: try o.requireString("tokenUrl"), clientId: try o.requireString("clientId"),
+                              clientSecretFile: try o.requireString("clientSecretFile"), audience: try o.string("audience"),
+                              scope: try o.string("scope"))
+                try o.rejectUnknown()
+            }
+            let source = HTTPSourceDefinition(url: try http.requireString("url"), caFile: try http.string("caFile"),
+                                              tokenFile: try http.string("tokenFile"), oauth: oauth,
+                                              expectIdentities: role == .identities)
+            try http.rejectUnknown()
+            guard (source.oauth == nil) != (source.tokenFile == nil) else {
+                throw YAMLMap.error(file, http.node, http.path, "give exactly one of oauth and tokenFile")
+            }
+            sources.append(.http(source))
+        }
+        if var snapshot = try map.map("snapshotReference") {
+            sources.append(.snapshotReference(name: try snapshot.requireString("name"), takenAt: try snapshot.string("takenAt")))
+            try snapshot.rejectUnknown()
+        }
         try map.rejectUnknown()
         guard sources.count == 1, let source = sources.first else {
-            throw YAMLMap.error(file, node, path, "a capture needs exactly one source: command, file or directory (found \(sources.count))")
+            throw YAMLMap.error(file, node, path, "a capture needs exactly one source: command, file, directory, postgres, http or snapshotReference (found \(sources.count))")
         }
         return CaptureDefinition(name: name, role: role, source: source)
     }

@@ -1,0 +1,153 @@
+import Foundation
+
+/// The identities dump over HTTPS with a bearer token (CANTON.md: the SV endpoint
+/// `/api/sv/v0/admin/domain/identities-dump`, the validator one
+/// `/api/validator/v0/admin/participant/identities`).
+public struct HTTPSourceDefinition: Sendable, Equatable {
+    public struct OAuth: Sendable, Equatable {
+        public var tokenURL: String
+        public var clientId: String
+        public var clientSecretFile: String
+        public var audience: String?
+        public var scope: String?
+    }
+    public var url: String
+    public var caFile: String?
+    public var tokenFile: String?
+    public var oauth: OAuth?
+    /// Check the body against the documented identities shapes before the set is committed.
+    public var expectIdentities: Bool
+
+    public var summary: String { "https: \(url)" + (oauth != nil ? " (oauth2 client credentials)" : tokenFile != nil ? " (token file)" : "") }
+}
+
+/// A secret held in memory and wiped when released.
+final class SecretText {
+    var bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    deinit { wipe(&bytes) }
+    var string: String { String(decoding: bytes, as: UTF8.self) }
+}
+
+extension HTTPSourceDefinition {
+    static func readSecret(_ path: String, what: String) throws -> SecretText {
+        guard var data = FileManager.default.contents(atPath: path).map(Array.init) else {
+            throw CNBackupError(.invalidInput, "cannot read the \(what) file \(path): check the path and the secret's mount")
+        }
+        while let last = data.last, last == 0x0A || last == 0x0D || last == 0x20 { data.removeLast() }
+        return SecretText(data)
+    }
+
+    /// Fetches the dump, retrying 5xx and dropped connections, and returns its exact bytes as a
+    /// stream. The body stays in memory (an identities dump is small); it is never written to disk
+    /// in clear and never logged.
+    func fetch() throws -> ByteStream {
+        guard url.hasPrefix("https://") || url.hasPrefix("http://127.0.0.1") || url.hasPrefix("http://localhost") else {
+            throw CNBackupError(.invalidInput, "identities URL \(url) must be https:// (the dump holds the node's private keys)")
+        }
+        let client = HTTPClient(options: HTTPClientOptions(caFile: caFile))
+        let token = try bearerToken(client)
+        var request = HTTPRequest(method: "GET", url: url)
+        request.headers = [("Authorization", "Bearer " + token.string), ("Accept", "application/json")]
+        let response = try withRetries(what: "GET \(url)") { try client.perform(request, limit: 256 << 20) }
+        switch response.status {
+        case 200: break
+        case 401:
+            throw CNBackupError(.capture, "\(url) answered 401: the token was not accepted; check the OAuth client, its secret and audience")
+        case 403:
+            throw CNBackupError(.capture, "\(url) answered 403: the token's user lacks the rights (the SV endpoint needs participant-admin rights)")
+        default:
+            throw CNBackupError(.capture, "\(url) answered HTTP \(response.status)")
+        }
+        var body = response.body
+        if expectIdentities {
+            do { try IdentitiesShape.check(body) } catch { wipe(&body); throw error }
+        }
+        defer { wipe(&body) }
+        return MemoryStream(body)
+    }
+
+    private func bearerToken(_ client: HTTPClient) throws -> SecretText {
+        if let tokenFile { return try Self.readSecret(tokenFile, what: "token") }
+        guard let oauth else { throw CNBackupError(.invalidInput, "an http capture needs oauth or tokenFile") }
+        let secret = try Self.readSecret(oauth.clientSecretFile, what: "OAuth client secret")
+        func encode(_ s: String) -> String {
+            var allowed = CharacterSet.alphanumerics; allowed.insert(charactersIn: "-._~")
+            return s.addingPercentEncoding(withAllowedCharacters: allowed) ?? s
+        }
+        var fields = ["grant_type=client_credentials", "client_id=" + encode(oauth.clientId), "client_secret=" + encode(secret.string)]
+        if let audience = oauth.audience { fields.append("audience=" + encode(audience)) }
+        if let scope = oauth.scope { fields.append("scope=" + encode(scope)) }
+        let form = SecretText(Array(fields.joined(separator: "&").utf8))
+        var request = HTTPRequest(method: "POST", url: oauth.tokenURL)
+        request.headers = [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")]
+        request.body = MemoryStream(form.bytes)
+        request.bodyLength = Int64(form.bytes.count)
+        let response = try withRetries(what: "POST \(oauth.tokenURL)") { () throws -> HTTPResponse in
+            var attempt = request
+            attempt.body = MemoryStream(form.bytes)
+            return try client.perform(attempt, limit: 1 << 20)
+        }
+        guard response.status == 200 else {
+            throw CNBackupError(.capture, "the OAuth token endpoint \(oauth.tokenURL) answered HTTP \(response.status): check the client id, secret and audience")
+        }
+        var body = response.body
+        defer { wipe(&body) }
+        guard let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+              let token = json["access_token"] as? String, !token.isEmpty else {
+            throw CNBackupError(.capture, "the OAuth token endpoint's answer has no access_token")
+        }
+        return SecretText(Array(token.utf8))
+    }
+
+    private func withRetries(what: String, _ body: () throws -> HTTPResponse) throws -> HTTPResponse {
+        var delay = 0.5
+        for attempt in 1...4 {
+            do {
+                let response = try body()
+                if response.status >= 500 && attempt < 4 { Thread.sleep(forTimeInterval: Double.random(in: 0...delay)); delay *= 2; continue }
+                return response
+            } catch let error as HTTPTransportError where error.isRetryable && attempt < 4 {
+                Thread.sleep(forTimeInterval: Double.random(in: 0...delay)); delay *= 2
+            } catch let error as HTTPTransportError {
+                throw CNBackupError(.capture, "\(what) failed: \(error.message)", cause: "curl error \(error.curlCode)")
+            }
+        }
+        throw CNBackupError(.capture, "\(what) kept failing")
+    }
+}
+
+/// The documented shapes of an identities dump (CANTON.md): an SV's `{"identities": {...}}` with
+/// three NodeIdentitiesDumps, or a validator's single NodeIdentitiesDump. Unknown extra fields are
+/// allowed (the schema only grows); the bytes are archived exactly as served.
+public enum IdentitiesShape {
+    public static func check(_ bytes: [UInt8]) throws {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            throw CNBackupError(.capture, "the identities dump is not a JSON object")
+        }
+        if let identities = object["identities"] as? [String: Any] {
+            for field in ["sv_party_id", "dso_party_id", "domain_alias", "domain_id"] where !(identities[field] is String) {
+                throw CNBackupError(.capture, "the SV identities dump lacks \(field)")
+            }
+            for node in ["participant", "sequencer", "mediator"] {
+                guard let dump = identities[node] as? [String: Any] else {
+                    throw CNBackupError(.capture, "the SV identities dump lacks its \(node) identities")
+                }
+                try checkNode(dump, name: node)
+            }
+        } else {
+            try checkNode(object, name: "participant")
+        }
+    }
+
+    static func checkNode(_ dump: [String: Any], name: String) throws {
+        guard dump["id"] is String, let keys = dump["keys"] as? [[String: Any]], dump["authorizedStoreSnapshot"] is String else {
+            throw CNBackupError(.capture, "the \(name) identities dump lacks id, keys or authorizedStoreSnapshot")
+        }
+        for key in keys {
+            let inline = key["keyPair"] is String
+            let kms = key["keyId"] is String && (key["type"] as? String).map { ["signing", "encryption"].contains($0) } == true
+            guard inline || kms else { throw CNBackupError(.capture, "a key in the \(name) identities dump is neither a keyPair nor a KMS key reference") }
+        }
+    }
+}
