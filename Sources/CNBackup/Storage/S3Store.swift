@@ -344,7 +344,7 @@ public struct S3Store: ObjectStore {
 
     private func putSingle(key: String, bytes: [UInt8], options: PutOptions) throws -> ObjectInfo {
         var headers = [("Content-MD5", Data(try md5(bytes)).base64EncodedString())]
-        if let tagging = tagging(options.tags) { headers.append(("x-amz-tagging", tagging)) }
+        headers += labelHeaders(options.tags)
         if options.ifAbsent { headers.append(("If-None-Match", "*")) }
         let response = try send(S3Call(method: "PUT", key: key, headers: headers, body: bytes, what: "PUT"), accept: [412])
         if response.status == 412 {
@@ -356,7 +356,7 @@ public struct S3Store: ObjectStore {
 
     private func putMultipart(key: String, head: [UInt8], rest source: ByteStream, options: PutOptions) throws -> ObjectInfo {
         var createHeaders: [(String, String)] = []
-        if let tagging = tagging(options.tags) { createHeaders.append(("x-amz-tagging", tagging)) }
+        createHeaders += labelHeaders(options.tags)
         let created = try sendXML(S3Call(method: "POST", key: key, query: [("uploads", "")], headers: createHeaders,
                                          what: "CREATE upload of"))
         guard let uploadId = created.value("UploadId"), !uploadId.isEmpty else {
@@ -487,9 +487,14 @@ public struct S3Store: ObjectStore {
         CNBackupError(.storage, "\(displayName)\(key) was reported to exist, then was gone: another writer is at work")
     }
 
-    private func tagging(_ tags: [String: String]) -> String? {
-        guard !tags.isEmpty, settings.provider.supportsTagging else { return nil }
-        return SigV4Signer.canonicalQuery(tags.map { ($0.key, $0.value) })
+    /// Tags as `x-amz-tagging`, or as `x-amz-meta-*` metadata where the provider has no tagging
+    /// (GCS's XML API, R2), so lifecycle rules and humans still see node, epoch and set.
+    private func labelHeaders(_ tags: [String: String]) -> [(String, String)] {
+        guard !tags.isEmpty else { return [] }
+        if settings.provider.supportsTagging {
+            return [("x-amz-tagging", SigV4Signer.canonicalQuery(tags.map { ($0.key, $0.value) }))]
+        }
+        return tags.sorted { $0.key < $1.key }.map { ("x-amz-meta-\($0.key)", $0.value) }
     }
 
     private func notFound(_ key: String) -> CNBackupError {
