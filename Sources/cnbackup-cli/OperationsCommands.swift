@@ -1,0 +1,68 @@
+import ArgumentParser
+import CNBackup
+import Foundation
+
+struct CheckFreshnessCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-freshness",
+        abstract: "Exit non-zero when the node's newest complete, signed set is older than --max-age.",
+        discussion: "Exit code 0 fresh; 2 stale or no complete set. --metrics-file writes Prometheus text for node_exporter's textfile collector.")
+
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var signerOptions: SignerOptions
+    @Option(help: "The node.") var node: String
+    @Option(help: "The most age allowed, e.g. 4h.") var maxAge: String
+    @Option(help: "Write Prometheus metrics to this file (atomically).") var metricsFile: String?
+    @Flag(help: "JSON output.") var json = false
+
+    func run() throws {
+        var fresh = false
+        try reporting {
+            let catalog = Catalog(store: try storeOptions.open(), signers: try signerOptions.load())
+            let report = try FreshnessCheck(catalog: catalog).check(node: node, maxAge: try DurationText.parse(maxAge))
+            fresh = report.fresh
+            if let metricsFile { try report.writeMetrics(to: metricsFile) }
+            if json {
+                try printJSON(report)
+            } else if let id = report.newestCompleteSetId, let age = report.ageSeconds {
+                print("\(node): newest complete set \(id), \(Int(age / 60)) minutes old: \(fresh ? "fresh" : "STALE (more than \(maxAge))")")
+            } else {
+                print("\(node): no complete, signed set in \(storeOptions.store): STALE")
+            }
+            if report.untrustedSets > 0 { printError("warning: \(report.untrustedSets) untrusted set(s) ignored") }
+        }
+        if !fresh { throw ExitCode(Exit.incomplete) }
+    }
+}
+
+struct CopyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "copy",
+        abstract: "Copy signed sets byte for byte to another store (the off-cluster disaster copy); resumable; verified at the destination.",
+        discussion: "Stores are URLs; settings go in their query (s3://b/p?endpoint=...&region=...). Without SET ids, copies every trusted set the destination lacks (--missing).")
+
+    @Option(help: "The source store URL.") var from: String
+    @Option(help: "The destination store URL.") var to: String
+    @OptionGroup var signerOptions: SignerOptions
+    @Option(help: "Only this node's sets.") var node: String?
+    @Flag(help: "Copy every trusted set the destination lacks (the default without SET ids).") var missing = false
+    @Argument(help: "Set ids to copy.") var sets: [String] = []
+    @Flag(help: "JSON output.") var json = false
+
+    func run() throws {
+        var ok = false
+        try reporting {
+            let source = Catalog(store: try StoreSettings(parsing: from).open(), signers: try signerOptions.load())
+            let copier = Copier(source: source, destination: try StoreSettings(parsing: to).open())
+            let outcomes = try copier.copy(setIds: sets.isEmpty ? nil : sets, node: node)
+            ok = outcomes.allSatisfy { $0.error == nil && $0.verified }
+            if json { try printJSON(outcomes) } else {
+                for o in outcomes {
+                    print("\(o.setId): \(o.error == nil && o.verified ? "copied and verified" : "FAILED: \(o.error ?? "not verified")") (\(o.copiedObjects) copied, \(o.skippedObjects) already there)")
+                }
+                if outcomes.isEmpty { print("nothing to copy") }
+            }
+        }
+        if !ok { throw ExitCode(Exit.incomplete) }
+    }
+}
