@@ -36,6 +36,7 @@ captures:
 Y
 }
 measure() {  # measure LABEL COMMAND... -> "wall cpu maxrss_kib"
+  shift
   /usr/bin/time -f "%e %U %S %M" -o "$W/time" "$@" >/dev/null 2>"$W/err" || { cat "$W/err"; exit 1; }
   awk '{printf "%.2f %.2f %d\n", $1, $2+$3, $4}' "$W/time"
 }

@@ -51,7 +51,10 @@ pip_install() {
   python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 }
-python3 -c 'import botocore' 2>/dev/null || { echo "e2e: installing boto3"; pip_install boto3; }
+if ! python3 -c 'import botocore' 2>/dev/null; then
+  echo "e2e: installing boto3"
+  pip_install boto3 || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-botocore >/dev/null; } || true
+fi
 
 PGBIN=/usr/lib/postgresql/15/bin
 for t in initdb pg_ctl psql pg_restore pg_dump pg_dumpall; do
@@ -387,9 +390,10 @@ PY
 
 # ---------------------------------------------------------------- keys
 step "keys"
-R1=$("$CNB" keys generate --out "$W/secrets/ops.key") || fail "keys generate (ops)"
-R2=$("$CNB" keys generate --out "$W/secrets/breakglass.key") || fail "keys generate (breakglass)"
-SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/signing.key") || fail "keys generate --signing"
+R1=$("$CNB" keys generate --out "$W/secrets/ops.key" 2>>"$W/logs/keys.log") || fail "keys generate (ops)"
+R2=$("$CNB" keys generate --out "$W/secrets/breakglass.key" 2>>"$W/logs/keys.log") || fail "keys generate (breakglass)"
+SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/signing.key" 2>>"$W/logs/keys.log") || fail "keys generate --signing"
+printf '%s\n' "$R1" "$R2" >"$W/recipients.pub"; printf '%s\n' "$SIGNER" >"$W/signer.pub"
 [[ $R1 == cnb1-x25519-pub-* && $R2 == cnb1-x25519-pub-* && $SIGNER == cnb1-ed25519-pub-* ]] \
   || fail "keys generate printed unexpected public keys: '$R1' '$R2' '$SIGNER'"
 [ "$(stat -c %a "$W/secrets/ops.key")" = 600 ] || fail "ops.key is not mode 600"
@@ -598,7 +602,11 @@ assert len(sets) == 2, "expected 2 sets, got %d" % len(sets)
 first, second = sets
 assert first["id"] == sys.argv[2] and first["complete"] is True
 assert second["complete"] is False, "the wrong-secret set is listed as complete"
+assert second.get("status") == "partial", "the wrong-secret set's status is %r, not partial" % second.get("status")
+assert "identities" not in second.get("components", []), "the partial set lists an identities component"
 PY
+# Nothing left behind in cnbackup's TMPDIR (temporary pgpass files and the like).
+[ -z "$(ls -A "$W/tmp")" ] || fail "cnbackup left files in its TMPDIR: $(ls -A "$W/tmp" | head -5 | tr '\n' ' ')"
 
 step "done"
 echo "ok: e2e-canton: sv set $SET (9 components) and validator set $VSET backed up to SeaweedFS, deep-verified, restored: 4 databases identical in a fresh cluster with owners and grants, identities dumps byte-identical; a wrong client secret gave a partial set (exit 2); $(( $(date +%s) - START ))s"

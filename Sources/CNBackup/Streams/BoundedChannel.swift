@@ -37,8 +37,10 @@ final class BoundedChannel: @unchecked Sendable {
         while items.count == head && !finished { condition.wait() }
         if items.count > head {
             let chunk = items[head]
+            // Drop the queue's reference now: a consumed chunk must not stay alive until compaction.
+            items[head] = []
             head += 1
-            if head > 64 { items.removeFirst(head); head = 0 }
+            if head >= capacity { items.removeFirst(head); head = 0 }
             condition.broadcast()
             return chunk
         }

@@ -1,3 +1,4 @@
+import CMalloc
 import Foundation
 
 /// Turns core dumps off: key material and identities live in this process's memory.
@@ -8,4 +9,12 @@ public func disableCoreDumps() {
     #else
     _ = setrlimit(RLIMIT_CORE, &limit)
     #endif
+}
+
+/// Keeps memory flat however long a stream runs. The byte path allocates and frees 1 MiB chunks
+/// on several threads; glibc's dynamic mmap threshold would move such chunks into per-thread
+/// heap arenas after the first free, where fragmentation makes the resident size creep up with
+/// the input. A fixed threshold below the chunk size maps and unmaps each chunk directly.
+public func useFlatMemoryAllocation() {
+    _ = cnb_set_mmap_threshold(256 << 10)
 }

@@ -1,0 +1,53 @@
+import Foundation
+
+/// Applies retention to a node's sets in a store, deciding only from signed manifests.
+public struct Pruner: Sendable {
+    public let catalog: Catalog
+    public let policy: RetentionPolicy
+
+    public init(catalog: Catalog, policy: RetentionPolicy) {
+        self.catalog = catalog; self.policy = policy
+    }
+
+    public func plan(node: String, now: Date = Date()) throws -> (RetentionPlan, [CatalogEntry]) {
+        let entries = try catalog.entries(node: node)
+        let candidates = entries.map { entry in
+            RetentionCandidate(setId: entry.setId, migrationId: entry.layout.epoch.migrationId, serial: entry.layout.epoch.serial,
+                               captureTime: (entry.isTrusted ? entry.manifest?.captureStartDate : nil) ?? Self.timeFromSetId(entry.setId),
+                               complete: entry.isCompleteBackup, trusted: entry.isTrusted)
+        }
+        var plan = RetentionPlanner.plan(candidates, policy: policy, now: now)
+        // Before deleting anything, the newest complete set must still be whole in the store.
+        if plan.refusedToDelete == nil, !plan.deletedSetIds.isEmpty,
+           let newest = entries.filter(\.isCompleteBackup).max(by: { ($0.manifest?.captureStart ?? "") < ($1.manifest?.captureStart ?? "") }) {
+            let report = try Verifier(catalog: catalog).verify(setId: newest.setId, node: node)
+            if !report.ok {
+                plan.refusedToDelete = "the newest complete set \(newest.setId) does not verify: prune deletes nothing until it does"
+                plan.decisions = plan.decisions.map { RetentionDecision(setId: $0.setId, keep: true, reasons: $0.keep ? $0.reasons : ["kept: newest set does not verify"] + $0.reasons) }
+            }
+        }
+        return (plan, entries)
+    }
+
+    /// Deletes each set the plan deletes: its manifest first (so it stops counting at once),
+    /// then its signature and objects.
+    public func apply(_ plan: RetentionPlan, entries: [CatalogEntry]) throws -> Int {
+        guard plan.refusedToDelete == nil else { return 0 }
+        let doomed = Set(plan.deletedSetIds)
+        var deleted = 0
+        for entry in entries where doomed.contains(entry.setId) && entry.isTrusted {
+            try catalog.store.delete(keys: [entry.layout.manifestKey])
+            let rest = try catalog.store.list(prefix: entry.layout.directory + "/").map(\.key)
+            try catalog.store.delete(keys: rest)
+            deleted += 1
+        }
+        return deleted
+    }
+
+    static func timeFromSetId(_ id: String) -> Date {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX"); f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return f.date(from: String(id.prefix(16))) ?? .distantPast
+    }
+}

@@ -1,0 +1,58 @@
+import ArgumentParser
+import CNBackup
+import Foundation
+
+struct PruneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Apply retention to a node's sets: dry-run by default; --apply deletes.",
+        discussion: """
+        Keeps every complete set younger than --keep-within and the newest --keep-last; per epoch a chain of complete sets \
+        at most (--retention-period minus --margin) apart, so the node can always catch up; and every set of past epochs \
+        (--thin-past-epochs keeps only their chain and last set). Decides only from manifests signed by a pinned signer; \
+        deletes nothing while the newest set is partial, unsigned or does not verify. Exit code 2 when the history has a gap.
+        """)
+
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var signerOptions: SignerOptions
+    @Option(help: "The node.") var node: String
+    @Option(help: "The pruning retention period of the node (sequencer or participant), e.g. 30d.") var retentionPeriod: String
+    @Option(help: "Safety margin below the retention period.") var margin = "1d"
+    @Option(help: "Keep every complete set younger than this.") var keepWithin = "7d"
+    @Option(help: "Keep at least this many newest complete sets.") var keepLast = 12
+    @Flag(help: "Thin past epochs to their chain and last set instead of keeping all their sets.") var thinPastEpochs = false
+    @Flag(help: "Delete what the plan deletes.") var apply = false
+    @Flag(help: "JSON output.") var json = false
+
+    func run() throws {
+        var gaps = 0
+        try reporting {
+            let policy = RetentionPolicy(retentionPeriod: try DurationText.parse(retentionPeriod), margin: try DurationText.parse(margin),
+                                         keepWithin: try DurationText.parse(keepWithin), keepLast: keepLast,
+                                         keepEveryPastEpochSet: !thinPastEpochs)
+            if let problem = policy.problem { throw CNBackupError(.invalidInput, problem) }
+            let pruner = Pruner(catalog: Catalog(store: try storeOptions.open(), signers: try signerOptions.load()), policy: policy)
+            let (plan, entries) = try pruner.plan(node: node)
+            gaps = plan.gaps.count
+            if json {
+                try printJSON(plan)
+            } else {
+                for d in plan.decisions { print("\(d.keep ? "keep  " : "DELETE") \(d.setId)  \(d.reasons.joined(separator: "; "))") }
+                for g in plan.gaps {
+                    print("GAP in epoch \(g.migrationId)/\(g.serial): \(g.fromSetId) -> \(g.toSetId), \(RetentionPlanner.describe(g.seconds)) (more than the retention period allows)")
+                }
+                if let refused = plan.refusedToDelete { print("nothing deleted: \(refused)") }
+            }
+            if apply {
+                let deleted = try pruner.apply(plan, entries: entries)
+                printError("deleted \(deleted) set(s)")
+            } else if !plan.deletedSetIds.isEmpty {
+                printError("dry run: \(plan.deletedSetIds.count) set(s) would be deleted; pass --apply")
+            }
+        }
+        if gaps > 0 {
+            printError("cnbackup: the history has \(gaps) gap(s) longer than the retention period allows: a restore from before a gap could not catch up")
+            throw ExitCode(Exit.incomplete)
+        }
+    }
+}
