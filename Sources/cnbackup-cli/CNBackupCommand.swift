@@ -12,7 +12,7 @@ struct CNBackupCommand: ParsableCommand {
         2 the backup set is partial or a check failed; 64 usage error.
         """,
         version: cnbackupVersion,
-        subcommands: [RunCommand.self, ValidateCommand.self, ListCommand.self, VerifyCommand.self,
+        subcommands: [RunCommand.self, ValidateCommand.self, UploadCommand.self, ListCommand.self, VerifyCommand.self,
                       RestoreCommand.self, CopyCommand.self, PruneCommand.self, CheckFreshnessCommand.self, CleanupCommand.self, KeysCommand.self, EncryptCommand.self, DecryptCommand.self])
 }
 

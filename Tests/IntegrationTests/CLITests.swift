@@ -147,3 +147,24 @@ func temporaryDirectory() throws -> String {
         #expect(listed.text.contains("\"status\" : \"partial\"") && listed.text.contains("\"complete\" : false"))
     }
 }
+
+@Suite(.serialized) struct UploadCLITests {
+    @Test func uploadMakesASignedSetCompleteOnlyWithEveryRole() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipient = try cli(["keys", "generate", "--out", dir + "/ops"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let signer = try cli(["keys", "generate", "--signing", "--out", dir + "/sign"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        for name in ["apps", "participant", "identities"] { try "\(name) bytes".write(toFile: "\(dir)/\(name)", atomically: true, encoding: .utf8) }
+        let common = ["upload", "--store", "file://\(dir)/store", "--node", "v-1", "--kind", "validator", "--epoch", "3/0",
+                      "--recipient", recipient, "--signing-key", dir + "/sign", "--captured-at", "2026-11-20T04:00:00Z"]
+        let partial = try cli(common + ["--component", "apps=\(dir)/apps"])
+        #expect(partial.status == 2 && partial.stderr.contains("participant"), "\(partial.stderr)")
+        let full = try cli(common + ["--component", "apps=\(dir)/apps", "--component", "participant=\(dir)/participant",
+                                    "--component", "identities=\(dir)/identities"])
+        #expect(full.status == 0, "\(full.stderr)")
+        #expect(full.text.contains("set 20261120T040000Z-"))
+        let listed = try cli(["list", "--store", "file://\(dir)/store", "--signer", signer, "--json"]).text
+        #expect(listed.contains("\"complete\" : true") && listed.contains("\"complete\" : false"))
+        #expect(try cli(common + ["--component", "wizard=\(dir)/apps"]).status == 1)
+    }
+}

@@ -21,9 +21,11 @@ public struct BackupRunner: Sendable {
     public let definition: PipelineDefinition
     public let store: any ObjectStore
     public let logger: Logger
+    /// When the artefacts were originally taken (`cnbackup upload --captured-at`); nil means now.
+    public let capturedAt: Date?
 
-    public init(definition: PipelineDefinition, store: any ObjectStore, logger: Logger) {
-        self.definition = definition; self.store = store; self.logger = logger
+    public init(definition: PipelineDefinition, store: any ObjectStore, logger: Logger, capturedAt: Date? = nil) {
+        self.definition = definition; self.store = store; self.logger = logger; self.capturedAt = capturedAt
     }
 
     /// The captures in the order they start: apps and the rest first, participant after the barrier.
@@ -47,7 +49,7 @@ public struct BackupRunner: Sendable {
         try definition.checkDatabaseEpochs()
         let recipients = try loadRecipients()
         let signingKey = try KeyFile.loadSigningKey(path: definition.signingKeyFile)
-        let start = Date()
+        let start = capturedAt ?? Date()
         let setId = try SetLayout.newSetId(start: start)
         let layout = SetLayout(node: definition.node.name, epoch: definition.epoch, setId: setId)
         var log = logger
@@ -88,7 +90,12 @@ public struct BackupRunner: Sendable {
         for job in jobs where job.role == .participant { launch(job, after: appsDone) }
         everything.wait()
 
-        let (records, failures) = results.ordered(by: jobs)
+        var (records, failures) = results.ordered(by: jobs)
+        // A set counts only when it holds every component its node kind needs (CANTON.md rule 5).
+        let present = Set(jobs.map(\.role))
+        for role in PipelineDefinition.requiredRoles(definition.node.kind) where !present.contains(role) {
+            failures.append(ComponentFailure(component: role.rawValue, role: role.rawValue, reason: "no capture of this role: a \(definition.node.kind.rawValue) set needs one"))
+        }
         let manifest = Manifest(
             formatVersion: Manifest.currentFormatVersion, setId: setId, node: definition.node, epoch: definition.epoch,
             status: failures.isEmpty ? .complete : .partial, failures: failures, toolVersion: cnbackupVersion,

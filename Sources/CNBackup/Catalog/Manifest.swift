@@ -31,6 +31,7 @@ public enum NodeKind: String, Codable, Sendable, CaseIterable {
 public struct NodeInfo: Codable, Sendable, Equatable {
     public var name: String
     public var kind: NodeKind
+    public init(name: String, kind: NodeKind) { self.name = name; self.kind = kind }
 }
 
 public enum SetStatus: String, Codable, Sendable {

@@ -91,6 +91,30 @@ public struct PipelineDefinition: Sendable {
         }
     }
 
+    /// A one-off definition for `cnbackup upload`: each local file becomes a component named after
+    /// its role. Missing roles of the node kind do not fail here; the set is then partial.
+    public static func forUpload(node: NodeInfo, epoch: Epoch, store: StoreSettings, recipients: [String],
+                                 signingKeyFile: String, files: [(role: ComponentRole, path: String)]) throws -> PipelineDefinition {
+        try validateNodeName(node.name)
+        guard !recipients.isEmpty else { throw CNBackupError(.invalidInput, "give at least one --recipient") }
+        for recipient in recipients { _ = try Recipient(parsing: recipient) }
+        var names = Set<String>()
+        let captures = try files.map { file -> CaptureDefinition in
+            guard names.insert(file.role.rawValue).inserted else {
+                throw CNBackupError(.invalidInput, "role \(file.role.rawValue) is given twice")
+            }
+            guard FileManager.default.isReadableFile(atPath: file.path) else {
+                throw CNBackupError(.invalidInput, "cannot read \(file.path)")
+            }
+            return CaptureDefinition(name: file.role.rawValue, role: file.role, source: .file(path: file.path))
+        }
+        guard !captures.isEmpty else { throw CNBackupError(.invalidInput, "give at least one --component ROLE=FILE") }
+        return PipelineDefinition(node: node, epoch: epoch, store: store, recipients: recipients, symmetricKeyFiles: [],
+                                  signingKeyFile: signingKeyFile, compression: CompressionSettings(), captures: captures,
+                                  readBack: .full, parallelism: 2,
+                                  warnings: recipients.count == 1 ? ["a single recipient: add an offline break-glass recipient"] : [])
+    }
+
     public static func load(path: String) throws -> PipelineDefinition {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CNBackupError(.invalidInput, "cannot read pipeline file \(path): check the path")
