@@ -36,8 +36,12 @@ func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }
 
-func makeLogger(_ label: String = "cnbackup") -> Logger {
-    var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+/// Logs as text on a terminal, as JSON lines otherwise (or as `CNBACKUP_LOG_FORMAT` says: text | json).
+func makeLogger(_ label: String = "cnbackup", format: String? = nil) -> Logger {
+    let chosen = format ?? ProcessInfo.processInfo.environment["CNBACKUP_LOG_FORMAT"] ?? (isatty(STDERR_FILENO) == 1 ? "text" : "json")
+    var logger = chosen == "json"
+        ? Logger(label: label) { JSONLogHandler(label: $0) }
+        : Logger(label: label) { StreamLogHandler.standardError(label: $0) }
     logger.logLevel = ProcessInfo.processInfo.environment["CNBACKUP_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
     return logger
 }

@@ -25,6 +25,7 @@ struct RunCommand: ParsableCommand {
     @Argument(help: "The pipeline file.") var pipeline: String
     @Flag(help: "Print the plan and stop.") var dryRun = false
     @Option(help: "The synchronizer epoch MIGRATION/SERIAL; overrides $CNBACKUP_EPOCH and the file.") var epoch: String?
+    @Option(help: "Log format: text or json (default: text on a terminal, json otherwise).") var logFormat: String?
 
     func run() throws {
         try reporting {
@@ -35,7 +36,7 @@ struct RunCommand: ParsableCommand {
                 definition.epoch.serial = parsed.serial
             }
             for warning in definition.warnings { printError("warning: \(warning)") }
-            let runner = BackupRunner(definition: definition, store: try definition.store.open(), logger: makeLogger())
+            let runner = BackupRunner(definition: definition, store: try definition.store.open(), logger: makeLogger(format: logFormat))
             if dryRun {
                 runner.plan.forEach { print($0) }
                 return
