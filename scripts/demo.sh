@@ -48,10 +48,10 @@ echo "== list"
 SET=$("$CNB" list --store "file://$W/store" --signer "$SIGNER" --json | python3 -c 'import sys,json; print(json.load(sys.stdin)["sets"][-1]["id"])')
 echo "== verify --deep with the break-glass key"
 "$CNB" verify --store "file://$W/store" --signer "$SIGNER" "$SET" --deep --identity "$W/breakglass.key"
-echo "== restore the dump and load it into a fresh database"
+echo "== restore: the dump to a file (break-glass style), and straight into a fresh database with its roles"
 "$CNB" restore --store "file://$W/store" --signer "$SIGNER" "$SET" --component apps-cantonnet_validator --to "$W/apps.dump" --identity "$W/ops.key"
-$PSQL -c "create database restored"
-"$PGBIN/pg_restore" -h "$W/pg" -p "$PORT" -U postgres -d restored --no-owner "$W/apps.dump"
+"$CNB" restore --store "file://$W/store" --signer "$SIGNER" "$SET" --component apps-cantonnet_validator --identity "$W/ops.key" \
+  --to-database restored --pg-host "$W/pg" --pg-port "$PORT" --pg-user postgres --globals apps-globals --jobs 2
 a=$($PSQL -At -d cantonnet_validator -c "select md5(string_agg(id::text || payload::text, ',' order by id)) from acs")
 b=$($PSQL -At -d restored -c "select md5(string_agg(id::text || payload::text, ',' order by id)) from acs")
 [ "$a" = "$b" ] || { echo "restored rows differ"; exit 1; }

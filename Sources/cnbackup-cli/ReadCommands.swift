@@ -121,7 +121,16 @@ struct RestoreCommand: ParsableCommand {
     @OptionGroup var signerOptions: SignerOptions
     @Argument(help: "The set id.") var set: String
     @Option(help: "The component name (as in the manifest).") var component: String
-    @Option(help: "Where to write: a path, or - for standard output.") var to: String
+    @Option(help: "Where to write: a path, or - for standard output.") var to: String?
+    @Option(help: "Restore a pg_dump component into this NEW database (created; dropped again on failure).") var toDatabase: String?
+    @Option(help: "Postgres host for --to-database.") var pgHost = "127.0.0.1"
+    @Option(help: "Postgres port for --to-database.") var pgPort = 5432
+    @Option(help: "Postgres user for --to-database.") var pgUser = "postgres"
+    @Option(help: "A file holding that user's password.") var pgPasswordFile: String?
+    @Option(help: "Parallel pg_restore jobs.") var jobs = 1
+    @Flag(help: "Do not restore owners and privileges (when the roles are not there).") var noOwner = false
+    @Option(help: "Restore this globals component (roles) first, e.g. apps-globals.") var globals: String?
+    @Option(help: "Folder of the PostgreSQL tools (default: PATH).") var pgBin: String?
     @Option(help: "The node, when set ids could clash across nodes.") var node: String?
     @Option(name: .customLong("identity"), help: "Private key file; repeat to offer several.") var identities: [String] = []
     @Flag(help: "Replace an existing file at --to.") var force = false
@@ -131,6 +140,16 @@ struct RestoreCommand: ParsableCommand {
             guard !identities.isEmpty else { throw CNBackupError(.invalidInput, "give the private key file with --identity") }
             let catalog = Catalog(store: try storeOptions.open(), signers: try signerOptions.load())
             let keys = try identities.map { try KeyFile.loadIdentity(path: $0) }
+            if let toDatabase {
+                let target = DatabaseRestorer.Target(host: pgHost, port: pgPort, user: pgUser, passwordFile: pgPasswordFile,
+                                                     database: toDatabase, jobs: jobs, noOwner: noOwner, globalsComponent: globals,
+                                                     binDirectory: pgBin)
+                try DatabaseRestorer(restorer: Restorer(catalog: catalog)).restore(setId: set, component: component, node: node,
+                                                                                   identities: keys, into: target)
+                printError("restored \(component) of \(set) into database \(toDatabase) on \(pgHost):\(pgPort)")
+                return
+            }
+            guard let to else { throw CNBackupError(.invalidInput, "give --to PATH (or - for standard output) or --to-database NAME") }
             let destination: Restorer.Destination = to == "-" ? .standardOutput : .file(path: to, overwrite: force)
             let bytes = try Restorer(catalog: catalog).restore(setId: set, component: component, node: node,
                                                                identities: keys, to: destination)
