@@ -287,7 +287,7 @@ mkdir -p "$W/weed"
 cat >"$W/secrets/s3-identities.json" <<JSON
 {"identities":[{"name":"backup","credentials":[{"accessKey":"$S3_KEY","secretKey":"$S3_SECRET"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
 JSON
-"$WEED" mini -dir="$W/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.config="$W/secrets/s3-identities.json" \
+"$WEED" -logtostderr mini -dir="$W/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.config="$W/secrets/s3-identities.json" \
   -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false \
   -s3.port="$S3P" -s3.port.grpc="$S3G" -master.port="$MP" -master.port.grpc="$MG" \
   -volume.port="$VP" -volume.port.grpc="$VG" -filer.port="$FP" -filer.port.grpc="$FG" \

@@ -154,3 +154,24 @@ public struct FileSystemStore: ObjectStore {
         return (try? JSONDecoder().decode([String: String].self, from: data)) ?? [:]
     }
 }
+
+/// A file-system put interrupted by a crash leaves a temporary file; cleanup treats it like a
+/// stale multipart upload.
+extension FileSystemStore: MultipartUploadCleaning {
+    public func staleMultipartUploads(olderThan cutoff: Date) throws -> [StaleUpload] {
+        let folder = "\(root)/\(Self.temporaryFolderName)"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        return names.compactMap { name in
+            let modified = (try? FileManager.default.attributesOfItem(atPath: "\(folder)/\(name)"))?[.modificationDate] as? Date
+            guard let modified, modified < cutoff else { return nil }
+            return StaleUpload(key: "\(Self.temporaryFolderName)/\(name)", uploadId: name, initiated: modified)
+        }
+    }
+
+    public func abort(_ upload: StaleUpload) throws {
+        guard !upload.uploadId.contains("/") else { return }
+        unlink("\(root)/\(Self.temporaryFolderName)/\(upload.uploadId)")
+    }
+
+    static var temporaryFolderName: String { temporaryFolder }
+}
