@@ -18,15 +18,50 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 START=$(date +%s)
 
-fail() {
+FAILURE=""
+fail() {   # the reason is printed last, after the cleanup's log excerpts
   trap - ERR
-  echo "FAIL: $*"
+  FAILURE="$*"
   exit 1
 }
 trap 'fail "line $LINENO: command failed (exit $?): $BASH_COMMAND"' ERR
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+PGBIN=/usr/lib/postgresql/15/bin
+W=""          # the temp dir
+PIDS=()       # background processes this script started
+CLUSTERS=()   # PostgreSQL data dirs this script started
+as_postgres() {   # from /, so an unreadable working directory cannot trip pg_ctl's self-lookup
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -u postgres "$@"); fi
+}
+cleanup() {
+  local rc=$?
+  trap - ERR
+  set +e
+  if [ $rc -ne 0 ] && [ -d "${W:-}/logs" ]; then
+    for log in "$W"/logs/*; do
+      [ -s "$log" ] || continue
+      case $log in */keys.log|*/validate-*) continue ;; esac
+      echo "--- last lines of logs/$(basename "$log")"; tail -n 12 "$log"
+    done
+  fi
+  for d in "${CLUSTERS[@]}"; do as_postgres "$PGBIN/pg_ctl" -D "$d" -m immediate -w -t 20 stop >/dev/null 2>&1; done
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
+  done
+  if [ -n "${W:-}" ]; then
+    if [ "${E2E_KEEP:-}" = 1 ]; then echo "e2e: kept $W"; else $SUDO rm -rf "$W"; fi
+  fi
+  if [ $rc -ne 0 ]; then
+    echo "FAIL: ${FAILURE:-exit code $rc}"
+    exit 1
+  fi
+}
+trap 'FAILURE="interrupted"; exit 130' INT TERM
+trap cleanup EXIT
 step() { echo "== [$(( $(date +%s) - START ))s] $*"; }
 
-SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 # ---------------------------------------------------------------- dependencies
 step "dependencies"
@@ -56,7 +91,6 @@ if ! python3 -c 'import botocore' 2>/dev/null; then
   pip_install boto3 || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-botocore >/dev/null; } || true
 fi
 
-PGBIN=/usr/lib/postgresql/15/bin
 for t in initdb pg_ctl psql pg_restore pg_dump pg_dumpall; do
   [ -x "$PGBIN/$t" ] || fail "$PGBIN/$t is missing (postgresql-15 not installed?)"
 done
@@ -80,34 +114,9 @@ VALIDATOR_DUMP=$ROOT/$FIXTURES/validator-participant-identities.json
 # ---------------------------------------------------------------- temp dir, cleanup
 W=$(mktemp -d /tmp/cnbackup-e2e.XXXXXX)
 chmod 755 "$W"                      # the postgres user must reach its data dirs and sockets
-PIDS=()                             # background processes this script started
-CLUSTERS=()                         # PostgreSQL data dirs this script started
-cleanup() {
-  local rc=$?
-  trap - ERR
-  set +e
-  for d in "${CLUSTERS[@]}"; do as_postgres "$PGBIN/pg_ctl" -D "$d" -m immediate -w -t 20 stop >/dev/null 2>&1; done
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
-  done
-  if [ $rc -ne 0 ]; then
-    for log in "$W"/logs/*; do
-      [ -s "$log" ] || continue
-      echo "--- last lines of $(basename "$log")"; tail -n 15 "$log"
-    done
-  fi
-  if [ "${E2E_KEEP:-}" = 1 ]; then echo "e2e: kept $W"; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 mkdir -p "$W/logs" "$W/secrets" "$W/out" "$W/tmp"
 chmod 700 "$W/secrets"
 
-as_postgres() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
-}
 free_ports() {   # N distinct free TCP ports on 127.0.0.1, held together while chosen
   python3 - "$1" <<'PY'
 import socket, sys
@@ -124,20 +133,20 @@ unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGPASSFILE PGSERVICE
 # start_cluster NAME PORT: an initdb'd cluster under $W/NAME, TCP on 127.0.0.1:PORT (scram),
 # Unix socket in its data dir (trust, for setup as `postgres`).
 start_cluster() {
-  local name=$1 port=$2 d=$W/pg-$1
-  mkdir -p "$d"; $SUDO chown postgres: "$d"; chmod 700 "$d"
+  local name=$1 port=$2 d=$W/pg-$1 sock=$W/sock-$1
+  mkdir -p "$d" "$sock"; chmod 700 "$d"; chmod 755 "$sock"; $SUDO chown postgres: "$d" "$sock"
   as_postgres "$PGBIN/initdb" -D "$d" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
     -E UTF8 --locale=C.UTF-8 --no-sync >"$W/logs/initdb-$name.log" 2>&1 || { cat "$W/logs/initdb-$name.log"; fail "initdb $name"; }
   rm -f "$W/logs/initdb-$name.log"
   CLUSTERS+=("$d")
   as_postgres "$PGBIN/pg_ctl" -D "$d" -l "$d/server.log" -w -t 60 \
-    -o "-p $port -k $d -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off" \
+    -o "-p $port -k $sock -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off" \
     start >/dev/null || { cat "$d/server.log" >&2; fail "PostgreSQL ($name) did not start on port $port"; }
 }
 psql_su() {   # psql_su NAME [psql args...]: superuser `postgres` over the cluster's Unix socket
   local name=$1 port; shift
   port=${PORTS_PG[$name]}
-  "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$W/pg-$name" -p "$port" -U postgres "$@"
+  "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$W/sock-$name" -p "$port" -U postgres "$@"
 }
 declare -A PORTS_PG
 read -r PORTS_PG[apps] PORTS_PG[participant] PORTS_PG[restore] < <(free_ports 3)
@@ -514,6 +523,16 @@ step "restore identities and command components"
 restore identities "$W/out/identities.json"
 cmp "$SV_DUMP" "$W/out/identities.json" || fail "the restored identities dump differs from what the server served"
 [ "$(stat -c %a "$W/out/identities.json")" = 600 ] || fail "the restored identities dump is not mode 600"
+# A key that is not a recipient opens nothing, and leaves no file; an existing file is not replaced.
+"$CNB" keys generate --out "$W/secrets/stranger.key" >/dev/null 2>>"$W/logs/keys.log"
+rc=0; cnb restore "${STORE_ARGS[@]}" "$SET" --component identities --to "$W/out/stranger.json" --identity "$W/secrets/stranger.key" \
+  >"$W/logs/restore-stranger.log" 2>&1 || rc=$?
+[ $rc = 1 ] || { cat "$W/logs/restore-stranger.log"; fail "restore with a key that is not a recipient exited $rc, expected 1"; }
+[ ! -e "$W/out/stranger.json" ] || fail "restore with a wrong key left a file behind"
+rc=0; cnb restore "${STORE_ARGS[@]}" "$SET" --component identities --to "$W/out/identities.json" --identity "$W/secrets/ops.key" \
+  >"$W/logs/restore-exists.log" 2>&1 || rc=$?
+[ $rc != 0 ] || fail "restore replaced an existing file without --force"
+cmp -s "$SV_DUMP" "$W/out/identities.json" || fail "a refused restore changed the existing file"
 restore sequencer "$W/out/sequencer.bin"; [ "$(cat "$W/out/sequencer.bin")" = "sequencer placeholder" ] || fail "sequencer component content"
 restore cometbft "$W/out/cometbft.bin"; [ "$(cat "$W/out/cometbft.bin")" = "snapshot-taken" ] || fail "cometbft component content"
 
@@ -555,7 +574,7 @@ compare_db() {   # compare_db SRC_CLUSTER DB COMPONENT
   restore "$comp" "$W/out/$comp.dump"
   head -c 5 "$W/out/$comp.dump" | grep -q PGDMP || fail "$comp is not a pg_dump custom-format archive"
   psql_su restore -d postgres -c "CREATE DATABASE $db"
-  "$PGBIN/pg_restore" -h "$W/pg-restore" -p "${PORTS_PG[restore]}" -U postgres -d "$db" --exit-on-error "$W/out/$comp.dump" \
+  "$PGBIN/pg_restore" -h "$W/sock-restore" -p "${PORTS_PG[restore]}" -U postgres -d "$db" --exit-on-error "$W/out/$comp.dump" \
     >"$W/logs/pg_restore-$comp.log" 2>&1 || { cat "$W/logs/pg_restore-$comp.log"; fail "pg_restore of $comp (without --no-owner) failed"; }
   a=$(table_sums "$src" "$db"); b=$(table_sums restore "$db")
   [ -n "$a" ] || fail "no tables found in $src/$db"

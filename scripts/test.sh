@@ -10,3 +10,4 @@ swift test --skip-build
 if [ -f ../shared/checks/core-smoke.sh ]; then
   bash ../shared/checks/core-smoke.sh
 fi
+scripts/check-examples.sh "$CNBACKUP_BIN"
