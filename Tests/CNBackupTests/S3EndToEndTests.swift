@@ -21,6 +21,17 @@ struct S3EndToEndTests {
         try ObjectStoreConformance.run(try httpsStore(prefix: "conformance-tls", caFile: server.caFile))
     }
 
+    @Test func storageClassAndEncryptionSettingsAreSent() throws {
+        // SeaweedFS accepts the storage class and SSE-S3 headers; AWS applies them.
+        let store = try SeaweedFSServer.store(endpoint: server.endpoint, prefix: "settings") {
+            $0.storageClass = "STANDARD"
+            $0.serverSideEncryption = "AES256"
+        }
+        try store.putBytes(key: "x", [1, 2, 3])
+        #expect(try store.getBytes(key: "x") == [1, 2, 3])
+        #expect(throws: CNBackupError.self) { try openS3Store(url: "s3://b/p", endpoint: "http://127.0.0.1:1", serverSideEncryption: "rot13") }
+    }
+
     @Test func tlsIsVerifiedByDefault() throws {
         // Without the test CA the server's certificate is not trusted: refused, nothing written.
         let untrusted = try httpsStore(prefix: "untrusted", caFile: nil)

@@ -51,11 +51,17 @@ public struct StoreSettings: Sendable, Equatable {
     public var pathStyle: Bool?
     public var caFile: String?
     public var provider: String?
+    /// S3 server-side encryption (AES256 | aws:kms), its KMS key id, and the storage class.
+    public var sse: String?
+    public var kmsKeyId: String?
+    public var storageClass: String?
 
     public init(url: String, endpoint: String? = nil, region: String? = nil, pathStyle: Bool? = nil,
-                caFile: String? = nil, provider: String? = nil) {
+                caFile: String? = nil, provider: String? = nil, sse: String? = nil, kmsKeyId: String? = nil,
+                storageClass: String? = nil) {
         self.url = url; self.endpoint = endpoint; self.region = region; self.pathStyle = pathStyle
         self.caFile = caFile; self.provider = provider
+        self.sse = sse; self.kmsKeyId = kmsKeyId; self.storageClass = storageClass
     }
 }
 
@@ -162,7 +168,9 @@ public struct PipelineDefinition: Sendable {
         var storeMap = try YAMLMap(try top.require("store"), path: "store", file: file)
         let store = StoreSettings(url: try storeMap.requireString("url"), endpoint: try storeMap.string("endpoint"),
                                   region: try storeMap.string("region"), pathStyle: try storeMap.bool("pathStyle"),
-                                  caFile: try storeMap.string("caFile"), provider: try storeMap.string("provider"))
+                                  caFile: try storeMap.string("caFile"), provider: try storeMap.string("provider"),
+                                  sse: try storeMap.string("sse"), kmsKeyId: try storeMap.string("kmsKeyId"),
+                                  storageClass: try storeMap.string("storageClass"))
         try storeMap.rejectUnknown()
         guard store.url.hasPrefix("file://") || store.url.hasPrefix("s3://") else {
             throw storeMap.error(nil, "url", "\"\(store.url)\" is not a store URL: use file:///PATH or s3://BUCKET/PREFIX")

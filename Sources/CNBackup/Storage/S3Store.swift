@@ -37,6 +37,11 @@ public struct S3Settings: Sendable {
     /// Upload and download limits in bytes per second for the whole store.
     public var maxSendBytesPerSecond: Int64?
     public var maxReceiveBytesPerSecond: Int64?
+    /// Server-side encryption: `AES256` or `aws:kms` (with `kmsKeyId`); nil leaves the bucket's default.
+    public var serverSideEncryption: String?
+    public var kmsKeyId: String?
+    /// e.g. `STANDARD_IA`, `GLACIER_IR`; nil leaves the bucket's default.
+    public var storageClass: String?
 
     public init(bucket: String, prefix: String = "", endpoint: String? = nil, region: String = "us-east-1",
                 pathStyle: Bool? = nil, caFile: String? = nil, provider: S3Provider = .aws) {
@@ -108,7 +113,8 @@ extension S3Credentials {
 /// the region to AWS_REGION / AWS_DEFAULT_REGION (else us-east-1, or `auto` for GCS and R2).
 public func openS3Store(url: String, endpoint: String? = nil, region: String? = nil, pathStyle: Bool? = nil,
                         caFile: String? = nil, provider: S3Provider = .aws,
-                        credentials: S3Credentials? = nil) throws -> S3Store {
+                        credentials: S3Credentials? = nil, serverSideEncryption: String? = nil,
+                        kmsKeyId: String? = nil, storageClass: String? = nil) throws -> S3Store {
     guard url.hasPrefix("s3://") else {
         throw CNBackupError(.invalidInput, "\"\(url)\" is not an S3 URL: write s3://BUCKET/PREFIX")
     }
@@ -118,8 +124,14 @@ public func openS3Store(url: String, endpoint: String? = nil, region: String? = 
     guard !bucket.isEmpty else { throw CNBackupError(.invalidInput, "\"\(url)\" names no bucket: write s3://BUCKET/PREFIX") }
     let env = ProcessInfo.processInfo.environment
     let region = region ?? env["AWS_REGION"] ?? env["AWS_DEFAULT_REGION"] ?? ([.gcs, .r2].contains(provider) ? "auto" : "us-east-1")
-    let settings = S3Settings(bucket: bucket, prefix: prefix, endpoint: endpoint, region: region,
+    var settings = S3Settings(bucket: bucket, prefix: prefix, endpoint: endpoint, region: region,
                               pathStyle: pathStyle, caFile: caFile, provider: provider)
+    if let sse = serverSideEncryption, !["AES256", "aws:kms"].contains(sse) {
+        throw CNBackupError(.invalidInput, "sse \"\(sse)\" is unknown: use AES256 or aws:kms")
+    }
+    settings.serverSideEncryption = serverSideEncryption
+    settings.kmsKeyId = kmsKeyId
+    settings.storageClass = storageClass
     return try S3Store(settings: settings, credentials: credentials ?? S3Credentials.fromEnvironment())
 }
 
@@ -344,7 +356,7 @@ public struct S3Store: ObjectStore {
 
     private func putSingle(key: String, bytes: [UInt8], options: PutOptions) throws -> ObjectInfo {
         var headers = [("Content-MD5", Data(try md5(bytes)).base64EncodedString())]
-        headers += labelHeaders(options.tags)
+        headers += labelHeaders(options.tags) + objectSettingHeaders
         if options.ifAbsent { headers.append(("If-None-Match", "*")) }
         let response = try send(S3Call(method: "PUT", key: key, headers: headers, body: bytes, what: "PUT"), accept: [412])
         if response.status == 412 {
@@ -356,7 +368,7 @@ public struct S3Store: ObjectStore {
 
     private func putMultipart(key: String, head: [UInt8], rest source: ByteStream, options: PutOptions) throws -> ObjectInfo {
         var createHeaders: [(String, String)] = []
-        createHeaders += labelHeaders(options.tags)
+        createHeaders += labelHeaders(options.tags) + objectSettingHeaders
         let created = try sendXML(S3Call(method: "POST", key: key, query: [("uploads", "")], headers: createHeaders,
                                          what: "CREATE upload of"))
         guard let uploadId = created.value("UploadId"), !uploadId.isEmpty else {
@@ -485,6 +497,15 @@ public struct S3Store: ObjectStore {
 
     private func conflictVanished(_ key: String) -> CNBackupError {
         CNBackupError(.storage, "\(displayName)\(key) was reported to exist, then was gone: another writer is at work")
+    }
+
+    /// Server-side encryption and storage class, sent when an object is created.
+    private var objectSettingHeaders: [(String, String)] {
+        var headers: [(String, String)] = []
+        if let sse = settings.serverSideEncryption { headers.append(("x-amz-server-side-encryption", sse)) }
+        if let key = settings.kmsKeyId { headers.append(("x-amz-server-side-encryption-aws-kms-key-id", key)) }
+        if let storageClass = settings.storageClass { headers.append(("x-amz-storage-class", storageClass)) }
+        return headers
     }
 
     /// Tags as `x-amz-tagging`, or as `x-amz-meta-*` metadata where the provider has no tagging

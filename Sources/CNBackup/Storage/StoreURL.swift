@@ -11,7 +11,7 @@ extension StoreSettings {
         }
         var query: [String: String] = [:]
         for item in components.queryItems ?? [] { query[item.name] = item.value ?? "" }
-        let known: Set = ["endpoint", "region", "pathStyle", "caFile", "provider"]
+        let known: Set = ["endpoint", "region", "pathStyle", "caFile", "provider", "sse", "kmsKeyId", "storageClass"]
         if let unknown = query.keys.first(where: { !known.contains($0) }) {
             throw CNBackupError(.invalidInput, "store URL parameter \"\(unknown)\" is unknown (allowed: \(known.sorted().joined(separator: ", ")))")
         }
@@ -20,7 +20,8 @@ extension StoreSettings {
         self.init(url: base.string ?? url,
                   endpoint: endpoint ?? query["endpoint"], region: region ?? query["region"],
                   pathStyle: pathStyle ?? query["pathStyle"].map { $0 == "true" || $0 == "1" },
-                  caFile: caFile ?? query["caFile"], provider: provider ?? query["provider"])
+                  caFile: caFile ?? query["caFile"], provider: provider ?? query["provider"],
+                  sse: query["sse"], kmsKeyId: query["kmsKeyId"], storageClass: query["storageClass"])
     }
 
     /// Opens the store these settings name.
@@ -46,7 +47,8 @@ extension StoreSettings {
                 }
                 s3Provider = parsed
             }
-            return try openS3Store(url: url, endpoint: endpoint, region: region, pathStyle: pathStyle, caFile: caFile, provider: s3Provider)
+            return try openS3Store(url: url, endpoint: endpoint, region: region, pathStyle: pathStyle, caFile: caFile,
+                                   provider: s3Provider, serverSideEncryption: sse, kmsKeyId: kmsKeyId, storageClass: storageClass)
         default:
             throw CNBackupError(.invalidInput, "store scheme \"\(scheme)\" is not supported: use file:// or s3://")
         }
