@@ -11,3 +11,4 @@ if [ -f ../shared/checks/core-smoke.sh ]; then
   bash ../shared/checks/core-smoke.sh
 fi
 scripts/check-examples.sh "$CNBACKUP_BIN"
+scripts/e2e-canton.sh "$CNBACKUP_BIN"
