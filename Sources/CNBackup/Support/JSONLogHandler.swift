@@ -16,10 +16,10 @@ public struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
-        var fields: [String: String] = ["ts": Timestamp.format(Date()), "level": level.rawValue, "msg": message.description, "logger": label]
-        for (key, value) in metadata.merging(explicit ?? [:], uniquingKeysWith: { _, new in new }) { fields[key] = "\(value)" }
+    public func log(event: LogEvent) {
+        var fields: [String: String] = ["ts": Timestamp.format(Date()), "level": event.level.rawValue,
+                                        "msg": event.message.description, "logger": label]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) { fields[key] = "\(value)" }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard var data = try? encoder.encode(fields) else { return }
