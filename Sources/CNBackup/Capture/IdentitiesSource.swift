@@ -30,6 +30,25 @@ final class SecretText {
 }
 
 extension HTTPSourceDefinition {
+    /// Secrets (the dump, the client secret, the token) only travel over TLS; plain HTTP is
+    /// allowed to this machine's loopback alone, compared on the parsed host, never on a prefix.
+    static func requireSecureURL(_ text: String, what: String) throws {
+        guard let url = URLComponents(string: text), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty,
+              url.user == nil, url.password == nil else {
+            throw CNBackupError(.invalidInput, "\(what) \(text) is not a valid https:// URL")
+        }
+        let loopback = ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host.lowercased())
+        guard scheme == "https" || (scheme == "http" && loopback) else {
+            throw CNBackupError(.invalidInput, "\(what) \(text) must be https:// (it carries the node's private keys or credentials)")
+        }
+    }
+
+    /// Checks every URL of the source (used by validation and before fetching).
+    func checkURLs() throws {
+        try Self.requireSecureURL(url, what: "identities URL")
+        if let oauth { try Self.requireSecureURL(oauth.tokenURL, what: "OAuth token URL") }
+    }
+
     static func readSecret(_ path: String, what: String) throws -> SecretText {
         guard var data = FileManager.default.contents(atPath: path).map(Array.init) else {
             throw CNBackupError(.invalidInput, "cannot read the \(what) file \(path): check the path and the secret's mount")
@@ -42,9 +61,7 @@ extension HTTPSourceDefinition {
     /// stream. The body stays in memory (an identities dump is small); it is never written to disk
     /// in clear and never logged.
     func fetch() throws -> ByteStream {
-        guard url.hasPrefix("https://") || url.hasPrefix("http://127.0.0.1") || url.hasPrefix("http://localhost") else {
-            throw CNBackupError(.invalidInput, "identities URL \(url) must be https:// (the dump holds the node's private keys)")
-        }
+        try checkURLs()
         let client = HTTPClient(options: HTTPClientOptions(caFile: caFile))
         let token = try bearerToken(client)
         var request = HTTPRequest(method: "GET", url: url)

@@ -310,6 +310,7 @@ public struct PipelineDefinition: Sendable {
                                               tokenFile: try http.string("tokenFile"), oauth: oauth,
                                               expectIdentities: role == .identities)
             try http.rejectUnknown()
+            do { try source.checkURLs() } catch let e as CNBackupError { throw YAMLMap.error(file, http.node, http.path, e.message) }
             guard (source.oauth == nil) != (source.tokenFile == nil) else {
                 throw YAMLMap.error(file, http.node, http.path, "give exactly one of oauth and tokenFile")
             }

@@ -132,7 +132,9 @@ public func openS3Store(url: String, endpoint: String? = nil, region: String? = 
     settings.serverSideEncryption = serverSideEncryption
     settings.kmsKeyId = kmsKeyId
     settings.storageClass = storageClass
-    return try S3Store(settings: settings, credentials: credentials ?? S3Credentials.fromEnvironment())
+    let provider = try credentials.map { S3CredentialProvider(fixed: $0) }
+        ?? S3CredentialProvider.fromEnvironment(region: region, caFile: caFile)
+    return try S3Store(settings: settings, credentialProvider: provider)
 }
 
 /// One multipart upload in progress, as ListMultipartUploads reports it.
@@ -146,7 +148,7 @@ public struct S3MultipartUpload: Sendable, Equatable {
 /// An `ObjectStore` on S3 or a compatible server, over SigV4-signed HTTP(S).
 public struct S3Store: ObjectStore {
     public let settings: S3Settings
-    private let credentials: S3Credentials
+    private let credentials: S3CredentialProvider
     private let shared: Shared
     private let scheme: String
     private let host: String  // host[:port] as sent in the Host header
@@ -166,6 +168,10 @@ public struct S3Store: ObjectStore {
     }
 
     public init(settings: S3Settings, credentials: S3Credentials) throws {
+        try self.init(settings: settings, credentialProvider: S3CredentialProvider(fixed: credentials))
+    }
+
+    public init(settings: S3Settings, credentialProvider credentials: S3CredentialProvider) throws {
         guard !settings.bucket.isEmpty, !settings.bucket.contains("/") else {
             throw CNBackupError(.invalidInput, "\"\(settings.bucket)\" is not a bucket name")
         }
@@ -551,7 +557,7 @@ public struct S3Store: ObjectStore {
         headers.append(("Host", host))
         let date = Date().addingTimeInterval(shared.clockOffset)
         let signed = try signer.sign(method: call.method, path: path, query: call.query, headers: headers,
-                                     payloadHash: payloadHash, date: date, credentials: credentials)
+                                     payloadHash: payloadHash, date: date, credentials: try credentials.current())
         // Host goes out as signed (curl would drop an explicit default port from its own).
         var request = HTTPRequest(method: call.method, url: url, headers: signed.headers)
         if let body = call.body {
@@ -639,7 +645,8 @@ public struct S3Store: ObjectStore {
         if let message = parsed?.message, !message.isEmpty { cause += ": " + message }
         if let id = parsed?.requestId ?? response.header("x-amz-request-id") { cause += " (request id \(id))" }
         // Belt and braces: a server echoing a credential back would not get it into a message.
-        for secret in [credentials.secretAccessKey, credentials.sessionToken ?? ""] where secret.count >= 8 {
+        let known = credentials.lastKnown
+        for secret in [known?.secretAccessKey ?? "", known?.sessionToken ?? ""] where secret.count >= 8 {
             cause = cause.replacingOccurrences(of: secret, with: "<redacted>")
         }
         let target = "\(displayName)\(call.key ?? "")"
