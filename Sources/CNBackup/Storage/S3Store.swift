@@ -485,10 +485,21 @@ public struct S3Store: ObjectStore {
         } catch {
             failure = error
         }
-        if let info = try? head(key: key), info.size == total {
+        if let info = try? head(key: key), info.size == total, etagMatches(info.etag, parts: parts) {
             return info
         }
         throw failure
+    }
+
+    /// Whether a multipart object's ETag is the one these parts make: MD5 of the parts' binary MD5s,
+    /// then `-N`. Where ETags are not MD5s (SSE-KMS, some providers) the size check stands alone.
+    private func etagMatches(_ etag: String?, parts: [(Int, String)]) -> Bool {
+        let trimmed = { (s: String) in s.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+        guard settings.serverSideEncryption != "aws:kms", let etag = etag.map(trimmed) else { return true }
+        let partDigests = parts.compactMap { [UInt8](hex: trimmed($0.1)) }
+        guard partDigests.count == parts.count, partDigests.allSatisfy({ $0.count == 16 }),
+              let expected = try? md5(partDigests.flatMap { $0 }).hex else { return true }
+        return etag == "\(expected)-\(parts.count)"
     }
 
     /// With `ifAbsent` and an object already under `key`: success when it holds the same bytes.
