@@ -13,14 +13,14 @@
 # Usage: scripts/e2e-faults.sh [PATH/TO/cnbackup]     (default: $(swift build --show-bin-path)/cnbackup)
 # Prints `ok: ...` and exits 0, or prints `FAIL: reason` and exits 1. E2E_KEEP=1 keeps the temp dir;
 # E2E_FAULT_SEED picks the proxy's seed; E2E_FAULT_ARGS adds fault-proxy.py flags (e.g. "--reset-request-rate 0"
-# to switch a kind off; only kinds left on must fire); E2E_FAULTS_BUDGET bounds the cnbackup commands (s, 170).
+# to switch a kind off; only kinds left on must fire); E2E_FAULTS_BUDGET bounds the cnbackup commands (s, 200).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 START=$(date +%s)
 RUNS=5
 SEED=${E2E_FAULT_SEED:-20261125}
-BUDGET=${E2E_FAULTS_BUDGET:-170}
+BUDGET=${E2E_FAULTS_BUDGET:-200}
 
 FAILURE=""
 fail() {   # the reason is printed last, after the cleanup's log excerpts
