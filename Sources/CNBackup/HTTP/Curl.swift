@@ -40,7 +40,10 @@ struct HTTPTransportError: Error, CustomStringConvertible {
     var isRetryable: Bool {
         let retryable: [CURLcode] = [CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT,
                                      CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE,
-                                     CURLE_SSL_CONNECT_ERROR, CURLE_HTTP2, CURLE_HTTP2_STREAM, CURLE_HTTP3]
+                                     CURLE_SSL_CONNECT_ERROR, CURLE_HTTP2, CURLE_HTTP2_STREAM, CURLE_HTTP3,
+                                     // A reused connection died mid-body and curl cannot rewind our
+                                     // stream: a new attempt starts the body afresh.
+                                     CURLE_SEND_FAIL_REWIND]
         return retryable.contains { Int($0.rawValue) == curlCode }
     }
 }

@@ -435,14 +435,27 @@ public struct S3Store: ObjectStore {
             if !buffer.isEmpty || partNumber == 0 { try submit(buffer) }
             group.wait()
             if let error = state.error { throw error }
-            return try completeMultipart(key: key, uploadId: uploadId, parts: state.parts, total: total,
-                                         digest: wholeHash?.finalize(), options: options)
+            let info = try completeMultipart(key: key, uploadId: uploadId, parts: state.parts, total: total,
+                                             digest: wholeHash?.finalize(), options: options)
+            abortStrayUploads(key: key)
+            return info
         } catch {
             // Let parts in flight finish first, so none lands after the abort.
             group.wait()
             source.close()
             try? abortMultipartUpload(key: key, uploadId: uploadId)
+            abortStrayUploads(key: key)
             throw error
+        }
+    }
+
+    /// A CreateMultipartUpload whose answer was lost and then retried leaves an upload whose id we
+    /// never learnt. Keys are unique to one set and one writer, so any upload still open under
+    /// this key once ours is settled is such a stray: abort it rather than leave its parts billed.
+    private func abortStrayUploads(key: String) {
+        guard let open = try? listMultipartUploads() else { return }
+        for upload in open where upload.key == key {
+            try? abortMultipartUpload(key: key, uploadId: upload.uploadId)
         }
     }
 
