@@ -79,5 +79,7 @@ enum ObjectStoreConformance {
         let s3 = try StoreSettings(parsing: "s3://bucket/prefix?endpoint=https://s3.example&region=eu-1&pathStyle=true")
         #expect(s3.url == "s3://bucket/prefix")
         #expect(s3.endpoint == "https://s3.example" && s3.region == "eu-1" && s3.pathStyle == true)
+        let tuned = try StoreSettings(parsing: "s3://bucket/p?partSizeMiB=16&parallelParts=2&maxBytesPerSecond=1000000")
+        #expect(tuned.partSizeMiB == 16 && tuned.parallelParts == 2 && tuned.maxBytesPerSecond == 1_000_000)
     }
 }

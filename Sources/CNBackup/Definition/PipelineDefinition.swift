@@ -55,6 +55,11 @@ public struct StoreSettings: Sendable, Equatable {
     public var sse: String?
     public var kmsKeyId: String?
     public var storageClass: String?
+    /// Fixed multipart part size in MiB (stores that need equal parts, such as R2); nil grows them.
+    public var partSizeMiB: Int?
+    public var parallelParts: Int?
+    /// Upload and download limit in bytes per second, per connection.
+    public var maxBytesPerSecond: Int64?
 
     public init(url: String, endpoint: String? = nil, region: String? = nil, pathStyle: Bool? = nil,
                 caFile: String? = nil, provider: String? = nil, sse: String? = nil, kmsKeyId: String? = nil,
@@ -166,11 +171,14 @@ public struct PipelineDefinition: Sendable {
         try epochMap.rejectUnknown()
 
         var storeMap = try YAMLMap(try top.require("store"), path: "store", file: file)
-        let store = StoreSettings(url: try storeMap.requireString("url"), endpoint: try storeMap.string("endpoint"),
+        var store = StoreSettings(url: try storeMap.requireString("url"), endpoint: try storeMap.string("endpoint"),
                                   region: try storeMap.string("region"), pathStyle: try storeMap.bool("pathStyle"),
                                   caFile: try storeMap.string("caFile"), provider: try storeMap.string("provider"),
                                   sse: try storeMap.string("sse"), kmsKeyId: try storeMap.string("kmsKeyId"),
                                   storageClass: try storeMap.string("storageClass"))
+        store.partSizeMiB = try storeMap.int("partSizeMiB")
+        store.parallelParts = try storeMap.int("parallelParts")
+        store.maxBytesPerSecond = try storeMap.int("maxBytesPerSecond").map(Int64.init)
         try storeMap.rejectUnknown()
         guard store.url.hasPrefix("file://") || store.url.hasPrefix("s3://") else {
             throw storeMap.error(nil, "url", "\"\(store.url)\" is not a store URL: use file:///PATH or s3://BUCKET/PREFIX")

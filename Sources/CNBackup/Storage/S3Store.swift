@@ -114,7 +114,8 @@ extension S3Credentials {
 public func openS3Store(url: String, endpoint: String? = nil, region: String? = nil, pathStyle: Bool? = nil,
                         caFile: String? = nil, provider: S3Provider = .aws,
                         credentials: S3Credentials? = nil, serverSideEncryption: String? = nil,
-                        kmsKeyId: String? = nil, storageClass: String? = nil) throws -> S3Store {
+                        kmsKeyId: String? = nil, storageClass: String? = nil,
+                        configure: (inout S3Settings) -> Void = { _ in }) throws -> S3Store {
     guard url.hasPrefix("s3://") else {
         throw CNBackupError(.invalidInput, "\"\(url)\" is not an S3 URL: write s3://BUCKET/PREFIX")
     }
@@ -235,7 +236,7 @@ public struct S3Store: ObjectStore {
             return try settleConflict(key: key, existing: existing, size: size, digest: hasher.finalize())
         }
         if ended { return try putSingle(key: key, bytes: head, options: options) }
-        return try putMultipart(key: key, head: head, rest: source, options: options)
+        return try putMultipart(key: key, head: consume head, rest: source, options: options)
     }
 
     public func get(key: String, range: ClosedRange<Int64>?) throws -> ByteStream {
@@ -372,7 +373,7 @@ public struct S3Store: ObjectStore {
         return ObjectInfo(key: key, size: Int64(bytes.count), lastModified: Date(), etag: response.header("etag"))
     }
 
-    private func putMultipart(key: String, head: [UInt8], rest source: ByteStream, options: PutOptions) throws -> ObjectInfo {
+    private func putMultipart(key: String, head: consuming [UInt8], rest source: ByteStream, options: PutOptions) throws -> ObjectInfo {
         var createHeaders: [(String, String)] = []
         createHeaders += labelHeaders(options.tags) + objectSettingHeaders
         let created = try sendXML(S3Call(method: "POST", key: key, query: [("uploads", "")], headers: createHeaders,
@@ -411,15 +412,20 @@ public struct S3Store: ObjectStore {
         }
 
         do {
-            var buffer = head
-            wholeHash?.update(head)
-            total = Int64(head.count)
+            // Take the read-ahead over rather than copy it: held twice, it would cost 16 MiB more.
+            var buffer = consume head
+            wholeHash?.update(buffer)
+            total = Int64(buffer.count)
             var ended = false
             while true {
                 let size = settings.partSize(for: partNumber + 1, sizeHint: options.sizeHint)
                 if buffer.count >= size {
-                    try submit(Array(buffer[0..<size]))
-                    buffer.removeFirst(size)
+                    // Hand the buffer itself over and keep only the overshoot (under one chunk):
+                    // copying out a whole part would hold it twice.
+                    let rest = Array(buffer[size...])
+                    buffer.removeSubrange(size...)
+                    try submit(buffer)
+                    buffer = rest
                     continue
                 }
                 if ended { break }

@@ -11,7 +11,8 @@ extension StoreSettings {
         }
         var query: [String: String] = [:]
         for item in components.queryItems ?? [] { query[item.name] = item.value ?? "" }
-        let known: Set = ["endpoint", "region", "pathStyle", "caFile", "provider", "sse", "kmsKeyId", "storageClass"]
+        let known: Set = ["endpoint", "region", "pathStyle", "caFile", "provider", "sse", "kmsKeyId", "storageClass",
+                          "partSizeMiB", "parallelParts", "maxBytesPerSecond"]
         if let unknown = query.keys.first(where: { !known.contains($0) }) {
             throw CNBackupError(.invalidInput, "store URL parameter \"\(unknown)\" is unknown (allowed: \(known.sorted().joined(separator: ", ")))")
         }
@@ -22,6 +23,9 @@ extension StoreSettings {
                   pathStyle: pathStyle ?? query["pathStyle"].map { $0 == "true" || $0 == "1" },
                   caFile: caFile ?? query["caFile"], provider: provider ?? query["provider"],
                   sse: query["sse"], kmsKeyId: query["kmsKeyId"], storageClass: query["storageClass"])
+        partSizeMiB = query["partSizeMiB"].flatMap { Int($0) }
+        parallelParts = query["parallelParts"].flatMap { Int($0) }
+        maxBytesPerSecond = query["maxBytesPerSecond"].flatMap { Int64($0) }
     }
 
     /// Opens the store these settings name.
@@ -48,7 +52,11 @@ extension StoreSettings {
                 s3Provider = parsed
             }
             return try openS3Store(url: url, endpoint: endpoint, region: region, pathStyle: pathStyle, caFile: caFile,
-                                   provider: s3Provider, serverSideEncryption: sse, kmsKeyId: kmsKeyId, storageClass: storageClass)
+                                   provider: s3Provider, serverSideEncryption: sse, kmsKeyId: kmsKeyId, storageClass: storageClass) { s3 in
+                if let mib = partSizeMiB { s3.partSize = mib << 20 }
+                if let parts = parallelParts { s3.parallelParts = max(1, parts) }
+                if let limit = maxBytesPerSecond { s3.maxSendBytesPerSecond = limit; s3.maxReceiveBytesPerSecond = limit }
+            }
         default:
             throw CNBackupError(.invalidInput, "store scheme \"\(scheme)\" is not supported: use file:// or s3://")
         }
