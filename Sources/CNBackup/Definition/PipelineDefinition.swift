@@ -60,6 +60,8 @@ public struct StoreSettings: Sendable, Equatable {
     public var parallelParts: Int?
     /// Upload and download limit in bytes per second, per connection.
     public var maxBytesPerSecond: Int64?
+    /// Attempts per S3 request before giving up (retries back off with full jitter).
+    public var maxAttempts: Int?
 
     public init(url: String, endpoint: String? = nil, region: String? = nil, pathStyle: Bool? = nil,
                 caFile: String? = nil, provider: String? = nil, sse: String? = nil, kmsKeyId: String? = nil,
@@ -179,6 +181,7 @@ public struct PipelineDefinition: Sendable {
         store.partSizeMiB = try storeMap.int("partSizeMiB")
         store.parallelParts = try storeMap.int("parallelParts")
         store.maxBytesPerSecond = try storeMap.int("maxBytesPerSecond").map(Int64.init)
+        store.maxAttempts = try storeMap.int("maxAttempts")
         try storeMap.rejectUnknown()
         guard store.url.hasPrefix("file://") || store.url.hasPrefix("s3://") else {
             throw storeMap.error(nil, "url", "\"\(store.url)\" is not a store URL: use file:///PATH or s3://BUCKET/PREFIX")

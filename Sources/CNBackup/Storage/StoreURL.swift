@@ -12,7 +12,7 @@ extension StoreSettings {
         var query: [String: String] = [:]
         for item in components.queryItems ?? [] { query[item.name] = item.value ?? "" }
         let known: Set = ["endpoint", "region", "pathStyle", "caFile", "provider", "sse", "kmsKeyId", "storageClass",
-                          "partSizeMiB", "parallelParts", "maxBytesPerSecond"]
+                          "partSizeMiB", "parallelParts", "maxBytesPerSecond", "maxAttempts"]
         if let unknown = query.keys.first(where: { !known.contains($0) }) {
             throw CNBackupError(.invalidInput, "store URL parameter \"\(unknown)\" is unknown (allowed: \(known.sorted().joined(separator: ", ")))")
         }
@@ -26,6 +26,7 @@ extension StoreSettings {
         partSizeMiB = query["partSizeMiB"].flatMap { Int($0) }
         parallelParts = query["parallelParts"].flatMap { Int($0) }
         maxBytesPerSecond = query["maxBytesPerSecond"].flatMap { Int64($0) }
+        maxAttempts = query["maxAttempts"].flatMap { Int($0) }
     }
 
     /// Opens the store these settings name.
@@ -56,6 +57,7 @@ extension StoreSettings {
                 if let mib = partSizeMiB { s3.partSize = mib << 20 }
                 if let parts = parallelParts { s3.parallelParts = max(1, parts) }
                 if let limit = maxBytesPerSecond { s3.maxSendBytesPerSecond = limit; s3.maxReceiveBytesPerSecond = limit }
+                if let attempts = maxAttempts { s3.maxAttempts = max(1, attempts) }
             }
         default:
             throw CNBackupError(.invalidInput, "store scheme \"\(scheme)\" is not supported: use file:// or s3://")
