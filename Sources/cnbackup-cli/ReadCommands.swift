@@ -120,7 +120,7 @@ struct RestoreCommand: ParsableCommand {
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var signerOptions: SignerOptions
     @Argument(help: "The set id.") var set: String
-    @Option(help: "The component name (as in the manifest).") var component: String
+    @Option(help: "The component name (as in the manifest).") var component: String?
     @Option(help: "Where to write: a path, or - for standard output.") var to: String?
     @Option(help: "Restore a pg_dump component into this NEW database (created; dropped again on failure).") var toDatabase: String?
     @Option(help: "Postgres host for --to-database.") var pgHost = "127.0.0.1"
@@ -134,11 +134,21 @@ struct RestoreCommand: ParsableCommand {
     @Option(help: "The node, when set ids could clash across nodes.") var node: String?
     @Option(name: .customLong("identity"), help: "Private key file; repeat to offer several.") var identities: [String] = []
     @Flag(help: "Replace an existing file at --to.") var force = false
+    @Flag(help: "Print the whole node's restore from this set, in runbook order, and stop.") var plan = false
 
     func run() throws {
         try reporting {
-            guard !identities.isEmpty else { throw CNBackupError(.invalidInput, "give the private key file with --identity") }
             let catalog = Catalog(store: try storeOptions.open(), signers: try signerOptions.load())
+            if plan {
+                let entry = try catalog.entry(setId: set, node: node)
+                guard entry.isTrusted, let manifest = entry.manifest else {
+                    throw CNBackupError(.authentication, "set \(set) cannot be trusted: signature \(entry.signature)")
+                }
+                for (index, step) in RestorePlan.steps(for: manifest, store: storeOptions.store).enumerated() { print("\(index + 1). \(step)") }
+                return
+            }
+            guard let component else { throw CNBackupError(.invalidInput, "give --component NAME (or --plan)") }
+            guard !identities.isEmpty else { throw CNBackupError(.invalidInput, "give the private key file with --identity") }
             let keys = try identities.map { try KeyFile.loadIdentity(path: $0) }
             if let toDatabase {
                 let target = DatabaseRestorer.Target(host: pgHost, port: pgPort, user: pgUser, passwordFile: pgPasswordFile,

@@ -166,5 +166,15 @@ func temporaryDirectory() throws -> String {
         let listed = try cli(["list", "--store", "file://\(dir)/store", "--signer", signer, "--json"]).text
         #expect(listed.contains("\"complete\" : true") && listed.contains("\"complete\" : false"))
         #expect(try cli(common + ["--component", "wizard=\(dir)/apps"]).status == 1)
+
+        // The whole node's restore, in runbook order: scale down, apps before participant, scale up.
+        let setId = try #require(full.text.split(separator: " ").dropFirst().first.map(String.init))
+        let plan = try cli(["restore", "--store", "file://\(dir)/store", "--signer", signer, setId, "--plan"])
+        #expect(plan.status == 0, "\(plan.stderr)")
+        let lines = plan.text.split(separator: "\n").map(String.init)
+        let down = lines.firstIndex { $0.contains("Scale down") }, apps = lines.firstIndex { $0.contains("--component apps") }
+        let participant = lines.firstIndex { $0.contains("--component participant") }, up = lines.firstIndex { $0.contains("back up") }
+        #expect(down != nil && apps != nil && participant != nil && up != nil)
+        if let down, let apps, let participant, let up { #expect(down < apps && apps < participant && participant < up) }
     }
 }
