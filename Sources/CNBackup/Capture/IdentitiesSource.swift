@@ -21,6 +21,19 @@ public struct HTTPSourceDefinition: Sendable, Equatable {
     public var summary: String { "https: \(url)" + (oauth != nil ? " (oauth2 client credentials)" : tokenFile != nil ? " (token file)" : "") }
 }
 
+/// Streams a secret held in memory; the secret is wiped when the stream is released.
+final class SecretStream: ByteStream {
+    private let secret: SecretText
+    private var offset = 0
+    init(_ secret: SecretText) { self.secret = secret }
+    func next() throws -> [UInt8]? {
+        guard offset < secret.bytes.count else { return nil }
+        let end = min(secret.bytes.count, offset + (1 << 20))
+        defer { offset = end }
+        return Array(secret.bytes[offset..<end])
+    }
+}
+
 /// A secret held in memory and wiped when released.
 final class SecretText {
     var bytes: [UInt8]
@@ -76,12 +89,10 @@ extension HTTPSourceDefinition {
         default:
             throw CNBackupError(.capture, "\(url) answered HTTP \(response.status)")
         }
-        var body = response.body
-        if expectIdentities {
-            do { try IdentitiesShape.check(body) } catch { wipe(&body); throw error }
-        }
-        defer { wipe(&body) }
-        return MemoryStream(body)
+        // The one copy of the dump lives in a SecretText, wiped once the capture has read it.
+        let body = SecretText(response.body)
+        if expectIdentities { try IdentitiesShape.check(body.bytes) }
+        return SecretStream(body)
     }
 
     private func bearerToken(_ client: HTTPClient) throws -> SecretText {

@@ -28,25 +28,13 @@ public struct Restorer: Sendable {
             let names = manifest.components.map(\.name).joined(separator: ", ")
             throw CNBackupError(.notFound, "set \(setId) has no component \"\(component)\"; it has: \(names)")
         }
-        let stored = DigestingStream(try catalog.store.get(key: entry.layout.key(relative: record.objectKey)))
-        let opened = try OpeningStream(PipelinedStream(stored, name: "restore-read"), identities: identities)
-        try checkDescription(opened.header.description, record: record, manifest: manifest)
-        let plaintext = DigestingStream(try ZstdDecompressStream(PipelinedStream(opened, name: "restore-open")))
-
-        func finalChecks() throws {
-            guard stored.digest?.hex == record.storedSHA256 else {
-                throw CNBackupError(.integrity, "the stored object has other bytes than the manifest records")
-            }
-            guard plaintext.count == record.plaintextSize, let digest = plaintext.digest,
-                  try opened.dataKey.plaintextDigestMAC(digest).hex == record.plaintextDigestHMAC else {
-                throw CNBackupError(.integrity, "the restored plaintext differs from what was captured")
-            }
-        }
+        let reader = try ComponentReader(store: catalog.store, layout: entry.layout, manifest: manifest,
+                                         record: record, identities: identities)
 
         switch destination {
         case .standardOutput:
-            let written = try writeAll(plaintext, to: STDOUT_FILENO, what: "standard output")
-            try finalChecks()
+            let written = try writeAll(reader.plaintext, to: STDOUT_FILENO, what: "standard output")
+            try reader.finish()
             return written
         case .file(let path, let overwrite):
             if !overwrite && FileManager.default.fileExists(atPath: path) {
@@ -63,8 +51,8 @@ public struct Restorer: Sendable {
             let written: Int64
             do {
                 defer { close(fd) }
-                written = try writeAll(plaintext, to: fd, what: temporary)
-                try finalChecks()
+                written = try writeAll(reader.plaintext, to: fd, what: temporary)
+                try reader.finish()
                 guard fsync(fd) == 0 else { throw CNBackupError(.io, "cannot sync \(temporary)") }
             }
             guard rename(temporary, path) == 0 else {

@@ -71,20 +71,14 @@ public struct Verifier: Sendable {
                 throw CNBackupError(.integrity, "object \(record.objectKey) holds \(head.size) bytes, the manifest says \(record.storedSize)")
             }
             result.checked.append("size")
-            let stored = DigestingStream(try catalog.store.get(key: key))
             if let identities {
-                let opened = try OpeningStream(PipelinedStream(stored, name: "verify-read"), identities: identities)
-                try checkDescription(opened.header.description, record: record, manifest: manifest)
-                let plaintext = DigestingStream(try ZstdDecompressStream(PipelinedStream(opened, name: "verify-open")))
-                try plaintext.forEachChunk { _ in }
-                try checkStoredDigest(stored, record)
-                guard plaintext.count == record.plaintextSize,
-                      let digest = plaintext.digest,
-                      try opened.dataKey.plaintextDigestMAC(digest).hex == record.plaintextDigestHMAC else {
-                    throw CNBackupError(.integrity, "the plaintext of \(record.name) differs from what was captured")
-                }
+                let reader = try ComponentReader(store: catalog.store, layout: entry.layout, manifest: manifest,
+                                                 record: record, identities: identities)
+                try reader.plaintext.forEachChunk { _ in }
+                try reader.finish()
                 result.checked += ["sha256", "header", "authenticated", "zstd checksum", "plaintext digest"]
             } else {
+                let stored = DigestingStream(try catalog.store.get(key: key))
                 let reader = ChunkReader(stored)
                 let header = try SealedHeader.read(from: reader)
                 try checkDescription(header.description, record: record, manifest: manifest)
