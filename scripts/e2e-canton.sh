@@ -496,8 +496,11 @@ PY
 ) || fail "list --json: $(cat "$W/out/list.json")"
 
 step "verify --deep $SET"
-cnb verify "${STORE_ARGS[@]}" "$SET" --deep --identity "$W/secrets/breakglass.key" >"$W/logs/verify.out" 2>&1 \
+cnb verify "${STORE_ARGS[@]}" "$SET" --deep --identity "$W/secrets/breakglass.key" --pg-bin "$PGBIN" >"$W/logs/verify.out" 2>&1 \
   || { cat "$W/logs/verify.out"; fail "cnbackup verify --deep $SET"; }
+# Every database dump passed pg_restore --list, and the identities dump its shape check.
+[ "$(grep -c 'pg_restore --list (' "$W/logs/verify.out")" = 4 ] || { cat "$W/logs/verify.out"; fail "verify --deep did not run pg_restore --list on the 4 dumps"; }
+grep -q 'identities shape' "$W/logs/verify.out" || fail "verify --deep did not check the identities dump's shape"
 cnb verify "${STORE_ARGS[@]}" "$SET" --json >"$W/out/verify.json" 2>"$W/logs/verify-json.err" \
   || { cat "$W/out/verify.json" "$W/logs/verify-json.err"; fail "cnbackup verify --json $SET"; }
 

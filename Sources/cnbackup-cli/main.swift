@@ -4,4 +4,5 @@ import Foundation
 // Key material lives in this process's memory: a core dump would write it to disk.
 disableCoreDumps()
 useFlatMemoryAllocation()
+ignoreBrokenPipes()
 CNBackupCommand.main()

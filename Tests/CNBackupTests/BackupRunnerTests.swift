@@ -24,7 +24,7 @@ struct Fixture {
         signer = try SignerKey(parsing: try KeyFile.generate(kind: .ed25519, at: signingPath))
     }
 
-    func pipeline(kind: String = "generic", _ captures: String) throws -> PipelineDefinition {
+    func pipeline(kind: String = "generic", extra: String = "", _ captures: String) throws -> PipelineDefinition {
         try PipelineDefinition.parse("""
         version: 1
         node: { name: node-1, kind: \(kind) }
@@ -33,6 +33,7 @@ struct Fixture {
         encryption: { recipients: [ "\(recipient)" ] }
         signing: { keyFile: "\(signingPath)" }
         parallelism: 4
+        \(extra)
         captures:
         \(captures)
         """)

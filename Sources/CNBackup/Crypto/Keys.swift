@@ -67,6 +67,19 @@ public struct KeyID: Hashable, Sendable, CustomStringConvertible, Codable {
         try container.encode(description)
     }
 
+    /// A key id as printed (16 hex digits), or the id of a recipient public key
+    /// (`cnb1-x25519-pub-...`); what an operator names a key they still hold by.
+    public init(parsing text: String) throws {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if let bytes = [UInt8](hex: trimmed), bytes.count == 8 {
+            self.init(bytes)
+        } else if trimmed.hasPrefix("cnb1-") || trimmed.hasPrefix("CNB1-") {
+            self = try Recipient(parsing: trimmed).keyID
+        } else {
+            throw CNBackupError(.invalidInput, "\"\(trimmed.prefix(20))...\" is neither a key id (16 hex digits) nor a public key (cnb1-x25519-pub-...)")
+        }
+    }
+
     /// X25519 and Ed25519 ids: the first 8 bytes of SHA-256 of the public key.
     static func ofPublicKey(_ key: [UInt8]) -> KeyID { KeyID(Array(SHA256Hasher.hash(key)[0..<8])) }
 

@@ -409,6 +409,45 @@ public final class OpeningStream: ByteStream {
     public func close() { reader.close() }
 }
 
+/// Random access to single segments, for the sampled read-back: segment `i` starts at
+/// `header + i * (segmentSize + tag)`, and only the last one may be shorter.
+public struct SegmentLayout: Sendable {
+    public let headerSize: Int64
+    public let sealedSegmentSize: Int64
+    public let count: Int64
+    let storedSize: Int64
+
+    /// nil when no object sealed with this header can have `storedSize` bytes.
+    public init?(header: SealedHeader, storedSize: Int64) {
+        headerSize = Int64(header.bytes.count)
+        sealedSegmentSize = Int64(header.segmentSize + AES256GCM.tagSize)
+        let body = storedSize - headerSize
+        guard body >= Int64(AES256GCM.tagSize) else { return nil }
+        count = (body + sealedSegmentSize - 1) / sealedSegmentSize
+        self.storedSize = storedSize
+        // A last segment of only a tag (empty plaintext) is written only when it is the sole one.
+        guard count == 1 || body - (count - 1) * sealedSegmentSize > Int64(AES256GCM.tagSize) else { return nil }
+    }
+
+    public func range(ofSegment index: Int64) -> ClosedRange<Int64> {
+        let start = headerSize + index * sealedSegmentSize
+        return start...(min(start + sealedSegmentSize, storedSize) - 1)
+    }
+
+    /// Authenticates and decrypts segment `index`, given its sealed bytes.
+    public func open(segment index: Int64, sealed: [UInt8], dataKey: DataKey) throws -> [UInt8] {
+        let cipher = try AES256GCM(key: dataKey.payloadKey.bytes)
+        var plaintext: [UInt8] = []
+        let ok = try sealed.withUnsafeBytes {
+            try cipher.open(nonce: SealedFormat.segmentNonce(UInt64(index), last: index == count - 1), sealed: $0, into: &plaintext)
+        }
+        guard ok, Int64(sealed.count) == Int64(range(ofSegment: index).count) else {
+            throw CNBackupError(.authentication, "segment \(index) does not authenticate: the object was damaged or tampered with")
+        }
+        return plaintext
+    }
+}
+
 /// Reads exact byte counts from a chunked stream.
 final class ChunkReader {
     private let upstream: ByteStream

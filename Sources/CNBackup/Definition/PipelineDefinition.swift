@@ -75,6 +75,9 @@ public struct StoreSettings: Sendable, Equatable {
 public enum ReadBackMode: String, Sendable, CaseIterable {
     /// Every object is read back whole and opened with the in-memory data key.
     case full
+    /// The header and a few segments (the first, the last and two at random) are read back by
+    /// range and authenticated: proves the stored bytes open, at a fraction of the cost.
+    case sample
     /// Nothing is read back (the object is still checked by size).
     case none
 }
@@ -225,7 +228,7 @@ public struct PipelineDefinition: Sendable {
         if var verifyMap = try top.map("verify") {
             if let mode = try verifyMap.string("readBack") {
                 guard let parsed = ReadBackMode(rawValue: mode) else {
-                    throw verifyMap.error(verifyMap.value("readBack"), "readBack", "use full or none")
+                    throw verifyMap.error(verifyMap.value("readBack"), "readBack", "use full, sample or none")
                 }
                 readBack = parsed
             }

@@ -65,6 +65,7 @@ public struct ReadBack: Stage {
             throw CNBackupError(.integrity, "\(input.key) is missing or has the wrong size in \(store.displayName) right after upload")
         }
         if mode == .none { return Verified(stored: input, mode: mode) }
+        if mode == .sample { try readSample(input); return Verified(stored: input, mode: mode) }
         let stored = DigestingStream(try store.get(key: input.key))
         let opened = try OpeningStream(stored, dataKey: input.sealed.dataKey, expectedHeader: input.sealed.header)
         let plaintext = DigestingStream(try ZstdDecompressStream(PipelinedStream(opened, name: "read-back")))
@@ -76,5 +77,25 @@ public struct ReadBack: Stage {
             throw CNBackupError(.integrity, "\(input.key) read back opens to other plaintext than was captured")
         }
         return Verified(stored: input, mode: mode)
+    }
+
+    /// Reads the header and the first, the last and up to two random segments by range, and
+    /// authenticates each with the data key.
+    func readSample(_ input: Stored) throws {
+        let header = input.sealed.header
+        guard let layout = SegmentLayout(header: header, storedSize: input.storedSize) else {
+            throw CNBackupError(.integrity, "\(input.key) has a size no sealed object can have")
+        }
+        let storedHeader = try store.get(key: input.key, range: 0...(layout.headerSize - 1)).readAll(limit: Int(layout.headerSize))
+        guard storedHeader == header.bytes else {
+            throw CNBackupError(.integrity, "\(input.key) read back with another header than was written")
+        }
+        var indices: Set<Int64> = [0, layout.count - 1]
+        for _ in 0..<2 where layout.count > 2 { indices.insert(Int64.random(in: 1..<(layout.count - 1))) }
+        for index in indices.sorted() {
+            let range = layout.range(ofSegment: index)
+            let sealed = try store.get(key: input.key, range: range).readAll(limit: range.count)
+            _ = try layout.open(segment: index, sealed: sealed, dataKey: input.sealed.dataKey)
+        }
     }
 }

@@ -18,3 +18,10 @@ public func disableCoreDumps() {
 public func useFlatMemoryAllocation() {
     _ = cnb_set_mmap_threshold(256 << 10)
 }
+
+/// A child that stops reading (pg_restore --list once it has the table of contents, a consumer
+/// of `restore --to -` that exits) must surface as EPIPE from write(2), an error the caller
+/// handles, not as SIGPIPE killing the process.
+public func ignoreBrokenPipes() {
+    _ = signal(SIGPIPE, SIG_IGN)
+}

@@ -19,24 +19,51 @@ public struct VerifyReport: Codable, Sendable {
     public var deep: Bool
     public var components: [ComponentCheck]
     public var problems: [String]
+    /// The keys that can open every component of the set (each component lists its own).
+    public var openableBy: [KeyID]
     /// Everything checked holds, and the set is complete.
     public var ok: Bool
+}
+
+/// What to check beyond the shallow checks.
+public struct VerifyOptions: Sendable {
+    /// Private keys: open every object (deep verify).
+    public var identities: [Identity]?
+    /// The key ids the operator still holds: a set that none of them can open fails. The
+    /// identities' own ids count as held.
+    public var heldKeys: [KeyID]?
+    /// Where pg_restore is, for `pg_restore --list` on dumps (deep); default PATH.
+    public var pgBinDirectory: String?
+
+    public init(identities: [Identity]? = nil, heldKeys: [KeyID]? = nil, pgBinDirectory: String? = nil) {
+        self.identities = identities; self.heldKeys = heldKeys; self.pgBinDirectory = pgBinDirectory
+    }
+
+    var allHeldKeys: Set<KeyID>? {
+        guard heldKeys != nil || identities != nil else { return nil }
+        return Set((heldKeys ?? []) + (identities ?? []).map(\.keyID))
+    }
 }
 
 /// Checks a set against its signed manifest. Shallow: the signature by a pinned signer, the barrier
 /// evidence, and every object's presence, size, SHA-256 and header (which names its set and
 /// component, so objects swapped between sets or components fail). Deep: also opens every object
-/// with a private key, decompresses it and checks the plaintext's size and digest HMAC.
+/// with a private key, decompresses it and checks the plaintext's size and digest HMAC, runs
+/// `pg_restore --list` on dumps and checks an identities dump's shape.
 public struct Verifier: Sendable {
     public let catalog: Catalog
     public init(catalog: Catalog) { self.catalog = catalog }
 
     public func verify(setId: String, node: String? = nil, identities: [Identity]? = nil) throws -> VerifyReport {
-        let entry = try catalog.entry(setId: setId, node: node)
+        try verify(entry: catalog.entry(setId: setId, node: node), options: VerifyOptions(identities: identities))
+    }
+
+    public func verify(entry: CatalogEntry, options: VerifyOptions) throws -> VerifyReport {
+        let identities = options.identities
         let deep = identities != nil
-        var report = VerifyReport(setId: setId, node: entry.manifest?.node.name, epoch: entry.manifest?.epoch.description,
+        var report = VerifyReport(setId: entry.setId, node: entry.manifest?.node.name, epoch: entry.manifest?.epoch.description,
                                   status: entry.manifest?.status.rawValue, signature: entry.signature.description,
-                                  deep: deep, components: [], problems: entry.problems, ok: false)
+                                  deep: deep, components: [], problems: entry.problems, openableBy: [], ok: false)
         guard entry.isTrusted, let manifest = entry.manifest else {
             if !entry.signature.isValid { report.problems.insert("signature \(entry.signature)", at: 0) }
             return report
@@ -53,14 +80,25 @@ public struct Verifier: Sendable {
                 report.problems.append("the barrier evidence says the apps-before-participant rule does not hold")
             }
         }
+        if manifest.recovered == true {
+            report.status = (report.status ?? "") + " (recovered from object headers by `cnbackup recover`)"
+        }
         for record in manifest.components {
-            report.components.append(check(record, entry: entry, manifest: manifest, identities: identities))
+            report.components.append(check(record, entry: entry, manifest: manifest, options: options))
+        }
+        let perComponent = manifest.components.map { Set($0.keyIds) }
+        report.openableBy = perComponent.first.map { first in perComponent.dropFirst().reduce(first) { $0.intersection($1) } }
+            .map { Array($0).sorted { $0.description < $1.description } } ?? []
+        if let held = options.allHeldKeys {
+            for record in manifest.components where held.isDisjoint(with: record.keyIds) {
+                report.problems.append("none of the keys you hold can open \(record.name): it was sealed to \(record.keyIds.map(\.description).joined(separator: ", "))")
+            }
         }
         report.ok = report.problems.isEmpty && report.components.allSatisfy(\.ok)
         return report
     }
 
-    private func check(_ record: ComponentRecord, entry: CatalogEntry, manifest: Manifest, identities: [Identity]?) -> VerifyReport.ComponentCheck {
+    private func check(_ record: ComponentRecord, entry: CatalogEntry, manifest: Manifest, options: VerifyOptions) -> VerifyReport.ComponentCheck {
         var result = VerifyReport.ComponentCheck(component: record.name, ok: false, checked: [], error: nil, keyIds: record.keyIds)
         do {
             let key = entry.layout.key(relative: record.objectKey)
@@ -71,12 +109,14 @@ public struct Verifier: Sendable {
                 throw CNBackupError(.integrity, "object \(record.objectKey) holds \(head.size) bytes, the manifest says \(record.storedSize)")
             }
             result.checked.append("size")
-            if let identities {
+            if let identities = options.identities {
                 let reader = try ComponentReader(store: catalog.store, layout: entry.layout, manifest: manifest,
                                                  record: record, identities: identities)
-                try reader.plaintext.forEachChunk { _ in }
+                let content = ContentChecks(record: record, pgBinDirectory: options.pgBinDirectory)
+                try reader.plaintext.forEachChunk { try content.consume($0) }
                 try reader.finish()
-                result.checked += ["sha256", "header", "authenticated", "zstd checksum", "plaintext digest"]
+                try content.finish()
+                result.checked += ["sha256", "header", "authenticated", "zstd checksum", "plaintext digest"] + content.checked
             } else {
                 let stored = DigestingStream(try catalog.store.get(key: key))
                 let reader = ChunkReader(stored)
@@ -107,5 +147,19 @@ func checkDescription(_ description: ObjectDescription, record: ComponentRecord,
           description.serial == manifest.epoch.serial else {
         throw CNBackupError(.integrity,
             "object \(record.objectKey) belongs to set \(description.setId ?? "?") component \(description.component ?? "?"), not to set \(manifest.setId) component \(record.name): it was swapped")
+    }
+}
+
+extension Verifier {
+    /// The sets to check in a long history: `percent` of them at random, at least one, and always
+    /// the newest (the one a restore would use first). Untrusted sets are always included: they
+    /// are what verify is for.
+    public static func sample(_ entries: [CatalogEntry], percent: Double) -> [CatalogEntry] {
+        guard percent < 100, entries.count > 1 else { return entries }
+        let wanted = max(1, Int((Double(entries.count) * percent / 100).rounded(.up)))
+        var chosen = Set(entries.indices.shuffled().prefix(wanted))
+        chosen.insert(entries.count - 1)
+        for (index, entry) in entries.enumerated() where !entry.isTrusted { chosen.insert(index) }
+        return chosen.sorted().map { entries[$0] }
     }
 }

@@ -1,0 +1,128 @@
+import Foundation
+
+/// Rebuilds the manifest of an orphan set (objects stored, manifest never written: the run was
+/// killed, or lost its connection, before the commit) from what each object says of itself.
+///
+/// Every object's header names its set, node, epoch, component, role and capture start; opening it
+/// with a private key authenticates every segment and gives the plaintext size and digest that a
+/// manifest records. Objects that do not open, or that name another set, are listed as failures
+/// and left out. The manifest is flagged `recovered` (readers show it), has no barrier evidence
+/// (the run's order counter died with it) and is signed with the operator's signing key.
+public struct Recoverer: Sendable {
+    public let store: any ObjectStore
+    public init(store: any ObjectStore) { self.store = store }
+
+    public struct Options: Sendable {
+        public var identities: [Identity]
+        public var signingKey: SigningKey
+        /// The node's kind, for the roles a complete set needs; nil infers it from the roles found.
+        public var kind: NodeKind?
+        /// Write nothing; return the manifest that would be written.
+        public var dryRun: Bool
+        /// A set whose newest object is younger may belong to a run still going: it is refused.
+        public var olderThan: TimeInterval
+
+        public init(identities: [Identity], signingKey: SigningKey, kind: NodeKind? = nil, dryRun: Bool = false,
+                    olderThan: TimeInterval = 3600) {
+            self.identities = identities; self.signingKey = signingKey; self.kind = kind; self.dryRun = dryRun
+            self.olderThan = olderThan
+        }
+    }
+
+    public func recover(setId: String, node: String? = nil, options: Options, now: Date = Date()) throws -> Manifest {
+        guard SetLayout.isValidSetId(setId) else {
+            throw CNBackupError(.invalidInput, "\"\(setId)\" is not a set id (they look like 20261125T040000Z-1a2b3c4d)")
+        }
+        let found = try store.list(prefix: node.map { $0 + "/" } ?? "").compactMap { info -> (SetLayout, String, ObjectInfo)? in
+            guard let (layout, name) = SetLayout.parse(key: info.key), layout.setId == setId else { return nil }
+            return (layout, name, info)
+        }
+        let directories = Set(found.map(\.0.directory))
+        guard let layout = found.first?.0 else {
+            throw CNBackupError(.notFound, "no objects of set \(setId) in \(store.displayName): `cnbackup cleanup` lists orphan sets")
+        }
+        guard directories.count == 1 else {
+            throw CNBackupError(.integrity, "set id \(setId) appears under \(directories.count) folders: name the node with --node")
+        }
+        if found.contains(where: { $0.1 == SetLayout.manifestName }) {
+            throw CNBackupError(.alreadyExists, "set \(setId) has a manifest: it is not an orphan, nothing to recover (see `cnbackup verify`)")
+        }
+        let objects = found.filter { $0.1.hasSuffix(SetLayout.objectSuffix) }.sorted { $0.1 < $1.1 }
+        guard !objects.isEmpty else { throw CNBackupError(.notFound, "set \(setId) holds no sealed objects") }
+        if let newest = found.map(\.2.lastModified).max(), now.timeIntervalSince(newest) < options.olderThan {
+            throw CNBackupError(.invalidInput,
+                "set \(setId) was written to \(Int(now.timeIntervalSince(newest)))s ago: its run may still be going; wait, or lower --older-than if you know it died")
+        }
+
+        var records: [ComponentRecord] = []
+        var failures: [ComponentFailure] = []
+        var captureStarts: [String] = []
+        for (_, name, info) in objects {
+            let component = String(name.dropLast(SetLayout.objectSuffix.count))
+            do {
+                let (record, captureStart) = try rebuild(component: component, name: name, info: info, layout: layout,
+                                                         identities: options.identities)
+                records.append(record)
+                if let captureStart { captureStarts.append(captureStart) }
+            } catch {
+                failures.append(ComponentFailure(component: component, role: "unknown", reason: "not recovered: \(error)"))
+            }
+        }
+        let roles = Set(records.compactMap { ComponentRole(rawValue: $0.role) })
+        let kind = options.kind ?? Self.inferKind(roles)
+        for role in PipelineDefinition.requiredRoles(kind) where !roles.contains(role) {
+            failures.append(ComponentFailure(component: role.rawValue, role: role.rawValue,
+                                             reason: "no recovered object of this role: a \(kind.rawValue) set needs one"))
+        }
+        let manifest = Manifest(
+            formatVersion: Manifest.currentFormatVersion, setId: setId, node: NodeInfo(name: layout.node, kind: kind),
+            epoch: layout.epoch, status: failures.isEmpty ? .complete : .partial, failures: failures,
+            toolVersion: cnbackupVersion, captureStart: captureStarts.min() ?? Timestamp.format(objects.map(\.2.lastModified).min()!),
+            captureEnd: Timestamp.format(objects.map(\.2.lastModified).max()!), recovered: true,
+            components: records, barrier: nil)
+        if options.dryRun { return manifest }
+        // The manifest is the commit point, written last and only if still absent. A signature
+        // left by the crashed run (it signs first) signs other bytes: it is replaced.
+        let bytes = try manifest.encoded()
+        let signature = try ManifestSignature.sign(bytes, with: options.signingKey)
+        try store.putBytes(key: layout.signatureKey, signature.encoded())
+        try store.putBytes(key: layout.manifestKey, bytes, options: PutOptions(ifAbsent: true))
+        return manifest
+    }
+
+    /// Reads one object whole: header checked against its place, every segment authenticated,
+    /// the zstd frame decompressed, the plaintext counted and hashed.
+    private func rebuild(component: String, name: String, info: ObjectInfo, layout: SetLayout,
+                         identities: [Identity]) throws -> (ComponentRecord, String?) {
+        let stored = DigestingStream(try store.get(key: info.key))
+        let opened = try OpeningStream(PipelinedStream(stored, name: "recover-read"), identities: identities)
+        let d = opened.header.description
+        guard d.setId == layout.setId, d.node == layout.node, d.migrationId == layout.epoch.migrationId,
+              d.serial == layout.epoch.serial, d.component == component else {
+            opened.close()
+            throw CNBackupError(.integrity, "its header says set \(d.setId ?? "?") component \(d.component ?? "?"): it was moved or swapped here")
+        }
+        let plaintext = DigestingStream(try ZstdDecompressStream(PipelinedStream(opened, name: "recover-open")))
+        try plaintext.forEachChunk { _ in }
+        guard let storedDigest = stored.digest, let plaintextDigest = plaintext.digest else {
+            throw CNBackupError(.integrity, "the object ended before it was read")
+        }
+        let record = ComponentRecord(
+            name: component, role: d.role ?? ComponentRole.other.rawValue, source: "recovered from the object header",
+            objectKey: name, storedSize: stored.count, storedSHA256: storedDigest.hex, etag: info.etag,
+            plaintextSize: plaintext.count, plaintextDigestHMAC: try opened.dataKey.plaintextDigestMAC(plaintextDigest).hex,
+            // The level is not in the object; zstd frames decode whatever the level.
+            codec: CodecInfo(name: "zstd", level: 0), keyIds: opened.header.keyIDs, segmentSize: opened.header.segmentSize,
+            started: d.captureStart ?? Timestamp.format(info.lastModified), ended: Timestamp.format(info.lastModified),
+            startOrder: 0, endOrder: 0, readBack: "recovered", postgres: nil)
+        return (record, d.captureStart)
+    }
+
+    /// An SV's set has sequencer, mediator or CometBFT components; a validator's has apps or a
+    /// participant without them.
+    static func inferKind(_ roles: Set<ComponentRole>) -> NodeKind {
+        if !roles.isDisjoint(with: [.sequencer, .mediator, .cometbft]) { return .sv }
+        if !roles.isDisjoint(with: [.apps, .participant]) { return .validator }
+        return .generic
+    }
+}

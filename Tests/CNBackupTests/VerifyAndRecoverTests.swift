@@ -1,0 +1,195 @@
+import Foundation
+import Testing
+@testable import CNBackup
+
+@Suite struct SampledReadBackTests {
+    @Test func segmentsOpenOneByOneAndTamperingIsCaught() throws {
+        let identity = try newIdentity()
+        let plaintext = patternBytes(1000)
+        let dataKey = try DataKey.random()
+        let sealing = try SealingStream(MemoryStream(plaintext, chunkSize: 37), recipients: [identity.recipient],
+                                        description: ObjectDescription(), segmentSize: 64, dataKey: dataKey,
+                                        ephemeralSecrets: nil, symmetricSalts: nil)
+        let sealed = try sealing.readAll(limit: 1 << 20)
+        let layout = try #require(SegmentLayout(header: sealing.header, storedSize: Int64(sealed.count)))
+        func segment(_ index: Int64) -> [UInt8] {
+            let range = layout.range(ofSegment: index)
+            return Array(sealed[Int(range.lowerBound)...Int(range.upperBound)])
+        }
+        #expect(layout.count == 16)  // 15 full segments of 64 and one of 40
+        var joined: [UInt8] = []
+        for index in 0..<layout.count {
+            joined += try layout.open(segment: index, sealed: segment(index), dataKey: dataKey)
+        }
+        #expect(joined == plaintext)
+        var damaged = segment(3)
+        damaged[5] ^= 1
+        #expect(throws: CNBackupError.self) { try layout.open(segment: 3, sealed: damaged, dataKey: dataKey) }
+        // A segment opened at another index (reordered) fails: the nonce carries the index.
+        #expect(throws: CNBackupError.self) { try layout.open(segment: 4, sealed: segment(3), dataKey: dataKey) }
+        // The last segment opened as if not last (the object cut at a boundary) fails.
+        let cut = try #require(SegmentLayout(header: sealing.header, storedSize: Int64(layout.range(ofSegment: 14).upperBound + 1)))
+        #expect(throws: CNBackupError.self) { try cut.open(segment: 14, sealed: segment(14), dataKey: dataKey) }
+        // Sizes no sealed object has.
+        #expect(SegmentLayout(header: sealing.header, storedSize: layout.headerSize + 5) == nil)
+        #expect(SegmentLayout(header: sealing.header, storedSize: layout.headerSize + 80 + 16) == nil)
+    }
+
+    @Test func aRunWithSampledReadBackRecordsItAndVerifies() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            try Data(patternBytes(3 << 20 + 5)).write(to: URL(fileURLWithPath: dir + "/input"))
+            let result = try f.run(try f.pipeline(extra: "verify: { readBack: sample }", "  - { name: dump, role: other, file: \"\(dir)/input\" }"))
+            #expect(result.isComplete)
+            #expect(result.manifest.components.map(\.readBack) == ["sample"])
+            #expect(try Verifier(catalog: f.catalog).verify(setId: result.setId, identities: [f.identity]).ok)
+        }
+    }
+}
+
+@Suite struct VerifyOptionsTests {
+    @Test func aSetNoHeldKeyCanOpenFails() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            let result = try f.run(try f.pipeline("  - { name: one, role: other, command: [ \"printf\", \"x\" ] }"))
+            let verifier = Verifier(catalog: f.catalog)
+            let entry = try f.catalog.entry(setId: result.setId)
+            let other = try newIdentity()
+            let lost = try verifier.verify(entry: entry, options: VerifyOptions(heldKeys: [other.keyID]))
+            #expect(!lost.ok)
+            #expect(lost.problems.contains { $0.contains("none of the keys you hold can open one") })
+            #expect(lost.openableBy == [f.identity.keyID])
+            let held = try verifier.verify(entry: entry, options: VerifyOptions(heldKeys: [try KeyID(parsing: f.recipient)]))
+            #expect(held.ok, "\(held)")
+            #expect(try KeyID(parsing: f.identity.keyID.description) == f.identity.keyID)
+            #expect(throws: CNBackupError.self) { try KeyID(parsing: "not-a-key") }
+        }
+    }
+
+    @Test func sampleKeepsTheNewestAndEveryUntrustedSet() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            let definition = try f.pipeline("  - { name: one, role: other, command: [ \"printf\", \"x\" ] }")
+            var results: [RunResult] = []
+            for _ in 0..<8 { results.append(try f.run(definition)) }
+            try FileManager.default.removeItem(atPath: dir + "/store/" + results[2].layout.signatureKey)
+            let entries = try f.catalog.entries()
+            for _ in 0..<20 {
+                let chosen = Verifier.sample(entries, percent: 10).map(\.setId)
+                #expect(chosen.contains(entries.last!.setId))
+                #expect(chosen.contains(results[2].setId))
+                #expect(chosen.count >= 2 && chosen.count <= 3)
+            }
+            #expect(Verifier.sample(entries, percent: 100).count == 8)
+        }
+    }
+
+    @Test func deepVerifyChecksTheIdentitiesShape() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            try #"{"id":"participant::1220","keys":[{"keyPair":"AAAA","name":"k"}],"authorizedStoreSnapshot":"BBBB","version":"0.4"}"#
+                .write(toFile: dir + "/good.json", atomically: true, encoding: .utf8)
+            try #"{"hello":"world"}"#.write(toFile: dir + "/bad.json", atomically: true, encoding: .utf8)
+            let result = try f.run(try f.pipeline("""
+              - { name: good, role: identities, file: "\(dir)/good.json" }
+              - { name: bad, role: identities, file: "\(dir)/bad.json" }
+            """))
+            let report = try Verifier(catalog: f.catalog).verify(setId: result.setId, identities: [f.identity])
+            let good = try #require(report.components.first { $0.component == "good" })
+            let bad = try #require(report.components.first { $0.component == "bad" })
+            #expect(good.ok && good.checked.contains("identities shape"))
+            #expect(!bad.ok && bad.error?.contains("identities") == true)
+            #expect(!report.ok)
+        }
+    }
+
+    static let pgBin = "/usr/lib/postgresql/15/bin"
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: pgBin + "/pg_restore")))
+    func deepVerifyRunsPgRestoreListOnDumps() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            // Starts like a custom-format archive but is not one.
+            let result = try f.run(try f.pipeline("  - { name: db, role: other, command: [ \"sh\", \"-c\", \"printf PGDMP; head -c 100000 /dev/zero\" ] }"))
+            let verifier = Verifier(catalog: f.catalog)
+            let entry = try f.catalog.entry(setId: result.setId)
+            let report = try verifier.verify(entry: entry, options: VerifyOptions(identities: [f.identity], pgBinDirectory: Self.pgBin))
+            #expect(!report.ok)
+            #expect(report.components[0].error?.contains("pg_restore --list failed") == true, "\(report)")
+            let missing = try verifier.verify(entry: entry, options: VerifyOptions(identities: [f.identity], pgBinDirectory: dir + "/nowhere"))
+            #expect(missing.components[0].error?.contains("pg_restore was not found") == true)
+            // Shallow verify does not need pg_restore and holds.
+            #expect(try verifier.verify(entry: entry, options: VerifyOptions()).ok)
+        }
+    }
+}
+
+@Suite struct RecoverTests {
+    @Test func anOrphanSetGetsARecoveredManifestThatVerifies() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            try Data(patternBytes(1 << 20 + 3)).write(to: URL(fileURLWithPath: dir + "/input"))
+            let result = try f.run(try f.pipeline("""
+              - { name: dump, role: participant, file: "\(dir)/input" }
+              - { name: ids, role: other, command: [ "printf", "identities" ] }
+            """))
+            // The run died after signing, before the manifest: the signature is stale.
+            try FileManager.default.removeItem(atPath: dir + "/store/" + result.layout.manifestKey)
+            #expect(try f.catalog.entries().isEmpty)
+            let recoverer = Recoverer(store: f.store)
+            let signingKey = try KeyFile.loadSigningKey(path: f.signingPath)
+            let young = #expect(throws: CNBackupError.self) {
+                try recoverer.recover(setId: result.setId, options: .init(identities: [f.identity], signingKey: signingKey))
+            }
+            #expect(young?.message.contains("may still be going") == true)
+
+            let manifest = try recoverer.recover(setId: result.setId, options: .init(identities: [f.identity], signingKey: signingKey, kind: .generic, olderThan: 0))
+            #expect(manifest.recovered == true && manifest.status == .complete)
+            for original in result.manifest.components {
+                let rebuilt = try #require(manifest.components.first { $0.name == original.name })
+                #expect(rebuilt.storedSHA256 == original.storedSHA256)
+                #expect(rebuilt.plaintextSize == original.plaintextSize)
+                #expect(rebuilt.plaintextDigestHMAC == original.plaintextDigestHMAC)
+                #expect(rebuilt.role == original.role && rebuilt.keyIds == original.keyIds)
+            }
+            let entry = try f.catalog.entry(setId: result.setId)
+            #expect(entry.isCompleteBackup)
+            let report = try Verifier(catalog: f.catalog).verify(setId: result.setId, identities: [f.identity])
+            #expect(report.ok, "\(report)")
+            #expect(report.status?.contains("recovered") == true)
+            // Once it has a manifest it is no orphan.
+            #expect(throws: CNBackupError.self) {
+                try recoverer.recover(setId: result.setId, options: .init(identities: [f.identity], signingKey: signingKey, olderThan: 0))
+            }
+        }
+    }
+
+    @Test func objectsThatDoNotBelongAreLeftOutAndTheSetIsPartial() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            let definition = try f.pipeline("""
+              - { name: one, role: apps, command: [ "printf", "apps" ] }
+              - { name: two, role: participant, command: [ "printf", "participant" ] }
+            """)
+            let a = try f.run(definition), b = try f.run(definition)
+            let root = dir + "/store/"
+            try FileManager.default.removeItem(atPath: root + a.layout.manifestKey)
+            try FileManager.default.removeItem(atPath: root + a.layout.signatureKey)
+            // Object "two" of set a is replaced by b's: its header names set b.
+            try FileManager.default.removeItem(atPath: root + a.layout.key(relative: "two.zst.cnb"))
+            try FileManager.default.copyItem(atPath: root + b.layout.key(relative: "two.zst.cnb"), toPath: root + a.layout.key(relative: "two.zst.cnb"))
+            let signingKey = try KeyFile.loadSigningKey(path: f.signingPath)
+            let manifest = try Recoverer(store: f.store).recover(setId: a.setId, options: .init(identities: [f.identity], signingKey: signingKey, olderThan: 0))
+            #expect(manifest.node.kind == .validator)
+            #expect(manifest.components.map(\.name) == ["one"])
+            #expect(manifest.status == .partial)
+            #expect(manifest.failures.contains { $0.component == "two" && $0.reason.contains("swapped") })
+            #expect(manifest.failures.contains { $0.component == "identities" })
+            #expect(try !f.catalog.entry(setId: a.setId).isCompleteBackup)
+            // A key that opens nothing recovers nothing.
+            #expect(throws: CNBackupError.self) {
+                try Recoverer(store: f.store).recover(setId: b.setId, options: .init(identities: [try newIdentity()], signingKey: signingKey, olderThan: 0))
+            }
+        }
+    }
+}
