@@ -13,15 +13,23 @@ struct CheckFreshnessCommand: ParsableCommand {
     @Option(help: "The node.") var node: String
     @Option(help: "The most age allowed, e.g. 4h.") var maxAge: String
     @Option(help: "Write Prometheus metrics to this file (atomically).") var metricsFile: String?
+    @Option(help: "Push the metrics to this Prometheus Pushgateway (job cnbackup_freshness).") var pushgateway: String?
+    @Option(help: "A CA bundle for the Pushgateway's TLS certificate.") var pushgatewayCaFile: String?
+    @Option(help: "The node's pruning retention period, e.g. 30d: also report gaps in the history longer than it allows (exit 2).") var retentionPeriod: String?
+    @Option(help: "Safety margin below the retention period.") var margin = "1d"
     @Flag(help: "JSON output.") var json = false
 
     func run() throws {
         var fresh = false
         try reporting {
             let catalog = Catalog(store: try storeOptions.open(), signers: try signerOptions.load())
-            let report = try FreshnessCheck(catalog: catalog).check(node: node, maxAge: try DurationText.parse(maxAge))
-            fresh = report.fresh
+            let policy = try retentionPeriod.map { RetentionPolicy(retentionPeriod: try DurationText.parse($0), margin: try DurationText.parse(margin)) }
+            if let problem = policy?.problem { throw CNBackupError(.invalidInput, problem) }
+            let gateway = try pushgateway.map { try Pushgateway(url: $0, caFile: pushgatewayCaFile) }
+            let report = try FreshnessCheck(catalog: catalog).check(node: node, maxAge: try DurationText.parse(maxAge), retention: policy)
+            fresh = report.fresh && (report.gaps ?? []).isEmpty
             if let metricsFile { try report.writeMetrics(to: metricsFile) }
+            try gateway?.push(report.prometheusText, job: "cnbackup_freshness", node: node)
             if json {
                 try printJSON(report)
             } else if let id = report.newestCompleteSetId, let age = report.ageSeconds {
@@ -30,6 +38,9 @@ struct CheckFreshnessCommand: ParsableCommand {
                 print("\(node): no complete, signed set in \(storeOptions.store): STALE")
             }
             if report.untrustedSets > 0 { printError("warning: \(report.untrustedSets) untrusted set(s) ignored") }
+            for gap in report.gaps ?? [] {
+                printError("GAP in epoch \(gap.migrationId)/\(gap.serial): \(gap.fromSetId) -> \(gap.toSetId), \(RetentionPlanner.describe(gap.seconds)): a restore from before it could not catch up")
+            }
         }
         if !fresh { throw ExitCode(Exit.incomplete) }
     }

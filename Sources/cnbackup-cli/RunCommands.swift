@@ -26,6 +26,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Print the plan and stop.") var dryRun = false
     @Option(help: "The synchronizer epoch MIGRATION/SERIAL; overrides $CNBACKUP_EPOCH and the file.") var epoch: String?
     @Option(help: "Log format: text or json (default: text on a terminal, json otherwise).") var logFormat: String?
+    @Option(help: "Push the run's metrics to this Prometheus Pushgateway (job cnbackup_run).") var pushgateway: String?
+    @Option(help: "A CA bundle for the Pushgateway's TLS certificate.") var pushgatewayCaFile: String?
+    @Option(help: "Write the run's metrics to this file (Prometheus text, atomically).") var metricsFile: String?
 
     func run() throws {
         try reporting {
@@ -41,7 +44,21 @@ struct RunCommand: ParsableCommand {
                 runner.plan.forEach { print($0) }
                 return
             }
-            let result = try runner.run()
+            let started = Date()
+            let gateway = try pushgateway.map { try Pushgateway(url: $0, caFile: pushgatewayCaFile) }
+            // Metrics never change the run's outcome: a failed push is reported, not fatal.
+            func report(_ result: RunResult?) {
+                let text = runMetricsText(node: definition.node.name, result: result, duration: Date().timeIntervalSince(started))
+                do {
+                    if let metricsFile { try writeMetricsFile(text, to: metricsFile) }
+                    try gateway?.push(text, job: "cnbackup_run", node: definition.node.name)
+                } catch {
+                    printError("warning: \(error)")
+                }
+            }
+            let result: RunResult
+            do { result = try runner.run() } catch { report(nil); throw error }
+            report(result)
             print("set \(result.setId) \(result.manifest.status.rawValue): \(result.manifest.components.count) components stored in \(definition.store.url)")
             if !result.isComplete {
                 for failure in result.manifest.failures { printError("failed: \(failure.component): \(failure.reason)") }

@@ -11,12 +11,7 @@ public struct Pruner: Sendable {
 
     public func plan(node: String, now: Date = Date()) throws -> (RetentionPlan, [CatalogEntry]) {
         let entries = try catalog.entries(node: node)
-        let candidates = entries.map { entry in
-            RetentionCandidate(setId: entry.setId, migrationId: entry.layout.epoch.migrationId, serial: entry.layout.epoch.serial,
-                               captureTime: (entry.isTrusted ? entry.manifest?.captureStartDate : nil) ?? Self.timeFromSetId(entry.setId),
-                               complete: entry.isCompleteBackup, trusted: entry.isTrusted)
-        }
-        var plan = RetentionPlanner.plan(candidates, policy: policy, now: now)
+        var plan = RetentionPlanner.plan(Self.candidates(entries), policy: policy, now: now)
         // Before deleting anything, the newest complete set must still be whole in the store.
         if plan.refusedToDelete == nil, !plan.deletedSetIds.isEmpty,
            let newest = entries.filter(\.isCompleteBackup).max(by: { ($0.manifest?.captureStart ?? "") < ($1.manifest?.captureStart ?? "") }) {
@@ -42,6 +37,15 @@ public struct Pruner: Sendable {
             deleted += 1
         }
         return deleted
+    }
+
+    /// The planner's view of the sets: capture times from trusted manifests only.
+    static func candidates(_ entries: [CatalogEntry]) -> [RetentionCandidate] {
+        entries.map { entry in
+            RetentionCandidate(setId: entry.setId, migrationId: entry.layout.epoch.migrationId, serial: entry.layout.epoch.serial,
+                               captureTime: (entry.isTrusted ? entry.manifest?.captureStartDate : nil) ?? Self.timeFromSetId(entry.setId),
+                               complete: entry.isCompleteBackup, trusted: entry.isTrusted)
+        }
     }
 
     static func timeFromSetId(_ id: String) -> Date {
