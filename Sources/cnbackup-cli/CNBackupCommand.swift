@@ -41,7 +41,7 @@ func makeLogger(_ label: String = "cnbackup", format: String? = nil) -> Logger {
     let chosen = format ?? ProcessInfo.processInfo.environment["CNBACKUP_LOG_FORMAT"] ?? (isatty(STDERR_FILENO) == 1 ? "text" : "json")
     var logger = chosen == "json"
         ? Logger(label: label) { JSONLogHandler(label: $0) }
-        : Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+        : Logger(label: label) { ProgressAwareLogHandler(inner: StreamLogHandler.standardError(label: $0)) }
     logger.logLevel = ProcessInfo.processInfo.environment["CNBACKUP_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .info
     return logger
 }
@@ -85,4 +85,11 @@ struct SignerOptions: ParsableArguments {
         }
         return try texts.map { try SignerKey(parsing: $0) }
     }
+}
+
+/// Progress bars on a terminal (standard error), never in JSON logs or pipes.
+struct ProgressOptions: ParsableArguments {
+    @Flag(help: "No progress line, even on a terminal.") var noProgress = false
+
+    func install(logFormat: String? = nil) { TerminalProgress.installIfWanted(logFormat: logFormat, disabled: noProgress) }
 }

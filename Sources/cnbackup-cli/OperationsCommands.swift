@@ -60,7 +60,9 @@ struct CopyCommand: ParsableCommand {
     @Argument(help: "Set ids to copy.") var sets: [String] = []
     @Flag(help: "JSON output.") var json = false
 
+    @OptionGroup var progress: ProgressOptions
     func run() throws {
+        if !json { progress.install() }
         var ok = false
         try reporting {
             let source = Catalog(store: try StoreSettings(parsing: from).open(), signers: try signerOptions.load())

@@ -10,6 +10,8 @@ struct SetSummary: Encodable {
     var captureStart: String?
     var status: String?
     var complete: Bool
+    /// Rebuilt by `cnbackup recover` from object headers.
+    var recovered: Bool
     var signature: String
     var problems: [String]
     var components: [String]
@@ -23,6 +25,7 @@ struct SetSummary: Encodable {
         captureStart = entry.manifest?.captureStart
         status = entry.manifest?.status.rawValue
         complete = entry.isCompleteBackup
+        recovered = entry.manifest?.recovered == true
         signature = entry.signature.shortName
         problems = entry.problems
         components = entry.manifest?.components.map(\.name) ?? []
@@ -59,7 +62,7 @@ struct ListCommand: ParsableCommand {
                 if summaries.isEmpty { print("no sets in \(storeOptions.store)") }
                 for s in summaries {
                     let state = s.signature != "valid" ? "UNTRUSTED (signature \(s.signature))"
-                        : (s.complete ? "complete" : (s.status ?? "unreadable"))
+                        : (s.complete ? "complete" : (s.status ?? "unreadable")) + (s.recovered ? " (recovered)" : "")
                     print("\(s.id)  \(s.node)  epoch \(s.epoch)  \(s.captureStart ?? "-")  \(state)  [\(s.components.joined(separator: ", "))]  keys \(s.keyIds.joined(separator: ","))")
                     for problem in s.problems { print("    problem: \(problem)") }
                 }
@@ -93,6 +96,7 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Folder of pg_restore for --deep (default: PATH).") var pgBin: String?
     @Flag(help: "JSON output.") var json = false
 
+    @OptionGroup var progress: ProgressOptions
     func validate() throws {
         if deep && identities.isEmpty { throw ValidationError("--deep needs --identity KEYFILE") }
         if !sets.isEmpty && (all || sample != nil) { throw ValidationError("give set ids, or --all, or --sample; not several") }
@@ -101,6 +105,7 @@ struct VerifyCommand: ParsableCommand {
     }
 
     func run() throws {
+        if deep && !json { progress.install() }
         var ok = false
         try reporting {
             let catalog = Catalog(store: try storeOptions.open(), signers: try signerOptions.load())
@@ -170,8 +175,11 @@ struct RestoreCommand: ParsableCommand {
     @Option(name: .customLong("identity"), help: "Private key file; repeat to offer several.") var identities: [String] = []
     @Flag(help: "Replace an existing file at --to.") var force = false
     @Flag(help: "Print the whole node's restore from this set, in runbook order, and stop.") var plan = false
+    @Flag(help: "JSON output (with --plan).") var json = false
 
+    @OptionGroup var progress: ProgressOptions
     func run() throws {
+        progress.install()
         try reporting {
             let catalog = Catalog(store: try storeOptions.open(), signers: try signerOptions.load())
             if plan {
@@ -179,7 +187,13 @@ struct RestoreCommand: ParsableCommand {
                 guard entry.isTrusted, let manifest = entry.manifest else {
                     throw CNBackupError(.authentication, "set \(set) cannot be trusted: signature \(entry.signature)")
                 }
-                for (index, step) in RestorePlan.steps(for: manifest, store: storeOptions.store).enumerated() { print("\(index + 1). \(step)") }
+                let steps = RestorePlan.steps(for: manifest, store: storeOptions.store)
+                if json {
+                    struct Plan: Encodable { var setId: String; var node: String; var epoch: Epoch; var steps: [String] }
+                    try printJSON(Plan(setId: manifest.setId, node: manifest.node.name, epoch: manifest.epoch, steps: steps))
+                } else {
+                    for (index, step) in steps.enumerated() { print("\(index + 1). \(step)") }
+                }
                 return
             }
             guard let component else { throw CNBackupError(.invalidInput, "give --component NAME (or --plan)") }

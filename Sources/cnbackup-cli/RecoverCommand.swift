@@ -23,7 +23,9 @@ struct RecoverCommand: ParsableCommand {
     @Flag(help: "Print the manifest that would be written; write nothing.") var dryRun = false
     @Flag(help: "JSON output (the manifest).") var json = false
 
+    @OptionGroup var progress: ProgressOptions
     func run() throws {
+        progress.install()
         var complete = false
         try reporting {
             guard !identities.isEmpty else { throw CNBackupError(.invalidInput, "give the private key file with --identity: recovery opens every object") }

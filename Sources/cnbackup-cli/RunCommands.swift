@@ -30,7 +30,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "A CA bundle for the Pushgateway's TLS certificate.") var pushgatewayCaFile: String?
     @Option(help: "Write the run's metrics to this file (Prometheus text, atomically).") var metricsFile: String?
 
+    @OptionGroup var progress: ProgressOptions
     func run() throws {
+        progress.install(logFormat: logFormat)
         try reporting {
             var definition = try PipelineDefinition.load(path: pipeline)
             if let text = epoch ?? ProcessInfo.processInfo.environment["CNBACKUP_EPOCH"] {

@@ -17,7 +17,9 @@ struct UploadCommand: ParsableCommand {
     @Option(name: .customLong("recipient"), help: "A recipient (cnb1-x25519-pub-...); repeat.") var recipients: [String] = []
     @Option(help: "The node's signing key file.") var signingKey: String
 
+    @OptionGroup var progress: ProgressOptions
     func run() throws {
+        progress.install()
         var complete = false
         try reporting {
             guard let nodeKind = NodeKind(rawValue: kind) else { throw CNBackupError(.invalidInput, "kind must be sv, validator or generic") }

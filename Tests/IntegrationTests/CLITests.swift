@@ -178,3 +178,69 @@ func temporaryDirectory() throws -> String {
         if let down, let apps, let participant, let up { #expect(down < apps && apps < participant && participant < up) }
     }
 }
+
+/// verify --all/--sample/--held-key, recover, restore --plan --json and the progress line, as an
+/// operator runs them.
+@Suite(.serialized) struct OperatorCLITests {
+    @Test func verifySamplingHeldKeysRecoverAndProgress() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipient = try cli(["keys", "generate", "--out", dir + "/ops"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let signer = try cli(["keys", "generate", "--signing", "--out", dir + "/sign"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let stranger = try cli(["keys", "generate", "--out", dir + "/stranger"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        try """
+        version: 1
+        node: { name: v-1, kind: generic }
+        epoch: { migrationId: 2, serial: 0 }
+        store: { url: "file://\(dir)/store" }
+        encryption: { recipients: [ "\(recipient)" ] }
+        signing: { keyFile: "\(dir)/sign" }
+        captures:
+          - { name: data, role: other, command: [ "sh", "-c", "head -c 3000000 /dev/urandom" ] }
+        """.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        for _ in 0..<4 { #expect(try cli(["run", dir + "/p.yaml"]).status == 0) }
+        let store = ["--store", "file://\(dir)/store", "--signer", signer]
+
+        // --sample 25 of 4 sets checks at least one, the newest among them.
+        let sampled = try cli(["verify"] + store + ["--sample", "25", "--json"])
+        #expect(sampled.status == 0, "\(sampled.stderr)")
+        struct Reports: Decodable { struct R: Decodable { var setId: String; var ok: Bool }; var sets: [R]; var checked: Int; var ok: Bool }
+        let reports = try JSONDecoder().decode(Reports.self, from: sampled.stdout)
+        #expect(reports.checked >= 1 && reports.checked < 4 && reports.ok)
+        struct Listing: Decodable { struct S: Decodable { var id: String; var recovered: Bool }; var sets: [S] }
+        let ids = try JSONDecoder().decode(Listing.self, from: try cli(["list"] + store + ["--json"]).stdout).sets.map(\.id)
+        #expect(reports.sets.map(\.setId).contains(ids.last!))
+        #expect(try cli(["verify"] + store + ["--all"]).text.contains("4 set(s) checked, 0 failed"))
+        // The only key still held is a stranger's: every set fails.
+        let lost = try cli(["verify"] + store + ["--all", "--held-key", stranger])
+        #expect(lost.status == 2 && lost.text.contains("none of the keys you hold can open data"))
+        #expect(try cli(["verify"] + store + ["--all", "--held-key", recipient]).status == 0)
+        #expect(try cli(["verify"] + store).status == 64)
+
+        // The newest set loses its manifest (a run killed before its commit); recover rebuilds it.
+        let newest = ids.last!
+        try FileManager.default.removeItem(atPath: "\(dir)/store/v-1/migration-2/serial-0/\(newest)/manifest.json")
+        let young = try cli(["recover"] + store.prefix(2) + [newest, "--identity", dir + "/ops", "--signing-key", dir + "/sign"])
+        #expect(young.status == 1 && young.stderr.contains("may still be going"))
+        let recovered = try cli(["recover"] + store.prefix(2) + [newest, "--identity", dir + "/ops", "--signing-key", dir + "/sign", "--older-than", "0s"])
+        #expect(recovered.status == 0, "\(recovered.stderr)")
+        let relisted = try JSONDecoder().decode(Listing.self, from: try cli(["list"] + store + ["--json"]).stdout).sets
+        #expect(relisted.last?.id == newest && relisted.last?.recovered == true)
+        let deep = try cli(["verify"] + store + [newest, "--deep", "--identity", dir + "/ops"])
+        #expect(deep.status == 0 && deep.text.contains("recovered"), "\(deep.text)")
+
+        struct Plan: Decodable { var setId: String; var steps: [String] }
+        let plan = try JSONDecoder().decode(Plan.self, from: try cli(["restore"] + store + [newest, "--plan", "--json"]).stdout)
+        #expect(plan.setId == newest && plan.steps.count >= 3)
+
+        // On a terminal (script(1) gives one) restore shows progress; through a pipe it does not.
+        let command = ([cnbackupBinary(), "restore"] + store + [newest, "--component", "data", "--to", dir + "/out", "--identity", dir + "/ops"])
+            .map { "'\($0)'" }.joined(separator: " ")
+        let transcript = dir + "/transcript"
+        #expect(try shell("script -qec \"\(command)\" /dev/null > '\(transcript)' 2>&1") == 0)
+        let shown = try String(contentsOfFile: transcript, encoding: .utf8)
+        #expect(shown.contains("data: 2.9 MiB in "), "\(shown)")
+        let piped = try cli(["restore"] + store + [newest, "--component", "data", "--to", dir + "/out2", "--identity", dir + "/ops"])
+        #expect(piped.status == 0 && !piped.stderr.contains("MiB in "))
+    }
+}

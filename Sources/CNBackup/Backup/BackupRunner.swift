@@ -145,7 +145,8 @@ public struct BackupRunner: Sendable {
                                                 role: capture.role.rawValue, captureStart: Timestamp.format(start))
             let objectName = layout.objectName(component: capture.name)
             let (source, evidence) = try capture.open(context: context)
-            let captured = Captured(stream: source, description: description, sizeHint: capture.sizeHint)
+            let captured = Captured(stream: Progress.track(source, name: capture.name, total: capture.sizeHint),
+                                    description: description, sizeHint: capture.sizeHint)
             let compressed = try Compress(settings: definition.compression).run(captured)
             let sealed = try Seal(recipients: recipients).run(compressed)
             let stored = try Upload(store: store, key: layout.key(relative: objectName),

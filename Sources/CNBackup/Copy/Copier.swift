@@ -50,8 +50,8 @@ public struct Copier: Sendable {
                         continue
                     }
                     let tags = (try? source.store.tags(key: key)) ?? [:]
-                    try destination.put(key: key, from: try source.store.get(key: key),
-                                        options: PutOptions(tags: tags, sizeHint: record.storedSize))
+                    let stream = Progress.track(try source.store.get(key: key), name: "\(entry.setId)/\(record.name)", total: record.storedSize)
+                    try destination.put(key: key, from: stream, options: PutOptions(tags: tags, sizeHint: record.storedSize))
                     outcome.copiedObjects += 1
                 }
                 for key in [entry.layout.signatureKey, entry.layout.manifestKey] {

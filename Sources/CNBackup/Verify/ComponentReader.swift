@@ -15,7 +15,8 @@ final class ComponentReader {
         stored = DigestingStream(try store.get(key: layout.key(relative: record.objectKey)))
         opened = try OpeningStream(PipelinedStream(stored, name: "component-read"), identities: identities)
         try checkDescription(opened.header.description, record: record, manifest: manifest)
-        plaintext = DigestingStream(try ZstdDecompressStream(PipelinedStream(opened, name: "component-open")))
+        let decompressed = try ZstdDecompressStream(PipelinedStream(opened, name: "component-open"))
+        plaintext = DigestingStream(Progress.track(decompressed, name: record.name, total: record.plaintextSize))
     }
 
     /// Call once `plaintext` has ended.
