@@ -53,4 +53,57 @@ import Testing
         // And the next run succeeds.
         #expect(try cli(["run", dir + "/p.yaml"]).status == 0)
     }
+
+    /// kill -9 during `copy`: the destination never lists a set that does not verify, and the
+    /// next copy resumes (objects already there with the right digest are not sent again).
+    @Test func killedCopiesResumeAndNeverLeaveAHalfSet() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r1 = try cli(["keys", "generate", "--out", dir + "/ops"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let signer = try cli(["keys", "generate", "--signing", "--out", dir + "/sign"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        try """
+        version: 1
+        node: { name: copied, kind: generic }
+        epoch: { migrationId: 0, serial: 0 }
+        store: { url: "file://\(dir)/source" }
+        encryption: { recipients: [ "\(r1)" ] }
+        signing: { keyFile: "\(dir)/sign" }
+        verify: { readBack: none }
+        captures:
+          - { name: big, role: other, command: [ sh, -c, "head -c 12000000 /dev/urandom" ] }
+          - { name: small, role: other, command: [ sh, -c, "head -c 2000000 /dev/urandom" ] }
+        """.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        for _ in 0..<3 { #expect(try cli(["run", dir + "/p.yaml"]).status == 0) }
+        let copyArguments = ["copy", "--from", "file://\(dir)/source", "--to", "file://\(dir)/dest", "--signer", signer]
+        struct Listing: Decodable { struct Set: Decodable { var id: String; var complete: Bool }; var sets: [Set] }
+        func listed(_ store: String) throws -> [Listing.Set] {
+            try JSONDecoder().decode(Listing.self, from: try cli(["list", "--store", "file://\(dir)/\(store)", "--signer", signer, "--json"]).stdout).sets
+        }
+
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<5 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: cnbackupBinary())
+            process.arguments = copyArguments
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            Thread.sleep(forTimeInterval: Double.random(in: 0.05...0.8, using: &generator))
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            for set in try listed("dest") {
+                let verified = try cli(["verify", "--store", "file://\(dir)/dest", "--signer", signer, set.id, "--deep", "--identity", dir + "/ops"])
+                #expect(set.complete && verified.status == 0, "set \(set.id) is listed at the destination but does not verify: \(verified.text)")
+            }
+        }
+        let resumed = try cli(copyArguments)
+        #expect(resumed.status == 0, "\(resumed.text) \(resumed.stderr)")
+        #expect(try listed("dest").map(\.id) == (try listed("source").map(\.id)))
+        #expect(try cli(["verify", "--store", "file://\(dir)/dest", "--signer", signer, "--all", "--deep", "--identity", dir + "/ops"]).status == 0)
+        // Once everything is there, a copy sends nothing.
+        let again = try cli(copyArguments).text.split(separator: "\n")
+        #expect(again.count == 3 && again.allSatisfy { $0.contains("copied and verified (0 copied,") }, "\(again)")
+        #expect(try cli(["cleanup", "--store", "file://\(dir)/dest", "--older-than", "0s", "--apply"]).status == 0)
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: dir + "/dest/.cnbackup-tmp")) ?? []).isEmpty)
+    }
 }
