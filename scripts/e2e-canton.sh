@@ -365,7 +365,7 @@ chmod 600 "$W/secrets/client.secret" "$W/secrets/wrong-client.secret"
 python3 "$ROOT/scripts/fake-splice.py" --port 0 --port-file "$W/splice.port" \
   --cert "$W/secrets/server.pem" --key "$W/secrets/server.key" \
   --client-id "$CLIENT_ID" --client-secret-file "$W/secrets/client.secret" --audience "$AUDIENCE" \
-  --sv-dump "$SV_DUMP" --validator-dump "$VALIDATOR_DUMP" >/dev/null 2>"$W/logs/fake-splice.log" </dev/null &
+  --sv-dump "$SV_DUMP" --validator-dump "$VALIDATOR_DUMP" --token-log "$W/secrets/issued-tokens" >/dev/null 2>"$W/logs/fake-splice.log" </dev/null &
 PIDS+=($!); SPLICE_PID=$!
 for _ in $(seq 100); do [ -s "$W/splice.port" ] && break; kill -0 "$SPLICE_PID" 2>/dev/null || break; sleep 0.1; done
 [ -s "$W/splice.port" ] || fail "fake-splice.py did not start (see logs/fake-splice.log)"
@@ -410,9 +410,28 @@ printf '%s\n' "$R1" "$R2" >"$W/recipients.pub"; printf '%s\n' "$SIGNER" >"$W/sig
 PREFIX=e2e
 STORE=s3://$BUCKET/$PREFIX
 STORE_ARGS=(--store "$STORE" --endpoint "$S3_ENDPOINT" --region us-east-1 --path-style --provider seaweedfs --signer "$SIGNER")
+# Every child cnbackup starts records its arguments, environment and core-dump limit on the way
+# (the secrets sweep below searches them): wrappers for the PostgreSQL tools first on PATH, and a
+# recording command capture.
+mkdir -p "$W/spy"
+for t in pg_dump pg_dumpall psql; do
+  cat >"$W/spy/$t" <<SPY
+#!/bin/sh
+{ echo "== \$0 \$*"; env; echo "core limit: \$(ulimit -c)"; } >>"$W/out/children.txt"
+exec "$PGBIN/$t" "\$@"
+SPY
+  chmod +x "$W/spy/$t"
+done
+cat >"$W/spy/record-child" <<SPY
+#!/bin/sh
+{ echo "== \$0 \$*"; env; echo "core limit: \$(ulimit -c)"; } >>"$W/out/children.txt"
+printf '%s' "\$1"
+SPY
+chmod +x "$W/spy/record-child"
 # cnb ARGS...: cnbackup with the S3 credentials in its environment only, and a private TMPDIR.
 cnb() {
-  AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET TMPDIR=$W/tmp timeout 150 "$CNB" "$@"
+  PATH="$W/spy:$PATH" AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET \
+    TMPDIR=$W/tmp timeout 150 "$CNB" "$@"
 }
 sv_pipeline() {   # sv_pipeline FILE CLIENT_SECRET_FILE
   cat >"$1" <<YAML
@@ -434,7 +453,7 @@ captures:
     command: [ "sh", "-c", "printf 'sequencer placeholder'" ]
   - name: mediator
     role: mediator
-    command: [ "sh", "-c", "printf 'mediator placeholder'" ]
+    command: [ "$W/spy/record-child", "mediator placeholder" ]
   - name: identities
     role: identities
     http:
@@ -628,6 +647,30 @@ assert "identities" not in second.get("components", []), "the partial set lists 
 PY
 # Nothing left behind in cnbackup's TMPDIR (temporary pgpass files and the like).
 [ -z "$(ls -A "$W/tmp")" ] || fail "cnbackup left files in its TMPDIR: $(ls -A "$W/tmp" | head -5 | tr '\n' ' ')"
+
+# ---------------------------------------------------------------- secrets sweep
+step "secrets sweep: logs, outputs, children's arguments and environment, every file written"
+[ -s "$W/out/children.txt" ] || fail "no child recorded its environment (the spy wrappers did not run)"
+grep -c '^== ' "$W/out/children.txt" | grep -qv '^0$' || fail "no child recorded"
+for tool in pg_dump pg_dumpall psql record-child; do grep -q "^== .*/$tool " "$W/out/children.txt" || fail "no $tool child was recorded"; done
+if grep -q '^core limit: [^0]' "$W/out/children.txt"; then fail "a child of cnbackup runs with core dumps on (cnbackup must set RLIMIT_CORE to 0)"; fi
+if grep -qE '^(AWS_|PGPASSWORD=)' "$W/out/children.txt"; then fail "a child of cnbackup inherited credentials: $(grep -E '^(AWS_|PGPASSWORD=)' "$W/out/children.txt" | cut -d= -f1 | sort -u | tr '\n' ' ')"; fi
+[ -s "$W/secrets/issued-tokens" ] || fail "fake-splice issued no tokens"
+SECRET_VALUES=("$S3_SECRET" "$(cat "$W/secrets/client.secret")" "$(cat "$W/secrets/wrong-client.secret")" "$APPS_PW" "$PART_PW" "$MARK")
+while read -r tok; do SECRET_VALUES+=("$tok"); done <"$W/secrets/issued-tokens"
+for key in ops breakglass signing; do SECRET_VALUES+=("$(grep -v '^#' "$W/secrets/$key.key" | head -1)"); done
+# Searched: cnbackup's logs and outputs, what its children saw, its TMPDIR and the whole store.
+# Not searched: secrets/ (the inputs) and the restored identities and dumps (plaintext on purpose).
+SEARCHED=("$W/logs" "$W/out/children.txt" "$W/tmp" "$W/weed")
+for f in "$W"/out/*; do case "$f" in *identities*.json|*.dump|*/children.txt) ;; *) SEARCHED+=("$f") ;; esac; done
+n=0
+for value in "${SECRET_VALUES[@]}"; do
+  [ ${#value} -ge 8 ] || fail "a secret of the sweep is too short to search for"
+  n=$((n + 1))
+  if grep -rlaF -- "$value" "${SEARCHED[@]}" >"$W/leak" 2>/dev/null; then fail "secret #$n appears in: $(tr '\n' ' ' <"$W/leak")"; fi
+done
+for key in ops breakglass signing; do [ "$(stat -c %a "$W/secrets/$key.key")" = 600 ] || fail "$key.key is not mode 600"; done
+echo "   ${#SECRET_VALUES[@]} secrets absent from logs, outputs, $(grep -c '^== ' "$W/out/children.txt") children's argv and env, TMPDIR and the store"
 
 step "done"
 echo "ok: e2e-canton: sv set $SET (9 components) and validator set $VSET backed up to SeaweedFS, deep-verified, restored: 4 databases identical in a fresh cluster with owners and grants, identities dumps byte-identical; a wrong client secret gave a partial set (exit 2); $(( $(date +%s) - START ))s"

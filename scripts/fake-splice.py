@@ -43,6 +43,7 @@ def main():
     p.add_argument("--sv-dump", help="file served at " + SV_PATH)
     p.add_argument("--validator-dump", help="file served at " + VALIDATOR_PATH)
     p.add_argument("--token-ttl", type=int, default=3600, help="expires_in of issued tokens (seconds)")
+    p.add_argument("--token-log", help="append each issued token here (for tests that search for leaks)")
     a = p.parse_args()
 
     if a.client_secret is None and a.client_secret_file is None:
@@ -141,6 +142,9 @@ def main():
                 issued[tok] = time.monotonic() + a.token_ttl
                 stats["tokens"] += 1
             log("token: 200 issued to %s" % cid)
+            if a.token_log:
+                with open(a.token_log, "a") as f:
+                    f.write(tok + "\n")
             return self.send_json(200, {"access_token": tok, "token_type": "Bearer",
                                         "expires_in": a.token_ttl})
 

@@ -278,6 +278,18 @@ struct S3StoreSeaweedFSTests {
         #expect(!text.contains(wrong))
         #expect(!text.contains("Signature="))
     }
+
+    /// SeaweedFS refuses a session token with static keys: the error must carry neither it nor the secret.
+    @Test func aRefusedSessionTokenIsNotInTheError() throws {
+        let token = "session-token-3f9a1c77d2e84b6a"
+        var settings = S3Settings(bucket: SeaweedFSServer.bucket, prefix: "session", endpoint: server.endpoint, region: "us-east-1", provider: .seaweedfs)
+        settings.maxAttempts = 1
+        let store = try S3Store(settings: settings, credentials: S3Credentials(accessKeyId: SeaweedFSServer.accessKey,
+                                                                               secretAccessKey: SeaweedFSServer.secretKey, sessionToken: token))
+        let error = #expect(throws: CNBackupError.self) { try store.putBytes(key: "x", [1, 2, 3]) }
+        let text = error.map { "\($0)" } ?? ""
+        #expect(!text.isEmpty && !text.contains(token) && !text.contains(SeaweedFSServer.secretKey), "\(text)")
+    }
 }
 
 @Suite struct S3UnitTests {
