@@ -4,7 +4,9 @@
 #ifdef __linux__
 #include <malloc.h>
 static inline int cnb_set_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
+static inline int cnb_set_arena_max(int count) { return mallopt(M_ARENA_MAX, count); }
 #else
 static inline int cnb_set_mmap_threshold(int bytes) { (void)bytes; return 1; }
+static inline int cnb_set_arena_max(int count) { (void)count; return 1; }
 #endif
 #endif

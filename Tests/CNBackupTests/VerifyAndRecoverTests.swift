@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 @testable import CNBackup
 
@@ -191,5 +192,54 @@ import Testing
                 try Recoverer(store: f.store).recover(setId: b.setId, options: .init(identities: [try newIdentity()], signingKey: signingKey, olderThan: 0))
             }
         }
+    }
+}
+
+/// A store that hands back one flipped byte when an object is read: what a bad disk or a broken
+/// proxy does after accepting the upload intact.
+final class CorruptingReadStore: ObjectStore, @unchecked Sendable {
+    let inner: FileSystemStore
+    let flipAt: Int64
+    init(inner: FileSystemStore, flipAt: Int64) { self.inner = inner; self.flipAt = flipAt }
+    var displayName: String { inner.displayName }
+    func put(key: String, from source: ByteStream, options: PutOptions) throws -> ObjectInfo { try inner.put(key: key, from: source, options: options) }
+    func head(key: String) throws -> ObjectInfo? { try inner.head(key: key) }
+    func list(prefix: String) throws -> [ObjectInfo] { try inner.list(prefix: prefix) }
+    func delete(keys: [String]) throws { try inner.delete(keys: keys) }
+    func tags(key: String) throws -> [String: String] { try inner.tags(key: key) }
+    func get(key: String, range: ClosedRange<Int64>?) throws -> ByteStream {
+        var bytes = try inner.get(key: key, range: range).readAll(limit: 1 << 30)
+        let position = flipAt - (range?.lowerBound ?? 0)
+        if key.hasSuffix(".zst.cnb"), position >= 0, position < Int64(bytes.count) { bytes[Int(position)] ^= 0x20 }
+        return MemoryStream(bytes)
+    }
+}
+
+@Suite struct ReadBackCatchesCorruptionTests {
+    func run(readBack: String, flipAt: Int64) throws -> RunResult {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            try Data(patternBytes(3 << 20)).write(to: URL(fileURLWithPath: dir + "/input"))
+            let definition = try f.pipeline(extra: "verify: { readBack: \(readBack) }", "  - { name: dump, role: other, file: \"\(dir)/input\" }")
+            var logger = Logger(label: "test"); logger.logLevel = .critical
+            let store = CorruptingReadStore(inner: FileSystemStore(root: dir + "/store"), flipAt: flipAt)
+            return try BackupRunner(definition: definition, store: store, logger: logger).run()
+        }
+    }
+
+    @Test func fullReadBackFailsTheCaptureOnAFlippedByte() throws {
+        for offset: Int64 in [10, 2_000, 1 << 20, (3 << 20) - 100] {
+            let result = try run(readBack: "full", flipAt: offset)
+            #expect(!result.isComplete, "flip at \(offset)")
+            #expect(result.manifest.failures.first?.reason.contains("authenticate") == true
+                    || result.manifest.failures.first?.reason.contains("header") == true, "\(result.manifest.failures)")
+        }
+    }
+
+    @Test func sampledReadBackCatchesAFlipInTheHeaderOrTheFirstSegment() throws {
+        #expect(try !run(readBack: "sample", flipAt: 10).isComplete)
+        #expect(try !run(readBack: "sample", flipAt: 2_000).isComplete)
+        // Size only: the flip goes unnoticed until verify --deep.
+        #expect(try run(readBack: "none", flipAt: 2_000).isComplete)
     }
 }

@@ -52,29 +52,29 @@ public final class ZstdCompressStream: ByteStream {
 
     public func next() throws -> [UInt8]? {
         if frameDone { return nil }
-        var output = [UInt8](repeating: 0, count: outputChunkSize)
         var produced = 0
-        while produced < output.count && !frameDone {
-            if inputPosition == input.count && !upstreamDone {
-                if let chunk = try upstream.next() { input = chunk } else { input = []; upstreamDone = true }
-                inputPosition = 0
-            }
-            let directive = upstreamDone ? ZSTD_e_end : ZSTD_e_continue
-            let remaining: Int = try input.withUnsafeBytes { src in
-                try output.withUnsafeMutableBytes { dst in
+        // Uninitialised: zstd writes what it produces, and only that much is kept.
+        let output = try [UInt8](unsafeUninitializedCapacity: outputChunkSize) { dst, count in
+            defer { count = produced }
+            while produced < outputChunkSize && !frameDone {
+                if inputPosition == input.count && !upstreamDone {
+                    if let chunk = try upstream.next() { input = chunk } else { input = []; upstreamDone = true }
+                    inputPosition = 0
+                }
+                let directive = upstreamDone ? ZSTD_e_end : ZSTD_e_continue
+                let remaining: Int = try input.withUnsafeBytes { src in
                     var inBuffer = ZSTD_inBuffer(src: src.baseAddress, size: src.count, pos: inputPosition)
-                    var outBuffer = ZSTD_outBuffer(dst: dst.baseAddress, size: dst.count, pos: produced)
+                    var outBuffer = ZSTD_outBuffer(dst: dst.baseAddress, size: outputChunkSize, pos: produced)
                     let result = ZSTD_compressStream2(context, &outBuffer, &inBuffer, directive)
                     try zstdCheck(result, "compression")
                     inputPosition = inBuffer.pos
                     produced = outBuffer.pos
                     return result
                 }
+                if upstreamDone && remaining == 0 { frameDone = true }
             }
-            if upstreamDone && remaining == 0 { frameDone = true }
         }
         if produced == 0 { return nil }
-        output.removeSubrange(produced...)
         return output
     }
 
@@ -100,24 +100,25 @@ public final class ZstdDecompressStream: ByteStream {
     deinit { ZSTD_freeDCtx(context) }
 
     public func next() throws -> [UInt8]? {
-        var output = [UInt8](repeating: 0, count: outputChunkSize)
         var produced = 0
-        while produced < output.count {
-            if inputPosition == input.count && !upstreamDone {
-                if let chunk = try upstream.next() { input = chunk; inputPosition = 0 } else {
-                    // zstd may still hold decoded bytes: keep calling with no input until it
-                    // makes no more progress.
-                    upstreamDone = true
-                    input = []; inputPosition = 0
+        // Uninitialised: zstd writes what it decodes, and only that much is kept.
+        let output = try [UInt8](unsafeUninitializedCapacity: outputChunkSize) { dst, count in
+            defer { count = produced }
+            while produced < outputChunkSize {
+                if inputPosition == input.count && !upstreamDone {
+                    if let chunk = try upstream.next() { input = chunk; inputPosition = 0 } else {
+                        // zstd may still hold decoded bytes: keep calling with no input until it
+                        // makes no more progress.
+                        upstreamDone = true
+                        input = []; inputPosition = 0
+                    }
                 }
-            }
-            // A finished frame with no input left: calling zstd again would start a new frame.
-            if upstreamDone && inputPosition == input.count && lastResult == 0 { break }
-            let before = (inputPosition, produced)
-            try input.withUnsafeBytes { src in
-                try output.withUnsafeMutableBytes { dst in
+                // A finished frame with no input left: calling zstd again would start a new frame.
+                if upstreamDone && inputPosition == input.count && lastResult == 0 { break }
+                let before = (inputPosition, produced)
+                try input.withUnsafeBytes { src in
                     var inBuffer = ZSTD_inBuffer(src: src.baseAddress, size: src.count, pos: inputPosition)
-                    var outBuffer = ZSTD_outBuffer(dst: dst.baseAddress, size: dst.count, pos: produced)
+                    var outBuffer = ZSTD_outBuffer(dst: dst.baseAddress, size: outputChunkSize, pos: produced)
                     let result = ZSTD_decompressStream(context, &outBuffer, &inBuffer)
                     try zstdCheck(result, "decompression (the data is damaged or not zstd)")
                     inputPosition = inBuffer.pos
@@ -125,13 +126,10 @@ public final class ZstdDecompressStream: ByteStream {
                     if result == 0 && lastResult != 0 { framesCompleted += 1 }
                     lastResult = result
                 }
+                if upstreamDone && before == (inputPosition, produced) { break }
             }
-            if upstreamDone && before == (inputPosition, produced) { break }
         }
-        if produced > 0 {
-            output.removeSubrange(produced...)
-            return output
-        }
+        if produced > 0 { return output }
         if upstreamDone {
             guard lastResult == 0, framesCompleted > 0 else {
                 throw CNBackupError(.compression, "the zstd frame is cut short: the data is incomplete")

@@ -177,6 +177,44 @@ final class AES256GCM {
         return ok
     }
 
+    // Piecewise sealing and opening: a segment whose bytes lie in several chunks is processed
+    // slice by slice, straight into its output buffer, instead of being concatenated first.
+
+    /// Starts a segment: `encrypt` seals, otherwise opens.
+    func begin(nonce: [UInt8], encrypt: Bool) throws {
+        precondition(nonce.count == 12)
+        guard EVP_CipherInit_ex(context, nil, nil, nil, nonce, encrypt ? 1 : 0) == 1 else { throw cryptoFailure("AES-GCM nonce") }
+    }
+
+    /// Encrypts or decrypts `input` to `output` (which must have room for `input.count` bytes).
+    func update(_ input: UnsafeRawBufferPointer, into output: UnsafeMutablePointer<UInt8>) throws {
+        guard input.count > 0 else { return }
+        var length: Int32 = 0
+        guard EVP_CipherUpdate(context, output, &length, input.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                               Int32(input.count)) == 1, Int(length) == input.count else { throw cryptoFailure("AES-GCM update") }
+    }
+
+    /// Ends a sealed segment, writing its 16-byte tag to `tag`.
+    func finishSeal(tag: UnsafeMutablePointer<UInt8>) throws {
+        var finalLength: Int32 = 0
+        var scratch = [UInt8](repeating: 0, count: 16)
+        guard EVP_CipherFinal_ex(context, &scratch, &finalLength) == 1, cnb_gcm_get_tag(context, tag) == 1 else {
+            throw cryptoFailure("AES-GCM finish")
+        }
+    }
+
+    /// Ends an opened segment: true only when `tag` authenticates everything passed to `update`.
+    /// On false the caller must wipe and drop what `update` wrote.
+    func finishOpen(tag: [UInt8]) -> Bool {
+        precondition(tag.count == Self.tagSize)
+        var finalLength: Int32 = 0
+        var scratch = [UInt8](repeating: 0, count: 16)
+        let ok = tag.withUnsafeBytes { cnb_gcm_set_tag(context, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1 }
+            && EVP_CipherFinal_ex(context, &scratch, &finalLength) == 1
+        if !ok { _ = openSSLErrors() }
+        return ok
+    }
+
     static func seal(key: [UInt8], nonce: [UInt8], plaintext: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
         var out: [UInt8] = []
         try plaintext.withUnsafeBytes { try AES256GCM(key: key).seal(nonce: nonce, plaintext: $0, aad: aad, into: &out) }

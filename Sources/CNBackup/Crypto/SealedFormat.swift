@@ -267,19 +267,17 @@ public struct SealedHeader: Sendable {
     }
 }
 
-/// Seals its upstream: yields the header, then one sealed segment per chunk. Holds one segment
-/// of look-ahead so that it knows which segment is the last.
+/// Seals its upstream: yields the header, then one sealed segment per `segmentSize` bytes. Holds
+/// one segment of look-ahead so that it knows which segment is the last. Segments are sealed
+/// slice by slice from the upstream's chunks straight into their output: no plaintext is copied.
 public final class SealingStream: ByteStream {
-    private let upstream: ByteStream
+    private let reader: ChunkReader
     public let header: SealedHeader
     /// Kept for the job's read-back; released with the stream.
     public let dataKey: DataKey
     private let cipher: AES256GCM
-    private var pending: [UInt8] = []
-    private var pendingStart = 0
     private var counter: UInt64 = 0
     private var headerSent = false
-    private var upstreamDone = false
     private var finished = false
 
     public convenience init(_ upstream: ByteStream, recipients: [Recipient], description: ObjectDescription,
@@ -291,7 +289,7 @@ public final class SealingStream: ByteStream {
     /// Fixed keys and salts are for golden vectors; production code uses the initialiser above.
     init(_ upstream: ByteStream, recipients: [Recipient], description: ObjectDescription, segmentSize: Int,
          dataKey: DataKey, ephemeralSecrets: [[UInt8]]?, symmetricSalts: [[UInt8]]?) throws {
-        self.upstream = upstream
+        self.reader = ChunkReader(upstream)
         self.dataKey = dataKey
         self.header = try SealedHeader.build(recipients: recipients, description: description, segmentSize: segmentSize,
                                              dataKey: dataKey, ephemeralSecrets: ephemeralSecrets, symmetricSalts: symmetricSalts)
@@ -303,30 +301,27 @@ public final class SealingStream: ByteStream {
         if finished { return nil }
         let segmentSize = header.segmentSize
         // A segment is sealed as "not last" only once a byte beyond it is known to exist.
-        while pending.count - pendingStart <= segmentSize && !upstreamDone {
-            if let chunk = try upstream.next() {
-                if pendingStart > 0 { pending.removeSubrange(0..<pendingStart); pendingStart = 0 }
-                pending += chunk
-            } else {
-                upstreamDone = true
-            }
-        }
-        let available = pending.count - pendingStart
+        let available = try reader.fill(atLeast: segmentSize + 1)
         let last = available <= segmentSize
         let take = min(available, segmentSize)
-        var output: [UInt8] = []
-        output.reserveCapacity(take + AES256GCM.tagSize)
-        try pending.withUnsafeBytes { all in
-            let slice = UnsafeRawBufferPointer(rebasing: all[pendingStart..<(pendingStart + take)])
-            try cipher.seal(nonce: SealedFormat.segmentNonce(counter, last: last), plaintext: slice, into: &output)
+        let output = try [UInt8](unsafeUninitializedCapacity: take + AES256GCM.tagSize) { buffer, count in
+            let base = buffer.baseAddress!
+            try cipher.begin(nonce: SealedFormat.segmentNonce(counter, last: last), encrypt: true)
+            var written = 0
+            try reader.forEachSlice(take) { slice in
+                try cipher.update(slice, into: base + written)
+                written += slice.count
+            }
+            try cipher.finishSeal(tag: base + take)
+            count = take + AES256GCM.tagSize
         }
-        pendingStart += take
+        reader.consume(take)
         counter += 1
-        if last { finished = true; pending = [] }
+        if last { finished = true }
         return output
     }
 
-    public func close() { upstream.close() }
+    public func close() { reader.close() }
 }
 
 /// Opens a sealed object segment by segment. Each chunk it returns has been authenticated; the
@@ -368,32 +363,24 @@ public final class OpeningStream: ByteStream {
     public func next() throws -> [UInt8]? {
         while !finished {
             let full = header.segmentSize + AES256GCM.tagSize
-            let sealed = try reader.read(exactly: full)
-            guard sealed.count >= AES256GCM.tagSize else {
+            let available = try reader.fill(atLeast: full + 1)
+            guard available >= AES256GCM.tagSize else {
                 throw CNBackupError(.authentication,
                     "the sealed object is cut short: it ends after segment \(counter) without its last segment")
             }
-            let last = try sealed.count < full || reader.atEnd()
-            var plaintext: [UInt8] = []
-            plaintext.reserveCapacity(sealed.count)
-            let ok = try sealed.withUnsafeBytes {
-                try cipher.open(nonce: SealedFormat.segmentNonce(counter, last: last), sealed: $0, into: &plaintext)
-            }
-            guard ok else {
-                var cutAtBoundary = false
-                if last && sealed.count == full {
-                    var scratch: [UInt8] = []
-                    cutAtBoundary = try sealed.withUnsafeBytes {
-                        try cipher.open(nonce: SealedFormat.segmentNonce(counter, last: false), sealed: $0, into: &scratch)
-                    }
-                }
-                if cutAtBoundary {
+            let last = available <= full
+            let length = min(available, full)
+            guard let plaintext = try open(length: length, last: last) else {
+                // Tell a cut at a segment boundary (a full segment that is not the last) from damage.
+                if last && length == full, var asNotLast = try open(length: length, last: false) {
+                    wipe(&asNotLast)
                     throw CNBackupError(.authentication,
                         "the sealed object is cut short: it ends after segment \(counter), which is not its last")
                 }
                 throw CNBackupError(.authentication,
                     "segment \(counter) does not authenticate: the object was damaged, reordered or tampered with")
             }
+            reader.consume(length)
             counter += 1
             if last {
                 finished = true
@@ -404,6 +391,28 @@ public final class OpeningStream: ByteStream {
             if !plaintext.isEmpty { return plaintext }
         }
         return nil
+    }
+
+    /// Opens the next `length` buffered bytes as segment `counter`, slice by slice, without
+    /// consuming them; nil (and nothing kept) when the tag does not authenticate.
+    private func open(length: Int, last: Bool) throws -> [UInt8]? {
+        let textCount = length - AES256GCM.tagSize
+        let tag = reader.copy(from: textCount, count: AES256GCM.tagSize)
+        var plaintext = try [UInt8](unsafeUninitializedCapacity: textCount) { buffer, count in
+            try cipher.begin(nonce: SealedFormat.segmentNonce(counter, last: last), encrypt: false)
+            var written = 0
+            try reader.forEachSlice(textCount) { slice in
+                try cipher.update(slice, into: buffer.baseAddress! + written)
+                written += slice.count
+            }
+            count = textCount
+        }
+        guard cipher.finishOpen(tag: tag) else {
+            // Unauthenticated plaintext never leaves this function.
+            wipe(&plaintext)
+            return nil
+        }
+        return plaintext
     }
 
     public func close() { reader.close() }
@@ -448,34 +457,95 @@ public struct SegmentLayout: Sendable {
     }
 }
 
-/// Reads exact byte counts from a chunked stream.
+/// Buffers a chunked stream so that byte ranges across chunk boundaries can be read without
+/// concatenating chunks: the buffered bytes are a queue of chunks, the first from `offset`.
 final class ChunkReader {
     private let upstream: ByteStream
-    private var buffer: [UInt8] = []
-    private var start = 0
+    private var chunks: [[UInt8]] = []
+    private var offset = 0
+    /// Bytes buffered and not yet consumed.
+    private(set) var buffered = 0
     private var ended = false
 
     init(_ upstream: ByteStream) { self.upstream = upstream }
 
-    /// Up to `count` bytes: fewer only at the end of the stream.
+    /// Buffers until at least `count` bytes are there or the stream ended; returns how many are.
+    @discardableResult
+    func fill(atLeast count: Int) throws -> Int {
+        while buffered < count && !ended {
+            guard let chunk = try upstream.next() else { ended = true; break }
+            if chunk.isEmpty { continue }
+            chunks.append(chunk)
+            buffered += chunk.count
+        }
+        return buffered
+    }
+
+    /// Up to `count` bytes, consumed: fewer only at the end of the stream.
     func read(exactly count: Int) throws -> [UInt8] {
-        while buffer.count - start < count && !ended { try fill() }
-        let take = min(count, buffer.count - start)
-        let bytes = Array(buffer[start..<(start + take)])
-        start += take
+        let take = min(try fill(atLeast: count), count)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(take)
+        forEachSlice(take) { bytes.append(contentsOf: $0) }
+        consume(take)
         return bytes
     }
 
     /// Whether no byte is left.
-    func atEnd() throws -> Bool {
-        while buffer.count == start && !ended { try fill() }
-        return buffer.count == start
+    func atEnd() throws -> Bool { try fill(atLeast: 1) == 0 }
+
+    /// Reads and drops everything left.
+    func skipToEnd() throws {
+        while try fill(atLeast: 1) > 0 { consume(buffered) }
     }
 
-    private func fill() throws {
-        guard let chunk = try upstream.next() else { ended = true; return }
-        if start > 0 { buffer.removeSubrange(0..<start); start = 0 }
-        buffer += chunk
+    /// Calls `body` with the first `count` buffered bytes, one contiguous slice at a time,
+    /// without consuming them.
+    func forEachSlice(_ count: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        precondition(count <= buffered)
+        var remaining = count
+        var start = offset
+        for chunk in chunks where remaining > 0 {
+            let n = min(chunk.count - start, remaining)
+            try chunk.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start..<(start + n)])) }
+            remaining -= n
+            start = 0
+        }
+    }
+
+    /// A copy of `count` buffered bytes starting `position` bytes in (a tag).
+    func copy(from position: Int, count: Int) -> [UInt8] {
+        precondition(position + count <= buffered)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count)
+        var skip = position + offset
+        var remaining = count
+        for chunk in chunks where remaining > 0 {
+            if skip >= chunk.count { skip -= chunk.count; continue }
+            let n = min(chunk.count - skip, remaining)
+            bytes.append(contentsOf: chunk[skip..<(skip + n)])
+            remaining -= n
+            skip = 0
+        }
+        return bytes
+    }
+
+    /// Drops the first `count` buffered bytes.
+    func consume(_ count: Int) {
+        precondition(count <= buffered)
+        buffered -= count
+        var remaining = count
+        while remaining > 0 {
+            let left = chunks[0].count - offset
+            if remaining >= left {
+                chunks.removeFirst()
+                offset = 0
+                remaining -= left
+            } else {
+                offset += remaining
+                remaining = 0
+            }
+        }
     }
 
     func close() { upstream.close() }

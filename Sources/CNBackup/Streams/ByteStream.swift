@@ -87,22 +87,22 @@ public final class FileDescriptorStream: ByteStream {
         var want = chunkSize
         if let limit { want = Int(min(Int64(want), limit)) }
         if want == 0 { finished = true; return nil }
-        var chunk = [UInt8](repeating: 0, count: want)
+        // Uninitialised: read(2) fills it, and zeroing 1 MiB per chunk first would be wasted work.
         var filled = 0
-        while filled < want {
-            let n = chunk.withUnsafeMutableBytes { buffer in
-                read(fd, buffer.baseAddress! + filled, want - filled)
+        let chunk = try [UInt8](unsafeUninitializedCapacity: want) { buffer, count in
+            defer { count = filled }
+            while filled < want {
+                let n = read(fd, buffer.baseAddress! + filled, want - filled)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw CNBackupError(.io, "reading \(what) failed: \(String(cString: strerror(errno)))")
+                }
+                if n == 0 { finished = true; break }
+                filled += n
             }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CNBackupError(.io, "reading \(what) failed: \(String(cString: strerror(errno)))")
-            }
-            if n == 0 { finished = true; break }
-            filled += n
         }
         if let limit { self.limit = limit - Int64(filled) }
         if filled == 0 { return nil }
-        if filled < chunk.count { chunk.removeSubrange(filled...) }
         return chunk
     }
 
