@@ -645,6 +645,50 @@ assert second["complete"] is False, "the wrong-secret set is listed as complete"
 assert second.get("status") == "partial", "the wrong-secret set's status is %r, not partial" % second.get("status")
 assert "identities" not in second.get("components", []), "the partial set lists an identities component"
 PY
+# ---------------------------------------------------------------- failing identities endpoints
+step "identities endpoint answering 500, then malformed JSON (expect partial sets, exit 2)"
+printf '{"id": "participant::1220", "keys": [' >"$W/malformed.json"
+python3 "$ROOT/scripts/fake-splice.py" --port 0 --port-file "$W/broken.port" \
+  --cert "$W/secrets/server.pem" --key "$W/secrets/server.key" \
+  --client-id "$CLIENT_ID" --client-secret-file "$W/secrets/client.secret" --audience "$AUDIENCE" \
+  --status /api/sv/v0/admin/domain/identities-dump=500 --validator-dump "$W/malformed.json" \
+  --token-log "$W/secrets/issued-tokens" >/dev/null 2>"$W/logs/broken-splice.log" </dev/null &
+PIDS+=($!)
+for _ in $(seq 100); do [ -s "$W/broken.port" ] && break; sleep 0.1; done
+[ -s "$W/broken.port" ] || fail "the second fake-splice.py did not start"
+BROKEN=https://127.0.0.1:$(cat "$W/broken.port")
+broken_run() {   # broken_run NAME PATH EXPECTED-MESSAGE
+  cat >"$W/$1.yaml" <<YAML
+version: 1
+node: { name: broken-e2e, kind: generic }
+epoch: { migrationId: 3, serial: 0 }
+store: { url: "$STORE", endpoint: "$S3_ENDPOINT", region: us-east-1, pathStyle: true, provider: seaweedfs }
+encryption: { recipients: [ "$R1", "$R2" ] }
+signing: { keyFile: "$W/secrets/signing.key" }
+captures:
+  - name: identities
+    role: identities
+    http:
+      url: "$BROKEN$2"
+      caFile: "$W/secrets/ca.pem"
+      oauth: { tokenUrl: "$BROKEN/oauth/token", clientId: $CLIENT_ID, clientSecretFile: "$W/secrets/client.secret", audience: "$AUDIENCE" }
+  - { name: other, role: other, command: [ "printf", "still stored" ] }
+YAML
+  local rc=0
+  cnb run "$W/$1.yaml" >"$W/logs/run-$1.out" 2>"$W/logs/run-$1.err" || rc=$?
+  [ $rc = 2 ] || { cat "$W/logs/run-$1.err"; fail "run against $2 exited $rc, expected 2 (partial set)"; }
+  grep -q "$3" "$W/logs/run-$1.err" || { cat "$W/logs/run-$1.err"; fail "the error of the run against $2 does not say: $3"; }
+}
+broken_run broken-500 /api/sv/v0/admin/domain/identities-dump "HTTP 500"
+broken_run broken-json /api/validator/v0/admin/participant/identities "not a JSON object"
+[ "$(grep -c 'GET /api/sv/v0/admin/domain/identities-dump: 500' "$W/logs/broken-splice.log")" -ge 2 ] \
+  || fail "a 500 from the identities endpoint was not retried"
+s3py "
+keys = [o['Key'] for o in c.list_objects_v2(Bucket=b, Prefix='e2e/broken-e2e/').get('Contents', [])]
+assert not any(k.endswith('/identities.zst.cnb') for k in keys), 'an identities object was stored from a failed fetch: %r' % keys
+assert sum(k.endswith('/other.zst.cnb') for k in keys) == 2, keys
+" || fail "the failed identities fetches left objects behind, or the other components were not stored"
+
 # Nothing left behind in cnbackup's TMPDIR (temporary pgpass files and the like).
 [ -z "$(ls -A "$W/tmp")" ] || fail "cnbackup left files in its TMPDIR: $(ls -A "$W/tmp" | head -5 | tr '\n' ' ')"
 

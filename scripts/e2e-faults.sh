@@ -43,6 +43,7 @@ cleanup() {
       echo "--- last lines of logs/$(basename "$log")"; tail -n 12 "$log"
     done
   fi
+  [ -n "${FULL_MOUNT:-}" ] && $SUDO umount "$FULL_MOUNT" 2>/dev/null
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -345,6 +346,40 @@ assert c.get("op:CompleteMultipartUpload", 0) >= runs, "only %d CompleteMultipar
 PY
 PROXY_ERRORS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("proxy-errors", 0))' "$COUNTS")
 [ "$PROXY_ERRORS" = 0 ] || echo "e2e: note: $PROXY_ERRORS connection(s) ended other than by an injected fault (see logs/proxy.err)"
+
+# ---------------------------------------------------------------- a full disk
+# A file store on a 6 MiB tmpfs: a 10 MiB capture cannot fit. The run must say the file system is
+# full, commit nothing for that capture (no object, no temporary part left) and still commit the
+# small component as a partial set; cleanup then finds nothing to remove.
+step "a full disk under the file store"
+FULL_MOUNT=$W/full
+mkdir -p "$FULL_MOUNT"
+if $SUDO mount -t tmpfs -o size=6m tmpfs "$FULL_MOUNT" 2>"$W/logs/mount.log"; then
+  cat >"$W/full.yaml" <<YAML
+version: 1
+node: { name: full-e2e, kind: generic }
+epoch: { migrationId: 0, serial: 0 }
+store: { url: "file://$FULL_MOUNT/store" }
+encryption: { recipients: [ "$R1" ] }
+signing: { keyFile: "$W/secrets/signing.key" }
+captures:
+  - { name: big, role: other, command: [ sh, -c, "head -c 10000000 /dev/urandom" ] }
+  - { name: small, role: other, command: [ printf, small ] }
+YAML
+  rc=0; "$CNB" run "$W/full.yaml" >"$W/logs/full.out" 2>"$W/logs/full.err" || rc=$?
+  [ $rc = 2 ] || { cat "$W/logs/full.err"; fail "a run onto a full disk exited $rc, expected 2 (partial set)"; }
+  grep -q "file system is full" "$W/logs/full.err" || { cat "$W/logs/full.err"; fail "the full-disk error does not say the file system is full"; }
+  [ -z "$(find "$FULL_MOUNT/store" -name 'big.zst.cnb' -o -name '*.part' | head -1)" ] \
+    || fail "a full disk left the failed object or a temporary part behind: $(find "$FULL_MOUNT/store" -type f | tr '\n' ' ')"
+  "$CNB" list --store "file://$FULL_MOUNT/store" --signer "$SIGNER" --json >"$W/logs/full-list.json" 2>&1 || true
+  python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["sets"]; assert len(s)==1 and s[0]["status"]=="partial" and s[0]["components"]==["small"], s' \
+    "$W/logs/full-list.json" || fail "after the full disk the store does not hold one partial set with only the small component"
+  "$CNB" cleanup --store "file://$FULL_MOUNT/store" --older-than 0s >"$W/logs/full-cleanup.log" 2>&1 \
+    && grep -q "nothing to clean up" "$W/logs/full-cleanup.log" || fail "cleanup after the full disk: $(cat "$W/logs/full-cleanup.log")"
+  $SUDO umount "$FULL_MOUNT"; FULL_MOUNT=""
+else
+  echo "   skipped: cannot mount a tmpfs here ($(cat "$W/logs/mount.log"))"
+fi
 
 step "done"
 echo "ok: e2e-faults: $RUNS runs of a 40 MiB multipart backup through the fault proxy (seed $SEED) all exited 0 with faults $(counts); 5 complete sets restore byte-identical and pass verify --deep straight from SeaweedFS; no multipart upload or orphan left; $(( $(date +%s) - START ))s"

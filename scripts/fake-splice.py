@@ -44,6 +44,8 @@ def main():
     p.add_argument("--validator-dump", help="file served at " + VALIDATOR_PATH)
     p.add_argument("--token-ttl", type=int, default=3600, help="expires_in of issued tokens (seconds)")
     p.add_argument("--token-log", help="append each issued token here (for tests that search for leaks)")
+    p.add_argument("--status", action="append", default=[], metavar="PATH=CODE",
+                   help="answer authorized GETs of PATH with this HTTP status (a failing app)")
     a = p.parse_args()
 
     if a.client_secret is None and a.client_secret_file is None:
@@ -170,6 +172,10 @@ def main():
                 return self.send_json(401, {"error": "unauthorized",
                                             "message": "missing or invalid bearer token"},
                                       {"WWW-Authenticate": 'Bearer realm="fake-splice"'})
+            forced = dict(x.split("=", 1) for x in a.status).get(path)
+            if forced is not None:
+                log("GET %s: %s (forced)" % (path, forced))
+                return self.send_json(int(forced), {"error": "internal", "message": "forced by --status"})
             body = bodies.get(path)
             if body is None:
                 return self.send_json(404, {"error": "not_found", "message": "no fixture configured"})
