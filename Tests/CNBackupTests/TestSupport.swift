@@ -45,3 +45,17 @@ final class FailingStream: ByteStream {
         throw CNBackupError(.capture, "the source died")
     }
 }
+
+/// Starts a stand-in HTTP server written in Python (`script` prints its port first, then serves
+/// for a bounded time and ends by itself, so a failed test leaves nothing behind). Returns
+/// `http://127.0.0.1:PORT`.
+func startPythonServer(_ script: String, arguments: [String]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c", script] + arguments
+    let out = Pipe()
+    process.standardOutput = out
+    try process.run()
+    let port = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    return "http://127.0.0.1:\(port)"
+}

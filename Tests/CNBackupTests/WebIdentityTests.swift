@@ -32,14 +32,7 @@ import Testing
         while time.time() < end:
             s.handle_request()
         """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script, dir + "/sts.log", "\(lifetime)"]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        let port = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        return "http://127.0.0.1:\(port)/"
+        return try startPythonServer(script, arguments: [dir + "/sts.log", "\(lifetime)"]) + "/"
     }
 
     @Test func assumesTheRoleAndRefreshesBeforeExpiry() throws {

@@ -38,6 +38,11 @@ func cli(_ arguments: [String], stdin: String? = nil, environment: [String: Stri
     return Outcome(status: process.terminationStatus, stdout: outputData, stderr: String(decoding: errorData, as: UTF8.self))
 }
 
+/// `cnbackup keys generate [--signing] --out PATH`; returns the public key it prints.
+func generateKey(_ path: String, signing: Bool = false) throws -> String {
+    try cli(["keys", "generate"] + (signing ? ["--signing"] : []) + ["--out", path]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
 func shell(_ command: String) throws -> Int32 {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/bin/sh")
@@ -57,9 +62,9 @@ func temporaryDirectory() throws -> String {
     @Test func backupListVerifyRestoreAndBreakGlass() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let recipient = try cli(["keys", "generate", "--out", dir + "/ops"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let breakGlass = try cli(["keys", "generate", "--out", dir + "/bg"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let signer = try cli(["keys", "generate", "--signing", "--out", dir + "/sign"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let recipient = try generateKey(dir + "/ops")
+        let breakGlass = try generateKey(dir + "/bg")
+        let signer = try generateKey(dir + "/sign", signing: true)
         #expect(recipient.hasPrefix("cnb1-x25519-pub-") && signer.hasPrefix("cnb1-ed25519-pub-"))
 
         let fixture = try #require(Bundle.module.url(forResource: "sv-identities-dump", withExtension: "json", subdirectory: "Resources/fixtures"))
@@ -127,8 +132,8 @@ func temporaryDirectory() throws -> String {
     @Test func partialRunExitsTwoAndLeavesAPartialSet() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let recipient = try cli(["keys", "generate", "--out", dir + "/ops"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let signer = try cli(["keys", "generate", "--signing", "--out", dir + "/sign"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let recipient = try generateKey(dir + "/ops")
+        let signer = try generateKey(dir + "/sign", signing: true)
         try """
         version: 1
         node: { name: n1, kind: generic }
@@ -152,8 +157,8 @@ func temporaryDirectory() throws -> String {
     @Test func uploadMakesASignedSetCompleteOnlyWithEveryRole() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let recipient = try cli(["keys", "generate", "--out", dir + "/ops"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let signer = try cli(["keys", "generate", "--signing", "--out", dir + "/sign"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let recipient = try generateKey(dir + "/ops")
+        let signer = try generateKey(dir + "/sign", signing: true)
         for name in ["apps", "participant", "identities"] { try "\(name) bytes".write(toFile: "\(dir)/\(name)", atomically: true, encoding: .utf8) }
         let common = ["upload", "--store", "file://\(dir)/store", "--node", "v-1", "--kind", "validator", "--epoch", "3/0",
                       "--recipient", recipient, "--signing-key", dir + "/sign", "--captured-at", "2026-11-20T04:00:00Z"]
@@ -185,9 +190,9 @@ func temporaryDirectory() throws -> String {
     @Test func verifySamplingHeldKeysRecoverAndProgress() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let recipient = try cli(["keys", "generate", "--out", dir + "/ops"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let signer = try cli(["keys", "generate", "--signing", "--out", dir + "/sign"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let stranger = try cli(["keys", "generate", "--out", dir + "/stranger"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let recipient = try generateKey(dir + "/ops")
+        let signer = try generateKey(dir + "/sign", signing: true)
+        let stranger = try generateKey(dir + "/stranger")
         try """
         version: 1
         node: { name: v-1, kind: generic }

@@ -7,9 +7,9 @@ import Testing
     @Test func killedRunsNeverLeaveASetThatLooksComplete() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r1 = try cli(["keys", "generate", "--out", dir + "/ops"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let r2 = try cli(["keys", "generate", "--out", dir + "/bg"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let signer = try cli(["keys", "generate", "--signing", "--out", dir + "/sign"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let r1 = try generateKey(dir + "/ops")
+        let r2 = try generateKey(dir + "/bg")
+        let signer = try generateKey(dir + "/sign", signing: true)
         try """
         version: 1
         node: { name: crashy, kind: generic }
@@ -59,8 +59,8 @@ import Testing
     @Test func killedCopiesResumeAndNeverLeaveAHalfSet() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r1 = try cli(["keys", "generate", "--out", dir + "/ops"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let signer = try cli(["keys", "generate", "--signing", "--out", dir + "/sign"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let r1 = try generateKey(dir + "/ops")
+        let signer = try generateKey(dir + "/sign", signing: true)
         try """
         version: 1
         node: { name: copied, kind: generic }
