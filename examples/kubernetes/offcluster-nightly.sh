@@ -15,6 +15,8 @@ DR=${DR:-"s3://canton-backups-dr/mainnet?endpoint=https://s3.eu-west-1.amazonaws
 SIGNER=${SIGNER:?set SIGNER to the pinned cnb1-ed25519-pub-... key}
 IDENTITY=${IDENTITY:-/secrets/ops.key}
 METRICS=${METRICS:-/metrics/cnbackup.prom}
+PUSHGATEWAY=${PUSHGATEWAY:-}          # e.g. https://pushgateway.monitoring:9091; empty: textfile only
+SAMPLE=${SAMPLE:-10}                   # percent of the history shallow-verified each night
 
 failed=""
 step() { name=$1; shift; echo "== $name"; "$@"; rc=$?; [ $rc -eq 0 ] || { echo "!! $name: exit $rc" >&2; failed="$failed $name"; }; }
@@ -38,6 +40,11 @@ else
   echo "!! no complete set of $NODE to verify" >&2; failed="$failed verify"
 fi
 
+# 2b. A random share of the whole history (always with the newest): every object present with its
+#     size, digest and header, every manifest signed; and each set openable by the key held here.
+HELD=$(sed -n 's/^# public key: //p' "$IDENTITY")   # key files carry their public half in a comment
+step verify-sample "$CNBACKUP" verify --store "$PRIMARY" --signer "$SIGNER" --node "$NODE" --sample "$SAMPLE" --held-key "$HELD"
+
 # 3. Retention: keeps a gap-free chain shorter than the sequencer's 30-day pruning window and every
 #    past epoch; deletes nothing while the newest set is partial or untrusted.
 step prune "$CNBACKUP" prune --store "$PRIMARY" --signer "$SIGNER" --node "$NODE" --retention-period 30d --apply
@@ -46,7 +53,14 @@ step prune "$CNBACKUP" prune --store "$PRIMARY" --signer "$SIGNER" --node "$NODE
 step cleanup "$CNBACKUP" cleanup --store "$PRIMARY" --older-than 24h --apply
 
 # 5. Freshness last, so the metric reflects tonight's state; alert on cnbackup metrics going stale.
-step check-freshness "$CNBACKUP" check-freshness --store "$PRIMARY" --signer "$SIGNER" --node "$NODE" --max-age 4h --metrics-file "$METRICS"
+#    With --retention-period, a gap in the history longer than pruning allows fails it too.
+if [ -n "$PUSHGATEWAY" ]; then
+  step check-freshness "$CNBACKUP" check-freshness --store "$PRIMARY" --signer "$SIGNER" --node "$NODE" --max-age 4h \
+    --retention-period 30d --metrics-file "$METRICS" --pushgateway "$PUSHGATEWAY"
+else
+  step check-freshness "$CNBACKUP" check-freshness --store "$PRIMARY" --signer "$SIGNER" --node "$NODE" --max-age 4h \
+    --retention-period 30d --metrics-file "$METRICS"
+fi
 
 if [ -n "$failed" ]; then echo "FAILED:$failed" >&2; exit 1; fi
 echo "nightly ok for $NODE"
