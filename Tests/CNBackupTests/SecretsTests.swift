@@ -53,4 +53,28 @@ import Testing
             #expect(record.postgres?.serverVersion == "15.18" && record.postgres?.isReplica == false)
         }
     }
+
+    /// Key buffers are overwritten in place (OPENSSL_cleanse), not reallocated: the memory that
+    /// held the secret is the memory that is zeroed.
+    @Test func wipeZeroesTheBufferInPlace() {
+        var secret = patternBytes(64)
+        let before = secret.withUnsafeBytes { $0.baseAddress }
+        wipe(&secret)
+        #expect(secret == [UInt8](repeating: 0, count: 64))
+        #expect(secret.withUnsafeBytes { $0.baseAddress } == before)
+    }
+
+    /// A run's children inherit no core dumps: cnbackup's limit is 0 and children inherit it.
+    @Test func coreDumpsAreOffForTheProcessAndItsChildren() throws {
+        disableCoreDumps()
+        var limit = rlimit()
+        #if os(Linux)
+        getrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &limit)
+        #else
+        getrlimit(RLIMIT_CORE, &limit)
+        #endif
+        #expect(limit.rlim_cur == 0 && limit.rlim_max == 0)
+        let shown = try ChildProcessStream(arguments: ["sh", "-c", "ulimit -c"]).readAll(limit: 100)
+        #expect(String(decoding: shown, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+    }
 }
