@@ -185,6 +185,33 @@ import Testing
         }
     }
 
+    /// A YAML alias bomb (found while fuzzing the pipeline parser: a few hundred bytes that Yams'
+    /// duplicate-key check would hash for hours) is refused before composing; the scan for aliases
+    /// leaves shell commands with `&&` and `*` alone.
+    @Test func yamlAliasesAreRefused() throws {
+        let bombs = try Self.regressions("pipeline").filter { $0.name.hasPrefix("alias-bomb") }
+        #expect(bombs.count == 2)
+        for bomb in bombs {
+            let error = #expect(throws: CNBackupError.self, "\(bomb.name)") { _ = try Self.readPipeline(bomb.bytes) }
+            #expect(error?.message.contains("YAML aliases are not allowed") == true, "\(bomb.name)")
+        }
+        let seed = try #require(try Self.seeds("pipeline").first { $0.name == "every-field.yaml" })
+        let text = String(decoding: seed.bytes, as: UTF8.self)
+        let aliased = text.replacingOccurrences(of: "env: { PGCONNECT_TIMEOUT: \"10\" }", with: "env: &pg { PGCONNECT_TIMEOUT: \"10\" }")
+            .replacingOccurrences(of: "env: { LANG: C.UTF-8 }", with: "env: *pg")
+        #expect(aliased != text)
+        let error = #expect(throws: CNBackupError.self) { _ = try PipelineDefinition.parse(aliased) }
+        #expect(error?.message.contains("(found *pg)") == true)
+        for command in [#"[ sh, -c, "pg_dump db && ls *" ]"#, #"[ sh, -c, "a&b *c d*e &&x" ]"#, "[ 'rm', '/tmp/*.dump' ]"] {
+            let shell = text.replacingOccurrences(of: #"[ /bin/sh, -c, "echo hi" ]"#, with: command)
+            #expect(shell != text)
+            #expect(throws: Never.self, "\(command)") { _ = try PipelineDefinition.parse(shell) }
+        }
+        #expect(firstYAMLAlias(in: "a: &x 1\nb: *x\n") == "x")
+        #expect(firstYAMLAlias(in: "a: [&x-1_2 1, *x-1_2]") == "x-1_2")
+        #expect(firstYAMLAlias(in: "a: &x 1\nb: a*x\n") == nil)
+    }
+
     /// FuzzSupport spells the same keys as key-file lines.
     @Test func fuzzTargetsUseTheseKeys() throws {
         let support = try String(contentsOf: Self.root.appendingPathComponent("Fuzz/Sources/FuzzSupport/FuzzSupport.swift"), encoding: .utf8)
