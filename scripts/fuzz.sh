@@ -8,7 +8,8 @@
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET=60]
 #   FUZZ_TARGETS="sealed manifest pipeline"  which targets to run
-#   FUZZ_SANITIZE=address                     or "none": libFuzzer only (faster, no ASan checks)
+#   FUZZ_SANITIZE=address                     or "none": libFuzzer only (faster; no ASan checks and
+#                                             no -malloc_limit_mb, which needs a sanitizer's hooks)
 #   FUZZ_KEEP=1                               keep the temporary folders (grown corpora, logs)
 # A reproducer replays with: .build-fuzz/release/<Target> FILE (or add it to
 # Tests/CNBackupTests/Resources/fuzz-regressions/<target>/).
