@@ -139,6 +139,13 @@ public struct PipelineDefinition: Sendable {
     }
 
     public static func parse(_ text: String, file: String = "pipeline") throws -> PipelineDefinition {
+        // Refused before composing: an alias repeats a node without repeating its text, so a few
+        // hundred bytes of nested aliases stand for billions of nodes, and Yams hashes every mapping
+        // key as it composes (its duplicate-key check), which then never ends. Found while fuzzing
+        // the parser (Tests/CNBackupTests/Resources/fuzz-regressions/pipeline/).
+        if let alias = firstYAMLAlias(in: text) {
+            throw CNBackupError(.invalidDefinition, "\(file): YAML aliases are not allowed in a pipeline file (found *\(alias)): write the value out in full")
+        }
         let root: Node
         do {
             guard let node = try Yams.compose(yaml: text) else {

@@ -95,3 +95,28 @@ struct YAMLMap {
         }
     }
 }
+
+/// The name of the first YAML alias (`*name`) in `text` that names an anchor (`&name`) of `text`,
+/// or nil. A byte scan that finds every alias libyaml would (names are ASCII letters, digits, '-'
+/// and '_', and cannot follow such a character); as it does not skip quotes or comments, a string
+/// holding both `&x` and `*x` counts too, which no pipeline file needs.
+func firstYAMLAlias(in text: String) -> String? {
+    func isNameByte(_ b: UInt8) -> Bool {
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2D || b == 0x5F
+    }
+    let bytes = Array(text.utf8)
+    var anchors = Set<String>(), aliases: [String] = []
+    var i = 0
+    while i < bytes.count {
+        let b = bytes[i]
+        guard b == UInt8(ascii: "&") || b == UInt8(ascii: "*"), i == 0 || !isNameByte(bytes[i - 1]) else { i += 1; continue }
+        var end = i + 1
+        while end < bytes.count && isNameByte(bytes[end]) { end += 1 }
+        if end > i + 1 {
+            let name = String(decoding: bytes[(i + 1)..<end], as: UTF8.self)
+            if b == UInt8(ascii: "&") { anchors.insert(name) } else { aliases.append(name) }
+        }
+        i = end
+    }
+    return aliases.first { anchors.contains($0) }
+}
