@@ -3,7 +3,8 @@
 #   - SeaweedFS (`weed mini`) as the S3 store, every port chosen free;
 #   - scripts/fault-proxy.py in front of it: answers some requests 500 InternalError / 503 SlowDown,
 #     resets connections within request bodies and within answer bodies, completes multipart
-#     uploads but drops the answer, delays requests (seeded RNG; E2E_FAULT_SEED);
+#     uploads but drops the answer, delays requests, flips a byte of PUT and UploadPart bodies (the
+#     server must refuse them by their checksum; seeded RNG; E2E_FAULT_SEED);
 # then 5 `cnbackup run`s through the proxy of a `kind: generic` pipeline whose one `file` capture
 # is 40 MiB of random bytes (a multipart upload of several parts, read back in full). Every run must
 # exit 0: retries absorb the faults. Then, straight to SeaweedFS: list shows 5 complete sets, each
@@ -225,7 +226,7 @@ cnb() {
 }
 cnb validate "$W/pipeline.yaml" >"$W/logs/validate.log" 2>&1 || { cat "$W/logs/validate.log"; fail "cnbackup validate"; }
 
-counts() { python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(" ".join("%s=%d" % (k, c.get(k, 0)) for k in ["error-500","error-503","reset-request","reset-response","drop-complete","delay"]))' "$COUNTS"; }
+counts() { python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(" ".join("%s=%d" % (k, c.get(k, 0)) for k in ["error-500","error-503","reset-request","reset-response","drop-complete","delay","corrupt-request"]))' "$COUNTS"; }
 
 # explain_failure RUN FIRST_LINE: the faults injected during the run, and the one its error points at.
 explain_failure() {
@@ -338,7 +339,7 @@ c = json.load(open(sys.argv[1])); runs = int(sys.argv[2])
 missing = [k for k in c["enabled"] if c.get(k, 0) < 1]
 assert c["enabled"], "every kind of fault is switched off"
 # The interesting places: a part cut on its way up, a read-back download cut half-way.
-for kind, op in [("reset-request", "UploadPart"), ("reset-response", "GetObject")]:
+for kind, op in [("reset-request", "UploadPart"), ("reset-response", "GetObject"), ("corrupt-request", "UploadPart")]:
     assert kind not in c["enabled"] or c.get(kind + "@" + op, 0) > 0, "no %s fault on %s" % (kind, op)
 assert not missing, "no fault of kind(s) %s was injected" % ", ".join(missing)
 assert c.get("op:UploadPart", 0) >= runs * 5, "only %d UploadPart requests: the object was not a multipart upload of 5+ parts" % c.get("op:UploadPart", 0)

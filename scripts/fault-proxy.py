@@ -19,6 +19,8 @@ With a seeded RNG it injects, per request:
   drop-complete       forwards CompleteMultipartUpload (POST ...?uploadId=...) whole, lets the server
                       complete it, then closes the client connection without an answer  --drop-complete-rate
   delay               waits --delay-min..--delay-max seconds before forwarding     --delay-rate
+  corrupt-request     forwards a PUT or UploadPart with one body byte flipped, and relays the server's
+                      answer: a server that checks the body's checksum refuses it  --corrupt-request-rate
 So that retries can absorb every fault, one request target (method + path + query) gets at most
 --max-consecutive failing faults in a row (a clean pass resets the count; delays do not count), and
 so that a short test still sees every kind on every S3 operation (UploadPart, GetObject, ...), a kind
@@ -42,8 +44,8 @@ import threading
 import time
 import urllib.parse
 
-KINDS = ["error-500", "error-503", "reset-request", "reset-response", "drop-complete", "delay"]
-FAILING = {"error", "error-500", "error-503", "reset-request", "reset-response", "drop-complete"}
+KINDS = ["error-500", "error-503", "reset-request", "reset-response", "drop-complete", "delay", "corrupt-request"]
+FAILING = {"error", "error-500", "error-503", "reset-request", "reset-response", "drop-complete", "corrupt-request"}
 
 
 class Closed(Exception):
@@ -61,7 +63,7 @@ class Faults:
         self.counts.update({"requests": 0, "proxy-errors": 0})
         rates = {"error-500": args.error_rate, "error-503": args.error_rate, "reset-request": args.reset_request_rate,
                  "reset-response": args.reset_response_rate, "drop-complete": args.drop_complete_rate,
-                 "delay": args.delay_rate}
+                 "delay": args.delay_rate, "corrupt-request": args.corrupt_request_rate}
         self.counts["enabled"] = [k for k in KINDS if rates[k] > 0]
         self.misses = {}                         # (kind, op) -> eligible chances in a row without it
         self.consecutive = {}                    # target -> failing faults in a row
@@ -191,6 +193,19 @@ def copy_exact(reader, out, n, limit=None):
             out.sendall(data)
         sent += len(data)
     return True
+
+
+def copy_flipped(reader, out, n, at):
+    """Copies n bytes from reader to `out` with the byte at offset `at` inverted."""
+    sent = 0
+    while sent < n:
+        data = bytearray(reader.read(min(65536, n - sent)))
+        if not data:
+            raise Closed("closed within a body")
+        if sent <= at < sent + len(data):
+            data[at - sent] ^= 0xFF
+        out.sendall(data)
+        sent += len(data)
 
 
 def copy_chunked(reader, out, limit=None):
@@ -330,8 +345,10 @@ class Handler(socketserver.BaseRequestHandler):
         client_close = "close" in headers.get("connection", "").lower() or version == "HTTP/1.0"
         a = self.args
 
-        # --- faults decided before forwarding
-        if self.faults.choose("error", a.error_rate, target, op):
+        # --- faults decided before forwarding. A lost CompleteMultipartUpload answer is decided
+        # first: it is the rarest chance (one per upload) and the fault that matters most there.
+        drop = op == "CompleteMultipartUpload" and self.faults.choose("drop-complete", a.drop_complete_rate, target, op)
+        if not drop and self.faults.choose("error", a.error_rate, target, op):
             kind = "error-500" if self.faults.random() < 0.5 else "error-503"
             # Read the body so the connection stays in step, then answer without forwarding.
             if chunked(headers):
@@ -348,7 +365,7 @@ class Handler(socketserver.BaseRequestHandler):
             self.client.sendall(msg)
             return not client_close
 
-        if has_body and self.faults.choose("reset-request", a.reset_request_rate, target, op):
+        if not drop and has_body and self.faults.choose("reset-request", a.reset_request_rate, target, op):
             self.connect_upstream()
             self.up.sendall(raw)
             if chunked(headers):
@@ -364,7 +381,8 @@ class Handler(socketserver.BaseRequestHandler):
             reset(self.client)
             raise Closed("reset-request")
 
-        drop = op == "CompleteMultipartUpload" and self.faults.choose("drop-complete", a.drop_complete_rate, target, op)
+        corrupt = (op in ("UploadPart", "PutObject") and length > 0 and not chunked(headers)
+                   and self.faults.choose("corrupt-request", a.corrupt_request_rate, target, op))
         if not drop and self.faults.choose("delay", a.delay_rate, target, op):
             pause = self.faults.uniform(a.delay_min, a.delay_max)
             self.record("delay", method, op, target, "%.2fs" % pause)
@@ -388,6 +406,10 @@ class Handler(socketserver.BaseRequestHandler):
                 return False
         if chunked(headers):
             copy_chunked(self.creader, self.up)
+        elif corrupt:
+            at = int(self.faults.uniform(0, length - 1))
+            copy_flipped(self.creader, self.up, length, at)
+            self.record("corrupt-request", method, op, target, "byte %d/%d flipped" % (at, length))
         else:
             copy_exact(self.creader, self.up, length)
 
@@ -495,6 +517,7 @@ def main():
     p.add_argument("--reset-response-rate", type=float, default=0.05, help="share of answers with a body reset within it")
     p.add_argument("--drop-complete-rate", type=float, default=0.4, help="share of CompleteMultipartUpload answers dropped")
     p.add_argument("--delay-rate", type=float, default=0.05, help="share of requests delayed")
+    p.add_argument("--corrupt-request-rate", type=float, default=0.04, help="share of PUT and UploadPart bodies sent with a byte flipped")
     p.add_argument("--delay-min", type=float, default=0.2)
     p.add_argument("--delay-max", type=float, default=1.5)
     p.add_argument("--max-consecutive", type=int, default=2, help="failing faults in a row on one request target")

@@ -252,6 +252,19 @@ struct S3StoreSeaweedFSTests {
         #expect(try store.listMultipartUploads().isEmpty)
     }
 
+    /// Providers not known to check x-amz-checksum-sha256 (GCS, R2, Ceph) get Content-MD5 instead;
+    /// the same uploads must work that way too.
+    @Test func contentMD5UploadsForOtherProviders() throws {
+        let store = try server.store(prefix: "md5-\(UUID().uuidString)") { $0.partSize = 5 << 20; $0.provider = .ceph }
+        #expect(!S3Provider.ceph.checksSHA256 && S3Provider.seaweedfs.checksSHA256)
+        let size = 11 << 20
+        _ = try store.put(key: "big", from: PatternStream(count: size), options: PutOptions())
+        try store.putBytes(key: "small", [1, 2, 3])
+        #expect(try store.getBytes(key: "big", limit: size) == PatternStream.bytes(size))
+        #expect(try store.getBytes(key: "small") == [1, 2, 3])
+        #expect(try store.listMultipartUploads().isEmpty)
+    }
+
     @Test func failingStreamLeavesNothing() throws {
         let store = try server.store(prefix: "failing-\(UUID().uuidString)") { $0.partSize = 5 << 20 }
         // Fails during the read-ahead (a single PUT would have been made)…
