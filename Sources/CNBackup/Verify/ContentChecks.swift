@@ -66,6 +66,7 @@ final class PgRestoreListCheck {
     private let errorPath: String
     private var inputOpen = true
     private let component: String
+    private var outputs: [FileHandle] = []
 
     init(binDirectory: String?, component: String) throws {
         self.component = component
@@ -88,10 +89,16 @@ final class PgRestoreListCheck {
         process.arguments = ["--list"]
         process.environment = ["PATH": path, "LANG": "C"]
         process.standardInput = stdinPipe
-        process.standardOutput = FileHandle(forWritingAtPath: outputPath)
-        process.standardError = FileHandle(forWritingAtPath: errorPath)
+        guard let output = FileHandle(forWritingAtPath: outputPath), let errors = FileHandle(forWritingAtPath: errorPath) else {
+            unlink(outputPath); unlink(errorPath)
+            throw CNBackupError(.io, "cannot open a temporary file in \(NSTemporaryDirectory())")
+        }
+        outputs = [output, errors]
+        process.standardOutput = output
+        process.standardError = errors
         input = stdinPipe.fileHandleForWriting
         do { try process.run() } catch {
+            try? input.close()
             removeFiles()
             throw CNBackupError(.io, "could not start pg_restore: \(error.localizedDescription)")
         }
@@ -122,6 +129,8 @@ final class PgRestoreListCheck {
     }
 
     private func removeFiles() {
+        for handle in outputs { try? handle.close() }
+        outputs = []
         unlink(outputPath); unlink(errorPath)
     }
 
