@@ -15,8 +15,11 @@ final class ComponentReader {
         stored = DigestingStream(try store.get(key: layout.key(relative: record.objectKey)))
         opened = try OpeningStream(PipelinedStream(stored, name: "component-read"), identities: identities)
         try checkDescription(opened.header.description, record: record, manifest: manifest)
+        // Four threads: reading and hashing the stored bytes, opening segments, decompressing, and
+        // (the caller's) hashing the plaintext and writing it out.
         let decompressed = try ZstdDecompressStream(PipelinedStream(opened, name: "component-open"))
-        plaintext = DigestingStream(Progress.track(decompressed, name: record.name, total: record.plaintextSize))
+        plaintext = DigestingStream(PipelinedStream(Progress.track(decompressed, name: record.name, total: record.plaintextSize),
+                                                    name: "component-decompress"))
     }
 
     /// Call once `plaintext` has ended.
