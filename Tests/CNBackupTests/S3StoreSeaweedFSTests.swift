@@ -308,8 +308,8 @@ struct S3StoreSeaweedFSTests {
 @Suite struct S3UnitTests {
     @Test func partSizes() {
         var settings = S3Settings(bucket: "b")
-        #expect(settings.partSize(for: 1, sizeHint: nil) == 8 << 20)
-        #expect(settings.partSize(for: 1001, sizeHint: nil) == 16 << 20)
+        #expect(settings.partSize(for: 1, sizeHint: nil) == 6 << 20)
+        #expect(settings.partSize(for: 1001, sizeHint: nil) == 12 << 20)
         // 5 TiB fits in 10,000 parts of the size chosen from the hint.
         let fiveTiB = Int64(5) << 40
         let part = Int64(settings.partSize(for: 1, sizeHint: fiveTiB))

@@ -8,10 +8,12 @@ import Foundation
 public struct CompressionSettings: Sendable, Equatable {
     /// 1 to 19; 3 is zstd's own default, a good trade on the path to the network.
     public var level: Int
-    /// zstd worker threads besides the caller; 0 compresses on the calling thread.
+    /// zstd worker threads besides the caller; 0 compresses on the calling thread. Two by default:
+    /// compression is the busiest stage on a database dump, and a single thread for it left the
+    /// run slower than `zstd -T0` in a shell pipeline (BENCHMARKS.md).
     public var workers: Int
 
-    public init(level: Int = 3, workers: Int = 0) {
+    public init(level: Int = 3, workers: Int = 2) {
         self.level = level
         self.workers = workers
     }
@@ -34,6 +36,8 @@ public final class ZstdCompressStream: ByteStream {
     private var upstreamDone = false
     private var frameDone = false
 
+    static let jobSize = 2 << 20
+
     public init(_ upstream: ByteStream, settings: CompressionSettings) throws {
         guard (1...19).contains(settings.level) else {
             throw CNBackupError(.invalidInput, "compression level \(settings.level) is out of range: use 1 to 19")
@@ -45,6 +49,10 @@ public final class ZstdCompressStream: ByteStream {
         try zstdCheck(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1), "checksum flag")
         if settings.workers > 0 {
             try zstdCheck(ZSTD_CCtx_setParameter(context, ZSTD_c_nbWorkers, Int32(settings.workers)), "worker threads")
+            // zstd's default job for level 3 is 8 MiB, and each worker holds a job's input, its
+            // output and the overlap: 2 workers took peak RSS from 54 to 103 MiB. 2 MiB jobs cost
+            // no compression (the overlap keeps the history) and keep it at 65 MiB (BENCHMARKS.md).
+            try zstdCheck(ZSTD_CCtx_setParameter(context, ZSTD_c_jobSize, Int32(Self.jobSize)), "job size")
         }
     }
 

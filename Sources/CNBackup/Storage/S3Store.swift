@@ -32,11 +32,13 @@ public struct S3Settings: Sendable {
     /// A fixed multipart part size in bytes; nil chooses from the size hint (see `partSize(for:)`).
     public var partSize: Int?
     /// The smallest part size chosen automatically (S3's own minimum is 5 MiB).
-    public var minimumPartSize: Int = 8 << 20
+    public var minimumPartSize: Int = 6 << 20
     /// Objects whose bytes end within this many are sent with one PUT; larger ones go multipart.
     public var singlePutLimit: Int = 16 << 20
-    /// Parts uploaded at once; memory use is about (parallelParts + 1) × part size.
-    public var parallelParts: Int = 4
+    /// Parts uploaded at once; memory use is about (parallelParts + 1) × part size. Three keep a
+    /// 2 GiB upload with two zstd workers under 128 MiB of RSS (BENCHMARKS.md); raise it (and
+    /// memory) for a distant store where each part waits on latency.
+    public var parallelParts: Int = 3
     public var maxAttempts: Int = 5
     /// The first retry waits up to this long (full jitter), doubling each attempt up to 20 s.
     public var retryBaseDelay: Double = 0.2
@@ -66,7 +68,7 @@ public struct S3Settings: Sendable {
 
     /// The size of part `number` (from 1). With a size hint the base size fits the hint in 10,000
     /// parts; without one it is `minimumPartSize`. Either way it doubles every 1,000 parts, so even
-    /// a stream far larger than its hint fits (8 MiB base: about 8 TB in 10,000 parts).
+    /// a stream far larger than its hint fits (6 MiB base: about 6 TB in 10,000 parts).
     func partSize(for number: Int, sizeHint: Int64?) -> Int {
         if let partSize { return partSize }
         var base = Int64(minimumPartSize)
@@ -381,6 +383,9 @@ public struct S3Store: ObjectStore {
         return ObjectInfo(key: key, size: Int64(bytes.count), lastModified: Date(), etag: response.header("etag"))
     }
 
+    /// Room beyond a part for the chunk that crosses its end.
+    private static let chunkAllowance = (1 << 20) + 4096
+
     private func putMultipart(key: String, head: consuming [UInt8], rest source: ByteStream, options: PutOptions) throws -> ObjectInfo {
         var createHeaders: [(String, String)] = []
         // Parts then carry x-amz-checksum-sha256 and the completion lists each part's.
@@ -430,8 +435,12 @@ public struct S3Store: ObjectStore {
                 let size = settings.partSize(for: partNumber + 1, sizeHint: options.sizeHint)
                 if buffer.count >= size {
                     // Hand the buffer itself over and keep only the overshoot (under one chunk):
-                    // copying out a whole part would hold it twice.
-                    let rest = Array(buffer[size...])
+                    // copying out a whole part would hold it twice. The next part's buffer is
+                    // reserved whole, so appending never grows it by doubling (which copies it
+                    // and, for a moment, holds it one and a half times).
+                    var rest: [UInt8] = []
+                    rest.reserveCapacity(settings.partSize(for: partNumber + 2, sizeHint: options.sizeHint) + Self.chunkAllowance)
+                    rest.append(contentsOf: buffer[size...])
                     buffer.removeSubrange(size...)
                     try submit(buffer)
                     buffer = rest

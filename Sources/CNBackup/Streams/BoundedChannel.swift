@@ -72,7 +72,7 @@ public final class PipelinedStream: ByteStream, @unchecked Sendable {
     ///   - upstream: the stream to run ahead on its own thread.
     ///   - capacity: how many chunks may wait between the two sides.
     ///   - name: the thread's name, for debuggers and profiles.
-    public init(_ upstream: ByteStream, capacity: Int = 4, name: String) {
+    public init(_ upstream: ByteStream, capacity: Int = 2, name: String) {
         let channel = BoundedChannel(capacity: capacity)
         self.channel = channel
         let box = UncheckedBox(upstream)
