@@ -122,6 +122,8 @@ cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }   # own + w
 measure() {
   local s0 p0 pgpid; pgpid=$(head -1 "$W/pg/postmaster.pid"); s0=$(cpu_ticks "$WEED"); p0=$(cpu_ticks "$pgpid")
   /usr/bin/time -f "%e %U %S %M" -o "$W/time" "$@" >"$W/out" 2>"$W/err" || { cat "$W/err" >&2; exit 1; }
+  # A backend's CPU reaches the postmaster's children's times only once it is reaped: wait for that.
+  for _ in $(seq 50); do pgrep -P "$pgpid" -f '^postgres: bench ' >/dev/null || break; sleep 0.1; done
   awk -v s="$(( $(cpu_ticks "$WEED") - s0 ))" -v p="$(( $(cpu_ticks "$pgpid") - p0 ))" \
     '{printf "%.2f %.2f %d %.2f %.2f\n", $1, $2 + $3, $4, s / 100, p / 100}' "$W/time" >>"$OUT"
 }
@@ -179,7 +181,8 @@ pipeline s3none "{ url: \"s3://bench/cnb-none\", $S3YAML" "$PGCAP" none
 openssl rand -hex 32 >"$W/enc.key"; openssl rand -hex 16 >"$W/restic.pw"
 export RESTIC_PASSWORD_FILE=$W/restic.pw
 SHELL_PIPE="set -o pipefail; ${DUMP[*]} | zstd -3 -T0 -q | openssl enc -aes-256-ctr -pbkdf2 -pass file:$W/enc.key | aws --endpoint-url $S3 s3 cp - s3://bench/shell/db.dump.zst.enc"
-for i in $(seq "$RUNS"); do   # interleaved, so that load from elsewhere spreads over all four
+for i in $(seq "$RUNS"); do   # interleaved, so that load from elsewhere spreads over all of them
+  OUT=$W/r-pgdump measure bash -c "${DUMP[*]} >/dev/null"   # the floor: no backup can be faster
   OUT=$W/r-s3full measure "$CNB" run "$W/s3full.yaml"; s3rm cnb-full
   OUT=$W/r-s3none measure "$CNB" run "$W/s3none.yaml"; s3rm cnb-none
   OUT=$W/r-shell measure bash -c "$SHELL_PIPE"; s3rm shell
@@ -192,6 +195,8 @@ row s3full "cnbackup run (postgres capture, readBack full)"
 row s3none "cnbackup run (postgres capture, readBack none)"
 row shell "pg_dump | zstd -3 -T0 | openssl enc | aws s3 cp -"
 row restic "pg_dump | restic backup --stdin (fresh repo)"
+row pgdump "pg_dump -Fc -Z0 > /dev/null (alone: the floor)"
+printf 'pg_dump alone is %.2f times as fast as the shell pipeline: the most any backup of this database can gain\n' "$(ratio pgdump shell)"
 if [ -n "${PERF:-}" ]; then
   perf record -q -F 499 -g -o "$PERF" -- "$CNB" run "$W/s3full.yaml" >/dev/null 2>&1; s3rm cnb-full
   echo "perf: recorded one cnbackup database-to-S3 run in $PERF"
