@@ -121,10 +121,12 @@ cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }   # own + w
 # measure COMMAND...: appends "wall cpu maxrss_kib s3_cpu pg_cpu" to $OUT; the command's output goes
 # to $W/out. s3_cpu/pg_cpu: CPU seconds SeaweedFS and PostgreSQL (postmaster and its backends) spent.
 measure() {
-  local s0 p0 pgpid; pgpid=$(head -1 "$W/pg/postmaster.pid"); s0=$(cpu_ticks "$WEED"); p0=$(cpu_ticks "$pgpid")
+  local s0 p0 pgpid aux; pgpid=$(head -1 "$W/pg/postmaster.pid"); s0=$(cpu_ticks "$WEED"); p0=$(cpu_ticks "$pgpid")
+  aux=$(pgrep -P "$pgpid" | xargs)   # the postmaster's own helpers; backends come and go
   /usr/bin/time -f "%e %U %S %M" -o "$W/time" "$@" >"$W/out" 2>"$W/err" || { cat "$W/err" >&2; exit 1; }
-  # A backend's CPU reaches the postmaster's children's times only once it is reaped: wait for that.
-  for _ in $(seq 50); do pgrep -P "$pgpid" -f '^postgres: bench ' >/dev/null || break; sleep 0.1; done
+  # A backend's CPU reaches the postmaster's children's times only once it is reaped, which can be
+  # half a second after its client is gone (unmapping shared buffers): wait until it is.
+  for _ in $(seq 100); do [ "$(pgrep -P "$pgpid" | xargs)" != "$aux" ] || break; sleep 0.1; done
   awk -v s="$(( $(cpu_ticks "$WEED") - s0 ))" -v p="$(( $(cpu_ticks "$pgpid") - p0 ))" \
     '{printf "%.2f %.2f %d %.2f %.2f\n", $1, $2 + $3, $4, s / 100, p / 100}' "$W/time" >>"$OUT"
 }
