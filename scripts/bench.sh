@@ -17,6 +17,7 @@
 # the pipeline default); LARGE_MIB=0 skips the large memory run; PERF=FILE records one extra
 # cnbackup database-to-S3 run with `perf record -g`.
 set -euo pipefail
+[ -z "${CNB:-}" ] || CNB=$(realpath "$CNB"); [ -z "${CNB_BENCH:-}" ] || CNB_BENCH=$(realpath "$CNB_BENCH")
 cd "$(dirname "$0")/.."
 DB_MIB=${1:-1024}; RUNS=${2:-3}; LARGE_MIB=${3:-8192}
 MEM_SIZES=$(printf '%s\n' 1024 "$LARGE_MIB" | awk '$1 > 0 && !seen[$1]++' | xargs)   # 4: input sizes
