@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .library(name: "CNBackup", targets: ["CNBackup"]),
         .executable(name: "cnbackup", targets: ["cnbackup-cli"]),
+        .executable(name: "cnbackup-bench", targets: ["cnbackup-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -36,6 +37,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // scripts/bench.sh: times the retention planner over 100,000 synthetic sets.
+        .executableTarget(name: "cnbackup-bench", dependencies: ["CNBackup"]),
         .testTarget(
             name: "CNBackupTests",
             dependencies: ["CNBackup"],
