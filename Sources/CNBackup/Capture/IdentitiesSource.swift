@@ -17,6 +17,9 @@ public struct HTTPSourceDefinition: Sendable, Equatable {
     public var oauth: OAuth?
     /// Check the body against the documented identities shapes before the set is committed.
     public var expectIdentities: Bool
+    /// The whole fetch (token, dump and their retries) takes at most this long: a server that
+    /// trickles or stalls fails the capture instead of holding the run.
+    public var timeoutSeconds: Int = 300
 
     public var summary: String { "https: \(url)" + (oauth != nil ? " (oauth2 client credentials)" : tokenFile != nil ? " (token file)" : "") }
 }
@@ -75,11 +78,11 @@ extension HTTPSourceDefinition {
     /// in clear and never logged.
     func fetch() throws -> ByteStream {
         try checkURLs()
-        let client = HTTPClient(options: HTTPClientOptions(caFile: caFile))
-        let token = try bearerToken(client)
+        let deadline = Date().addingTimeInterval(TimeInterval(timeoutSeconds))
+        let token = try bearerToken(deadline: deadline)
         var request = HTTPRequest(method: "GET", url: url)
         request.headers = [("Authorization", "Bearer " + token.string), ("Accept", "application/json")]
-        let response = try withRetries(what: "GET \(url)") { try client.perform(request, limit: 256 << 20) }
+        let response = try withRetries(what: "GET \(url)", deadline: deadline) { try $0.perform(request, limit: 256 << 20) }
         switch response.status {
         case 200: break
         case 401:
@@ -95,7 +98,7 @@ extension HTTPSourceDefinition {
         return SecretStream(body)
     }
 
-    private func bearerToken(_ client: HTTPClient) throws -> SecretText {
+    private func bearerToken(deadline: Date) throws -> SecretText {
         if let tokenFile { return try Self.readSecret(tokenFile, what: "token") }
         guard let oauth else { throw CNBackupError(.invalidInput, "an http capture needs oauth or tokenFile") }
         let secret = try Self.readSecret(oauth.clientSecretFile, what: "OAuth client secret")
@@ -111,7 +114,7 @@ extension HTTPSourceDefinition {
         request.headers = [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")]
         request.body = MemoryStream(form.bytes)
         request.bodyLength = Int64(form.bytes.count)
-        let response = try withRetries(what: "POST \(oauth.tokenURL)") { () throws -> HTTPResponse in
+        let response = try withRetries(what: "POST \(oauth.tokenURL)", deadline: deadline) { client throws -> HTTPResponse in
             var attempt = request
             attempt.body = MemoryStream(form.bytes)
             return try client.perform(attempt, limit: 1 << 20)
@@ -128,14 +131,20 @@ extension HTTPSourceDefinition {
         return SecretText(Array(token.utf8))
     }
 
-    private func withRetries(what: String, _ body: () throws -> HTTPResponse) throws -> HTTPResponse {
+    /// Up to 4 attempts, each given only the time left before `deadline`.
+    private func withRetries(what: String, deadline: Date, _ body: (HTTPClient) throws -> HTTPResponse) throws -> HTTPResponse {
         var delay = 0.5
         for attempt in 1...4 {
+            let left = Int(deadline.timeIntervalSinceNow.rounded(.up))
+            guard left > 0 else {
+                throw CNBackupError(.capture, "\(what) did not finish within the capture's timeout of \(timeoutSeconds)s: check the endpoint, or raise `timeout`")
+            }
+            let client = HTTPClient(options: HTTPClientOptions(caFile: caFile, totalTimeoutSeconds: left))
             do {
-                let response = try body()
+                let response = try body(client)
                 if response.status >= 500 && attempt < 4 { Thread.sleep(forTimeInterval: Double.random(in: 0...delay)); delay *= 2; continue }
                 return response
-            } catch let error as HTTPTransportError where error.isRetryable && attempt < 4 {
+            } catch let error as HTTPTransportError where error.isRetryable && attempt < 4 && deadline.timeIntervalSinceNow > 0 {
                 Thread.sleep(forTimeInterval: Double.random(in: 0...delay)); delay *= 2
             } catch let error as HTTPTransportError {
                 throw CNBackupError(.capture, "\(what) failed: \(error.message)", cause: "curl error \(error.curlCode)")

@@ -327,9 +327,14 @@ public struct PipelineDefinition: Sendable {
                               scope: try o.string("scope"))
                 try o.rejectUnknown()
             }
-            let source = HTTPSourceDefinition(url: try http.requireString("url"), caFile: try http.string("caFile"),
+            var source = HTTPSourceDefinition(url: try http.requireString("url"), caFile: try http.string("caFile"),
                                               tokenFile: try http.string("tokenFile"), oauth: oauth,
                                               expectIdentities: role == .identities)
+            if let timeout = try http.string("timeout") {
+                do { source.timeoutSeconds = max(1, Int(try DurationText.parse(timeout))) } catch let e as CNBackupError {
+                    throw YAMLMap.error(file, http.value("timeout") ?? http.node, http.path + ".timeout", e.message)
+                }
+            }
             try http.rejectUnknown()
             do { try source.checkURLs() } catch let e as CNBackupError { throw YAMLMap.error(file, http.node, http.path, e.message) }
             guard (source.oauth == nil) != (source.tokenFile == nil) else {

@@ -54,6 +54,9 @@ struct HTTPClientOptions: Sendable {
     var connectTimeoutSeconds = 30
     /// Abort a transfer that moves less than one byte per second for this long.
     var stallTimeoutSeconds = 120
+    /// Abort a transfer that takes longer than this in all (0: no limit; a trickle that never
+    /// stalls would otherwise hold a run for ever).
+    var totalTimeoutSeconds = 0
     /// Per-connection limits in bytes per second (curl cannot share one limit between handles).
     var maxSendBytesPerSecond: Int64? = nil
     var maxReceiveBytesPerSecond: Int64? = nil
@@ -266,6 +269,8 @@ final class HTTPClient: @unchecked Sendable {
             cnb_curl_setopt_long(h, CURLOPT_CONNECTTIMEOUT, options.connectTimeoutSeconds),
             cnb_curl_setopt_long(h, CURLOPT_LOW_SPEED_LIMIT, 1),
             cnb_curl_setopt_long(h, CURLOPT_LOW_SPEED_TIME, options.stallTimeoutSeconds),
+            // Always set: handles are reused, and 0 clears a limit an earlier request set.
+            cnb_curl_setopt_long(h, CURLOPT_TIMEOUT, options.totalTimeoutSeconds),
             cnb_curl_setopt_pointer(h, CURLOPT_ERRORBUFFER, easy.errorBuffer),
             cnb_curl_setopt_slist(h, CURLOPT_HTTPHEADER, headerList.list),
             cnb_curl_setopt_datafn(h, CURLOPT_WRITEFUNCTION, writeCallback),
