@@ -461,7 +461,11 @@ class Handler(socketserver.BaseRequestHandler):
 
         self.client.sendall(rraw)
         keep = self.relay_body(method, rline, rheaders, body_kind)
-        self.faults.passed(target)
+        if not corrupt:
+            # A corrupted body the server refused is a failure of this target, not a clean pass:
+            # counting it as one would let a single request meet more faults in a row than
+            # --max-consecutive allows.
+            self.faults.passed(target)
         server_close = "close" in rheaders.get("connection", "").lower() or rline.startswith("HTTP/1.0")
         if server_close or not keep:
             self.drop_upstream()
