@@ -61,58 +61,21 @@ cleanup() {
 trap 'FAILURE="interrupted"; exit 130' INT TERM
 trap cleanup EXIT
 step() { echo "== [$(( $(date +%s) - START ))s] $*"; }
+# shellcheck source=lib/e2e-common.sh
+. scripts/lib/e2e-common.sh
 
 # ---------------------------------------------------------------- dependencies
 step "dependencies"
-need=()
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
-command -v openssl >/dev/null 2>&1 || need+=(openssl)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "e2e: installing ${need[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-# setup.sh installs SeaweedFS (and the rest); it also insists on swift, needed only without a binary.
-if ! scripts/setup.sh; then
-  [ -n "${1:-}" ] || fail "scripts/setup.sh failed"
-  echo "e2e: scripts/setup.sh failed; continuing with the given binary"
-fi
-hash -r
-pip_install() {
-  python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
-  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
-}
-if ! python3 -c 'import botocore' 2>/dev/null; then
-  echo "e2e: installing boto3"
-  pip_install boto3 || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-botocore >/dev/null; } || true
-fi
+e2e_dependencies "${1:-}"
 for t in weed openssl python3 cmp; do command -v "$t" >/dev/null 2>&1 || fail "$t is not on PATH"; done
-python3 -c 'import botocore' 2>/dev/null || fail "python3 cannot import botocore (pip install boto3)"
 WEED=$(command -v weed)
 
-CNB=${1:-}
-if [ -z "$CNB" ]; then
-  command -v swift >/dev/null 2>&1 || fail "no cnbackup binary given and swift is not on PATH"
-  CNB="$(swift build --show-bin-path)/cnbackup"
-fi
-[ -x "$CNB" ] || fail "cnbackup binary not found or not executable: $CNB"
-CNB=$(cd "$(dirname "$CNB")" && pwd)/$(basename "$CNB")
+e2e_binary "${1:-}"
 
 # ---------------------------------------------------------------- temp dir
 W=$(mktemp -d /tmp/cnbackup-e2e-faults.XXXXXX)
 mkdir -p "$W/logs" "$W/secrets" "$W/out" "$W/tmp" "$W/data"
 chmod 700 "$W/secrets"
-
-free_ports() {   # N distinct free TCP ports on 127.0.0.1, held together while chosen
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
 
 # ---------------------------------------------------------------- SeaweedFS
 read -r S3P S3G MP MG VP VG FP FG AP AG < <(free_ports 10)
