@@ -79,7 +79,8 @@ import Testing
                 let chosen = Verifier.sample(entries, percent: 10).map(\.setId)
                 #expect(chosen.contains(entries.last!.setId))
                 #expect(chosen.contains(results[2].setId))
-                #expect(chosen.count >= 2 && chosen.count <= 3)
+                // Set ids of one second sort by their random part, so the untrusted set may be the newest.
+                #expect(chosen.count >= Set([entries.last!.setId, results[2].setId]).count && chosen.count <= 3)
             }
             #expect(Verifier.sample(entries, percent: 100).count == 8)
         }
