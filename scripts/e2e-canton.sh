@@ -249,65 +249,7 @@ if PGPASSWORD=wrong "$PGBIN/psql" -X -At -h 127.0.0.1 -p "${PORTS_PG[apps]}" -U 
 fi
 
 # ---------------------------------------------------------------- SeaweedFS
-read -r S3P S3G MP MG VP VG FP FG AP AG < <(free_ports 10)
-step "SeaweedFS: S3 on 127.0.0.1:$S3P"
-BUCKET=cnbackup-e2e
-S3_KEY=e2e$(openssl rand -hex 8); S3_SECRET=$(openssl rand -hex 20)
-mkdir -p "$W/weed"
-cat >"$W/secrets/s3-identities.json" <<JSON
-{"identities":[{"name":"backup","credentials":[{"accessKey":"$S3_KEY","secretKey":"$S3_SECRET"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
-JSON
-"$WEED" -logtostderr mini -dir="$W/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.config="$W/secrets/s3-identities.json" \
-  -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false \
-  -s3.port="$S3P" -s3.port.grpc="$S3G" -master.port="$MP" -master.port.grpc="$MG" \
-  -volume.port="$VP" -volume.port.grpc="$VG" -filer.port="$FP" -filer.port.grpc="$FG" \
-  -admin.port="$AP" -admin.port.grpc="$AG" \
-  -s3.localSocket="$W/weed/s3.sock" -filer.localSocket="$W/weed/filer.sock" \
-  >"$W/logs/weed.log" 2>&1 </dev/null &
-PIDS+=($!); WEED_PID=$!
-S3_ENDPOINT=http://127.0.0.1:$S3P
-export E2E_S3_ENDPOINT=$S3_ENDPOINT E2E_BUCKET=$BUCKET
-# Ready means: an authenticated request succeeds and the bucket exists (created here).
-AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET WEED_PID=$WEED_PID python3 - <<'PY' || fail "SeaweedFS did not become ready (see logs/weed.log)"
-import os, sys, time
-import botocore.session
-from botocore.config import Config
-s = botocore.session.get_session()
-c = s.create_client("s3", endpoint_url=os.environ["E2E_S3_ENDPOINT"], region_name="us-east-1",
-                    config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                                  connect_timeout=2, read_timeout=10))
-b = os.environ["E2E_BUCKET"]
-deadline = time.time() + 90
-last = None
-while time.time() < deadline:
-    try:
-        os.kill(int(os.environ["WEED_PID"]), 0)
-    except OSError:
-        print("weed exited", file=sys.stderr); sys.exit(1)
-    try:
-        c.create_bucket(Bucket=b)
-    except Exception as e:
-        code = getattr(e, "response", {}).get("Error", {}).get("Code", "")
-        if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            last = e; time.sleep(0.5); continue
-    try:
-        c.put_object(Bucket=b, Key="e2e-probe", Body=b"probe")
-        assert c.get_object(Bucket=b, Key="e2e-probe")["Body"].read() == b"probe"
-        c.delete_object(Bucket=b, Key="e2e-probe")
-        sys.exit(0)
-    except Exception as e:
-        last = e; time.sleep(0.5)
-print("last error: %r" % (last,), file=sys.stderr)
-sys.exit(1)
-PY
-s3py() {   # s3py 'python using c (client) and b (bucket)': for checks on the store
-  AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET python3 -c "
-import os, botocore.session
-from botocore.config import Config
-c = botocore.session.get_session().create_client('s3', endpoint_url=os.environ['E2E_S3_ENDPOINT'], region_name='us-east-1', config=Config(s3={'addressing_style': 'path'}))
-b = os.environ['E2E_BUCKET']
-$1"
-}
+start_seaweedfs cnbackup-e2e
 
 # ---------------------------------------------------------------- fake Splice (HTTPS + OAuth2)
 step "fake Splice API with a private CA"
