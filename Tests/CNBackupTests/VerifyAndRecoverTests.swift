@@ -63,7 +63,8 @@ import Testing
             let held = try verifier.verify(entry: entry, options: VerifyOptions(heldKeys: [try KeyID(parsing: f.recipient)]))
             #expect(held.ok, "\(held)")
             #expect(try KeyID(parsing: f.identity.keyID.description) == f.identity.keyID)
-            #expect(throws: CNBackupError.self) { try KeyID(parsing: "not-a-key") }
+            let refused = #expect(throws: CNBackupError.self) { try KeyID(parsing: "not-a-key-but-maybe-a-secret-0123") }
+            #expect(refused.map { !"\($0)".contains("secret-0123") && !"\($0)".contains("not-a-key") } == true)
         }
     }
 

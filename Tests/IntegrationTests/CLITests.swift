@@ -43,6 +43,23 @@ func generateKey(_ path: String, signing: Bool = false) throws -> String {
     try cli(["keys", "generate"] + (signing ? ["--signing"] : []) + ["--out", path]).text.trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
+/// Writes DIR/p.yaml: a generic node storing to file://DIR/STORE, sealed to `recipients` and
+/// signed with DIR/sign (from `generateKey(dir + "/sign", signing: true)`).
+func writePipeline(in dir: String, node: String, migrationId: Int = 0, store: String = "store", recipients: [String],
+                   extra: String = "", captures: [String]) throws {
+    try """
+    version: 1
+    node: { name: \(node), kind: generic }
+    epoch: { migrationId: \(migrationId), serial: 0 }
+    store: { url: "file://\(dir)/\(store)" }
+    encryption: { recipients: [ \(recipients.map { "\"\($0)\"" }.joined(separator: ", ")) ] }
+    signing: { keyFile: "\(dir)/sign" }
+    \(extra)
+    captures:
+    \(captures.map { "  - " + $0 }.joined(separator: "\n"))
+    """.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+}
+
 func shell(_ command: String) throws -> Int32 {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/bin/sh")
@@ -68,18 +85,10 @@ func temporaryDirectory() throws -> String {
         #expect(recipient.hasPrefix("cnb1-x25519-pub-") && signer.hasPrefix("cnb1-ed25519-pub-"))
 
         let fixture = try #require(Bundle.module.url(forResource: "sv-identities-dump", withExtension: "json", subdirectory: "Resources/fixtures"))
-        let pipeline = """
-        version: 1
-        node: { name: sv-1, kind: generic }
-        epoch: { migrationId: 1, serial: 0 }
-        store: { url: "file://\(dir)/store" }
-        encryption: { recipients: [ "\(recipient)", "\(breakGlass)" ] }
-        signing: { keyFile: "\(dir)/sign" }
-        captures:
-          - { name: dump, role: other, file: "\(fixture.path)" }
-          - { name: etc, role: other, directory: "\(fixture.deletingLastPathComponent().path)" }
-        """
-        try pipeline.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        try writePipeline(in: dir, node: "sv-1", migrationId: 1, recipients: [recipient, breakGlass], captures: [
+            "{ name: dump, role: other, file: \"\(fixture.path)\" }",
+            "{ name: etc, role: other, directory: \"\(fixture.deletingLastPathComponent().path)\" }",
+        ])
         let validated = try cli(["validate", dir + "/p.yaml"])
         #expect(validated.status == 0, "\(validated.stderr)")
         #expect(try cli(["run", dir + "/p.yaml", "--dry-run"]).text.contains("phase 1"))
@@ -134,17 +143,10 @@ func temporaryDirectory() throws -> String {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let recipient = try generateKey(dir + "/ops")
         let signer = try generateKey(dir + "/sign", signing: true)
-        try """
-        version: 1
-        node: { name: n1, kind: generic }
-        epoch: { migrationId: 0, serial: 0 }
-        store: { url: "file://\(dir)/store" }
-        encryption: { recipients: [ "\(recipient)" ] }
-        signing: { keyFile: "\(dir)/sign" }
-        captures:
-          - { name: ok, role: other, command: [ "printf", "x" ] }
-          - { name: dies, role: other, command: [ "false" ] }
-        """.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        try writePipeline(in: dir, node: "n1", recipients: [recipient], captures: [
+            "{ name: ok, role: other, command: [ \"printf\", \"x\" ] }",
+            "{ name: dies, role: other, command: [ \"false\" ] }",
+        ])
         let run = try cli(["run", dir + "/p.yaml"])
         #expect(run.status == 2, "\(run.stderr)")
         #expect(run.stderr.contains("dies"))
@@ -193,16 +195,9 @@ func temporaryDirectory() throws -> String {
         let recipient = try generateKey(dir + "/ops")
         let signer = try generateKey(dir + "/sign", signing: true)
         let stranger = try generateKey(dir + "/stranger")
-        try """
-        version: 1
-        node: { name: v-1, kind: generic }
-        epoch: { migrationId: 2, serial: 0 }
-        store: { url: "file://\(dir)/store" }
-        encryption: { recipients: [ "\(recipient)" ] }
-        signing: { keyFile: "\(dir)/sign" }
-        captures:
-          - { name: data, role: other, command: [ "sh", "-c", "head -c 3000000 /dev/urandom" ] }
-        """.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        try writePipeline(in: dir, node: "v-1", migrationId: 2, recipients: [recipient], captures: [
+            "{ name: data, role: other, command: [ \"sh\", \"-c\", \"head -c 3000000 /dev/urandom\" ] }",
+        ])
         for _ in 0..<4 { #expect(try cli(["run", dir + "/p.yaml"]).status == 0) }
         let store = ["--store", "file://\(dir)/store", "--signer", signer]
 

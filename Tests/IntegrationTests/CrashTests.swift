@@ -10,17 +10,10 @@ import Testing
         let r1 = try generateKey(dir + "/ops")
         let r2 = try generateKey(dir + "/bg")
         let signer = try generateKey(dir + "/sign", signing: true)
-        try """
-        version: 1
-        node: { name: crashy, kind: generic }
-        epoch: { migrationId: 0, serial: 0 }
-        store: { url: "file://\(dir)/store" }
-        encryption: { recipients: [ "\(r1)", "\(r2)" ] }
-        signing: { keyFile: "\(dir)/sign" }
-        captures:
-          - { name: slow, role: other, command: [ sh, -c, "for i in 1 2 3 4 5 6; do head -c 3000000 /dev/urandom; sleep 0.1; done" ] }
-          - { name: quick, role: other, command: [ printf, quick ] }
-        """.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        try writePipeline(in: dir, node: "crashy", recipients: [r1, r2], captures: [
+            "{ name: slow, role: other, command: [ sh, -c, \"for i in 1 2 3 4 5 6; do head -c 3000000 /dev/urandom; sleep 0.1; done\" ] }",
+            "{ name: quick, role: other, command: [ printf, quick ] }",
+        ])
 
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<6 {
@@ -61,18 +54,10 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let r1 = try generateKey(dir + "/ops")
         let signer = try generateKey(dir + "/sign", signing: true)
-        try """
-        version: 1
-        node: { name: copied, kind: generic }
-        epoch: { migrationId: 0, serial: 0 }
-        store: { url: "file://\(dir)/source" }
-        encryption: { recipients: [ "\(r1)" ] }
-        signing: { keyFile: "\(dir)/sign" }
-        verify: { readBack: none }
-        captures:
-          - { name: big, role: other, command: [ sh, -c, "head -c 12000000 /dev/urandom" ] }
-          - { name: small, role: other, command: [ sh, -c, "head -c 2000000 /dev/urandom" ] }
-        """.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        try writePipeline(in: dir, node: "copied", store: "source", recipients: [r1], extra: "verify: { readBack: none }", captures: [
+            "{ name: big, role: other, command: [ sh, -c, \"head -c 12000000 /dev/urandom\" ] }",
+            "{ name: small, role: other, command: [ sh, -c, \"head -c 2000000 /dev/urandom\" ] }",
+        ])
         for _ in 0..<3 { #expect(try cli(["run", dir + "/p.yaml"]).status == 0) }
         let copyArguments = ["copy", "--from", "file://\(dir)/source", "--to", "file://\(dir)/dest", "--signer", signer]
         struct Listing: Decodable { struct Set: Decodable { var id: String; var complete: Bool }; var sets: [Set] }

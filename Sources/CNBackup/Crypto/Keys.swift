@@ -76,7 +76,8 @@ public struct KeyID: Hashable, Sendable, CustomStringConvertible, Codable {
         } else if trimmed.hasPrefix("cnb1-") || trimmed.hasPrefix("CNB1-") {
             self = try Recipient(parsing: trimmed).keyID
         } else {
-            throw CNBackupError(.invalidInput, "\"\(trimmed.prefix(20))...\" is neither a key id (16 hex digits) nor a public key (cnb1-x25519-pub-...)")
+            // Never repeat the text: it may be a secret pasted in the wrong place.
+            throw CNBackupError(.invalidInput, "a held key is neither a key id (16 hex digits, as `verify` and `list` print them) nor a public key (cnb1-x25519-pub-...)")
         }
     }
 
