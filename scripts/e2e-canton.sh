@@ -18,51 +18,18 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 START=$(date +%s)
 
-FAILURE=""
-fail() {   # the reason is printed last, after the cleanup's log excerpts
-  trap - ERR
-  FAILURE="$*"
-  exit 1
-}
-trap 'fail "line $LINENO: command failed (exit $?): $BASH_COMMAND"' ERR
-SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+# shellcheck source=lib/e2e-common.sh
+. scripts/lib/e2e-common.sh
+E2E_QUIET_LOGS=("*/keys.log" "*/validate-*")
 PGBIN=/usr/lib/postgresql/15/bin
-W=""          # the temp dir
-PIDS=()       # background processes this script started
 CLUSTERS=()   # PostgreSQL data dirs this script started
 as_postgres() {   # from /, so an unreadable working directory cannot trip pg_ctl's self-lookup
   if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -u postgres "$@"); fi
 }
-cleanup() {
-  local rc=$?
-  trap - ERR
-  set +e
-  if [ $rc -ne 0 ] && [ -d "${W:-}/logs" ]; then
-    for log in "$W"/logs/*; do
-      [ -s "$log" ] || continue
-      case $log in */keys.log|*/validate-*) continue ;; esac
-      echo "--- last lines of logs/$(basename "$log")"; tail -n 12 "$log"
-    done
-  fi
+e2e_stop_servers() {
+  local d
   for d in "${CLUSTERS[@]}"; do as_postgres "$PGBIN/pg_ctl" -D "$d" -m immediate -w -t 20 stop >/dev/null 2>&1; done
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
-  done
-  if [ -n "${W:-}" ]; then
-    if [ "${E2E_KEEP:-}" = 1 ]; then echo "e2e: kept $W"; else $SUDO rm -rf "$W"; fi
-  fi
-  if [ $rc -ne 0 ]; then
-    echo "FAIL: ${FAILURE:-exit code $rc}"
-    exit 1
-  fi
 }
-trap 'FAILURE="interrupted"; exit 130' INT TERM
-trap cleanup EXIT
-step() { echo "== [$(( $(date +%s) - START ))s] $*"; }
-# shellcheck source=lib/e2e-common.sh
-. scripts/lib/e2e-common.sh
 
 # ---------------------------------------------------------------- dependencies
 step "dependencies"

@@ -23,46 +23,11 @@ RUNS=5
 SEED=${E2E_FAULT_SEED:-20261125}
 BUDGET=${E2E_FAULTS_BUDGET:-200}
 
-FAILURE=""
-fail() {   # the reason is printed last, after the cleanup's log excerpts
-  trap - ERR
-  FAILURE="$*"
-  exit 1
-}
-trap 'fail "line $LINENO: command failed (exit $?): $BASH_COMMAND"' ERR
-SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-W=""          # the temp dir
-PIDS=()       # background processes this script started
-cleanup() {
-  local rc=$?
-  trap - ERR
-  set +e
-  if [ $rc -ne 0 ] && [ -d "${W:-}/logs" ]; then
-    for log in "$W"/logs/*; do
-      [ -s "$log" ] || continue
-      case $log in */keys.log|*/validate*|*/run-*|*/weed.log) continue ;; esac
-      echo "--- last lines of logs/$(basename "$log")"; tail -n 12 "$log"
-    done
-  fi
-  [ -n "${FULL_MOUNT:-}" ] && $SUDO umount "$FULL_MOUNT" 2>/dev/null
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
-  done
-  if [ -n "${W:-}" ]; then
-    if [ "${E2E_KEEP:-}" = 1 ]; then echo "e2e: kept $W"; else rm -rf "$W"; fi
-  fi
-  if [ $rc -ne 0 ]; then
-    echo "FAIL: ${FAILURE:-exit code $rc}"
-    exit 1
-  fi
-}
-trap 'FAILURE="interrupted"; exit 130' INT TERM
-trap cleanup EXIT
-step() { echo "== [$(( $(date +%s) - START ))s] $*"; }
 # shellcheck source=lib/e2e-common.sh
 . scripts/lib/e2e-common.sh
+E2E_QUIET_LOGS=("*/keys.log" "*/validate*" "*/run-*" "*/weed.log")
+FULL_MOUNT=""   # the tmpfs of the full-disk step, while mounted
+e2e_stop_servers() { [ -z "$FULL_MOUNT" ] || $SUDO umount "$FULL_MOUNT" 2>/dev/null; }
 
 # ---------------------------------------------------------------- dependencies
 step "dependencies"

@@ -1,5 +1,54 @@
-# Sourced by scripts/e2e-canton.sh and scripts/e2e-faults.sh: the steps both need before their
-# own servers start. Expects `fail`, `step`, `SUDO`, `W`, `WEED` and `PIDS` from the sourcing script.
+# Sourced first by scripts/e2e-canton.sh and scripts/e2e-faults.sh (from the project's root):
+# failure reporting, the cleanup trap and the steps both need before their own servers start.
+#
+# The sourcing script may set E2E_QUIET_LOGS (globs of logs not to excerpt on failure) and define
+# e2e_stop_servers, which the cleanup calls before it stops the background processes in PIDS.
+
+FAILURE=""
+fail() {   # the reason is printed last, after the cleanup's log excerpts
+  trap - ERR
+  FAILURE="$*"
+  exit 1
+}
+trap 'fail "line $LINENO: command failed (exit $?): $BASH_COMMAND"' ERR
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+W=""          # the temp dir
+PIDS=()       # background processes the script started
+E2E_QUIET_LOGS=()
+step() { echo "== [$(( $(date +%s) - START ))s] $*"; }
+
+cleanup() {
+  local rc=$? log glob quiet
+  trap - ERR
+  set +e
+  if [ $rc -ne 0 ] && [ -d "${W:-}/logs" ]; then
+    for log in "$W"/logs/*; do
+      [ -s "$log" ] || continue
+      quiet=""
+      for glob in "${E2E_QUIET_LOGS[@]}"; do
+        # shellcheck disable=SC2053  # a glob on purpose
+        [[ $log == $glob ]] && quiet=1
+      done
+      [ -n "$quiet" ] && continue
+      echo "--- last lines of logs/$(basename "$log")"; tail -n 12 "$log"
+    done
+  fi
+  declare -F e2e_stop_servers >/dev/null && e2e_stop_servers
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
+  done
+  if [ -n "${W:-}" ]; then
+    if [ "${E2E_KEEP:-}" = 1 ]; then echo "e2e: kept $W"; else $SUDO rm -rf "$W"; fi
+  fi
+  if [ $rc -ne 0 ]; then
+    echo "FAIL: ${FAILURE:-exit code $rc}"
+    exit 1
+  fi
+}
+trap 'FAILURE="interrupted"; exit 130' INT TERM
+trap cleanup EXIT
 
 # e2e_dependencies [GIVEN-BINARY]: python3, pip, openssl and boto3 (for the checks on the store),
 # then scripts/setup.sh (PostgreSQL 15, zstd, SeaweedFS; it also insists on swift, which is needed
