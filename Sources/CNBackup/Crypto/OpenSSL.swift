@@ -197,8 +197,8 @@ final class AES256GCM {
     /// Ends a sealed segment, writing its 16-byte tag to `tag`.
     func finishSeal(tag: UnsafeMutablePointer<UInt8>) throws {
         var finalLength: Int32 = 0
-        var scratch = [UInt8](repeating: 0, count: 16)
-        guard EVP_CipherFinal_ex(context, &scratch, &finalLength) == 1, cnb_gcm_get_tag(context, tag) == 1 else {
+        // GCM's final step writes no bytes; the tag's room serves as its output buffer.
+        guard EVP_CipherFinal_ex(context, tag, &finalLength) == 1, finalLength == 0, cnb_gcm_get_tag(context, tag) == 1 else {
             throw cryptoFailure("AES-GCM finish")
         }
     }
@@ -208,9 +208,9 @@ final class AES256GCM {
     func finishOpen(tag: [UInt8]) -> Bool {
         precondition(tag.count == Self.tagSize)
         var finalLength: Int32 = 0
-        var scratch = [UInt8](repeating: 0, count: 16)
+        var none: UInt8 = 0   // GCM's final step writes no bytes
         let ok = tag.withUnsafeBytes { cnb_gcm_set_tag(context, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1 }
-            && EVP_CipherFinal_ex(context, &scratch, &finalLength) == 1
+            && EVP_CipherFinal_ex(context, &none, &finalLength) == 1 && finalLength == 0
         if !ok { _ = openSSLErrors() }
         return ok
     }
