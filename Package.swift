@@ -1,13 +1,20 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers, bottom to top: C system libraries (CZstd, COpenSSL, CCurl) -> the CNBackup library,
-// where only the Swift file that wraps a C library imports it -> the thin `cnbackup` executable.
+// Layers, bottom to top; each imports only the ones below it, so a loop is a build error:
+//   C system libraries (CZstd, COpenSSL, CCurl, CMalloc): each imported by one Swift file only
+//   CNBackupCore     errors, byte streams and channels, zstd, the OpenSSL wrapper, keys, the sealed format
+//   CNBackupHTTP     the libcurl client and the one retry policy every network caller uses
+//   CNBackupStorage  the ObjectStore protocol and its guarantees, the file store, S3, store decorators
+//   CNBackup         the domain: catalog, pipeline definition, capture, runner, verify, restore,
+//                    recover, retention, metrics, copy
+//   cnbackup-cli     the `cnbackup` executable: flags, output, signals, process set-up
+// Symbols that cross a layer without being public API use `package` access.
 let package = Package(
     name: "cnbackup",
     platforms: [.macOS(.v14)],
     products: [
-        .library(name: "CNBackup", targets: ["CNBackup"]),
+        .library(name: "CNBackup", targets: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackup"]),
         .executable(name: "cnbackup", targets: ["cnbackup-cli"]),
         .executable(name: "cnbackup-bench", targets: ["cnbackup-bench"]),
     ],
@@ -21,10 +28,16 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CMalloc"),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .target(name: "CNBackupCore", dependencies: ["CZstd", "COpenSSL"]),
+        .target(name: "CNBackupHTTP", dependencies: ["CNBackupCore", "CCurl"]),
+        .target(
+            name: "CNBackupStorage",
+            dependencies: ["CNBackupCore", "CNBackupHTTP"]
+        ),
         .target(
             name: "CNBackup",
             dependencies: [
-                "CZstd", "COpenSSL", "CCurl", "CMalloc",
+                "CNBackupCore", "CNBackupHTTP", "CNBackupStorage",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -32,21 +45,23 @@ let package = Package(
         .executableTarget(
             name: "cnbackup-cli",
             dependencies: [
-                "CNBackup",
+                "CNBackupCore", "CNBackupStorage", "CNBackup", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // scripts/bench.sh: times the retention planner over 100,000 synthetic sets.
-        .executableTarget(name: "cnbackup-bench", dependencies: ["CNBackup"]),
+        .executableTarget(name: "cnbackup-bench", dependencies: ["CNBackupCore", "CNBackup"]),
+        // Ignores SIGPIPE in the test process, as the executable does (a C constructor).
+        .target(name: "TestProcessSetup", path: "Tests/TestProcessSetup"),
         .testTarget(
             name: "CNBackupTests",
-            dependencies: ["CNBackup"],
+            dependencies: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackup", "TestProcessSetup"],
             resources: [.copy("Resources")]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["CNBackup"],
+            dependencies: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackup", "TestProcessSetup"],
             resources: [.copy("Resources")]
         ),
     ],

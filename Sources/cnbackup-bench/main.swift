@@ -1,5 +1,7 @@
 import CNBackup
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 // `cnbackup-bench retention [COUNT] [RUNS]`: times RetentionPlanner.plan over COUNT synthetic sets
 // (RetentionPlanner.benchmarkInput, deterministic) and prints "median_s min_s kept deleted" on one

@@ -2,6 +2,8 @@ import ArgumentParser
 import CNBackup
 import Foundation
 import Logging
+import CNBackupCore
+import CNBackupStorage
 
 struct CNBackupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,8 @@
 import ArgumentParser
 import CNBackup
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 struct KeysCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "keys", abstract: "Make keys.",

@@ -1,6 +1,8 @@
 import ArgumentParser
 import CNBackup
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 struct PruneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,8 @@
 import CNBackup
 import Foundation
 import Logging
+import CNBackupCore
+import CNBackupStorage
 
 /// Progress on a terminal: one line on standard error, redrawn four times a second, naming each
 /// task with bytes done, rate and, when the size is known, percent and time left. Log lines
@@ -16,7 +18,7 @@ final class TerminalProgress: ProgressObserver, @unchecked Sendable {
         let format = logFormat ?? ProcessInfo.processInfo.environment["CNBACKUP_LOG_FORMAT"]
         guard !disabled, isatty(STDERR_FILENO) == 1, format != "json" else { return }
         let progress = TerminalProgress()
-        CNBackup.Progress.observer = progress
+        CNBackupCore.Progress.observer = progress
         Thread.detachNewThread { while true { Thread.sleep(forTimeInterval: 0.25); progress.draw() } }
     }
 

@@ -2,6 +2,9 @@ import Foundation
 import Logging
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// A node's keys and a file store in a temporary folder.
 struct Fixture {

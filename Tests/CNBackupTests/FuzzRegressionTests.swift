@@ -2,6 +2,9 @@ import Foundation
 import Logging
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// The fuzz targets' readers (Fuzz/Sources), run here on their seed corpora (Fuzz/corpus and the
 /// shipped pipelines/*.yaml), on cut and bit-flipped copies of the seeds, and on every input that

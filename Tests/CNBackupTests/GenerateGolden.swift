@@ -1,5 +1,8 @@
 import Foundation
 import Testing
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// Writes the golden vector when CNBACKUP_WRITE_GOLDEN names a path (used once, when the format
 /// is defined; the committed file is what every later run is checked against).

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// An identities endpoint that answers, sends a little, then stalls: the capture fails within its
 /// `timeout` instead of holding the run (curl's stall limit alone would wait 120 s per attempt).

@@ -1,5 +1,8 @@
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// Published vectors: NIST/McGrew-Viega GCM test cases, RFC 7748, RFC 5869, RFC 8032.
 @Suite struct KnownAnswerTests {

@@ -2,6 +2,9 @@ import Foundation
 import Logging
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 @Suite struct MetricsTests {
     /// A stand-in Pushgateway (Python) that logs each request's method, path and body, answers

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// The guarantees of `ObjectStore`, checked against any store. Every implementation runs this.
 enum ObjectStoreConformance {

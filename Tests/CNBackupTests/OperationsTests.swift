@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 @Suite struct CopyTests {
     @Test func copiesSignedSetsUnchangedResumesAndSkipsForgeries() throws {

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 @Suite struct PipelineDefinitionTests {
     let recipient = KeyText.encode(.x25519Public, patternBytes(32, seed: 5))

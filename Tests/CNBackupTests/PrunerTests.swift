@@ -2,6 +2,9 @@ import Foundation
 import Logging
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 @Suite struct PrunerTests {
     /// Commits a signed, complete set with no objects, captured `daysAgo` days ago.

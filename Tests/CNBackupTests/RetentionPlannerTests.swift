@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 private let day: TimeInterval = 86_400
 private let hour: TimeInterval = 3_600

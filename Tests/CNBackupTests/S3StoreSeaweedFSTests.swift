@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// A SeaweedFS (`weed mini`) of its own for the tests: every port picked free, data in a temp
 /// directory, started once per test process and stopped when it exits (and by a watchdog shell if

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// Secrets never reach a child's arguments or environment, a log, an error, the manifest or a
 /// file left behind. The Postgres tools are replaced by scripts that record what they were given.

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// The AWS SigV4 test suite (from aws-c-auth, Apache-2.0, see Resources/aws-sigv4-suite/LICENSE):
 /// every case's canonical request, string to sign and signature must match, header variant.

@@ -2,6 +2,9 @@ import Foundation
 import Logging
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// prune and check-freshness over a history someone with write access to the bucket tampered
 /// with: an edited manifest, a set re-signed by another key, a forged set sealed to the public

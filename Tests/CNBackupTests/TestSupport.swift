@@ -1,5 +1,8 @@
 import Foundation
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// A fresh temporary folder, removed when `body` returns.
 func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {

@@ -2,6 +2,9 @@ import Foundation
 import Logging
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 @Suite struct SampledReadBackTests {
     @Test func segmentsOpenOneByOneAndTamperingIsCaught() throws {

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// Web identity against a stand-in STS (a small Python server) that records what it is sent.
 @Suite struct WebIdentityTests {

@@ -1,5 +1,8 @@
 import Foundation
 import Testing
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// The `cnbackup` binary as a user runs it. scripts/test.sh sets CNBACKUP_BIN; otherwise the
 /// binary beside the test bundle is used.

@@ -1,5 +1,8 @@
 import Foundation
 import Testing
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// kill -9 at random moments of runs: no set ever looks complete unless it is, cleanup leaves
 /// nothing behind, and the next run succeeds.

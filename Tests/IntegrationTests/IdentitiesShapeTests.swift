@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 import CNBackup
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 @Suite struct IdentitiesShapeTests {
     func fixture(_ name: String) throws -> [UInt8] {

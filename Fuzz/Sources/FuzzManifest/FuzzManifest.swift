@@ -1,5 +1,7 @@
 import CNBackup
 import FuzzSupport
+import CNBackupCore
+import CNBackupStorage
 
 // The manifest and signature reader: `manifest.json.sig` parsing and Ed25519 verification against
 // a pinned signer, manifest JSON decoding, the catalog's load of a set (as `list`, `verify`,

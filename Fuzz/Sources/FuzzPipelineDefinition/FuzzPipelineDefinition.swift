@@ -1,5 +1,7 @@
 import CNBackup
 import FuzzSupport
+import CNBackupCore
+import CNBackupStorage
 
 // The pipeline file parser: YAML (Yams, libyaml) into a checked PipelineDefinition, as
 // `cnbackup validate` and `cnbackup run` read pipelines/*.yaml. Input: the file's bytes.

@@ -1,5 +1,7 @@
 import CNBackup
 import FuzzSupport
+import CNBackupCore
+import CNBackupStorage
 
 // The sealed-format reader: header parsing (magic, version, segment size, description JSON,
 // recipient stanzas), stanza unwrapping with an X25519 and a symmetric key, the header MAC, then

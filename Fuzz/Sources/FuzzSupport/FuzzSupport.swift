@@ -1,6 +1,8 @@
 import CLibFuzzer
 import CNBackup
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// Runs libFuzzer on `testOneInput` with the process's arguments (libFuzzer's flags, corpus
 /// folders, or files to replay) and exits with libFuzzer's status.

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import CNBackupCore
+import CNBackupStorage
 
 public let cnbackupVersion = "0.1.0"
 

@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// What the runner needs to know while capturing: the apps snapshots taken so far, for the
 /// replica rule on participant captures.

@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// Streams a child process's standard output. The child gets a minimal, explicit environment (no
 /// inherited secrets), no standard input, and its standard error is drained concurrently into a

@@ -1,4 +1,7 @@
 import Foundation
+import CNBackupCore
+import CNBackupHTTP
+import CNBackupStorage
 
 /// The identities dump over HTTPS with a bearer token (CANTON.md: the SV endpoint
 /// `/api/sv/v0/admin/domain/identities-dump`, the validator one

@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// A Postgres instance to dump, one component per database (pg_dump custom format, no
 /// compression of its own: zstd does that), plus optionally its roles (`pg_dumpall --globals-only

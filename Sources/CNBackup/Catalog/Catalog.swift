@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// Whether a manifest's signature makes it a trusted statement.
 public enum SignatureStatus: Sendable, Equatable, CustomStringConvertible {

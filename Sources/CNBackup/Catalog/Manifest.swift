@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// The synchronizer epoch a backup belongs to: a migration (major upgrade) increments
 /// `migrationId`; a logical synchronizer upgrade increments the physical synchronizer `serial`.
@@ -121,29 +123,6 @@ public struct BarrierEvidence: Codable, Sendable, Equatable {
     public var appsCompletedOrder: Int?
     public var participantStartedOrder: Int?
     public var holds: Bool
-}
-
-enum Timestamp {
-    private static func formatter() -> ISO8601DateFormatter {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        f.timeZone = TimeZone(identifier: "UTC")
-        return f
-    }
-
-    static func format(_ date: Date) -> String { formatter().string(from: date) }
-    static func parse(_ text: String) -> Date? {
-        formatter().date(from: text) ?? ISO8601DateFormatter().date(from: text)
-    }
-
-    /// `YYYYMMDDTHHMMSSZ`, as set ids start.
-    static func compact(_ date: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return f.string(from: date)
-    }
 }
 
 extension Manifest {

@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// The detached signature beside each manifest (`manifest.json.sig`): Ed25519 over the manifest's
 /// exact bytes. A text file:

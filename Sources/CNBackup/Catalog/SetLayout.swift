@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// Where a set's objects live, relative to the store's root:
 /// `<node>/migration-<id>/serial-<n>/<set id>/<component>.zst.cnb`, `.../manifest.json` and

@@ -1,5 +1,7 @@
 import Foundation
 import Yams
+import CNBackupCore
+import CNBackupStorage
 
 /// What a component is in a Canton node; the plan orders captures by role, never by file order.
 public enum ComponentRole: String, Codable, Sendable, CaseIterable {
@@ -41,35 +43,6 @@ public struct CaptureDefinition: Sendable, Equatable {
     public var name: String
     public var role: ComponentRole
     public var source: CaptureSourceDefinition
-}
-
-/// A store as a pipeline file or the command line names it.
-public struct StoreSettings: Sendable, Equatable {
-    public var url: String
-    public var endpoint: String?
-    public var region: String?
-    public var pathStyle: Bool?
-    public var caFile: String?
-    public var provider: String?
-    /// S3 server-side encryption (AES256 | aws:kms), its KMS key id, and the storage class.
-    public var sse: String?
-    public var kmsKeyId: String?
-    public var storageClass: String?
-    /// Fixed multipart part size in MiB (stores that need equal parts, such as R2); nil grows them.
-    public var partSizeMiB: Int?
-    public var parallelParts: Int?
-    /// Upload and download limit in bytes per second, per connection.
-    public var maxBytesPerSecond: Int64?
-    /// Attempts per S3 request before giving up (retries back off with full jitter).
-    public var maxAttempts: Int?
-
-    public init(url: String, endpoint: String? = nil, region: String? = nil, pathStyle: Bool? = nil,
-                caFile: String? = nil, provider: String? = nil, sse: String? = nil, kmsKeyId: String? = nil,
-                storageClass: String? = nil) {
-        self.url = url; self.endpoint = endpoint; self.region = region; self.pathStyle = pathStyle
-        self.caFile = caFile; self.provider = provider
-        self.sse = sse; self.kmsKeyId = kmsKeyId; self.storageClass = storageClass
-    }
 }
 
 public enum ReadBackMode: String, Sendable, CaseIterable {

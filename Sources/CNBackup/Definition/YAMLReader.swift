@@ -1,5 +1,7 @@
 import Foundation
 import Yams
+import CNBackupCore
+import CNBackupStorage
 
 /// Reads a YAML mapping field by field, so every error names the file, line and column, and
 /// unknown fields (usually typos) are refused instead of ignored.

@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// How fresh a node's backups are, from trusted manifests only.
 public struct FreshnessReport: Sendable, Codable {

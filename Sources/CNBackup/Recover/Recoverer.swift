@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// Rebuilds the manifest of an orphan set (objects stored, manifest never written: the run was
 /// killed, or lost its connection, before the commit) from what each object says of itself.

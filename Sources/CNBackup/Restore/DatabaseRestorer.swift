@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// Restores a pg_dump component into a fresh database: the authenticated dump goes to a private
 /// temporary file (pg_restore's parallel mode needs a seekable file), the database is created,

@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// The whole node's restore from one set, in the order the Splice runbooks give: stop the apps
 /// and the node, restore every store from the same set (so the apps stay strictly older than the

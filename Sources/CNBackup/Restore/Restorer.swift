@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// Restores one component of a set to a file or to standard output.
 ///

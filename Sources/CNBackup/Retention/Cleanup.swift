@@ -1,16 +1,6 @@
 import Foundation
-
-/// Multipart uploads a store can list and abort (S3); the file store has none.
-public protocol MultipartUploadCleaning: ObjectStore {
-    func staleMultipartUploads(olderThan: Date) throws -> [StaleUpload]
-    func abort(_ upload: StaleUpload) throws
-}
-
-public struct StaleUpload: Sendable, Codable, Equatable {
-    public var key: String
-    public var uploadId: String
-    public var initiated: Date?
-}
+import CNBackupCore
+import CNBackupStorage
 
 /// What `cleanup` would remove: objects of sets that never got a manifest and are older than the
 /// longest run could take, and multipart uploads left behind. Sets with a manifest (complete or

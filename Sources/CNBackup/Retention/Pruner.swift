@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// Applies retention to a node's sets in a store, deciding only from signed manifests.
 public struct Pruner: Sendable {

@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 // Retention planning for `cnbackup prune` (CANTON.md rules 3 and 4). Pure logic: no I/O, no clock.
 //

@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// Captured -> Compressed: zstd on a thread of its own.
 public struct Compress: Stage {

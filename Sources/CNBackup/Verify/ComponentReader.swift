@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// Opens one stored component of a trusted set for reading: the stored bytes are hashed as they
 /// pass, opened with a private key (each segment authenticated), checked to belong to this set and

@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// What deep verify checks in a component's plaintext beyond its digest, as the bytes stream past:
 /// a pg_dump custom-format archive (it starts with `PGDMP`) must pass `pg_restore --list`, and an
@@ -70,7 +72,6 @@ final class PgRestoreListCheck {
 
     init(binDirectory: String?, component: String) throws {
         self.component = component
-        ignoreBrokenPipes()
         let program = binDirectory.map { "\($0)/pg_restore" } ?? "pg_restore"
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
         guard let executable = ChildProcessStream.resolve(program, path: path) else {

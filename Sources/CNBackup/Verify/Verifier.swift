@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupStorage
 
 /// The outcome of checking one set.
 public struct VerifyReport: Codable, Sendable {

@@ -12,11 +12,11 @@ public enum KeyKind: String, CaseIterable, Sendable {
     case ed25519Secret = "CNB1-ED25519-SECRET-"
     case symmetricSecret = "CNB1-SYMMETRIC-SECRET-"
 
-    var isSecret: Bool { rawValue.contains("SECRET") }
+    package var isSecret: Bool { rawValue.contains("SECRET") }
 }
 
-enum KeyText {
-    static func encode(_ kind: KeyKind, _ key: [UInt8]) -> String {
+package enum KeyText {
+    package static func encode(_ kind: KeyKind, _ key: [UInt8]) -> String {
         let prefix = Array(kind.rawValue.utf8)
         let checksum = Array(SHA256Hasher.hash(prefix + key)[0..<4])
         return kind.rawValue + Base64URL.encode(key + checksum)
@@ -24,7 +24,7 @@ enum KeyText {
 
     /// Decodes a key string, checking its kind and checksum. Errors never repeat the text (it may
     /// be a secret key pasted where a public one belongs).
-    static func decode(_ text: String, expecting kinds: [KeyKind], what: String) throws -> (KeyKind, [UInt8]) {
+    package static func decode(_ text: String, expecting kinds: [KeyKind], what: String) throws -> (KeyKind, [UInt8]) {
         let text = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard let kind = KeyKind.allCases.first(where: { text.hasPrefix($0.rawValue) }) else {
             throw CNBackupError(.invalidInput,
@@ -52,7 +52,7 @@ enum KeyText {
 public struct KeyID: Hashable, Sendable, CustomStringConvertible, Codable {
     public let bytes: [UInt8]
     public var description: String { bytes.hex }
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    package init(_ bytes: [UInt8]) { self.bytes = bytes }
 
     public init(from decoder: Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
@@ -82,10 +82,10 @@ public struct KeyID: Hashable, Sendable, CustomStringConvertible, Codable {
     }
 
     /// X25519 and Ed25519 ids: the first 8 bytes of SHA-256 of the public key.
-    static func ofPublicKey(_ key: [UInt8]) -> KeyID { KeyID(Array(SHA256Hasher.hash(key)[0..<8])) }
+    package static func ofPublicKey(_ key: [UInt8]) -> KeyID { KeyID(Array(SHA256Hasher.hash(key)[0..<8])) }
 
     /// Symmetric ids come from HKDF, never a plain hash of the key, so an id is no test of a guess.
-    static func ofSymmetricKey(_ key: [UInt8]) throws -> KeyID {
+    package static func ofSymmetricKey(_ key: [UInt8]) throws -> KeyID {
         KeyID(try hkdfSHA256(ikm: key, salt: [], info: Array("cnbackup v1 symmetric key id".utf8), count: 8))
     }
 }
@@ -112,16 +112,16 @@ public enum Recipient: Sendable {
 /// 32 secret bytes, wiped when the last reference goes.
 public final class SecretBytes: @unchecked Sendable {
     // @unchecked: the bytes are set once in init and only read afterwards.
-    private(set) var bytes: [UInt8]
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    package private(set) var bytes: [UInt8]
+    package init(_ bytes: [UInt8]) { self.bytes = bytes }
     deinit { wipe(&bytes) }
 }
 
 /// A symmetric key file's key.
 public struct SymmetricKey: Sendable {
-    let secret: SecretBytes
+    package let secret: SecretBytes
     public let keyID: KeyID
-    init(_ key: [UInt8]) throws {
+    package init(_ key: [UInt8]) throws {
         secret = SecretBytes(key)
         keyID = try KeyID.ofSymmetricKey(key)
     }
@@ -149,8 +149,10 @@ public enum Identity: Sendable {
 
 /// The node's Ed25519 signing key.
 public struct SigningKey: Sendable {
-    let secret: SecretBytes
+    package let secret: SecretBytes
     public let publicKey: SignerKey
+
+    package init(secret: SecretBytes, publicKey: SignerKey) { self.secret = secret; self.publicKey = publicKey }
 }
 
 /// A pinned signer: the Ed25519 public key readers trust manifests from.
@@ -163,7 +165,7 @@ public struct SignerKey: Sendable, Hashable, CustomStringConvertible {
         let (_, key) = try KeyText.decode(text, expecting: [.ed25519Public], what: "signer public key")
         bytes = key
     }
-    init(bytes: [UInt8]) { self.bytes = bytes }
+    package init(bytes: [UInt8]) { self.bytes = bytes }
 }
 
 /// Key files: comment lines starting with `#` and one key line. Private key files are created
@@ -195,7 +197,7 @@ public enum KeyFile {
     }
 
     /// Writes `contents` to a new file with mode 0600, refusing to replace an existing file.
-    static func writeSecretFile(path: String, contents: [UInt8]) throws {
+    package static func writeSecretFile(path: String, contents: [UInt8]) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let reason = errno == EEXIST ? "it already exists (cnbackup never overwrites a key)" : String(cString: strerror(errno))
@@ -206,7 +208,7 @@ public enum KeyFile {
         guard fsync(fd) == 0 else { throw CNBackupError(.io, "cannot sync key file \(path)") }
     }
 
-    static func readKeyLine(path: String) throws -> String {
+    package static func readKeyLine(path: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CNBackupError(.invalidInput, "cannot read key file \(path): it does not exist or is not readable")
         }

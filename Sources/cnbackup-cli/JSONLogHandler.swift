@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import CNBackupCore
+import CNBackupStorage
 
 /// One JSON object per line on standard error, for log collectors (a CronJob's logs). Fields:
 /// `ts` (UTC, milliseconds), `level`, `msg`, then the metadata. Values are whatever the library

@@ -36,7 +36,7 @@ public final class ZstdCompressStream: ByteStream {
     private var upstreamDone = false
     private var frameDone = false
 
-    static let jobSize = 2 << 20
+    package static let jobSize = 2 << 20
 
     public init(_ upstream: ByteStream, settings: CompressionSettings) throws {
         guard (1...19).contains(settings.level) else {

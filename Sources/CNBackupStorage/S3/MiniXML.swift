@@ -1,22 +1,24 @@
 import Foundation
+import CNBackupCore
+import CNBackupHTTP
 
 /// Just enough XML for S3's answers (ListObjectsV2, errors, multipart, tagging): elements, text,
 /// CDATA and entities; attributes, comments, processing instructions and namespaces are skipped.
 /// A hand parser keeps libxml2 (FoundationXML) out of the binary.
-final class XMLElement {
-    let name: String
-    var text = ""
-    var children: [XMLElement] = []
+package final class XMLElement {
+    package let name: String
+    package var text = ""
+    package var children: [XMLElement] = []
 
-    init(name: String) { self.name = name }
+    package init(name: String) { self.name = name }
 
-    func child(_ name: String) -> XMLElement? { children.first { $0.name == name } }
-    func all(_ name: String) -> [XMLElement] { children.filter { $0.name == name } }
+    package func child(_ name: String) -> XMLElement? { children.first { $0.name == name } }
+    package func all(_ name: String) -> [XMLElement] { children.filter { $0.name == name } }
     /// The text of the first child called `name`.
-    func value(_ name: String) -> String? { child(name)?.text }
+    package func value(_ name: String) -> String? { child(name)?.text }
 
     /// The root element, or nil when `bytes` is not XML of this simple kind.
-    static func parse(_ bytes: [UInt8]) -> XMLElement? {
+    package static func parse(_ bytes: [UInt8]) -> XMLElement? {
         var stack: [XMLElement] = []
         var root: XMLElement?
         var i = 0
@@ -78,7 +80,7 @@ final class XMLElement {
         return stack.isEmpty ? root : nil
     }
 
-    static func decodeEntities(_ text: String) -> String {
+    package static func decodeEntities(_ text: String) -> String {
         guard text.contains("&") else { return text }
         var out = ""
         var rest = Substring(text)
@@ -104,7 +106,7 @@ final class XMLElement {
     }
 
     /// Escapes text for an XML element's content.
-    static func escape(_ text: String) -> String {
+    package static func escape(_ text: String) -> String {
         var out = ""
         for c in text.unicodeScalars {
             switch c {

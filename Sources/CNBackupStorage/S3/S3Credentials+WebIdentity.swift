@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupHTTP
 
 /// Where a store gets its credentials, refreshed before they expire during long runs.
 ///
@@ -8,12 +10,12 @@ import Foundation
 /// AssumeRoleWithWebIdentity, and again five minutes before they expire.
 public final class S3CredentialProvider: @unchecked Sendable {
     // @unchecked: `cached` and `expiry` are only touched under `lock`.
-    struct WebIdentity: Sendable {
-        var tokenFile: String
-        var roleArn: String
-        var sessionName: String
-        var stsEndpoint: String
-        var caFile: String?
+    package struct WebIdentity: Sendable {
+        package var tokenFile: String
+        package var roleArn: String
+        package var sessionName: String
+        package var stsEndpoint: String
+        package var caFile: String?
     }
 
     private let fixed: S3Credentials?
@@ -21,13 +23,13 @@ public final class S3CredentialProvider: @unchecked Sendable {
     private let lock = NSLock()
     private var cached: S3Credentials?
     private var expiry: Date?
-    static let refreshMargin: TimeInterval = 300
+    package static let refreshMargin: TimeInterval = 300
 
     public init(fixed: S3Credentials) {
         self.fixed = fixed; self.webIdentity = nil
     }
 
-    init(webIdentity: WebIdentity) {
+    package init(webIdentity: WebIdentity) {
         self.fixed = nil; self.webIdentity = webIdentity
     }
 
@@ -63,7 +65,7 @@ public final class S3CredentialProvider: @unchecked Sendable {
     }
 
     /// The credentials last handed out, for redacting messages; nil before the first request.
-    var lastKnown: S3Credentials? {
+    package var lastKnown: S3Credentials? {
         if let fixed { return fixed }
         lock.lock(); defer { lock.unlock() }
         return cached

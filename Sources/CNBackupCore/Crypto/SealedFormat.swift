@@ -29,7 +29,7 @@ public struct ObjectDescription: Codable, Sendable, Equatable {
     }
 
     /// Sorted keys, no whitespace: the same description always gives the same header bytes.
-    func canonicalJSON() throws -> [UInt8] {
+    package func canonicalJSON() throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Array(try encoder.encode(self))
@@ -37,25 +37,25 @@ public struct ObjectDescription: Codable, Sendable, Equatable {
 }
 
 public enum SealedFormat {
-    static let magic: [UInt8] = Array("cnb-seal".utf8)
-    static let version: UInt8 = 1
+    package static let magic: [UInt8] = Array("cnb-seal".utf8)
+    package static let version: UInt8 = 1
     public static let defaultSegmentSize = 1 << 20
-    static let segmentSizeRange = 64...(16 << 20)
-    static let maxDescriptionSize = 64 << 10
-    static let maxStanzas = 64
-    static let macSize = 32
-    static let stanzaX25519: UInt8 = 1
-    static let stanzaSymmetric: UInt8 = 2
+    package static let segmentSizeRange = 64...(16 << 20)
+    package static let maxDescriptionSize = 64 << 10
+    package static let maxStanzas = 64
+    package static let macSize = 32
+    package static let stanzaX25519: UInt8 = 1
+    package static let stanzaSymmetric: UInt8 = 2
 
-    static let labelHeaderMAC = Array("cnbackup v1 header mac".utf8)
-    static let labelPayload = Array("cnbackup v1 payload".utf8)
-    static let labelPlaintextDigest = Array("cnbackup v1 plaintext digest".utf8)
-    static let labelX25519Wrap = Array("cnbackup v1 x25519 wrap".utf8)
-    static let labelSymmetricWrap = Array("cnbackup v1 symmetric wrap".utf8)
-    static let zeroNonce = [UInt8](repeating: 0, count: 12)
+    package static let labelHeaderMAC = Array("cnbackup v1 header mac".utf8)
+    package static let labelPayload = Array("cnbackup v1 payload".utf8)
+    package static let labelPlaintextDigest = Array("cnbackup v1 plaintext digest".utf8)
+    package static let labelX25519Wrap = Array("cnbackup v1 x25519 wrap".utf8)
+    package static let labelSymmetricWrap = Array("cnbackup v1 symmetric wrap".utf8)
+    package static let zeroNonce = [UInt8](repeating: 0, count: 12)
 
     /// Nonce of segment `counter`: 11-byte big-endian counter, then 0x01 for the last segment.
-    static func segmentNonce(_ counter: UInt64, last: Bool) -> [UInt8] {
+    package static func segmentNonce(_ counter: UInt64, last: Bool) -> [UInt8] {
         var nonce = [UInt8](repeating: 0, count: 12)
         for i in 0..<8 { nonce[3 + i] = UInt8(truncatingIfNeeded: counter >> (56 - 8 * UInt64(i))) }
         nonce[11] = last ? 1 : 0
@@ -66,12 +66,12 @@ public enum SealedFormat {
 /// An object's data key and the keys derived from it. Lives only in memory, wiped when released.
 public final class DataKey: @unchecked Sendable {
     // @unchecked: all fields are set in init and only read afterwards.
-    let key: SecretBytes
-    let macKey: SecretBytes
-    let payloadKey: SecretBytes
-    let digestKey: SecretBytes
+    package let key: SecretBytes
+    package let macKey: SecretBytes
+    package let payloadKey: SecretBytes
+    package let digestKey: SecretBytes
 
-    init(_ bytes: [UInt8]) throws {
+    package init(_ bytes: [UInt8]) throws {
         precondition(bytes.count == 32)
         key = SecretBytes(bytes)
         macKey = SecretBytes(try hkdfSHA256(ikm: bytes, salt: [], info: SealedFormat.labelHeaderMAC, count: 32))
@@ -79,7 +79,7 @@ public final class DataKey: @unchecked Sendable {
         digestKey = SecretBytes(try hkdfSHA256(ikm: bytes, salt: [], info: SealedFormat.labelPlaintextDigest, count: 32))
     }
 
-    static func random() throws -> DataKey {
+    package static func random() throws -> DataKey {
         var bytes = try randomBytes(32)
         defer { wipe(&bytes) }
         return try DataKey(bytes)
@@ -96,7 +96,7 @@ public final class DataKey: @unchecked Sendable {
 public struct Stanza: Sendable, Equatable {
     public let type: UInt8
     public let keyID: KeyID
-    let body: [UInt8]
+    package let body: [UInt8]
 }
 
 /// A parsed header. `bytes` are its exact bytes, MAC included.
@@ -104,7 +104,7 @@ public struct SealedHeader: Sendable {
     public let segmentSize: Int
     public let description: ObjectDescription
     public let stanzas: [Stanza]
-    let bytes: [UInt8]
+    package let bytes: [UInt8]
 
     public var keyIDs: [KeyID] { stanzas.map(\.keyID) }
 
@@ -113,7 +113,7 @@ public struct SealedHeader: Sendable {
     ///   - ephemeralSecrets: fixed X25519 ephemeral keys, one per X25519 recipient (golden vectors
     ///     only); nil draws fresh ones.
     ///   - symmetricSalts: fixed 16-byte salts, one per symmetric recipient (golden vectors only).
-    static func build(recipients: [Recipient], description: ObjectDescription, segmentSize: Int,
+    package static func build(recipients: [Recipient], description: ObjectDescription, segmentSize: Int,
                       dataKey: DataKey, ephemeralSecrets: [[UInt8]]? = nil,
                       symmetricSalts: [[UInt8]]? = nil) throws -> SealedHeader {
         guard !recipients.isEmpty else { throw CNBackupError(.invalidInput, "no recipients: an object must be sealed to at least one key") }
@@ -168,7 +168,7 @@ public struct SealedHeader: Sendable {
 
     /// Reads a header from the front of `reader`. Nothing in it is authenticated yet: call
     /// `unlock` or `authenticate` before trusting it.
-    static func read(from reader: ChunkReader) throws -> SealedHeader {
+    package static func read(from reader: ChunkReader) throws -> SealedHeader {
         func take(_ n: Int, _ part: String) throws -> [UInt8] {
             let bytes = try reader.read(exactly: n)
             guard bytes.count == n else {
@@ -219,7 +219,7 @@ public struct SealedHeader: Sendable {
 
     /// Finds a stanza one of `identities` opens, then checks the header MAC with the data key.
     /// Throws `.wrongKey` naming the key ids the object was sealed for when none matches.
-    func unlock(with identities: [Identity]) throws -> DataKey {
+    package func unlock(with identities: [Identity]) throws -> DataKey {
         for identity in identities {
             for stanza in stanzas where stanza.keyID == identity.keyID {
                 guard var keyBytes = try unwrap(stanza, identity) else {
@@ -237,7 +237,7 @@ public struct SealedHeader: Sendable {
     }
 
     /// Checks the header MAC under `dataKey` (the job's read-back, which holds no private key).
-    func authenticate(with dataKey: DataKey) throws {
+    package func authenticate(with dataKey: DataKey) throws {
         let body = Array(bytes[0..<(bytes.count - SealedFormat.macSize)])
         let mac = Array(bytes[(bytes.count - SealedFormat.macSize)...])
         guard constantTimeEqual(try hmacSHA256(key: dataKey.macKey.bytes, data: body), mac) else {
@@ -287,7 +287,7 @@ public final class SealingStream: ByteStream {
     }
 
     /// Fixed keys and salts are for golden vectors; production code uses the initialiser above.
-    init(_ upstream: ByteStream, recipients: [Recipient], description: ObjectDescription, segmentSize: Int,
+    package init(_ upstream: ByteStream, recipients: [Recipient], description: ObjectDescription, segmentSize: Int,
          dataKey: DataKey, ephemeralSecrets: [[UInt8]]?, symmetricSalts: [[UInt8]]?) throws {
         self.reader = ChunkReader(upstream)
         self.dataKey = dataKey
@@ -424,7 +424,7 @@ public struct SegmentLayout: Sendable {
     public let headerSize: Int64
     public let sealedSegmentSize: Int64
     public let count: Int64
-    let storedSize: Int64
+    package let storedSize: Int64
 
     /// nil when no object sealed with this header can have `storedSize` bytes.
     public init?(header: SealedHeader, storedSize: Int64) {
@@ -459,7 +459,7 @@ public struct SegmentLayout: Sendable {
 
 /// Buffers a chunked stream so that byte ranges across chunk boundaries can be read without
 /// concatenating chunks: the buffered bytes are a queue of chunks, the first from `offset`.
-final class ChunkReader {
+package final class ChunkReader {
     private let upstream: ByteStream
     private var chunks: [[UInt8]] = []
     private var offset = 0
@@ -467,11 +467,11 @@ final class ChunkReader {
     private(set) var buffered = 0
     private var ended = false
 
-    init(_ upstream: ByteStream) { self.upstream = upstream }
+    package init(_ upstream: ByteStream) { self.upstream = upstream }
 
     /// Buffers until at least `count` bytes are there or the stream ended; returns how many are.
     @discardableResult
-    func fill(atLeast count: Int) throws -> Int {
+    package func fill(atLeast count: Int) throws -> Int {
         while buffered < count && !ended {
             guard let chunk = try upstream.next() else { ended = true; break }
             if chunk.isEmpty { continue }
@@ -482,7 +482,7 @@ final class ChunkReader {
     }
 
     /// Up to `count` bytes, consumed: fewer only at the end of the stream.
-    func read(exactly count: Int) throws -> [UInt8] {
+    package func read(exactly count: Int) throws -> [UInt8] {
         let take = min(try fill(atLeast: count), count)
         var bytes: [UInt8] = []
         bytes.reserveCapacity(take)
@@ -492,16 +492,16 @@ final class ChunkReader {
     }
 
     /// Whether no byte is left.
-    func atEnd() throws -> Bool { try fill(atLeast: 1) == 0 }
+    package func atEnd() throws -> Bool { try fill(atLeast: 1) == 0 }
 
     /// Reads and drops everything left.
-    func skipToEnd() throws {
+    package func skipToEnd() throws {
         while try fill(atLeast: 1) > 0 { consume(buffered) }
     }
 
     /// Calls `body` with the first `count` buffered bytes, one contiguous slice at a time,
     /// without consuming them.
-    func forEachSlice(_ count: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+    package func forEachSlice(_ count: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
         precondition(count <= buffered)
         var remaining = count
         var start = offset
@@ -514,7 +514,7 @@ final class ChunkReader {
     }
 
     /// A copy of `count` buffered bytes starting `position` bytes in (a tag).
-    func copy(from position: Int, count: Int) -> [UInt8] {
+    package func copy(from position: Int, count: Int) -> [UInt8] {
         precondition(position + count <= buffered)
         var bytes: [UInt8] = []
         bytes.reserveCapacity(count)
@@ -531,7 +531,7 @@ final class ChunkReader {
     }
 
     /// Drops the first `count` buffered bytes.
-    func consume(_ count: Int) {
+    package func consume(_ count: Int) {
         precondition(count <= buffered)
         buffered -= count
         var remaining = count
@@ -548,18 +548,18 @@ final class ChunkReader {
         }
     }
 
-    func close() { upstream.close() }
+    package func close() { upstream.close() }
 }
 
 extension Array where Element == UInt8 {
-    mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
+    package mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
         let size = MemoryLayout<T>.size
         for i in 0..<size { append(UInt8(truncatingIfNeeded: value >> (8 * (size - 1 - i)))) }
     }
 }
 
 extension FixedWidthInteger {
-    init(bigEndianBytes bytes: [UInt8]) {
+    package init(bigEndianBytes bytes: [UInt8]) {
         self = bytes.reduce(0) { $0 << 8 | Self($1) }
     }
 }

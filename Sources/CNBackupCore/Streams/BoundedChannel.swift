@@ -3,7 +3,7 @@ import Foundation
 /// A queue of at most `capacity` chunks between a producer thread and a consumer: `send` blocks
 /// while it is full, `receive` while it is empty. This is the backpressure that keeps memory flat
 /// however large the input: at most `capacity` chunks wait between two stages.
-final class BoundedChannel: @unchecked Sendable {
+package final class BoundedChannel: @unchecked Sendable {
     // @unchecked: every field is read and written only while `condition` is locked.
     private let condition = NSCondition()
     private var items: [[UInt8]] = []
@@ -13,10 +13,10 @@ final class BoundedChannel: @unchecked Sendable {
     private var failure: Error?
     private var consumerGone = false
 
-    init(capacity: Int) { self.capacity = max(1, capacity) }
+    package init(capacity: Int) { self.capacity = max(1, capacity) }
 
     /// Blocks until there is room. Throws `ChannelClosed` once the consumer has gone away.
-    func send(_ chunk: [UInt8]) throws {
+    package func send(_ chunk: [UInt8]) throws {
         condition.lock(); defer { condition.unlock() }
         while items.count - head >= capacity && !consumerGone { condition.wait() }
         if consumerGone { throw ChannelClosed() }
@@ -25,14 +25,14 @@ final class BoundedChannel: @unchecked Sendable {
     }
 
     /// Ends the stream, with an error when the producer failed.
-    func finish(error: Error? = nil) {
+    package func finish(error: Error? = nil) {
         condition.lock(); defer { condition.unlock() }
         finished = true
         if failure == nil { failure = error }
         condition.broadcast()
     }
 
-    func receive() throws -> [UInt8]? {
+    package func receive() throws -> [UInt8]? {
         condition.lock(); defer { condition.unlock() }
         while items.count == head && !finished { condition.wait() }
         if items.count > head {
@@ -49,7 +49,7 @@ final class BoundedChannel: @unchecked Sendable {
     }
 
     /// The consumer will not read again: wake and stop the producer, drop what is queued.
-    func closeFromConsumer() {
+    package func closeFromConsumer() {
         condition.lock(); defer { condition.unlock() }
         consumerGone = true
         items.removeAll(); head = 0
@@ -57,7 +57,7 @@ final class BoundedChannel: @unchecked Sendable {
     }
 }
 
-struct ChannelClosed: Error {}
+package struct ChannelClosed: Error {}
 
 /// Runs `upstream` on a thread of its own and hands its chunks over through a bounded channel, so
 /// the work of the stages before and after this point overlaps on different cores.
@@ -108,8 +108,8 @@ public final class PipelinedStream: ByteStream, @unchecked Sendable {
 }
 
 /// Moves a non-Sendable value to another thread that becomes its only user.
-struct UncheckedBox<T>: @unchecked Sendable {
+package struct UncheckedBox<T>: @unchecked Sendable {
     // @unchecked: the creator hands the value over and does not touch it again.
-    let value: T
-    init(_ value: T) { self.value = value }
+    package let value: T
+    package init(_ value: T) { self.value = value }
 }

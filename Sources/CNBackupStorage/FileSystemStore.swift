@@ -1,4 +1,5 @@
 import Foundation
+import CNBackupCore
 
 /// A store on a local or mounted file system, the embedded default (`file:///var/backups/cnbackup`).
 ///
@@ -173,5 +174,5 @@ extension FileSystemStore: MultipartUploadCleaning {
         unlink("\(root)/\(Self.temporaryFolderName)/\(upload.uploadId)")
     }
 
-    static var temporaryFolderName: String { temporaryFolder }
+    package static var temporaryFolderName: String { temporaryFolder }
 }

@@ -23,21 +23,21 @@ private func cryptoFailure(_ what: String) -> CNBackupError {
 }
 
 /// Random bytes from OpenSSL's CSPRNG.
-func randomBytes(_ count: Int) throws -> [UInt8] {
+package func randomBytes(_ count: Int) throws -> [UInt8] {
     var bytes = [UInt8](repeating: 0, count: count)
     guard count == 0 || RAND_bytes(&bytes, Int32(count)) == 1 else { throw cryptoFailure("RAND_bytes") }
     return bytes
 }
 
 /// Overwrites `bytes` with zeros in a way the optimiser keeps.
-func wipe(_ bytes: inout [UInt8]) {
+package func wipe(_ bytes: inout [UInt8]) {
     bytes.withUnsafeMutableBytes { buffer in
         if let base = buffer.baseAddress { OPENSSL_cleanse(base, buffer.count) }
     }
 }
 
 /// HKDF-SHA256 (RFC 5869).
-func hkdfSHA256(ikm: [UInt8], salt: [UInt8], info: [UInt8], count: Int) throws -> [UInt8] {
+package func hkdfSHA256(ikm: [UInt8], salt: [UInt8], info: [UInt8], count: Int) throws -> [UInt8] {
     var out = [UInt8](repeating: 0, count: count)
     // OpenSSL rejects a NULL salt pointer even when its length is 0: lend a real one.
     let saltBytes = salt.isEmpty ? [UInt8](repeating: 0, count: 1) : salt
@@ -54,7 +54,7 @@ func hkdfSHA256(ikm: [UInt8], salt: [UInt8], info: [UInt8], count: Int) throws -
 }
 
 /// HMAC-SHA256.
-func hmacSHA256(key: [UInt8], data: [UInt8]) throws -> [UInt8] {
+package func hmacSHA256(key: [UInt8], data: [UInt8]) throws -> [UInt8] {
     var out = [UInt8](repeating: 0, count: 32)
     let ok = key.withUnsafeBufferPointer { k in
         data.withUnsafeBufferPointer { d in
@@ -104,11 +104,11 @@ public final class SHA256Hasher {
 
 /// AES-256-GCM with a 12-byte nonce and a 16-byte tag, one key per instance; the cipher context
 /// is kept between calls so each segment costs no set-up.
-final class AES256GCM {
-    static let tagSize = 16
+package final class AES256GCM {
+    package static let tagSize = 16
     private let context: OpaquePointer
 
-    init(key: [UInt8]) throws {
+    package init(key: [UInt8]) throws {
         precondition(key.count == 32, "AES-256 takes a 32-byte key")
         guard let context = EVP_CIPHER_CTX_new() else { throw cryptoFailure("EVP_CIPHER_CTX_new") }
         self.context = context
@@ -122,7 +122,7 @@ final class AES256GCM {
     deinit { EVP_CIPHER_CTX_free(context) }
 
     /// Seals `plaintext`, appending ciphertext and tag to `output`.
-    func seal(nonce: [UInt8], plaintext: UnsafeRawBufferPointer, aad: [UInt8] = [], into output: inout [UInt8]) throws {
+    package func seal(nonce: [UInt8], plaintext: UnsafeRawBufferPointer, aad: [UInt8] = [], into output: inout [UInt8]) throws {
         precondition(nonce.count == 12)
         guard EVP_CipherInit_ex(context, nil, nil, nil, nonce, 1) == 1 else { throw cryptoFailure("AES-GCM nonce") }
         var length: Int32 = 0
@@ -148,7 +148,7 @@ final class AES256GCM {
 
     /// Opens `sealed` (ciphertext followed by its tag), appending the plaintext to `output`.
     /// Returns false, appending nothing, when the tag does not authenticate.
-    func open(nonce: [UInt8], sealed: UnsafeRawBufferPointer, aad: [UInt8] = [], into output: inout [UInt8]) throws -> Bool {
+    package func open(nonce: [UInt8], sealed: UnsafeRawBufferPointer, aad: [UInt8] = [], into output: inout [UInt8]) throws -> Bool {
         precondition(nonce.count == 12)
         guard sealed.count >= Self.tagSize else { return false }
         let textCount = sealed.count - Self.tagSize
@@ -181,13 +181,13 @@ final class AES256GCM {
     // slice by slice, straight into its output buffer, instead of being concatenated first.
 
     /// Starts a segment: `encrypt` seals, otherwise opens.
-    func begin(nonce: [UInt8], encrypt: Bool) throws {
+    package func begin(nonce: [UInt8], encrypt: Bool) throws {
         precondition(nonce.count == 12)
         guard EVP_CipherInit_ex(context, nil, nil, nil, nonce, encrypt ? 1 : 0) == 1 else { throw cryptoFailure("AES-GCM nonce") }
     }
 
     /// Encrypts or decrypts `input` to `output` (which must have room for `input.count` bytes).
-    func update(_ input: UnsafeRawBufferPointer, into output: UnsafeMutablePointer<UInt8>) throws {
+    package func update(_ input: UnsafeRawBufferPointer, into output: UnsafeMutablePointer<UInt8>) throws {
         guard input.count > 0 else { return }
         var length: Int32 = 0
         guard EVP_CipherUpdate(context, output, &length, input.baseAddress!.assumingMemoryBound(to: UInt8.self),
@@ -195,7 +195,7 @@ final class AES256GCM {
     }
 
     /// Ends a sealed segment, writing its 16-byte tag to `tag`.
-    func finishSeal(tag: UnsafeMutablePointer<UInt8>) throws {
+    package func finishSeal(tag: UnsafeMutablePointer<UInt8>) throws {
         var finalLength: Int32 = 0
         // GCM's final step writes no bytes; the tag's room serves as its output buffer.
         guard EVP_CipherFinal_ex(context, tag, &finalLength) == 1, finalLength == 0, cnb_gcm_get_tag(context, tag) == 1 else {
@@ -205,7 +205,7 @@ final class AES256GCM {
 
     /// Ends an opened segment: true only when `tag` authenticates everything passed to `update`.
     /// On false the caller must wipe and drop what `update` wrote.
-    func finishOpen(tag: [UInt8]) -> Bool {
+    package func finishOpen(tag: [UInt8]) -> Bool {
         precondition(tag.count == Self.tagSize)
         var finalLength: Int32 = 0
         var none: UInt8 = 0   // GCM's final step writes no bytes
@@ -215,13 +215,13 @@ final class AES256GCM {
         return ok
     }
 
-    static func seal(key: [UInt8], nonce: [UInt8], plaintext: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
+    package static func seal(key: [UInt8], nonce: [UInt8], plaintext: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
         var out: [UInt8] = []
         try plaintext.withUnsafeBytes { try AES256GCM(key: key).seal(nonce: nonce, plaintext: $0, aad: aad, into: &out) }
         return out
     }
 
-    static func open(key: [UInt8], nonce: [UInt8], sealed: [UInt8], aad: [UInt8] = []) throws -> [UInt8]? {
+    package static func open(key: [UInt8], nonce: [UInt8], sealed: [UInt8], aad: [UInt8] = []) throws -> [UInt8]? {
         var out: [UInt8] = []
         let ok = try sealed.withUnsafeBytes { try AES256GCM(key: key).open(nonce: nonce, sealed: $0, aad: aad, into: &out) }
         return ok ? out : nil
@@ -259,14 +259,14 @@ private final class RawKey {
 }
 
 /// X25519 (RFC 7748): private keys are 32 random bytes, clamped by OpenSSL when used.
-enum X25519 {
-    static func publicKey(privateKey: [UInt8]) throws -> [UInt8] {
+package enum X25519 {
+    package static func publicKey(privateKey: [UInt8]) throws -> [UInt8] {
         try RawKey(type: EVP_PKEY_X25519, privateKey: privateKey).rawPublicKey()
     }
 
     /// The shared secret; throws when it is all zeros (a low-order public key), as RFC 7748 §6.1
     /// allows and age requires.
-    static func sharedSecret(privateKey: [UInt8], peerPublicKey: [UInt8]) throws -> [UInt8] {
+    package static func sharedSecret(privateKey: [UInt8], peerPublicKey: [UInt8]) throws -> [UInt8] {
         let mine = try RawKey(type: EVP_PKEY_X25519, privateKey: privateKey)
         let peer = try RawKey(type: EVP_PKEY_X25519, publicKey: peerPublicKey)
         guard let context = EVP_PKEY_CTX_new(mine.pointer, nil) else { throw cryptoFailure("X25519 set-up") }
@@ -287,12 +287,12 @@ enum X25519 {
 }
 
 /// Ed25519 (RFC 8032), pure (no pre-hash), through EVP_DigestSign.
-enum Ed25519 {
-    static func publicKey(privateKey: [UInt8]) throws -> [UInt8] {
+package enum Ed25519 {
+    package static func publicKey(privateKey: [UInt8]) throws -> [UInt8] {
         try RawKey(type: EVP_PKEY_ED25519, privateKey: privateKey).rawPublicKey()
     }
 
-    static func sign(privateKey: [UInt8], message: [UInt8]) throws -> [UInt8] {
+    package static func sign(privateKey: [UInt8], message: [UInt8]) throws -> [UInt8] {
         let key = try RawKey(type: EVP_PKEY_ED25519, privateKey: privateKey)
         guard let context = EVP_MD_CTX_new() else { throw cryptoFailure("EVP_MD_CTX_new") }
         defer { EVP_MD_CTX_free(context) }
@@ -305,7 +305,7 @@ enum Ed25519 {
         return signature
     }
 
-    static func verify(publicKey: [UInt8], message: [UInt8], signature: [UInt8]) -> Bool {
+    package static func verify(publicKey: [UInt8], message: [UInt8], signature: [UInt8]) -> Bool {
         guard signature.count == 64, let key = try? RawKey(type: EVP_PKEY_ED25519, publicKey: publicKey),
               let context = EVP_MD_CTX_new() else { _ = openSSLErrors(); return false }
         defer { EVP_MD_CTX_free(context) }
@@ -317,14 +317,14 @@ enum Ed25519 {
 }
 
 /// Compares two byte strings in time that depends only on their length.
-func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+package func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
     guard a.count == b.count else { return false }
     if a.isEmpty { return true }
     return CRYPTO_memcmp(a, b, a.count) == 0
 }
 
 /// MD5, only for the `Content-MD5` header object stores check uploads against; never for security.
-func md5(_ bytes: [UInt8]) throws -> [UInt8] {
+package func md5(_ bytes: [UInt8]) throws -> [UInt8] {
     var out = [UInt8](repeating: 0, count: 16)
     var length: UInt32 = 0
     let ok = bytes.withUnsafeBytes { EVP_Digest($0.baseAddress, $0.count, &out, &length, EVP_md5(), nil) }

@@ -12,12 +12,12 @@ public final class ProgressMeter: @unchecked Sendable {
     private var done: Int64 = 0
     private var finishedFlag = false
 
-    init(name: String, total: Int64?) { self.name = name; self.total = total }
+    package init(name: String, total: Int64?) { self.name = name; self.total = total }
 
-    func add(_ count: Int) { lock.lock(); done += Int64(count); lock.unlock() }
+    package func add(_ count: Int) { lock.lock(); done += Int64(count); lock.unlock() }
     public var bytes: Int64 { lock.lock(); defer { lock.unlock() }; return done }
     public var isFinished: Bool { lock.lock(); defer { lock.unlock() }; return finishedFlag }
-    func finish() { lock.lock(); finishedFlag = true; lock.unlock() }
+    package func finish() { lock.lock(); finishedFlag = true; lock.unlock() }
 }
 
 public protocol ProgressObserver: AnyObject, Sendable {
@@ -37,7 +37,7 @@ public enum Progress {
 
     /// Wraps `stream` so the bytes that pass are counted under `name`; without an observer the
     /// stream is returned as it is.
-    static func track(_ stream: ByteStream, name: String, total: Int64?) -> ByteStream {
+    package static func track(_ stream: ByteStream, name: String, total: Int64?) -> ByteStream {
         guard let observer else { return stream }
         let meter = ProgressMeter(name: name, total: total)
         observer.started(meter)
@@ -46,16 +46,16 @@ public enum Progress {
 }
 
 /// Counts the bytes that pass into a meter, and reports the meter finished at the end or on close.
-final class CountingStream: ByteStream {
+package final class CountingStream: ByteStream {
     private let upstream: ByteStream
     private let meter: ProgressMeter
     private let observer: ProgressObserver
 
-    init(_ upstream: ByteStream, meter: ProgressMeter, observer: ProgressObserver) {
+    package init(_ upstream: ByteStream, meter: ProgressMeter, observer: ProgressObserver) {
         self.upstream = upstream; self.meter = meter; self.observer = observer
     }
 
-    func next() throws -> [UInt8]? {
+    package func next() throws -> [UInt8]? {
         do {
             guard let chunk = try upstream.next() else { end(); return nil }
             meter.add(chunk.count)
@@ -65,7 +65,7 @@ final class CountingStream: ByteStream {
         }
     }
 
-    func close() { end(); upstream.close() }
+    package func close() { end(); upstream.close() }
 
     private func end() {
         if !meter.isFinished { meter.finish(); observer.finished(meter) }

@@ -1,5 +1,6 @@
 import CCurl
 import Foundation
+import CNBackupCore
 
 // The one door to libcurl: every curl call of cnbackup is in this file. Each easy handle has one
 // owner (`EasyHandle`) that frees it in deinit; handles wait in a locked pool between requests so
@@ -8,36 +9,40 @@ import Foundation
 
 /// One HTTP request. The body, when there is one, is pulled from `body` as curl sends it and must
 /// be exactly `bodyLength` bytes: object stores refuse uploads of unknown length.
-struct HTTPRequest {
-    var method: String
-    var url: String
-    var headers: [(String, String)] = []
-    var body: ByteStream? = nil
-    var bodyLength: Int64 = 0
+package struct HTTPRequest {
+    package var method: String
+    package var url: String
+    package var headers: [(String, String)] = []
+    package var body: ByteStream? = nil
+    package var bodyLength: Int64 = 0
+
+    package init(method: String, url: String, headers: [(String, String)] = [], body: ByteStream? = nil, bodyLength: Int64 = 0) {
+        self.method = method; self.url = url; self.headers = headers; self.body = body; self.bodyLength = bodyLength
+    }
 }
 
-struct HTTPResponse: Sendable {
-    var status: Int
+package struct HTTPResponse: Sendable {
+    package var status: Int
     /// Names lower-cased, in the order received.
-    var headers: [(String, String)]
-    var body: [UInt8]
+    package var headers: [(String, String)]
+    package var body: [UInt8]
 
-    func header(_ name: String) -> String? {
+    package func header(_ name: String) -> String? {
         let name = name.lowercased()
         return headers.last(where: { $0.0 == name })?.1
     }
 }
 
 /// The request did not complete at the transport level (no connection, reset, timeout, TLS).
-struct HTTPTransportError: Error, CustomStringConvertible {
-    let curlCode: Int
-    let message: String
-    let host: String
+package struct HTTPTransportError: Error, CustomStringConvertible {
+    package let curlCode: Int
+    package let message: String
+    package let host: String
 
-    var description: String { "HTTP transfer with \(host) failed: \(message) (curl error \(curlCode))" }
+    package var description: String { "HTTP transfer with \(host) failed: \(message) (curl error \(curlCode))" }
 
     /// Failures that a later attempt may not meet: name resolution, connection, timeouts, resets.
-    var isRetryable: Bool {
+    package var isRetryable: Bool {
         let retryable: [CURLcode] = [CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT,
                                      CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE,
                                      CURLE_SSL_CONNECT_ERROR, CURLE_HTTP2, CURLE_HTTP2_STREAM, CURLE_HTTP3,
@@ -48,20 +53,27 @@ struct HTTPTransportError: Error, CustomStringConvertible {
     }
 }
 
-struct HTTPClientOptions: Sendable {
+package struct HTTPClientOptions: Sendable {
     /// A PEM bundle of certificate authorities to trust instead of the system's.
-    var caFile: String? = nil
-    var connectTimeoutSeconds = 30
+    package var caFile: String? = nil
+    package var connectTimeoutSeconds = 30
     /// Abort a transfer that moves less than one byte per second for this long.
-    var stallTimeoutSeconds = 120
+    package var stallTimeoutSeconds = 120
     /// Abort a transfer that takes longer than this in all (0: no limit; a trickle that never
     /// stalls would otherwise hold a run for ever).
-    var totalTimeoutSeconds = 0
+    package var totalTimeoutSeconds = 0
     /// Per-connection limits in bytes per second (curl cannot share one limit between handles).
-    var maxSendBytesPerSecond: Int64? = nil
-    var maxReceiveBytesPerSecond: Int64? = nil
+    package var maxSendBytesPerSecond: Int64? = nil
+    package var maxReceiveBytesPerSecond: Int64? = nil
     /// Idle handles kept for reuse.
-    var poolSize = 16
+    package var poolSize = 16
+
+    package init(caFile: String? = nil, connectTimeoutSeconds: Int = 30, stallTimeoutSeconds: Int = 120, totalTimeoutSeconds: Int = 0,
+                 maxSendBytesPerSecond: Int64? = nil, maxReceiveBytesPerSecond: Int64? = nil, poolSize: Int = 16) {
+        self.caFile = caFile; self.connectTimeoutSeconds = connectTimeoutSeconds; self.stallTimeoutSeconds = stallTimeoutSeconds
+        self.totalTimeoutSeconds = totalTimeoutSeconds; self.maxSendBytesPerSecond = maxSendBytesPerSecond
+        self.maxReceiveBytesPerSecond = maxReceiveBytesPerSecond; self.poolSize = poolSize
+    }
 }
 
 private let curlGlobalInit: CURLcode = curl_global_init(Int(CURL_GLOBAL_ALL))
@@ -178,13 +190,13 @@ private let headerCallback: cnb_curl_data_fn = { buffer, size, count, userdata i
 
 /// A small blocking HTTP client. Safe to call from several threads at once: each request takes
 /// an easy handle from the pool and gives it back when done.
-final class HTTPClient: @unchecked Sendable {
+package final class HTTPClient: @unchecked Sendable {
     // @unchecked: `idle` is only touched with `lock` held; handles are used by one thread at a time.
     private let lock = NSLock()
     private var idle: [EasyHandle] = []
-    let options: HTTPClientOptions
+    package let options: HTTPClientOptions
 
-    init(options: HTTPClientOptions = HTTPClientOptions()) {
+    package init(options: HTTPClientOptions = HTTPClientOptions()) {
         self.options = options
     }
 
@@ -203,7 +215,7 @@ final class HTTPClient: @unchecked Sendable {
     }
 
     /// Sends `request` and collects the whole answer (at most `limit` bytes of body).
-    func perform(_ request: HTTPRequest, limit: Int = 64 << 20) throws -> HTTPResponse {
+    package func perform(_ request: HTTPRequest, limit: Int = 64 << 20) throws -> HTTPResponse {
         let context = TransferContext(body: request.body, collectLimit: limit)
         let handle = try takeHandle()
         defer { giveBack(handle) }
@@ -213,7 +225,7 @@ final class HTTPClient: @unchecked Sendable {
 
     /// Sends `request`; a 2xx answer's body is streamed (read it from the returned stream, whose
     /// transfer runs on a thread of its own), any other answer's body is collected whole.
-    func stream(_ request: HTTPRequest) throws -> (HTTPResponse, ByteStream?) {
+    package func stream(_ request: HTTPRequest) throws -> (HTTPResponse, ByteStream?) {
         let context = TransferContext(body: request.body, collectLimit: 1 << 20)
         let channel = BoundedChannel(capacity: 16)
         context.channel = channel

@@ -1,4 +1,5 @@
 import Foundation
+import CNBackupCore
 
 /// What a store says about one object.
 public struct ObjectInfo: Sendable, Equatable {
@@ -72,9 +73,21 @@ extension ObjectStore {
     }
 }
 
+/// Multipart uploads a store can list and abort (S3); the file store has none.
+public protocol MultipartUploadCleaning: ObjectStore {
+    func staleMultipartUploads(olderThan: Date) throws -> [StaleUpload]
+    func abort(_ upload: StaleUpload) throws
+}
+
+public struct StaleUpload: Sendable, Codable, Equatable {
+    public var key: String
+    public var uploadId: String
+    public var initiated: Date?
+}
+
 /// Checks an object key before any store uses it: relative, no `.` or `..` segments, no empty
 /// segments, printable. Keys come from node names and set ids in files an operator edits.
-func validateObjectKey(_ key: String) throws {
+package func validateObjectKey(_ key: String) throws {
     let segments = key.split(separator: "/", omittingEmptySubsequences: false)
     guard !key.isEmpty, !key.hasPrefix("/"),
           segments.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }),

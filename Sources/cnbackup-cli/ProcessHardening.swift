@@ -1,15 +1,7 @@
 import CMalloc
 import Foundation
-
-/// Turns core dumps off: key material and identities live in this process's memory.
-public func disableCoreDumps() {
-    var limit = rlimit(rlim_cur: 0, rlim_max: 0)
-    #if os(Linux)
-    _ = setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &limit)
-    #else
-    _ = setrlimit(RLIMIT_CORE, &limit)
-    #endif
-}
+import CNBackupCore
+import CNBackupStorage
 
 /// Keeps memory flat however long a stream runs, without paying the kernel for every chunk.
 ///
@@ -23,7 +15,7 @@ public func disableCoreDumps() {
 /// part buffers (8 MiB and more, grown by appending) are still mapped and returned to the system
 /// whole; with them on the heap too, a 2 GiB upload peaked at 137 MiB instead of 117 MiB
 /// (docs/BENCHMARKS.md).
-public func useFlatMemoryAllocation() {
+func useFlatMemoryAllocation() {
     _ = cnb_set_arena_max(1)
     _ = cnb_set_mmap_threshold(4 << 20)
 }
@@ -31,6 +23,6 @@ public func useFlatMemoryAllocation() {
 /// A child that stops reading (pg_restore --list once it has the table of contents, a consumer
 /// of `restore --to -` that exits) must surface as EPIPE from write(2), an error the caller
 /// handles, not as SIGPIPE killing the process.
-public func ignoreBrokenPipes() {
+func ignoreBrokenPipes() {
     _ = signal(SIGPIPE, SIG_IGN)
 }

@@ -1,21 +1,23 @@
 import Foundation
+import CNBackupCore
+import CNBackupHTTP
 
 /// Which S3 implementation is on the other end; each differs a little from AWS.
 public enum S3Provider: String, Sendable, CaseIterable {
     case aws, gcs, r2, minio, seaweedfs, ceph
 
     /// GCS's XML API and R2 have no object tagging.
-    var supportsTagging: Bool { self != .gcs && self != .r2 }
+    package var supportsTagging: Bool { self != .gcs && self != .r2 }
     /// GCS's XML API has no DeleteObjects.
-    var supportsBatchDelete: Bool { self != .gcs }
+    package var supportsBatchDelete: Bool { self != .gcs }
     /// Self-hosted servers are addressed by path (`host/bucket/key`), clouds by virtual host.
-    var defaultPathStyle: Bool { [.minio, .seaweedfs, .ceph].contains(self) }
+    package var defaultPathStyle: Bool { [.minio, .seaweedfs, .ceph].contains(self) }
     /// Servers that check `x-amz-checksum-sha256` on PUT and UploadPart (SeaweedFS was tried: a
     /// wrong one is refused with BadDigest). That checksum is the SHA-256 SigV4 computes of the
     /// body anyway, so it costs nothing, where Content-MD5 costs an MD5 pass over every byte
     /// (a quarter of an S3 run's CPU). The others get Content-MD5, which every S3 API checks.
     /// (A signed payload hash alone is no check: SeaweedFS accepts a body that does not match it.)
-    var checksSHA256: Bool { [.aws, .minio, .seaweedfs].contains(self) }
+    package var checksSHA256: Bool { [.aws, .minio, .seaweedfs].contains(self) }
 }
 
 public struct S3Settings: Sendable {
@@ -63,13 +65,13 @@ public struct S3Settings: Sendable {
         self.provider = provider
     }
 
-    static let maxParts = 10_000
-    static let maxPartSize = 5 << 30
+    package static let maxParts = 10_000
+    package static let maxPartSize = 5 << 30
 
     /// The size of part `number` (from 1). With a size hint the base size fits the hint in 10,000
     /// parts; without one it is `minimumPartSize`. Either way it doubles every 1,000 parts, so even
     /// a stream far larger than its hint fits (6 MiB base: about 6 TB in 10,000 parts).
-    func partSize(for number: Int, sizeHint: Int64?) -> Int {
+    package func partSize(for number: Int, sizeHint: Int64?) -> Int {
         if let partSize { return partSize }
         var base = Int64(minimumPartSize)
         if let hint = sizeHint, hint > 0 {
@@ -582,18 +584,18 @@ public struct S3Store: ObjectStore {
 
     // MARK: - Requests
 
-    struct S3Call {
-        var method: String
+    package struct S3Call {
+        package var method: String
         /// The key relative to the store's prefix, or nil for a request on the bucket.
-        var key: String?
-        var query: [(String, String)] = []
-        var headers: [(String, String)] = []
-        var body: [UInt8]? = nil
+        package var key: String?
+        package var query: [(String, String)] = []
+        package var headers: [(String, String)] = []
+        package var body: [UInt8]? = nil
         /// For messages: "PUT", "GET tags of"…
-        var what: String
+        package var what: String
         /// The body's SHA-256 when the caller has it already (it hashed the body for a checksum
         /// header), so signing does not hash it again.
-        var bodySHA256: [UInt8]? = nil
+        package var bodySHA256: [UInt8]? = nil
     }
 
     /// The integrity header for a body the server must check, and the body's SHA-256 when it was
@@ -634,7 +636,7 @@ public struct S3Store: ObjectStore {
 
     /// Sends `call` with retries. Returns a 2xx answer or one whose status is in `accept`;
     /// throws a `CNBackupError` for anything else.
-    func send(_ call: S3Call, accept: Set<Int> = []) throws -> HTTPResponse {
+    package func send(_ call: S3Call, accept: Set<Int> = []) throws -> HTTPResponse {
         try withRetries(call) { request in
             let response = try shared.client.perform(request)
             return (response, response)
@@ -644,7 +646,7 @@ public struct S3Store: ObjectStore {
     }
 
     /// Like `send` but a 2xx answer's body is streamed.
-    func sendStreaming(_ call: S3Call) throws -> (HTTPResponse, ByteStream?) {
+    package func sendStreaming(_ call: S3Call) throws -> (HTTPResponse, ByteStream?) {
         try withRetries(call) { request in
             let (response, body) = try shared.client.stream(request)
             return (response, (response, body))
@@ -690,7 +692,7 @@ public struct S3Store: ObjectStore {
         }
     }
 
-    static func isRetryable(status: Int, code: String?) -> Bool {
+    package static func isRetryable(status: Int, code: String?) -> Bool {
         if [429, 500, 502, 503, 504].contains(status) { return true }
         // BadDigest and XAmzContentSHA256Mismatch: the body was damaged on its way; send it again.
         return ["SlowDown", "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable",
@@ -733,12 +735,12 @@ public struct S3Store: ObjectStore {
         }
     }
 
-    static func parseError(_ body: [UInt8]) -> (code: String?, message: String?, requestId: String?)? {
+    package static func parseError(_ body: [UInt8]) -> (code: String?, message: String?, requestId: String?)? {
         guard !body.isEmpty, let root = XMLElement.parse(body), root.name == "Error" else { return nil }
         return (root.value("Code"), root.value("Message"), root.value("RequestId"))
     }
 
-    static func parseHTTPDate(_ text: String) -> Date? {
+    package static func parseHTTPDate(_ text: String) -> Date? {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
@@ -746,7 +748,7 @@ public struct S3Store: ObjectStore {
         return formatter.date(from: text)
     }
 
-    static func parseISODate(_ text: String) -> Date? {
+    package static func parseISODate(_ text: String) -> Date? {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         if let date = formatter.date(from: text) { return date }

@@ -1,4 +1,6 @@
 import Foundation
+import CNBackupCore
+import CNBackupHTTP
 
 /// Access keys for S3 and other AWS-style services. `description` and the mirror never show the
 /// secret or the session token, so a stray `print` or `dump` cannot leak them.
@@ -18,29 +20,36 @@ public struct S3Credentials: Sendable, CustomStringConvertible, CustomDebugStrin
 
 /// AWS Signature Version 4, header variant (the `Authorization` header).
 /// https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html
-struct SigV4Signer: Sendable {
-    var region: String
-    var service: String
+package struct SigV4Signer: Sendable {
+    package var region: String
+    package var service: String
     /// Generic AWS services remove `.`/`..` and empty segments from the path before signing; S3
     /// signs the path exactly as sent (a key may contain `//`).
-    var normalizePath: Bool
+    package var normalizePath: Bool
     /// Generic AWS services URI-encode the (already encoded) wire path once more; S3 does not.
-    var doubleEncodePath: Bool
+    package var doubleEncodePath: Bool
     /// Send `x-amz-content-sha256` (S3 requires it; the generic suite asks for it with sign_body).
-    var addContentSHA256Header: Bool
+    package var addContentSHA256Header: Bool
     /// Add `x-amz-security-token` after signing instead of signing it (some STS-era services).
-    var omitSessionTokenFromSignature = false
+    package var omitSessionTokenFromSignature = false
 
-    static let emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-    static let unsignedPayload = "UNSIGNED-PAYLOAD"
+    package init(region: String, service: String, normalizePath: Bool, doubleEncodePath: Bool,
+                 addContentSHA256Header: Bool, omitSessionTokenFromSignature: Bool = false) {
+        self.region = region; self.service = service; self.normalizePath = normalizePath
+        self.doubleEncodePath = doubleEncodePath; self.addContentSHA256Header = addContentSHA256Header
+        self.omitSessionTokenFromSignature = omitSessionTokenFromSignature
+    }
 
-    struct Result {
-        var canonicalRequest: String
-        var stringToSign: String
-        var signature: String
+    package static let emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    package static let unsignedPayload = "UNSIGNED-PAYLOAD"
+
+    package struct Result {
+        package var canonicalRequest: String
+        package var stringToSign: String
+        package var signature: String
         /// The request's headers with `x-amz-date`, `x-amz-content-sha256`, the session token and
         /// `Authorization` added. Holds secrets (the token, the signature): never log these.
-        var headers: [(String, String)]
+        package var headers: [(String, String)]
     }
 
     /// - Parameters:
@@ -48,7 +57,7 @@ struct SigV4Signer: Sendable {
     ///   - query: decoded name/value pairs; the signer encodes them (`canonicalQuery`).
     ///   - headers: every header to sign, `Host` included.
     ///   - payloadHash: hex SHA-256 of the body, or `UNSIGNED-PAYLOAD`.
-    func sign(method: String, path: String, query: [(String, String)], headers: [(String, String)],
+    package func sign(method: String, path: String, query: [(String, String)], headers: [(String, String)],
               payloadHash: String, date: Date, credentials: S3Credentials) throws -> Result {
         let stamp = Self.timestamp(date)
         let day = String(stamp.prefix(8))
@@ -95,7 +104,7 @@ struct SigV4Signer: Sendable {
     }
 
     /// `YYYYMMDD'T'HHMMSS'Z'` in UTC.
-    static func timestamp(_ date: Date) -> String {
+    package static func timestamp(_ date: Date) -> String {
         var t = time_t(floor(date.timeIntervalSince1970))
         var parts = tm()
         gmtime_r(&t, &parts)
@@ -104,7 +113,7 @@ struct SigV4Signer: Sendable {
     }
 
     /// RFC 3986 percent-encoding as SigV4 wants it: only unreserved characters stay as they are.
-    static func uriEncode(_ text: String, keepSlash: Bool) -> String {
+    package static func uriEncode(_ text: String, keepSlash: Bool) -> String {
         let hexDigits = Array("0123456789ABCDEF".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(text.utf8.count)
@@ -125,7 +134,7 @@ struct SigV4Signer: Sendable {
 
     /// Encoded `name=value` pairs sorted by name then value, joined with `&`; the same string
     /// serves as the request's query, so what is signed is what is sent.
-    static func canonicalQuery(_ items: [(String, String)]) -> String {
+    package static func canonicalQuery(_ items: [(String, String)]) -> String {
         items.map { (uriEncode($0.0, keepSlash: false), uriEncode($0.1, keepSlash: false)) }
             .sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
             .map { "\($0.0)=\($0.1)" }
@@ -133,7 +142,7 @@ struct SigV4Signer: Sendable {
     }
 
     /// Removes `.`, `..` and empty segments, keeping a trailing slash.
-    static func normalize(_ path: String) -> String {
+    package static func normalize(_ path: String) -> String {
         var segments: [Substring] = []
         for segment in path.split(separator: "/", omittingEmptySubsequences: true) {
             if segment == "." { continue }
