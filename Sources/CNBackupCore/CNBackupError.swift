@@ -18,6 +18,7 @@ public struct CNBackupError: Error, CustomStringConvertible, Sendable {
         case notFound = "not-found"
         case alreadyExists = "already-exists"
         case integrity = "integrity"                // what is stored disagrees with the manifest
+        case cancelled = "cancelled"                // stopped by SIGTERM or SIGINT
     }
 
     public let code: Code

@@ -31,6 +31,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Push the run's metrics to this Prometheus Pushgateway (job cnbackup_run).") var pushgateway: String?
     @Option(help: "A CA bundle for the Pushgateway's TLS certificate.") var pushgatewayCaFile: String?
     @Option(help: "Write the run's metrics to this file (Prometheus text, atomically).") var metricsFile: String?
+    @Option(help: "Seconds to commit what completed after SIGTERM or SIGINT, before ending regardless (default 20; keep it below the pod's terminationGracePeriodSeconds).")
+    var gracePeriod: Int = 20
 
     @OptionGroup var progress: ProgressOptions
     func run() throws {
@@ -43,7 +45,9 @@ struct RunCommand: ParsableCommand {
                 definition.epoch.serial = parsed.serial
             }
             for warning in definition.warnings { printError("warning: \(warning)") }
-            let runner = BackupRunner(definition: definition, store: try definition.store.open(), logger: makeLogger(format: logFormat))
+            guard gracePeriod >= 0 else { throw ValidationError("--grace-period must be 0 or more seconds") }
+            let runner = BackupRunner(definition: definition, store: try definition.store.open(), logger: makeLogger(format: logFormat),
+                                      cancellation: StopSignals.cancellation)
             if dryRun {
                 runner.plan.forEach { print($0) }
                 return
@@ -60,12 +64,14 @@ struct RunCommand: ParsableCommand {
                     printError("warning: \(error)")
                 }
             }
+            StopSignals.graceful(period: TimeInterval(gracePeriod))
             let result: RunResult
-            do { result = try runner.run() } catch { report(nil); throw error }
+            do { result = try runner.run() } catch { report(nil); StopSignals.exitIfStopped(); throw error }
             report(result)
             print("set \(result.setId) \(result.manifest.status.rawValue): \(result.manifest.components.count) components stored in \(definition.store.url)")
             if !result.isComplete {
                 for failure in result.manifest.failures { printError("failed: \(failure.component): \(failure.reason)") }
+                StopSignals.exitIfStopped()
                 throw ExitCode(Exit.incomplete)
             }
         }

@@ -7,4 +7,5 @@ import CNBackupStorage
 disableCoreDumps()
 useFlatMemoryAllocation()
 ignoreBrokenPipes()
+StopSignals.install()
 CNBackupCommand.main()

@@ -25,9 +25,14 @@ public struct BackupRunner: Sendable {
     public let logger: Logger
     /// When the artefacts were originally taken (`cnbackup upload --captured-at`); nil means now.
     public let capturedAt: Date?
+    /// Stops the run's captures (their children's process groups get SIGTERM, their streams end);
+    /// the run then commits what completed as a signed partial set.
+    public let cancellation: Cancellation
 
-    public init(definition: PipelineDefinition, store: any ObjectStore, logger: Logger, capturedAt: Date? = nil) {
+    public init(definition: PipelineDefinition, store: any ObjectStore, logger: Logger, capturedAt: Date? = nil,
+                cancellation: Cancellation = Cancellation()) {
         self.definition = definition; self.store = store; self.logger = logger; self.capturedAt = capturedAt
+        self.cancellation = cancellation
     }
 
     /// The captures in the order they start: apps and the rest first, participant after the barrier.
@@ -59,7 +64,7 @@ public struct BackupRunner: Sendable {
         log.info("backup started", metadata: ["node": "\(definition.node.name)", "epoch": "\(definition.epoch)", "store": "\(store.displayName)"])
 
         let recorder = EventRecorder()
-        let context = CaptureContext()
+        let context = CaptureContext(cancellation: cancellation)
         let jobs = definition.captures.flatMap(\.jobs)
         let results = ResultCollector()
         let scheduler = Scheduler(limit: definition.parallelism)
@@ -77,7 +82,7 @@ public struct BackupRunner: Sendable {
                 // An apps capture may be retried: the barrier has not been passed while it runs.
                 var outcome = runner.captureComponent(job, layout: layout, recipients: recipients, start: start,
                                                       recorder: recorder, context: context, logger: log)
-                if job.role == .apps, case .failure = outcome {
+                if job.role == .apps, case .failure = outcome, !runner.cancellation.isCancelled {
                     log.warning("retrying apps capture before the barrier", metadata: ["component": "\(job.name)"])
                     outcome = runner.captureComponent(job, layout: layout, recipients: recipients, start: start,
                                                       recorder: recorder, context: context, logger: log)
@@ -104,7 +109,10 @@ public struct BackupRunner: Sendable {
             captureStart: Timestamp.format(start), captureEnd: Timestamp.format(Date()), recovered: nil,
             components: records, barrier: BarrierEvidence.from(records, jobs: jobs))
         try commit(manifest, layout: layout, signingKey: signingKey)
-        if failures.isEmpty {
+        if cancellation.isCancelled {
+            log.error("backup STOPPED by a signal: what completed was committed as a partial set",
+                      metadata: ["completed": "\(records.count)", "failed": "\(failures.map(\.component).joined(separator: ","))"])
+        } else if failures.isEmpty {
             log.info("backup complete", metadata: ["components": "\(records.count)"])
         } else {
             log.error("backup PARTIAL: committed as partial, it does not count as a backup",
@@ -142,12 +150,14 @@ public struct BackupRunner: Sendable {
         let startOrder = recorder.next()
         logger.info("capture started", metadata: ["component": "\(capture.name)", "role": "\(capture.role.rawValue)"])
         do {
+            try cancellation.check("capture \(capture.name)")
             let description = ObjectDescription(setId: layout.setId, node: layout.node, migrationId: layout.epoch.migrationId,
                                                 serial: layout.epoch.serial, component: capture.name,
                                                 role: capture.role.rawValue, captureStart: Timestamp.format(start))
             let objectName = layout.objectName(component: capture.name)
             let (source, evidence) = try capture.open(context: context)
-            let captured = Captured(stream: Progress.track(source, name: capture.name, total: capture.sizeHint),
+            let stoppable = CancellableStream(source, cancellation: cancellation, what: "capture \(capture.name)")
+            let captured = Captured(stream: Progress.track(stoppable, name: capture.name, total: capture.sizeHint),
                                     description: description, sizeHint: capture.sizeHint)
             let compressed = try Compress(settings: definition.compression).run(captured)
             let sealed = try Seal(recipients: recipients).run(compressed)

@@ -5,9 +5,13 @@ import CNBackupStorage
 /// What the runner needs to know while capturing: the apps snapshots taken so far, for the
 /// replica rule on participant captures.
 final class CaptureContext: @unchecked Sendable {
-    // @unchecked: `appsSnapshots` is only touched under `lock`.
+    // @unchecked: `appsSnapshots` is only touched under `lock`; `cancellation` is thread-safe.
     private let lock = NSLock()
     private var appsSnapshots: [String] = []
+    /// The run's stop request: every child a capture starts is stopped by it.
+    let cancellation: Cancellation
+
+    init(cancellation: Cancellation) { self.cancellation = cancellation }
 
     func recordAppsSnapshot(_ serverNow: String) { lock.lock(); appsSnapshots.append(serverNow); lock.unlock() }
     var latestAppsSnapshot: Date? {
@@ -37,7 +41,7 @@ struct ComponentJob: Sendable {
     func open(context: CaptureContext) throws -> (ByteStream, PostgresEvidence?) {
         switch source {
         case .command(let arguments, let environment):
-            return (try ChildProcessStream(arguments: arguments, environment: environment), nil)
+            return (try ChildProcessStream(arguments: arguments, environment: environment, cancellation: context.cancellation), nil)
         case .file(let path):
             let fd = Foundation.open(path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { throw CNBackupError(.capture, "cannot open \(path): \(String(cString: strerror(errno)))") }
@@ -47,7 +51,7 @@ struct ComponentJob: Sendable {
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw CNBackupError(.capture, "\(path) is not a folder")
             }
-            return (try ChildProcessStream(arguments: ["tar", "-C", path, "-cf", "-", "."]), nil)
+            return (try ChildProcessStream(arguments: ["tar", "-C", path, "-cf", "-", "."], cancellation: context.cancellation), nil)
         case .http(let http):
             return (try http.fetch(), nil)
         case .snapshotReference(let name, let takenAt):
@@ -58,7 +62,7 @@ struct ComponentJob: Sendable {
             let passFile = try pg.makePassFile()
             let env = pg.childEnvironment(passFile: passFile)
             if isGlobals {
-                return (KeepAlive(try ChildProcessStream(arguments: pg.globalsArguments(), environment: env), passFile), nil)
+                return (KeepAlive(try ChildProcessStream(arguments: pg.globalsArguments(), environment: env, cancellation: context.cancellation), passFile), nil)
             }
             let database = database ?? ""
             let evidence = try pg.evidence(database: database, passFile: passFile)
@@ -70,7 +74,7 @@ struct ComponentJob: Sendable {
                         "\(database) is read from a replica whose last replayed transaction (\(evidence.replayTimestamp ?? "none")) is not later than the apps snapshot: dump the participant from the primary, or wait for the replica")
                 }
             }
-            let dump = try ChildProcessStream(arguments: pg.dumpArguments(database: database), environment: env)
+            let dump = try ChildProcessStream(arguments: pg.dumpArguments(database: database), environment: env, cancellation: context.cancellation)
             return (KeepAlive(dump, passFile), evidence)
         }
     }

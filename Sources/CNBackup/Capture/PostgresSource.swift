@@ -45,7 +45,13 @@ final class TemporaryPassFile {
         guard let made = mkdtemp(&buffer) else { throw CNBackupError(.io, "cannot create a private temporary folder") }
         directory = String(cString: made)
         path = directory + "/pgpass"
-        try KeyFile.writeSecretFile(path: path, contents: line)
+        LastResort.register(file: path, inPrivateFolder: true)
+        do {
+            try KeyFile.writeSecretFile(path: path, contents: line)
+        } catch {
+            LastResort.unregister(file: path); rmdir(directory)
+            throw error
+        }
     }
 
     deinit {
@@ -56,6 +62,7 @@ final class TemporaryPassFile {
         }
         unlink(path)
         rmdir(directory)
+        LastResort.unregister(file: path)
     }
 }
 

@@ -38,7 +38,12 @@ public struct DatabaseRestorer: Sendable {
         var buffer = Array(template.utf8CString)
         guard let made = mkdtemp(&buffer) else { throw CNBackupError(.io, "cannot create a private temporary folder") }
         let directory = String(cString: made)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // The plaintext dump and roles: removed however this ends, a signal that ends the process included.
+        for file in ["globals.sql", "dump"] { LastResort.register(file: directory + "/" + file, inPrivateFolder: true) }
+        defer {
+            try? FileManager.default.removeItem(atPath: directory)
+            for file in ["globals.sql", "dump"] { LastResort.unregister(file: directory + "/" + file) }
+        }
 
         func run(_ arguments: [String]) throws {
             _ = try ChildProcessStream(arguments: arguments, environment: env).readAll(limit: 16 << 20)

@@ -48,8 +48,10 @@ public struct Restorer: Sendable {
             guard fd >= 0 else {
                 throw CNBackupError(.io, "cannot create a file in \(directory.isEmpty ? "." : directory): \(String(cString: strerror(errno)))")
             }
+            // Registered so that a signal that ends the process at once still removes the plaintext.
+            LastResort.register(file: temporary)
             var done = false
-            defer { if !done { unlink(temporary) } }
+            defer { if !done { unlink(temporary) }; LastResort.unregister(file: temporary) }
             let written: Int64
             do {
                 defer { close(fd) }

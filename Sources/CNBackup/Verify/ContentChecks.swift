@@ -62,66 +62,56 @@ final class ContentChecks {
 /// so a pipe it closed early is no error. Its output goes to a private temporary file, never a
 /// pipe, so a long listing cannot block it while the caller blocks writing to it.
 final class PgRestoreListCheck {
-    private let process = Process()
-    private let input: FileHandle
+    private let child: ChildProcess
     private let outputPath: String
     private let errorPath: String
     private var inputOpen = true
     private let component: String
-    private var outputs: [FileHandle] = []
 
     init(binDirectory: String?, component: String) throws {
         self.component = component
         let program = binDirectory.map { "\($0)/pg_restore" } ?? "pg_restore"
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        guard let executable = ChildProcessStream.resolve(program, path: path) else {
+        guard ChildProcess.resolve(program, path: path) != nil else {
             throw CNBackupError(.notFound,
                 "pg_restore was not found (needed to check the dump \(component)): install the PostgreSQL client or pass --pg-bin DIR")
         }
         let base = NSTemporaryDirectory() + "cnbackup-pglist-\(UUID().uuidString)"
         outputPath = base + ".out"; errorPath = base + ".err"
-        for file in [outputPath, errorPath] {
-            guard FileManager.default.createFile(atPath: file, contents: nil, attributes: [.posixPermissions: 0o600]) else {
-                throw CNBackupError(.io, "cannot create a temporary file in \(NSTemporaryDirectory())")
-            }
-        }
-        let stdinPipe = Pipe()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["--list"]
-        process.environment = ["PATH": path, "LANG": "C"]
-        process.standardInput = stdinPipe
-        guard let output = FileHandle(forWritingAtPath: outputPath), let errors = FileHandle(forWritingAtPath: errorPath) else {
+        let output = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        let errors = open(errorPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        defer { if output >= 0 { close(output) }; if errors >= 0 { close(errors) } }
+        guard output >= 0, errors >= 0 else {
             unlink(outputPath); unlink(errorPath)
-            throw CNBackupError(.io, "cannot open a temporary file in \(NSTemporaryDirectory())")
+            throw CNBackupError(.io, "cannot create a temporary file in \(NSTemporaryDirectory())")
         }
-        outputs = [output, errors]
-        process.standardOutput = output
-        process.standardError = errors
-        input = stdinPipe.fileHandleForWriting
-        do { try process.run() } catch {
-            try? input.close()
-            removeFiles()
-            throw CNBackupError(.io, "could not start pg_restore: \(error.localizedDescription)")
+        do {
+            child = try ChildProcess(arguments: [program, "--list"], environment: ["PATH": path, "LANG": "C"],
+                                     inputPipe: true, output: .file(output), error: .file(errors))
+        } catch {
+            unlink(outputPath); unlink(errorPath)
+            throw error
         }
-        try? stdinPipe.fileHandleForReading.close()
     }
 
     func write(_ chunk: [UInt8]) {
-        guard inputOpen else { return }
-        // EPIPE: pg_restore has read the table of contents and exited (SIGPIPE is ignored).
-        if (try? writeFully(fd: input.fileDescriptor, chunk, what: "pg_restore")) == nil {
-            inputOpen = false
-            try? input.close()
-        }
+        guard inputOpen, let input = child.standardInput else { return }
+        // EPIPE: pg_restore has read the table of contents and exited (the executable ignores SIGPIPE).
+        if (try? writeFully(fd: input, chunk, what: "pg_restore")) == nil { closeInput() }
+    }
+
+    private func closeInput() {
+        if inputOpen, let input = child.standardInput { close(input) }
+        inputOpen = false
     }
 
     /// Waits for pg_restore and returns the number of entries it listed.
     func finish() throws -> Int {
-        if inputOpen { inputOpen = false; try? input.close() }
-        process.waitUntilExit()
+        closeInput()
+        let termination = child.wait()
         defer { removeFiles() }
         let listing = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        guard process.terminationReason == .exit, process.terminationStatus == 0 else {
+        guard termination == .exited(0) else {
             let error = ((try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "").suffix(2048)
             throw CNBackupError(.integrity, "\(component) is not a dump pg_restore can read (pg_restore --list failed)",
                                 cause: error.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -130,12 +120,12 @@ final class PgRestoreListCheck {
     }
 
     private func removeFiles() {
-        for handle in outputs { try? handle.close() }
-        outputs = []
         unlink(outputPath); unlink(errorPath)
     }
 
     deinit {
-        if process.isRunning { process.terminate() }
+        closeInput()
+        child.stop()
+        removeFiles()
     }
 }

@@ -1,0 +1,164 @@
+import Foundation
+import CNBackupCore
+
+/// A child process in a process group of its own, so that stopping it stops whatever it started
+/// too (a shell's grandchildren, pg_dump's helpers). It is spawned with the signals this process
+/// ignores (SIGPIPE) or handles (SIGTERM, SIGINT) back at their defaults, is registered with
+/// `LastResort` until it is reaped, and is waited for by whoever owns it.
+final class ChildProcess: @unchecked Sendable {
+    // @unchecked: `status` and `reaped` are only touched under `lock`; the rest is set in init.
+    enum Output { case pipe, discard, file(Int32) }
+    enum Termination: Equatable { case exited(Int32), signaled(Int32) }
+
+    let pid: pid_t
+    let name: String
+    /// The parent's ends of the pipes asked for; the owner closes them (FileDescriptorStream, close(2)).
+    let standardInput: Int32?
+    let standardOutput: Int32?
+    let standardError: Int32?
+    private let lock = NSLock()
+    private var termination: Termination?
+
+    /// Variables a child may inherit; everything else, including credentials, stays behind.
+    static let inheritedVariables = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "KUBECONFIG"]
+
+    /// The minimal environment plus `extra`.
+    static func environment(adding extra: [String: String]) -> [String: String] {
+        let parent = ProcessInfo.processInfo.environment
+        var environment: [String: String] = [:]
+        for key in inheritedVariables { if let value = parent[key] { environment[key] = value } }
+        if environment["PATH"] == nil { environment["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
+        environment.merge(extra) { _, new in new }
+        return environment
+    }
+
+    static func resolve(_ program: String, path: String) -> String? {
+        if program.contains("/") { return FileManager.default.isExecutableFile(atPath: program) ? program : nil }
+        for directory in path.split(separator: ":") {
+            let candidate = "\(directory)/\(program)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// - Parameters:
+    ///   - arguments: the program (a path, or a name looked up on the child's PATH) and its arguments.
+    ///   - environment: the child's whole environment (see `environment(adding:)`).
+    ///   - inputPipe: give the child a pipe on standard input (else /dev/null).
+    init(arguments: [String], environment: [String: String], inputPipe: Bool = false,
+         output: Output = .pipe, error: Output = .pipe) throws {
+        guard let program = arguments.first else { throw CNBackupError(.invalidInput, "empty command") }
+        name = (program as NSString).lastPathComponent
+        guard let executable = Self.resolve(program, path: environment["PATH"] ?? "") else {
+            throw CNBackupError(.capture, "command \"\(program)\" was not found on PATH: install it or give its full path")
+        }
+        // Every descriptor made here is close-on-exec from birth: a child started at the same time
+        // by another thread must not inherit them (it would hold a pipe open and no reader would
+        // see its end). Glibc's pipe2 is not visible to Swift, so the "pipes" are socket pairs,
+        // which take SOCK_CLOEXEC and which children read and write like pipes.
+        var parentEnds: [Int32] = [], childEnds: [Int32] = []
+        func makePipe() throws -> (read: Int32, write: Int32) {
+            var fds: [Int32] = [0, 0]
+            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+                throw CNBackupError(.io, "cannot create a pipe: \(String(cString: strerror(errno)))")
+            }
+            return (fds[0], fds[1])
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var stdinFd: Int32?, stdoutFd: Int32?, stderrFd: Int32?
+        do {
+            if inputPipe {
+                let p = try makePipe(); parentEnds.append(p.write); childEnds.append(p.read); stdinFd = p.write
+                posix_spawn_file_actions_adddup2(&actions, p.read, 0)
+            } else {
+                posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            }
+            for (target, choice) in [(Int32(1), output), (Int32(2), error)] {
+                switch choice {
+                case .pipe:
+                    let p = try makePipe(); parentEnds.append(p.read); childEnds.append(p.write)
+                    if target == 1 { stdoutFd = p.read } else { stderrFd = p.read }
+                    posix_spawn_file_actions_adddup2(&actions, p.write, target)
+                case .discard:
+                    posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_WRONLY, 0)
+                case .file(let fd):
+                    posix_spawn_file_actions_adddup2(&actions, fd, target)
+                }
+            }
+        } catch {
+            for fd in parentEnds + childEnds { close(fd) }
+            throw error
+        }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t(), mask = sigset_t()
+        sigemptyset(&defaults); sigemptyset(&mask)
+        for signal in [SIGPIPE, SIGTERM, SIGINT, SIGHUP] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setsigmask(&attributes, &mask)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in argv + envp { free(p) } }
+        var child: pid_t = 0
+        let result = posix_spawn(&child, executable, &actions, &attributes, argv, envp)
+        for fd in childEnds { close(fd) }
+        guard result == 0 else {
+            for fd in parentEnds { close(fd) }
+            throw CNBackupError(.capture, "could not start \(name): \(String(cString: strerror(result)))")
+        }
+        pid = child
+        standardInput = stdinFd; standardOutput = stdoutFd; standardError = stderrFd
+        LastResort.register(processGroup: child)
+    }
+
+    /// Waits for the child to end, then stops anything it left running in its group.
+    @discardableResult
+    func wait() -> Termination {
+        if let done = lock.withLock({ termination }) { return done }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let low = status & 0x7f
+        let ended: Termination = low == 0 ? .exited((status >> 8) & 0xff) : .signaled(low)
+        lock.withLock {
+            termination = ended
+            // Grandchildren outlive a shell that did not wait for them: they go with it.
+            _ = kill(-pid, SIGKILL)
+        }
+        LastResort.unregister(processGroup: pid)
+        return ended
+    }
+
+    /// Sends `signal` to the child's whole group, unless it was already reaped (its pid may
+    /// belong to someone else by then).
+    func signalGroup(_ signal: Int32) {
+        lock.withLock { if termination == nil { _ = kill(-pid, signal) } }
+    }
+
+    /// SIGTERM to the group, then SIGKILL after `grace` seconds if the child has not ended; waits.
+    @discardableResult
+    func stop(grace: TimeInterval = 5) -> Termination {
+        signalGroup(SIGTERM)
+        let deadline = Date().addingTimeInterval(grace)
+        var status: Int32 = 0
+        while Date() < deadline {
+            if lock.withLock({ termination }) != nil { break }
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid {
+                let low = status & 0x7f
+                let ended: Termination = low == 0 ? .exited((status >> 8) & 0xff) : .signaled(low)
+                lock.withLock { termination = ended; _ = kill(-pid, SIGKILL) }
+                LastResort.unregister(processGroup: pid)
+                return ended
+            }
+            usleep(20_000)
+        }
+        signalGroup(SIGKILL)
+        return wait()
+    }
+}
