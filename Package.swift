@@ -9,6 +9,7 @@ import PackageDescription
 //   CNBackup         the domain: catalog, pipeline definition, capture, runner, verify, restore,
 //                    recover, retention, metrics, copy
 //   cnbackup-cli     the `cnbackup` executable: flags, output, signals, process set-up
+//   CNBackupTesting  stores for tests only (in memory, fault-injecting), in no product
 // Symbols that cross a layer without being public API use `package` access.
 let package = Package(
     name: "cnbackup",
@@ -17,6 +18,8 @@ let package = Package(
         .library(name: "CNBackup", targets: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackup"]),
         .executable(name: "cnbackup", targets: ["cnbackup-cli"]),
         .executable(name: "cnbackup-bench", targets: ["cnbackup-bench"]),
+        // For the fuzz package (Fuzz/) only: stores for tests, not part of the CNBackup library.
+        .library(name: "CNBackupTesting", targets: ["CNBackupTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -52,16 +55,18 @@ let package = Package(
         ),
         // scripts/bench.sh: times the retention planner over 100,000 synthetic sets.
         .executableTarget(name: "cnbackup-bench", dependencies: ["CNBackupCore", "CNBackup"]),
+        // Stores for tests (in memory; fault-injecting): not in any product.
+        .target(name: "CNBackupTesting", dependencies: ["CNBackupCore", "CNBackupStorage"]),
         // Ignores SIGPIPE in the test process, as the executable does (a C constructor).
         .target(name: "TestProcessSetup", path: "Tests/TestProcessSetup"),
         .testTarget(
             name: "CNBackupTests",
-            dependencies: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackup", "TestProcessSetup"],
+            dependencies: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackup", "CNBackupTesting", "TestProcessSetup"],
             resources: [.copy("Resources")]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackup", "TestProcessSetup"],
+            dependencies: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackup", "CNBackupTesting", "TestProcessSetup"],
             resources: [.copy("Resources")]
         ),
     ],

@@ -24,11 +24,15 @@ public struct CNBackupError: Error, CustomStringConvertible, Sendable {
     public let code: Code
     public let message: String
     public let cause: String?
+    /// A later attempt may succeed (a network file system's ESTALE, an injected fault): what
+    /// `RetryingStore` retries.
+    public let isTransient: Bool
 
-    public init(_ code: Code, _ message: String, cause: String? = nil) {
+    public init(_ code: Code, _ message: String, cause: String? = nil, transient: Bool = false) {
         self.code = code
         self.message = message
         self.cause = cause
+        self.isTransient = transient
     }
 
     public var description: String {

@@ -1,5 +1,6 @@
 import Foundation
 import CNBackupCore
+import CNBackupHTTP
 
 /// A store as a pipeline file or the command line names it.
 public struct StoreSettings: Sendable, Equatable {
@@ -73,7 +74,8 @@ extension StoreSettings {
             guard path.hasPrefix("/"), path.count > 1 else {
                 throw CNBackupError(.invalidInput, "file store URL \"\(url)\" needs an absolute path: file:///var/backups/cnbackup")
             }
-            return FileSystemStore(root: path)
+            // A network file system's ESTALE or EIO may pass: reads and lists are retried.
+            return RetryingStore(FileSystemStore(root: path), policy: RetryPolicy(maxAttempts: 3, baseDelay: 0.1, maxDelay: 1))
         case "s3":
             var s3Provider = S3Provider.aws
             if let provider {
@@ -87,7 +89,7 @@ extension StoreSettings {
                 if let mib = partSizeMiB { s3.partSize = mib << 20 }
                 if let parts = parallelParts { s3.parallelParts = max(1, parts) }
                 if let limit = maxBytesPerSecond { s3.maxSendBytesPerSecond = limit; s3.maxReceiveBytesPerSecond = limit }
-                if let attempts = maxAttempts { s3.maxAttempts = max(1, attempts) }
+                if let attempts = maxAttempts { s3.retry.maxAttempts = max(1, attempts) }
             }
         default:
             throw CNBackupError(.invalidInput, "store scheme \"\(scheme)\" is not supported: use file:// or s3://")

@@ -5,6 +5,7 @@ import Testing
 import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
+import CNBackupTesting
 
 /// The fuzz targets' readers (Fuzz/Sources), run here on their seed corpora (Fuzz/corpus and the
 /// shipped pipelines/*.yaml), on cut and bit-flipped copies of the seeds, and on every input that
@@ -59,8 +60,8 @@ import CNBackupStorage
             #expect(try ManifestSignature.decode(signature.encoded()) == signature)
         }
         let store = MemoryStore()
-        store.objects[layout.manifestKey] = manifestBytes
-        if let signatureBytes, !signatureBytes.isEmpty { store.objects[layout.signatureKey] = signatureBytes }
+        store.plant(key: layout.manifestKey, manifestBytes)
+        if let signatureBytes, !signatureBytes.isEmpty { store.plant(key: layout.signatureKey, signatureBytes) }
         let catalog = Catalog(store: store, signers: [key.publicKey])
         let entries = try catalog.entries()
         for entry in entries where entry.isTrusted {
@@ -289,35 +290,4 @@ import CNBackupStorage
             try write("manifest", "generic-partial.json", try store.getBytes(key: partial.layout.manifestKey))
         }
     }
-}
-
-/// An object store in memory (FuzzSupport's MemoryStore).
-final class MemoryStore: ObjectStore, @unchecked Sendable {
-    // @unchecked: used by one test at a time, on one thread.
-    var objects: [String: [UInt8]] = [:]
-    var displayName: String { "memory://fuzz" }
-
-    func put(key: String, from source: ByteStream, options: PutOptions) throws -> ObjectInfo {
-        let bytes = try source.readAll(limit: 1 << 24)
-        objects[key] = bytes
-        return ObjectInfo(key: key, size: Int64(bytes.count), lastModified: Date(timeIntervalSince1970: 0))
-    }
-
-    func get(key: String, range: ClosedRange<Int64>?) throws -> ByteStream {
-        guard let bytes = objects[key] else { throw CNBackupError(.notFound, "no object \(key) in \(displayName)") }
-        guard let range else { return MemoryStream(bytes) }
-        let lower = Int(max(0, range.lowerBound)), upper = Int(min(Int64(bytes.count - 1), range.upperBound))
-        return MemoryStream(lower <= upper ? Array(bytes[lower...upper]) : [])
-    }
-
-    func head(key: String) throws -> ObjectInfo? {
-        objects[key].map { ObjectInfo(key: key, size: Int64($0.count), lastModified: Date(timeIntervalSince1970: 0)) }
-    }
-
-    func list(prefix: String) throws -> [ObjectInfo] {
-        objects.keys.filter { $0.hasPrefix(prefix) }.sorted().compactMap { try? head(key: $0) }
-    }
-
-    func delete(keys: [String]) throws { for key in keys { objects[key] = nil } }
-    func tags(key: String) throws -> [String: String] { [:] }
 }

@@ -16,14 +16,6 @@ struct S3EndToEndTests {
         try SeaweedFSServer.store(endpoint: server.httpsEndpoint, prefix: prefix) { $0.caFile = caFile }
     }
 
-    @Test func conformanceOverHTTP() throws {
-        try ObjectStoreConformance.run(try server.store(prefix: "conformance-http"))
-    }
-
-    @Test func conformanceOverTLS() throws {
-        try ObjectStoreConformance.run(try httpsStore(prefix: "conformance-tls", caFile: server.caFile))
-    }
-
     @Test func storageClassAndEncryptionSettingsAreSent() throws {
         // SeaweedFS accepts the storage class and SSE-S3 headers; AWS applies them.
         let store = try SeaweedFSServer.store(endpoint: server.endpoint, prefix: "settings") {

@@ -100,8 +100,7 @@ final class SeaweedFSServer: Sendable {
                       configure: (inout S3Settings) -> Void = { _ in }) throws -> S3Store {
         var settings = S3Settings(bucket: bucket, prefix: prefix, endpoint: endpoint, region: "us-east-1",
                                   provider: .seaweedfs)
-        settings.maxAttempts = 3
-        settings.retryBaseDelay = 0.05
+        settings.retry = RetryPolicy(maxAttempts: 3, baseDelay: 0.05, maxDelay: 1)
         configure(&settings)
         return try S3Store(settings: settings, credentials: S3Credentials(accessKeyId: accessKey, secretAccessKey: secret))
     }
@@ -299,7 +298,7 @@ struct S3StoreSeaweedFSTests {
     @Test func aRefusedSessionTokenIsNotInTheError() throws {
         let token = "session-token-3f9a1c77d2e84b6a"
         var settings = S3Settings(bucket: SeaweedFSServer.bucket, prefix: "session", endpoint: server.endpoint, region: "us-east-1", provider: .seaweedfs)
-        settings.maxAttempts = 1
+        settings.retry.maxAttempts = 1
         let store = try S3Store(settings: settings, credentials: S3Credentials(accessKeyId: SeaweedFSServer.accessKey,
                                                                                secretAccessKey: SeaweedFSServer.secretKey, sessionToken: token))
         let error = #expect(throws: CNBackupError.self) { try store.putBytes(key: "x", [1, 2, 3]) }

@@ -2,6 +2,7 @@ import CNBackup
 import FuzzSupport
 import CNBackupCore
 import CNBackupStorage
+import CNBackupTesting
 
 // The manifest and signature reader: `manifest.json.sig` parsing and Ed25519 verification against
 // a pinned signer, manifest JSON decoding, the catalog's load of a set (as `list`, `verify`,
@@ -56,8 +57,8 @@ public func fuzzManifest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         if let parsed = SetLayout.parse(key: own.manifestKey), parsed.layout == own { layout = own }
     }
     let store = MemoryStore()
-    store.objects[layout.manifestKey] = manifestBytes
-    if let signatureBytes, !signatureBytes.isEmpty { store.objects[layout.signatureKey] = signatureBytes }
+    store.plant(key: layout.manifestKey, manifestBytes)
+    if let signatureBytes, !signatureBytes.isEmpty { store.plant(key: layout.signatureKey, signatureBytes) }
     let catalog = Catalog(store: store, signers: [signingKey.publicKey])
     expectRefusalOrSuccess("Catalog.entries") {
         for entry in try catalog.entries() {

@@ -49,36 +49,3 @@ public func expectRefusalOrSuccess(_ what: String, _ body: () throws -> Void) {
         fatalError("\(what) threw \(type(of: error)), not a CNBackupError: \(error)")
     }
 }
-
-/// An object store in memory: enough of the protocol for the catalog and the verifier to read from.
-public final class MemoryStore: ObjectStore, @unchecked Sendable {
-    // @unchecked: one fuzz input at a time, on one thread.
-    public var objects: [String: [UInt8]] = [:]
-    public init() {}
-
-    public var displayName: String { "memory://fuzz" }
-
-    public func put(key: String, from source: ByteStream, options: PutOptions) throws -> ObjectInfo {
-        let bytes = try source.readAll(limit: 1 << 24)
-        objects[key] = bytes
-        return ObjectInfo(key: key, size: Int64(bytes.count), lastModified: Date(timeIntervalSince1970: 0))
-    }
-
-    public func get(key: String, range: ClosedRange<Int64>?) throws -> ByteStream {
-        guard let bytes = objects[key] else { throw CNBackupError(.notFound, "no object \(key) in \(displayName)") }
-        guard let range else { return MemoryStream(bytes) }
-        let lower = Int(max(0, range.lowerBound)), upper = Int(min(Int64(bytes.count - 1), range.upperBound))
-        return MemoryStream(lower <= upper ? Array(bytes[lower...upper]) : [])
-    }
-
-    public func head(key: String) throws -> ObjectInfo? {
-        objects[key].map { ObjectInfo(key: key, size: Int64($0.count), lastModified: Date(timeIntervalSince1970: 0)) }
-    }
-
-    public func list(prefix: String) throws -> [ObjectInfo] {
-        objects.keys.filter { $0.hasPrefix(prefix) }.sorted().compactMap { try? head(key: $0) }
-    }
-
-    public func delete(keys: [String]) throws { for key in keys { objects[key] = nil } }
-    public func tags(key: String) throws -> [String: String] { [:] }
-}

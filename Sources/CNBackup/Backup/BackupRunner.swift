@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import CNBackupCore
+import CNBackupHTTP
 import CNBackupStorage
 
 public let cnbackupVersion = "0.1.0"
@@ -34,6 +35,10 @@ public struct BackupRunner: Sendable {
         self.definition = definition; self.store = store; self.logger = logger; self.capturedAt = capturedAt
         self.cancellation = cancellation
     }
+
+    /// An apps capture that fails is taken once more before the barrier (a dropped connection to
+    /// the apps database should not cost the whole set its participant).
+    static let appsRetry = RetryPolicy(maxAttempts: 2, baseDelay: 1, maxDelay: 1)
 
     /// The captures in the order they start: apps and the rest first, participant after the barrier.
     public var plan: [String] {
@@ -79,14 +84,18 @@ public struct BackupRunner: Sendable {
                 let (runner, job, layout, recipients, log) = work.value
                 barrier?.wait()
                 scheduler.acquire()
-                // An apps capture may be retried: the barrier has not been passed while it runs.
-                var outcome = runner.captureComponent(job, layout: layout, recipients: recipients, start: start,
-                                                      recorder: recorder, context: context, logger: log)
-                if job.role == .apps, case .failure = outcome, !runner.cancellation.isCancelled {
-                    log.warning("retrying apps capture before the barrier", metadata: ["component": "\(job.name)"])
-                    outcome = runner.captureComponent(job, layout: layout, recipients: recipients, start: start,
-                                                      recorder: recorder, context: context, logger: log)
-                }
+                // An apps capture may be retried (`appsRetry`): the barrier has not been passed while it runs.
+                let policy = job.role == .apps ? BackupRunner.appsRetry : RetryPolicy(maxAttempts: 1, baseDelay: 0, maxDelay: 0)
+                let outcome = Result<ComponentRecord, Error> {
+                    try policy.run { attempt, _ in
+                        if attempt > 1 { log.warning("retrying apps capture before the barrier", metadata: ["component": "\(job.name)"]) }
+                        switch runner.captureComponent(job, layout: layout, recipients: recipients, start: start,
+                                                       recorder: recorder, context: context, logger: log) {
+                        case .success(let record): return .success(record)
+                        case .failure(let error): return .retry(error)
+                        }
+                    }
+                }.mapError { ($0 as? CNBackupError) ?? CNBackupError(.capture, "\($0)") }
                 scheduler.release()
                 results.add(job, outcome)
                 if job.role == .apps { appsDone.leave() }

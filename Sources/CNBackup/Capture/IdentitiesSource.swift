@@ -134,26 +134,24 @@ extension HTTPSourceDefinition {
         return SecretText(Array(token.utf8))
     }
 
-    /// Up to 4 attempts, each given only the time left before `deadline`.
+    /// `RetryPolicy.capture`: up to 4 attempts within the time left before `deadline`, each
+    /// given only that time; 5xx answers and dropped connections are retried.
     private func withRetries(what: String, deadline: Date, _ body: (HTTPClient) throws -> HTTPResponse) throws -> HTTPResponse {
-        var delay = 0.5
-        for attempt in 1...4 {
-            let left = Int(deadline.timeIntervalSinceNow.rounded(.up))
-            guard left > 0 else {
-                throw CNBackupError(.capture, "\(what) did not finish within the capture's timeout of \(timeoutSeconds)s: check the endpoint, or raise `timeout`")
-            }
-            let client = HTTPClient(options: HTTPClientOptions(caFile: caFile, totalTimeoutSeconds: left))
+        let timedOut = CNBackupError(.capture, "\(what) did not finish within the capture's timeout of \(timeoutSeconds)s: check the endpoint, or raise `timeout`")
+        return try RetryPolicy.capture(deadline: deadline.timeIntervalSinceNow).run { _, left in
+            let seconds = Int((left ?? 0).rounded(.up))
+            guard seconds > 0 else { throw timedOut }
+            let client = HTTPClient(options: HTTPClientOptions(caFile: caFile, totalTimeoutSeconds: seconds))
             do {
                 let response = try body(client)
-                if response.status >= 500 && attempt < 4 { Thread.sleep(forTimeInterval: Double.random(in: 0...delay)); delay *= 2; continue }
-                return response
-            } catch let error as HTTPTransportError where error.isRetryable && attempt < 4 && deadline.timeIntervalSinceNow > 0 {
-                Thread.sleep(forTimeInterval: Double.random(in: 0...delay)); delay *= 2
+                if response.status >= 500 { return .retry(CNBackupError(.capture, "\(what) failed: HTTP \(response.status)")) }
+                return .success(response)
             } catch let error as HTTPTransportError {
-                throw CNBackupError(.capture, "\(what) failed: \(error.message)", cause: "curl error \(error.curlCode)")
+                let failure = CNBackupError(.capture, "\(what) failed: \(error.message)", cause: "curl error \(error.curlCode)")
+                guard error.isRetryable else { throw failure }
+                return .retry(deadline.timeIntervalSinceNow > 0 ? failure : timedOut)
             }
         }
-        throw CNBackupError(.capture, "\(what) kept failing")
     }
 }
 

@@ -25,23 +25,25 @@ public struct Pushgateway: Sendable {
         let target = "\(url)/metrics/job/\(segment(job))/node/\(segment(node))"
         let body = Array(text.utf8)
         let client = HTTPClient(options: HTTPClientOptions(caFile: caFile))
-        var lastError = ""
-        for attempt in 1...3 {
+        try RetryPolicy.metrics.run { (_, _) -> RetryPolicy.Attempt<Void> in
             var request = HTTPRequest(method: "PUT", url: target)
             request.headers = [("Content-Type", "text/plain; version=0.0.4")]
             request.body = MemoryStream(body)
             request.bodyLength = Int64(body.count)
-            do {
-                let response = try client.perform(request, limit: 64 << 10)
-                if (200..<300).contains(response.status) { return }
-                lastError = "HTTP \(response.status): \(String(decoding: response.body.prefix(300), as: UTF8.self))"
-                if response.status < 500 { break }
-            } catch {
-                lastError = "\(error)"
+            func failure(_ reason: String) -> CNBackupError {
+                CNBackupError(.io, "cannot push metrics to \(url): \(reason); check the --pushgateway URL")
             }
-            if attempt < 3 { Thread.sleep(forTimeInterval: Double(attempt)) }
+            let response: HTTPResponse
+            do {
+                response = try client.perform(request, limit: 64 << 10)
+            } catch {
+                return .retry(failure("\(error)"))
+            }
+            if (200..<300).contains(response.status) { return .success(()) }
+            let reason = failure("HTTP \(response.status): \(String(decoding: response.body.prefix(300), as: UTF8.self))")
+            if response.status < 500 { throw reason }
+            return .retry(reason)
         }
-        throw CNBackupError(.io, "cannot push metrics to \(url): \(lastError); check the --pushgateway URL")
     }
 }
 
