@@ -9,4 +9,14 @@ public enum DurationText {
         }
         return value * seconds
     }
+
+    /// The largest whole unit that fits, for messages: `3d 4h`, `5h 12m`, `40s`.
+    public static func format(_ seconds: TimeInterval) -> String {
+        let total = Int(seconds.rounded())
+        let (d, h, m) = (total / 86400, total % 86400 / 3600, total % 3600 / 60)
+        if d > 0 { return h > 0 ? "\(d)d \(h)h" : "\(d)d" }
+        if h > 0 { return m > 0 ? "\(h)h \(m)m" : "\(h)h" }
+        if m > 0 { return "\(m)m" }
+        return "\(max(0, total))s"
+    }
 }

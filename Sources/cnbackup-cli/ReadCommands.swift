@@ -170,7 +170,17 @@ struct RestoreCommand: ParsableCommand {
     @Option(help: "Postgres user for --to-database.") var pgUser = "postgres"
     @Option(help: "A file holding that user's password.") var pgPasswordFile: String?
     @Option(help: "Parallel pg_restore jobs.") var jobs = 1
-    @Flag(help: "Do not restore owners and privileges (when the roles are not there).") var noOwner = false
+    @Flag(help: "pg_restore --no-owner: objects belong to --pg-user (when the dump's roles are not there).") var noOwner = false
+    @Flag(help: "pg_restore --no-privileges: no GRANTs (with --no-owner, as Splice's Postgres migration guide restores).") var noPrivileges = false
+    @Option(help: "Write the identities dump as the Kubernetes Secret NAME (key content) that participantIdentitiesDumpImport reads, to --to.")
+    var asKubernetesSecret: String?
+    @Option(help: "The namespace to put in that Secret.") var secretNamespace: String?
+    @Flag(help: "With --as-kubernetes-secret and an SV dump: the participant's identities alone (jq '.identities.participant').")
+    var participantOnly = false
+    @Option(help: "The sequencers' pruning retention (default 30d): restore refuses an older set, which could not catch up.")
+    var retentionPeriod: String = "30d"
+    @Flag(help: "Restore a set older than --retention-period anyway (it cannot catch up with the synchronizer).")
+    var allowOldSet = false
     @Option(help: "Restore this globals component (roles) first, e.g. apps-globals.") var globals: String?
     @Option(help: "Folder of the PostgreSQL tools (default: PATH).") var pgBin: String?
     @Option(help: "The node, when set ids could clash across nodes.") var node: String?
@@ -189,7 +199,7 @@ struct RestoreCommand: ParsableCommand {
                 guard entry.isTrusted, let manifest = entry.manifest else {
                     throw CNBackupError(.authentication, "set \(set) cannot be trusted: signature \(entry.signature)")
                 }
-                let steps = RestorePlan.steps(for: manifest, store: storeOptions.store)
+                let steps = RestorePlan.steps(for: manifest, store: storeOptions.store, retention: try DurationText.parse(retentionPeriod))
                 if json {
                     struct Plan: Encodable { var setId: String; var node: String; var epoch: Epoch; var steps: [String] }
                     try printJSON(Plan(setId: manifest.setId, node: manifest.node.name, epoch: manifest.epoch, steps: steps))
@@ -200,18 +210,34 @@ struct RestoreCommand: ParsableCommand {
             }
             guard let component else { throw CNBackupError(.invalidInput, "give --component NAME (or --plan)") }
             guard !identities.isEmpty else { throw CNBackupError(.invalidInput, "give the private key file with --identity") }
+            if !allowOldSet {
+                let entry = try catalog.entry(setId: set, node: node)
+                if let manifest = entry.manifest, entry.isTrusted,
+                   let problem = RestorePlan.ageProblem(of: manifest, retention: try DurationText.parse(retentionPeriod)) {
+                    throw CNBackupError(.invalidInput, "\(problem); pick a newer set, or pass --allow-old-set (for data recovery only)")
+                }
+            }
+            if participantOnly && asKubernetesSecret == nil { throw CNBackupError(.invalidInput, "--participant-only goes with --as-kubernetes-secret NAME") }
             let keys = try identities.map { try KeyFile.loadIdentity(path: $0) }
             if let toDatabase {
-                let target = DatabaseRestorer.Target(host: pgHost, port: pgPort, user: pgUser, passwordFile: pgPasswordFile,
+                var target = DatabaseRestorer.Target(host: pgHost, port: pgPort, user: pgUser, passwordFile: pgPasswordFile,
                                                      database: toDatabase, jobs: jobs, noOwner: noOwner, globalsComponent: globals,
                                                      binDirectory: pgBin)
+                target.noPrivileges = noPrivileges
                 try DatabaseRestorer(restorer: Restorer(catalog: catalog)).restore(setId: set, component: component, node: node,
                                                                                    identities: keys, into: target)
                 printError("restored \(component) of \(set) into database \(toDatabase) on \(pgHost):\(pgPort)")
                 return
             }
             guard let to else { throw CNBackupError(.invalidInput, "give --to PATH (or - for standard output) or --to-database NAME") }
-            let destination: Restorer.Destination = to == "-" ? .standardOutput : .file(path: to, overwrite: force)
+            let destination: Restorer.Destination
+            if let name = asKubernetesSecret {
+                guard to != "-" else { throw CNBackupError(.invalidInput, "--as-kubernetes-secret writes a file: give --to PATH") }
+                destination = .kubernetesSecret(path: to, overwrite: force,
+                                                secret: IdentitiesSecret(name: name, namespace: secretNamespace, participantOnly: participantOnly))
+            } else {
+                destination = to == "-" ? .standardOutput : .file(path: to, overwrite: force)
+            }
             let bytes = try Restorer(catalog: catalog).restore(setId: set, component: component, node: node,
                                                                identities: keys, to: destination)
             printError("restored \(component) of \(set): \(bytes) bytes\(to == "-" ? " to standard output" : " to \(to)")")

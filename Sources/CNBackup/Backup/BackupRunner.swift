@@ -109,7 +109,7 @@ public struct BackupRunner: Sendable {
         var (records, failures) = results.ordered(by: jobs)
         // A set counts only when it holds every component its node kind needs (CANTON.md rule 5).
         let present = Set(jobs.map(\.role))
-        for role in PipelineDefinition.requiredRoles(definition.node.kind) where !present.contains(role) {
+        for role in PipelineDefinition.requiredRoles(definition.node.kind, consensus: definition.node.consensus) where !present.contains(role) {
             failures.append(ComponentFailure(component: role.rawValue, role: role.rawValue, reason: "no capture of this role: a \(definition.node.kind.rawValue) set needs one"))
         }
         let manifest = Manifest(
@@ -182,7 +182,8 @@ public struct BackupRunner: Sendable {
                 plaintextDigestHMAC: try sealed.dataKey.plaintextDigestMAC(stored.plaintextSHA256).hex,
                 codec: compressed.codec, keyIds: sealed.header.keyIDs, segmentSize: sealed.header.segmentSize,
                 started: Timestamp.format(started), ended: Timestamp.format(Date()),
-                startOrder: startOrder, endOrder: endOrder, readBack: verified.mode.rawValue, postgres: evidence)
+                startOrder: startOrder, endOrder: endOrder, readBack: verified.mode.rawValue, postgres: evidence,
+                epoch: capture.epoch)
             logger.info("capture stored", metadata: ["component": "\(capture.name)", "plaintext": "\(record.plaintextSize)",
                                                      "stored": "\(record.storedSize)"])
             return .success(record)

@@ -28,6 +28,8 @@ struct ComponentJob: Sendable {
     let source: CaptureSourceDefinition
     let database: String?
     let isGlobals: Bool
+    /// The capture's own epoch, when it is not the set's (see `CaptureDefinition.epoch`).
+    let epoch: Epoch?
 
     var summary: String {
         if case .postgres(let pg) = source {
@@ -54,6 +56,8 @@ struct ComponentJob: Sendable {
             return (try ChildProcessStream(arguments: ["tar", "-C", path, "-cf", "-", "."], cancellation: context.cancellation), nil)
         case .http(let http):
             return (try http.fetch(), nil)
+        case .kubernetesSecret(let secret):
+            return (try secret.fetch(), nil)
         case .snapshotReference(let name, let takenAt):
             let reference: [String: String] = ["kind": "volume-snapshot-reference", "name": name, "takenAt": takenAt ?? ""]
             let encoder = JSONEncoder(); encoder.outputFormatting = [.sortedKeys]
@@ -91,10 +95,10 @@ struct ComponentJob: Sendable {
 extension CaptureDefinition {
     var jobs: [ComponentJob] {
         guard case .postgres(let pg) = source else {
-            return [ComponentJob(name: name, role: role, source: source, database: nil, isGlobals: false)]
+            return [ComponentJob(name: name, role: role, source: source, database: nil, isGlobals: false, epoch: epoch)]
         }
-        var jobs = pg.databases.map { ComponentJob(name: "\(name)-\($0)", role: role, source: source, database: $0, isGlobals: false) }
-        if pg.globals { jobs.append(ComponentJob(name: "\(name)-globals", role: role, source: source, database: nil, isGlobals: true)) }
+        var jobs = pg.databases.map { ComponentJob(name: "\(name)-\($0)", role: role, source: source, database: $0, isGlobals: false, epoch: epoch) }
+        if pg.globals { jobs.append(ComponentJob(name: "\(name)-globals", role: role, source: source, database: nil, isGlobals: true, epoch: epoch)) }
         return jobs
     }
 }

@@ -30,10 +30,20 @@ public enum NodeKind: String, Codable, Sendable, CaseIterable {
     case sv, validator, generic
 }
 
+/// How an SV's synchronizer reaches consensus: a CometBFT node beside the sequencer, or CantonBFT
+/// inside it (no CometBFT node, and a BFT database `sequencer_<serial>_cantonbft` of its own).
+public enum Consensus: String, Codable, Sendable, CaseIterable {
+    case cometbft, cantonbft
+}
+
 public struct NodeInfo: Codable, Sendable, Equatable {
     public var name: String
     public var kind: NodeKind
-    public init(name: String, kind: NodeKind) { self.name = name; self.kind = kind }
+    /// SVs only; nil reads as CometBFT (the default, and manifests written before CantonBFT).
+    public var consensus: Consensus?
+    public init(name: String, kind: NodeKind, consensus: Consensus? = nil) {
+        self.name = name; self.kind = kind; self.consensus = consensus
+    }
 }
 
 public enum SetStatus: String, Codable, Sendable {
@@ -96,6 +106,9 @@ public struct ComponentRecord: Codable, Sendable, Equatable {
     public var readBack: String
     /// For pg_dump components: the server's clock and role at the snapshot, and the versions.
     public var postgres: PostgresEvidence?
+    /// The synchronizer epoch this component belongs to when it is not the set's: the old
+    /// physical synchronizer's sequencer and mediator during a logical synchronizer upgrade.
+    public var epoch: Epoch? = nil
 }
 
 /// What the manifest records about a dump's snapshot.

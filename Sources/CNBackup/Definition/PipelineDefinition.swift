@@ -23,6 +23,8 @@ public enum CaptureSourceDefinition: Sendable, Equatable {
     case http(HTTPSourceDefinition)
     /// A volume snapshot taken elsewhere (CometBFT), recorded by name and time; no bytes streamed.
     case snapshotReference(name: String, takenAt: String?)
+    /// A Kubernetes Secret through the API server (the SV key, the CometBFT keys).
+    case kubernetesSecret(KubernetesSecretDefinition)
 
     /// For the manifest and the plan: never holds a secret (environment values are not shown).
     public var summary: String {
@@ -35,6 +37,7 @@ public enum CaptureSourceDefinition: Sendable, Equatable {
         case .postgres(let source): return source.summary
         case .http(let source): return source.summary
         case .snapshotReference(let name, let takenAt): return "volume snapshot reference: \(name)\(takenAt.map { " taken \($0)" } ?? "")"
+        case .kubernetesSecret(let secret): return secret.summary
         }
     }
 }
@@ -43,6 +46,10 @@ public struct CaptureDefinition: Sendable, Equatable {
     public var name: String
     public var role: ComponentRole
     public var source: CaptureSourceDefinition
+    /// The epoch of what this capture reads when it is not the pipeline's: during a logical
+    /// synchronizer upgrade both physical synchronizers run for up to 30 days, and the old one's
+    /// sequencer and mediator (an older serial of the same migration) may be captured too.
+    public var epoch: Epoch? = nil
 }
 
 public enum ReadBackMode: String, Sendable, CaseIterable {
@@ -71,9 +78,11 @@ public struct PipelineDefinition: Sendable {
     /// Things that work but deserve a look (a single recipient).
     public var warnings: [String]
 
-    /// Roles a node kind's set must hold to count as complete (CANTON.md, rule 5).
-    public static func requiredRoles(_ kind: NodeKind) -> [ComponentRole] {
+    /// Roles a node kind's set must hold to count as complete (CANTON.md, rule 5). A CantonBFT SV
+    /// has no CometBFT node; its BFT database is checked by `checkDatabaseEpochs`.
+    public static func requiredRoles(_ kind: NodeKind, consensus: Consensus? = nil) -> [ComponentRole] {
         switch kind {
+        case .sv where consensus == .cantonbft: return [.apps, .participant, .sequencer, .mediator, .identities]
         case .sv: return [.apps, .participant, .sequencer, .mediator, .identities, .cometbft]
         case .validator: return [.apps, .participant, .identities]
         case .generic: return []
@@ -144,6 +153,16 @@ public struct PipelineDefinition: Sendable {
         let kindText = try nodeMap.requireString("kind")
         guard let kind = NodeKind(rawValue: kindText) else {
             throw nodeMap.error(nodeMap.value("kind"), "kind", "\"\(kindText)\" is not a node kind: use sv, validator or generic")
+        }
+        var consensus: Consensus?
+        if let text = try nodeMap.string("consensus") {
+            guard let parsed = Consensus(rawValue: text) else {
+                throw nodeMap.error(nodeMap.value("consensus"), "consensus", "\"\(text)\" is not a consensus: use cometbft or cantonbft")
+            }
+            guard kind == .sv else {
+                throw nodeMap.error(nodeMap.value("consensus"), "consensus", "only an sv node has a consensus (cometbft or cantonbft)")
+            }
+            consensus = parsed
         }
         try nodeMap.rejectUnknown()
 
@@ -231,14 +250,27 @@ public struct PipelineDefinition: Sendable {
         for capture in captures where !names.insert(capture.name).inserted {
             throw CNBackupError(.invalidDefinition, "\(file): two captures are named \"\(capture.name)\": names become object keys and must be unique")
         }
+        // Postgres captures make one component per database (NAME-DATABASE, NAME-globals): those
+        // names become object keys too, and one must not overwrite another's.
+        var madeBy: [String: String] = [:]
+        for capture in captures {
+            for job in capture.jobs {
+                if let other = madeBy[job.name] {
+                    throw CNBackupError(.invalidDefinition, "\(file): captures \(other) and \(capture.name) both make a component named \"\(job.name)\": rename one of them")
+                }
+                madeBy[job.name] = capture.name
+            }
+        }
         let roles = Set(captures.map(\.role))
-        let missing = requiredRoles(kind).filter { !roles.contains($0) }
+        let required = requiredRoles(kind, consensus: consensus)
+        let missing = required.filter { !roles.contains($0) }
         if !missing.isEmpty {
+            let what = kind == .sv ? "an sv node's (\((consensus ?? .cometbft).rawValue))" : "a \(kind.rawValue) node's"
             throw CNBackupError(.invalidDefinition,
-                "\(file): a \(kind.rawValue) node's backup must hold \(requiredRoles(kind).map(\.rawValue).joined(separator: ", ")); this pipeline has no capture with role \(missing.map(\.rawValue).joined(separator: ", "))")
+                "\(file): \(what) backup must hold \(required.map(\.rawValue).joined(separator: ", ")); this pipeline has no capture with role \(missing.map(\.rawValue).joined(separator: ", "))")
         }
 
-        let definition = PipelineDefinition(node: NodeInfo(name: nodeName, kind: kind),
+        let definition = PipelineDefinition(node: NodeInfo(name: nodeName, kind: kind, consensus: consensus),
                                   epoch: Epoch(migrationId: migrationId, serial: serial, synchronizerId: synchronizerId),
                                   store: store, recipients: recipients, symmetricKeyFiles: symmetricKeyFiles,
                                   signingKeyFile: signingKeyFile, compression: compression, captures: captures,
@@ -247,19 +279,52 @@ public struct PipelineDefinition: Sendable {
         return definition
     }
 
-    /// Participant, sequencer and mediator databases are named after their migration
-    /// (`participant_3`): a pipeline still tagging an older epoch after a migration is a mistake
-    /// to catch, not to record.
+    /// Splice names databases after the epoch they serve: the participant after the migration
+    /// (`participant_4`, kept across logical synchronizer upgrades), the sequencer and mediator after
+    /// the physical synchronizer serial (`sequencer_1`, `mediator_1`, `sequencer_1_cantonbft`), or
+    /// after the migration in the older layout (`sequencer_3`). A pipeline still tagging an older
+    /// epoch after an upgrade is a mistake to catch, not to record. A capture that declares its own
+    /// epoch (the old physical synchronizer during an upgrade) is checked against that one; it must
+    /// be an older serial of the same migration. A CantonBFT SV must capture its BFT database.
     public func checkDatabaseEpochs(file: String = "pipeline") throws {
-        for capture in captures where [.participant, .sequencer, .mediator].contains(capture.role) {
-            guard case .postgres(let source) = capture.source else { continue }
-            for database in source.databases {
-                guard let match = database.range(of: #"[_-][0-9]+$"#, options: .regularExpression),
-                      let migration = Int(database[match].dropFirst()) else { continue }
-                if migration != epoch.migrationId {
-                    throw CNBackupError(.invalidDefinition,
-                        "\(file): capture \(capture.name) dumps database \(database) (migration \(migration)) but the epoch says migration \(epoch.migrationId): set epoch.migrationId (or --epoch / CNBACKUP_EPOCH) to the running migration")
+        func fail(_ message: String) -> CNBackupError { CNBackupError(.invalidDefinition, "\(file): \(message)") }
+        for capture in captures {
+            let claimed = capture.epoch ?? epoch
+            if let own = capture.epoch {
+                guard [.sequencer, .mediator].contains(capture.role) else {
+                    throw fail("capture \(capture.name) has an epoch of its own, which only the old synchronizer's sequencer and mediator may have")
                 }
+                guard own.migrationId == epoch.migrationId, own.serial < epoch.serial else {
+                    throw fail("capture \(capture.name) claims epoch \(own), which is not an older serial of the pipeline's epoch \(epoch): a logical synchronizer upgrade keeps the migration id and raises the serial")
+                }
+            }
+            guard [.participant, .sequencer, .mediator].contains(capture.role), case .postgres(let source) = capture.source else { continue }
+            for database in source.databases {
+                var name = database
+                if name.hasSuffix("_cantonbft") { name.removeLast("_cantonbft".count) }
+                guard let match = name.range(of: #"[_-][0-9]+$"#, options: .regularExpression) else { continue }
+                let digits = name[match].dropFirst()
+                guard digits == "0" || !digits.hasPrefix("0"), let number = Int(digits) else {
+                    throw fail("capture \(capture.name) dumps database \(database), whose number has leading zeros: name the database as Splice does (participant_4, sequencer_1)")
+                }
+                switch capture.role {
+                case .participant where number != claimed.migrationId:
+                    throw fail("capture \(capture.name) dumps database \(database) (migration \(number)) but the epoch says migration \(claimed.migrationId): participant databases carry the migration id; set epoch.migrationId (or --epoch / CNBACKUP_EPOCH) to the running migration")
+                case .sequencer, .mediator:
+                    if number != claimed.serial && number != claimed.migrationId {
+                        throw fail("capture \(capture.name) dumps database \(database) (number \(number)) but the epoch is \(claimed): sequencer and mediator databases carry the physical synchronizer serial (\(capture.role.rawValue)_\(claimed.serial)), or the migration id in the older layout; set epoch.serial (or --epoch / CNBACKUP_EPOCH) to the running serial, or give the old synchronizer's capture its own epoch")
+                    }
+                default: break
+                }
+            }
+        }
+        if node.kind == .sv, node.consensus == .cantonbft {
+            let bft = captures.contains { capture in
+                guard capture.role == .sequencer, case .postgres(let source) = capture.source else { return false }
+                return source.databases.contains { $0.hasSuffix("_cantonbft") }
+            }
+            if !bft {
+                throw fail("a CantonBFT SV's backup must hold its BFT database: add sequencer_\(epoch.serial)_cantonbft (on the sequencer-cantonbft-pg instance) to a capture with role sequencer")
             }
         }
     }
@@ -319,10 +384,30 @@ public struct PipelineDefinition: Sendable {
             sources.append(.snapshotReference(name: try snapshot.requireString("name"), takenAt: try snapshot.string("takenAt")))
             try snapshot.rejectUnknown()
         }
+        if var secret = try map.map("kubernetesSecret") {
+            let source = KubernetesSecretDefinition(namespace: try secret.requireString("namespace"), name: try secret.requireString("name"),
+                                                    apiServer: try secret.string("apiServer"), tokenFile: try secret.string("tokenFile"),
+                                                    caFile: try secret.string("caFile"))
+            try secret.rejectUnknown()
+            do { try source.checkNames() } catch let e as CNBackupError { throw YAMLMap.error(file, secret.node, secret.path, e.message) }
+            if let server = source.apiServer, !server.lowercased().hasPrefix("https://") {
+                throw YAMLMap.error(file, secret.node, secret.path + ".apiServer", "the API server must be https:// (it serves Secrets)")
+            }
+            sources.append(.kubernetesSecret(source))
+        }
+        var ownEpoch: Epoch?
+        if var epochMap = try map.map("epoch") {
+            guard let migrationId = try epochMap.int("migrationId"), migrationId >= 0,
+                  let serial = try epochMap.int("serial"), serial >= 0 else {
+                throw YAMLMap.error(file, epochMap.node, epochMap.path, "a capture's epoch needs migrationId and serial (whole numbers from 0)")
+            }
+            try epochMap.rejectUnknown()
+            ownEpoch = Epoch(migrationId: migrationId, serial: serial)
+        }
         try map.rejectUnknown()
         guard sources.count == 1, let source = sources.first else {
-            throw YAMLMap.error(file, node, path, "a capture needs exactly one source: command, file, directory, postgres, http or snapshotReference (found \(sources.count))")
+            throw YAMLMap.error(file, node, path, "a capture needs exactly one source: command, file, directory, postgres, http, kubernetesSecret or snapshotReference (found \(sources.count))")
         }
-        return CaptureDefinition(name: name, role: role, source: source)
+        return CaptureDefinition(name: name, role: role, source: source, epoch: ownEpoch)
     }
 }

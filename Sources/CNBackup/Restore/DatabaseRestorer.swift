@@ -14,7 +14,10 @@ public struct DatabaseRestorer: Sendable {
         public var passwordFile: String?
         public var database: String
         public var jobs: Int
+        /// pg_restore --no-owner and --no-privileges, as Splice's Postgres migration guide restores
+        /// into an instance that lacks the dump's roles.
         public var noOwner: Bool
+        public var noPrivileges: Bool = false
         public var globalsComponent: String?
         public var binDirectory: String?
 
@@ -60,7 +63,8 @@ public struct DatabaseRestorer: Sendable {
         do {
             var arguments = [pg.tool("pg_restore"), "-w", "--exit-on-error", "-d", target.database]
             if target.jobs > 1 { arguments += ["-j", "\(target.jobs)"] }
-            if target.noOwner { arguments += ["--no-owner", "--no-privileges"] }
+            if target.noOwner { arguments.append("--no-owner") }
+            if target.noPrivileges { arguments.append("--no-privileges") }
             try run(arguments + [directory + "/dump"])
         } catch {
             try? run([pg.tool("dropdb"), "-w", "--if-exists", target.database])

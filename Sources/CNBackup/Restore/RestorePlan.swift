@@ -7,11 +7,30 @@ import CNBackupStorage
 /// participant, as they were taken), then start them again. Printed, never executed: each step
 /// runs where the operator has the cluster access and the private key.
 public enum RestorePlan {
-    public static func steps(for manifest: Manifest, store: String) -> [String] {
+    /// The sequencers' pruning retention Splice recommends: a node restored from an older set
+    /// cannot catch up, because the sequencers no longer hold what it missed.
+    public static let defaultSequencerRetention: TimeInterval = 30 * 86_400
+
+    /// How old the set is against the retention: nil when it is young enough, else the reason to refuse.
+    public static func ageProblem(of manifest: Manifest, retention: TimeInterval, now: Date = Date()) -> String? {
+        guard let captured = Timestamp.parse(manifest.captureStart) else { return "the set's capture time cannot be read" }
+        let age = now.timeIntervalSince(captured)
+        guard age > retention else { return nil }
+        return "set \(manifest.setId) was captured \(DurationText.format(age)) ago, more than the sequencers' retention of \(DurationText.format(retention)): a node restored from it cannot catch up (the sequencers pruned what it missed)"
+    }
+
+    public static func steps(for manifest: Manifest, store: String, retention: TimeInterval = defaultSequencerRetention,
+                             now: Date = Date()) -> [String] {
         let components = manifest.components
         func named(_ role: ComponentRole) -> [ComponentRecord] { components.filter { $0.role == role.rawValue } }
         let kind = manifest.node.kind
         var steps = ["Check the set: cnbackup verify --store \(store) --signer PUB \(manifest.setId) --deep --identity KEY"]
+        if let problem = ageProblem(of: manifest, retention: retention, now: now) {
+            steps.append("WARNING: \(problem); restore refuses it unless given --allow-old-set")
+        } else if let captured = Timestamp.parse(manifest.captureStart) {
+            steps.append("The set is \(DurationText.format(now.timeIntervalSince(captured))) old, within the sequencers' retention of \(DurationText.format(retention))")
+        }
+        steps.append("WARNING: parties and users onboarded after \(manifest.captureStart) are not in this set: re-onboard them after the restore")
         if manifest.status != .complete {
             steps.append("WARNING: set \(manifest.setId) is partial (\(manifest.failures.map(\.component).joined(separator: ", ")) failed): prefer the newest complete set")
         }
@@ -30,8 +49,13 @@ public enum RestorePlan {
         for record in named(.cometbft) {
             steps.append("Restore CometBFT from its volume snapshot (\(record.source)); component \(record.name) holds the reference")
         }
+        for record in components where record.source.hasPrefix("kubernetes secret ") {
+            steps.append("Restore the Secret \(record.source.dropFirst("kubernetes secret ".count)): cnbackup restore --store \(store) --signer PUB \(manifest.setId) --component \(record.name) --to \(record.name).json --identity KEY; kubectl apply -f \(record.name).json; shred -u \(record.name).json")
+        }
         for record in named(.identities) {
-            steps.append("Keep the identities dump ready (only for re-onboarding or recovery): cnbackup restore --store \(store) --signer PUB \(manifest.setId) --component \(record.name) --to identities.json --identity KEY (mode 0600)")
+            steps.append(kind == .sv
+                ? "Only to recover the SV's participant identity: cnbackup restore --store \(store) --signer PUB \(manifest.setId) --component \(record.name) --identity KEY --to participant-dump.json --as-kubernetes-secret participant-bootstrap-dump --participant-only"
+                : "Only to re-onboard the validator on a new participant: cnbackup restore --store \(store) --signer PUB \(manifest.setId) --component \(record.name) --identity KEY --to participant-dump.json --as-kubernetes-secret participant-bootstrap-dump; kubectl apply -f participant-dump.json; Helm: participantIdentitiesDumpImport: { secretName: participant-bootstrap-dump, newParticipantIdentifier: NEW-ID }")
         }
         steps.append("Scale the deployments back up, the participant (and sequencer, mediator) before the apps, and watch them catch up")
         return steps
