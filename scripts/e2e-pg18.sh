@@ -28,7 +28,7 @@ START=$(date +%s)
 # shellcheck source=lib/pg18.sh
 . scripts/lib/pg18.sh
 E2E_QUIET_LOGS=("*/keys.log" "*/validate-*" "*/weed.log" "*/pg_dump15.log" "*/toc15-*" "*/run-pg15only.*")
-read -r -a VARIANTS <<<"${E2E_PG18_VARIANTS:-bindir}"
+read -r -a VARIANTS <<<"${E2E_PG18_VARIANTS:-bindir path}"
 PG15_BIN=/usr/lib/postgresql/15/bin
 CLUSTERS=()   # PostgreSQL data dirs this script started
 as_postgres() {   # from /, so an unreadable working directory cannot trip pg_ctl's self-lookup

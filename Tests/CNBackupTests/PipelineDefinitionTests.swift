@@ -122,7 +122,7 @@ import CNBackupStorage
         guard case .postgres(let pg) = definition.captures[1].source else { Issue.record("not postgres"); return }
         #expect(pg.port == 5433 && pg.lockWaitTimeout == "60s")
         // The password never goes into pg_dump's arguments.
-        #expect(!pg.dumpArguments(database: "participant_3").joined().contains("password="))
+        #expect(!pg.dumpArguments(database: "participant_3", clientFolder: "/usr/lib/postgresql/15/bin").joined().contains("password="))
     }
 
     @Test func databaseOfAnotherMigrationIsRefused() {

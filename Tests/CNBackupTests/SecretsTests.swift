@@ -21,7 +21,7 @@ import CNBackupStorage
             { echo "ARGV: $0 $*"; env | sed 's/^/ENV: /'; [ -n "$PGPASSFILE" ] && echo "MODE: $(stat -c %a "$PGPASSFILE")" && echo "PASS: $(cat "$PGPASSFILE")"; } >> '\(dir)/seen'
             """
             let tools = [
-                "psql": recorder + "\nprintf '2026-11-25T04:00:00.000Z|f||15.18\\n'\n",
+                "psql": recorder + "\ncase \"$*\" in *'show server_version'*) echo '15.18';; *) printf '2026-11-25T04:00:00.000Z|f||15.18\\n';; esac\n",
                 "pg_dump": recorder + "\ncase \"$*\" in *--version*) echo 'pg_dump (PostgreSQL) 15.18';; *) printf 'PGDMP fake dump';; esac\n",
                 "pg_dumpall": recorder + "\nprintf 'CREATE ROLE cnadmin;'\n",
             ]

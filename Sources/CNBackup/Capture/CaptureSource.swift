@@ -66,10 +66,13 @@ struct ComponentJob: Sendable {
             let passFile = try pg.makePassFile()
             let env = pg.childEnvironment(passFile: passFile)
             if isGlobals {
-                return (KeepAlive(try ChildProcessStream(arguments: pg.globalsArguments(), environment: env, cancellation: context.cancellation), passFile), nil)
+                let major = try pg.serverMajorVersion(database: pg.databases.first ?? "postgres", passFile: passFile)
+                let folder = try pg.clientFolder(serverMajor: major)
+                return (KeepAlive(try ChildProcessStream(arguments: pg.globalsArguments(clientFolder: folder), environment: env,
+                                                         cancellation: context.cancellation), passFile), nil)
             }
             let database = database ?? ""
-            let evidence = try pg.evidence(database: database, passFile: passFile)
+            let (evidence, folder) = try pg.evidence(database: database, passFile: passFile)
             if role == .participant, evidence.isReplica {
                 // CANTON.md rule 1: a lagging replica can be older than the apps dump.
                 guard let replay = evidence.replayTimestamp.flatMap(Timestamp.parse),
@@ -78,7 +81,7 @@ struct ComponentJob: Sendable {
                         "\(database) is read from a replica whose last replayed transaction (\(evidence.replayTimestamp ?? "none")) is not later than the apps snapshot: dump the participant from the primary, or wait for the replica")
                 }
             }
-            let dump = try ChildProcessStream(arguments: pg.dumpArguments(database: database), environment: env, cancellation: context.cancellation)
+            let dump = try ChildProcessStream(arguments: pg.dumpArguments(database: database, clientFolder: folder), environment: env, cancellation: context.cancellation)
             return (KeepAlive(dump, passFile), evidence)
         }
     }

@@ -69,6 +69,22 @@ final class TemporaryPassFile {
 extension PostgresSourceDefinition {
     func tool(_ name: String) -> String { binDirectory.map { "\($0)/\(name)" } ?? name }
 
+    /// The server's major version, asked with psql (any psql talks to any server).
+    func serverMajorVersion(database: String, passFile: TemporaryPassFile?) throws -> Int {
+        let answer = try String(decoding: ChildProcessStream(arguments: [tool("psql"), "-X", "-w", "-A", "-t", "-d", database, "-c", "show server_version"],
+                                                             environment: childEnvironment(passFile: passFile)).readAll(limit: 4096), as: UTF8.self)
+        guard let major = PostgresClients.majorVersion(in: answer.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw CNBackupError(.capture, "unexpected answer from \(host):\(port) to `show server_version`")
+        }
+        return major
+    }
+
+    /// The folder of the client tools for a server of `major` (see `PostgresClients`).
+    func clientFolder(serverMajor major: Int) throws -> String {
+        try PostgresClients.folder(for: "pg_dump", atLeast: major, binDirectory: binDirectory,
+                                   what: "the PostgreSQL \(major) server at \(host):\(port)")
+    }
+
     /// libpq settings for a child: connection by variables, the password by a pgpass file.
     func childEnvironment(passFile: TemporaryPassFile?) -> [String: String] {
         var env = environment
@@ -86,8 +102,9 @@ extension PostgresSourceDefinition {
         try passwordFile.map { try TemporaryPassFile(host: host, port: port, user: user, passwordFile: $0) }
     }
 
-    /// Reads the server's clock, role and version, and pg_dump's version.
-    func evidence(database: String, passFile: TemporaryPassFile?) throws -> PostgresEvidence {
+    /// Reads the server's clock, role and version, picks the client tools for that version, and
+    /// records pg_dump's version. Returns the evidence and the tools' folder.
+    func evidence(database: String, passFile: TemporaryPassFile?) throws -> (PostgresEvidence, clientFolder: String) {
         let query = "select to_char(now() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), pg_is_in_recovery(), "
             + "coalesce(to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), ''), "
             + "current_setting('server_version')"
@@ -96,17 +113,21 @@ extension PostgresSourceDefinition {
                                                              environment: env).readAll(limit: 4096), as: UTF8.self)
         let fields = answer.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|", omittingEmptySubsequences: false).map(String.init)
         guard fields.count == 4 else { throw CNBackupError(.capture, "unexpected answer from \(host):\(port) to the evidence query") }
-        let version = try String(decoding: ChildProcessStream(arguments: [tool("pg_dump"), "--version"], environment: env).readAll(limit: 4096), as: UTF8.self)
-        return PostgresEvidence(serverNowBeforeSnapshot: fields[0], isReplica: fields[1] == "t",
+        guard let serverMajor = PostgresClients.majorVersion(in: fields[3]) else {
+            throw CNBackupError(.capture, "\(host):\(port) reports server version \"\(fields[3])\", which cnbackup cannot read")
+        }
+        let folder = try clientFolder(serverMajor: serverMajor)
+        let version = try String(decoding: ChildProcessStream(arguments: ["\(folder)/pg_dump", "--version"], environment: env).readAll(limit: 4096), as: UTF8.self)
+        return (PostgresEvidence(serverNowBeforeSnapshot: fields[0], isReplica: fields[1] == "t",
                                 replayTimestamp: fields[2].isEmpty ? nil : fields[2], serverVersion: fields[3],
-                                pgDumpVersion: version.trimmingCharacters(in: .whitespacesAndNewlines))
+                                pgDumpVersion: version.trimmingCharacters(in: .whitespacesAndNewlines)), folder)
     }
 
-    func dumpArguments(database: String) -> [String] {
-        [tool("pg_dump"), "--format=custom", "--compress=0", "--lock-wait-timeout=\(lockWaitTimeout)", "--no-password", "--dbname=\(database)"]
+    func dumpArguments(database: String, clientFolder: String) -> [String] {
+        ["\(clientFolder)/pg_dump", "--format=custom", "--compress=0", "--lock-wait-timeout=\(lockWaitTimeout)", "--no-password", "--dbname=\(database)"]
     }
 
-    func globalsArguments() -> [String] {
-        [tool("pg_dumpall"), "--globals-only", "--no-role-passwords", "--no-password"]
+    func globalsArguments(clientFolder: String) -> [String] {
+        ["\(clientFolder)/pg_dumpall", "--globals-only", "--no-role-passwords", "--no-password"]
     }
 }

@@ -32,9 +32,12 @@ public struct DatabaseRestorer: Sendable {
     public init(restorer: Restorer) { self.restorer = restorer }
 
     public func restore(setId: String, component: String, node: String?, identities: [Identity], into target: Target) throws {
+        let entry = try restorer.catalog.entry(setId: setId, node: node)
+        let folder = try entry.manifest?.components.first(where: { $0.name == component })
+            .flatMap { try PostgresClients.restoreFolder(for: $0, binDirectory: target.binDirectory) } ?? target.binDirectory
         let pg = PostgresSourceDefinition(host: target.host, port: target.port, user: target.user, passwordFile: target.passwordFile,
                                           databases: [target.database], globals: false, lockWaitTimeout: "60s", sslMode: nil,
-                                          binDirectory: target.binDirectory, environment: [:])
+                                          binDirectory: folder, environment: [:])
         let passFile = try pg.makePassFile()
         let env = pg.childEnvironment(passFile: passFile)
         let template = NSTemporaryDirectory() + "cnbackup-restore-XXXXXX"

@@ -26,7 +26,8 @@ final class ContentChecks {
         if first {
             first = false
             if chunk.starts(with: Array("PGDMP".utf8)) {
-                listCheck = try PgRestoreListCheck(binDirectory: pgBinDirectory, component: record.name)
+                listCheck = try PgRestoreListCheck(binDirectory: try PostgresClients.restoreFolder(for: record, binDirectory: pgBinDirectory),
+                                                   component: record.name)
             }
         }
         listCheck?.write(chunk)
