@@ -9,30 +9,37 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends libcurl4-openssl-dev libssl-dev libzstd-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Resolve dependencies in their own layer, so source edits do not refetch them.
-COPY Package.swift Package.resolved ./
+# Resolve dependencies in their own layer, so source edits do not refetch them. (Package.resolved
+# is not in git: the versions resolve from Package.swift's ranges.)
+COPY Package.swift ./
 RUN swift package resolve
 COPY Sources ./Sources
+# Every target declared in Package.swift, tests included, must have its folder for the package to load.
+COPY Tests ./Tests
 # Static Swift runtime: the runtime image needs no Swift toolchain, only the C libraries below.
 RUN swift build -c release --product cnbackup --static-swift-stdlib \
  && install -D -m 0755 "$(swift build -c release --show-bin-path)/cnbackup" /out/cnbackup
 
 # --- runtime ----------------------------------------------------------------------------------
 FROM debian:bookworm-slim
-# pg_dump must be at least the server's major version (pg_restore at least the dump's).
-# Debian 12 ships PostgreSQL 15; for 16/17 servers add the PGDG repository
-# (https://apt.postgresql.org, "bookworm-pgdg") and install postgresql-client-17 instead,
-# then point `binDirectory` in the pipeline at /usr/lib/postgresql/17/bin.
+# pg_dump must be at least the server's major version (pg_restore at least the dump's), and Splice
+# asks for PostgreSQL 17: the clients for 15 to 18 come from PostgreSQL's own apt repository
+# (PGDG). Each capture asks its server for its version and runs the oldest client at least as new
+# (under /usr/lib/postgresql/*/bin); a pipeline's `binDirectory` pins one instead.
 # curl: the CometBFT VolumeSnapshot script; jq: the off-cluster nightly script.
 RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && install -d /usr/share/postgresql-common/pgdg \
+ && curl -fsSL -o /usr/share/postgresql-common/pgdg/apt.postgresql.org.asc https://www.postgresql.org/media/keys/ACCC4CF8.asc \
+ && echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main" \
+      > /etc/apt/sources.list.d/pgdg.list \
+ && apt-get update \
  && apt-get install -y --no-install-recommends \
-      ca-certificates libcurl4 libssl3 libzstd1 zstd tar postgresql-client-15 curl jq \
+      libcurl4 libssl3 libzstd1 zstd tar jq \
+      postgresql-client-15 postgresql-client-16 postgresql-client-17 postgresql-client-18 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 cnbackup \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin cnbackup
-# Debian puts the versioned clients behind a wrapper; put them first on PATH so captures find
-# pg_dump/pg_dumpall/pg_restore of the installed major version directly.
-ENV PATH=/usr/lib/postgresql/15/bin:$PATH
 COPY --from=build /out/cnbackup /usr/local/bin/cnbackup
 # Numeric so Kubernetes' runAsNonRoot can check it without resolving names.
 USER 10001:10001

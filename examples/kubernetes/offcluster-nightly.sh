@@ -10,6 +10,9 @@ set -u
 
 CNBACKUP=${CNBACKUP:-cnbackup}
 NODE=${NODE:-sv-1}
+# The pruning retention the history must keep gap-free: an SV's sequencer retention (30d); a
+# validator's own participant retention (Splice's validator example: 48h).
+RETENTION=${RETENTION:-30d}
 PRIMARY=${PRIMARY:-"s3://canton-backups/mainnet?endpoint=https://s3.eu-central-1.amazonaws.com&region=eu-central-1"}
 DR=${DR:-"s3://canton-backups-dr/mainnet?endpoint=https://s3.eu-west-1.amazonaws.com&region=eu-west-1"}
 SIGNER=${SIGNER:?set SIGNER to the pinned cnb1-ed25519-pub-... key}
@@ -47,7 +50,7 @@ step verify-sample "$CNBACKUP" verify --store "$PRIMARY" --signer "$SIGNER" --no
 
 # 3. Retention: keeps a gap-free chain shorter than the sequencer's 30-day pruning window and every
 #    past epoch; deletes nothing while the newest set is partial or untrusted.
-step prune "$CNBACKUP" prune --store "$PRIMARY" --signer "$SIGNER" --node "$NODE" --retention-period 30d --apply
+step prune "$CNBACKUP" prune --store "$PRIMARY" --signer "$SIGNER" --node "$NODE" --retention-period "$RETENTION" --apply
 
 # 4. Orphans of runs that never committed a manifest (the writer cannot delete them itself).
 step cleanup "$CNBACKUP" cleanup --store "$PRIMARY" --older-than 24h --apply
@@ -56,10 +59,10 @@ step cleanup "$CNBACKUP" cleanup --store "$PRIMARY" --older-than 24h --apply
 #    With --retention-period, a gap in the history longer than pruning allows fails it too.
 if [ -n "$PUSHGATEWAY" ]; then
   step check-freshness "$CNBACKUP" check-freshness --store "$PRIMARY" --signer "$SIGNER" --node "$NODE" --max-age 4h \
-    --retention-period 30d --metrics-file "$METRICS" --pushgateway "$PUSHGATEWAY"
+    --retention-period "$RETENTION" --metrics-file "$METRICS" --pushgateway "$PUSHGATEWAY"
 else
   step check-freshness "$CNBACKUP" check-freshness --store "$PRIMARY" --signer "$SIGNER" --node "$NODE" --max-age 4h \
-    --retention-period 30d --metrics-file "$METRICS"
+    --retention-period "$RETENTION" --metrics-file "$METRICS"
 fi
 
 if [ -n "$failed" ]; then echo "FAILED:$failed" >&2; exit 1; fi
