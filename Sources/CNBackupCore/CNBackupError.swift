@@ -1,3 +1,7 @@
+// CNBackupCore: the bottom layer. Errors, durations and timestamps; pull-based byte streams and
+// bounded channels; zstd (CZstd); the OpenSSL wrapper, keys and the sealed format (COpenSSL);
+// Cancellation and LastResort. It may know only the C libraries it wraps: no network, no object
+// store, no pipeline, no Canton.
 import Foundation
 
 /// The one error type the library throws to its callers: a stable code a script can match on, a

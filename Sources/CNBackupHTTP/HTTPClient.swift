@@ -1,3 +1,6 @@
+// CNBackupHTTP: bytes over HTTP(S) through libcurl (CCurl, behind this one file) and RetryPolicy,
+// the one retry policy of every network caller. It may know CNBackupCore; it knows nothing of S3,
+// of backups or of Canton.
 import CCurl
 import Foundation
 import CNBackupCore

@@ -1,3 +1,7 @@
+// CNBackupStorage: where objects go. The ObjectStore protocol and its guarantees, the file store,
+// RetryingStore, store URLs, and S3 (settings, credentials, SigV4, requests, multipart, reading).
+// It may know CNBackupCore and CNBackupHTTP; it knows objects and keys, not sets, manifests,
+// pipelines or Canton.
 import Foundation
 import CNBackupCore
 

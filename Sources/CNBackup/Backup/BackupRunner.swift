@@ -1,3 +1,7 @@
+// CNBackup: the domain, on top of CNBackupCore, CNBackupHTTP and CNBackupStorage. Catalog,
+// pipeline definitions, captures, the runner, verify, restore, recover, retention, metrics and
+// copy: Canton's rules live here. It never touches signals, the terminal or process-wide
+// settings: those belong to the executable (cnbackup-cli).
 import Foundation
 import Logging
 import CNBackupCore
