@@ -19,6 +19,8 @@ RELEASE_BIN="$(swift build -c release --show-bin-path)/cnbackup"
 scripts/e2e-canton.sh "$RELEASE_BIN"
 # SIGTERM during a run (~10 s): no child, grandchild, open upload or secret temporary file is left.
 scripts/e2e-signals.sh "$RELEASE_BIN"
+# Secrets (~10 s): kubernetesSecret against a fake API server over TLS, restore --as-kubernetes-secret, set age, Splice naming in validate.
+scripts/e2e-secrets.sh "$RELEASE_BIN"
 # e2e-pg18 (PostgreSQL 18 server and clients, ~15 s) runs alongside e2e-faults, its output held back
 # until both end; either failing fails the suite.
 PG18_LOG=$(mktemp /tmp/cnbackup-e2e-pg18-log.XXXXXX)

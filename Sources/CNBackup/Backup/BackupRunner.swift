@@ -181,7 +181,8 @@ public struct BackupRunner: Sendable {
             if capture.role == .apps, let evidence { context.recordAppsSnapshot(evidence.serverNowBeforeSnapshot) }
             let record = ComponentRecord(
                 name: capture.name, role: capture.role.rawValue, source: capture.summary, objectKey: objectName,
-                storedSize: stored.storedSize, storedSHA256: stored.storedSHA256.hex, etag: stored.info.etag,
+                storedSize: stored.storedSize, storedSHA256: stored.storedSHA256.hex,
+                headerSHA256: SHA256Hasher.hash(sealed.header.bytes).hex, etag: stored.info.etag,
                 plaintextSize: stored.plaintextSize,
                 plaintextDigestHMAC: try sealed.dataKey.plaintextDigestMAC(stored.plaintextSHA256).hex,
                 codec: compressed.codec, keyIds: sealed.header.keyIDs, segmentSize: sealed.header.segmentSize,

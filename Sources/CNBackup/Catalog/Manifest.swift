@@ -91,6 +91,10 @@ public struct ComponentRecord: Codable, Sendable, Equatable {
     public var objectKey: String
     public var storedSize: Int64
     public var storedSHA256: String
+    /// SHA-256 of the object's sealed header (its stanzas, description and MAC): binds the header
+    /// to this signed manifest, so readers refuse another header before opening anything
+    /// (docs/FORMAT.md). Absent in manifests written before the binding.
+    public var headerSHA256: String? = nil
     public var etag: String?
     public var plaintextSize: Int64
     /// HMAC-SHA256 of the plaintext's SHA-256 under a key derived from the object's data key.

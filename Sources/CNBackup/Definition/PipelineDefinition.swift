@@ -256,7 +256,9 @@ public struct PipelineDefinition: Sendable {
         for capture in captures {
             for job in capture.jobs {
                 if let other = madeBy[job.name] {
-                    throw CNBackupError(.invalidDefinition, "\(file): captures \(other) and \(capture.name) both make a component named \"\(job.name)\": rename one of them")
+                    throw CNBackupError(.invalidDefinition, other == capture.name
+                        ? "\(file): capture \(capture.name) makes two components named \"\(job.name)\" (a database named globals beside globals: true): rename the capture or dump that database in another"
+                        : "\(file): captures \(other) and \(capture.name) both make a component named \"\(job.name)\": rename one of them")
                 }
                 madeBy[job.name] = capture.name
             }
@@ -276,7 +278,14 @@ public struct PipelineDefinition: Sendable {
                                   signingKeyFile: signingKeyFile, compression: compression, captures: captures,
                                   readBack: readBack, parallelism: parallelism, warnings: warnings)
         try definition.checkDatabaseEpochs(file: file)
-        return definition
+        var checked = definition
+        let inPod = ProcessInfo.processInfo.environment["KUBERNETES_SERVICE_HOST"].map { !$0.isEmpty } ?? false
+        for capture in captures {
+            if case .kubernetesSecret(let secret) = capture.source, secret.apiServer == nil, !inPod {
+                checked.warnings.append("\(file): capture \(capture.name) reads a Secret from the API server of the pod it runs in: outside a pod (no KUBERNETES_SERVICE_HOST), give kubernetesSecret.apiServer, tokenFile and caFile")
+            }
+        }
+        return checked
     }
 
     /// Splice names databases after the epoch they serve: the participant after the migration

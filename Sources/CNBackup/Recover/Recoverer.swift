@@ -96,25 +96,18 @@ public struct Recoverer: Sendable {
     /// the zstd frame decompressed, the plaintext counted and hashed.
     private func rebuild(component: String, name: String, info: ObjectInfo, layout: SetLayout,
                          identities: [Identity]) throws -> (ComponentRecord, String?) {
-        let stored = DigestingStream(try store.get(key: info.key))
-        let opened = try OpeningStream(PipelinedStream(stored, name: "recover-read"), identities: identities)
-        let d = opened.header.description
-        guard d.setId == layout.setId, d.node == layout.node, d.migrationId == layout.epoch.migrationId,
-              d.serial == layout.epoch.serial, d.component == component else {
-            opened.close()
-            throw CNBackupError(.integrity, "its header says set \(d.setId ?? "?") component \(d.component ?? "?"): it was moved or swapped here")
-        }
-        let plaintext = DigestingStream(try ZstdDecompressStream(PipelinedStream(opened, name: "recover-open")))
-        try plaintext.forEachChunk { _ in }
-        guard let storedDigest = stored.digest, let plaintextDigest = plaintext.digest else {
-            throw CNBackupError(.integrity, "the object ended before it was read")
-        }
+        let reader = try ComponentReader(store: store, key: info.key, expect: .place(layout: layout, component: component),
+                                         keys: .identities(identities))
+        try reader.plaintext.forEachChunk { _ in }
+        let totals = try reader.finish()
+        let d = reader.header.description
         let record = ComponentRecord(
             name: component, role: d.role ?? ComponentRole.other.rawValue, source: "recovered from the object header",
-            objectKey: name, storedSize: stored.count, storedSHA256: storedDigest.hex, etag: info.etag,
-            plaintextSize: plaintext.count, plaintextDigestHMAC: try opened.dataKey.plaintextDigestMAC(plaintextDigest).hex,
+            objectKey: name, storedSize: totals.storedSize, storedSHA256: totals.storedSHA256.hex,
+            headerSHA256: SHA256Hasher.hash(reader.header.bytes).hex, etag: info.etag,
+            plaintextSize: totals.plaintextSize, plaintextDigestHMAC: try reader.dataKey.plaintextDigestMAC(totals.plaintextSHA256).hex,
             // The level is not in the object; zstd frames decode whatever the level.
-            codec: CodecInfo(name: "zstd", level: 0), keyIds: opened.header.keyIDs, segmentSize: opened.header.segmentSize,
+            codec: CodecInfo(name: "zstd", level: 0), keyIds: reader.header.keyIDs, segmentSize: reader.header.segmentSize,
             started: d.captureStart ?? Timestamp.format(info.lastModified), ended: Timestamp.format(info.lastModified),
             startOrder: 0, endOrder: 0, readBack: "recovered", postgres: nil)
         return (record, d.captureStart)

@@ -33,8 +33,8 @@ public struct Restorer: Sendable {
             let names = manifest.components.map(\.name).joined(separator: ", ")
             throw CNBackupError(.notFound, "set \(setId) has no component \"\(component)\"; it has: \(names)")
         }
-        let reader = try ComponentReader(store: catalog.store, layout: entry.layout, manifest: manifest,
-                                         record: record, identities: identities)
+        let reader = try ComponentReader(store: catalog.store, key: entry.layout.key(relative: record.objectKey),
+                                         expect: .record(record, manifest: manifest, layout: entry.layout), keys: .identities(identities))
 
         switch destination {
         case .standardOutput:

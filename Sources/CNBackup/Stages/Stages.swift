@@ -75,14 +75,11 @@ public struct ReadBack: Stage {
         }
         if mode == .none { return Verified(stored: input, mode: mode) }
         if mode == .sample { try readSample(input); return Verified(stored: input, mode: mode) }
-        let stored = try store.get(key: input.key)
-        let opened = try OpeningStream(stored, dataKey: input.sealed.dataKey, expectedHeader: input.sealed.header)
-        let plaintext = try ZstdDecompressStream(PipelinedStream(opened, name: "read-back"))
-        var count: Int64 = 0
-        try plaintext.forEachChunk { count += Int64($0.count) }
-        guard count == input.plaintextSize else {
-            throw CNBackupError(.integrity, "\(input.key) read back opens to \(count) bytes, \(input.plaintextSize) were captured")
-        }
+        let reader = try ComponentReader(store: store, key: input.key,
+                                         expect: .written(name: input.key, storedSize: input.storedSize, plaintextSize: input.plaintextSize),
+                                         keys: .dataKey(input.sealed.dataKey, header: input.sealed.header))
+        try reader.plaintext.forEachChunk { _ in }
+        try reader.finish()
         return Verified(stored: input, mode: mode)
     }
 

@@ -2,36 +2,155 @@ import Foundation
 import CNBackupCore
 import CNBackupStorage
 
-/// Opens one stored component of a trusted set for reading: the stored bytes are hashed as they
-/// pass, opened with a private key (each segment authenticated), checked to belong to this set and
-/// component, and decompressed. `finish()` then checks what only the end can tell: the stored
-/// SHA-256, the plaintext size and its digest HMAC. Verify and restore both read through this.
+/// The one reader of stored objects: verify, restore, copy's check, recover and the run's
+/// read-back all open objects through it, so the rules below hold on every read path.
+///
+/// - The stored bytes are hashed as they pass and never read past the signed stored size.
+/// - The sealed header must be the one the signed manifest binds (`headerSHA256`), checked before
+///   the first segment is opened: an object sealed by someone else to the same public recipients,
+///   with a description copied from a real header, is refused before any of its plaintext exists.
+///   A manifest written before that binding (no `headerSHA256`) has its object's SHA-256 checked
+///   in a first pass instead, so still no byte leaves that the manifest does not vouch for.
+/// - Each segment is authenticated; the header must name this set and component; the
+///   decompressed plaintext never goes past the signed plaintext size.
+/// - `finish()` then checks what only the end can tell: the stored SHA-256, the plaintext size and
+///   its digest HMAC.
 final class ComponentReader {
-    let plaintext: DigestingStream
-    private let stored: DigestingStream
-    private let opened: OpeningStream
-    private let record: ComponentRecord
-
-    init(store: any ObjectStore, layout: SetLayout, manifest: Manifest, record: ComponentRecord, identities: [Identity]) throws {
-        self.record = record
-        stored = DigestingStream(try store.get(key: layout.key(relative: record.objectKey)))
-        opened = try OpeningStream(PipelinedStream(stored, name: "component-read"), identities: identities)
-        try checkDescription(opened.header.description, record: record, manifest: manifest)
-        // Four threads: reading and hashing the stored bytes, opening segments, decompressing, and
-        // (the caller's) hashing the plaintext and writing it out.
-        let decompressed = try ZstdDecompressStream(PipelinedStream(opened, name: "component-open"))
-        plaintext = DigestingStream(PipelinedStream(Progress.track(decompressed, name: record.name, total: record.plaintextSize),
-                                                    name: "component-decompress"))
+    /// What opens the object.
+    enum Keys {
+        /// Private keys (verify, restore, recover).
+        case identities([Identity])
+        /// The data key the run still holds and the header it wrote (read-back: no private key).
+        case dataKey(DataKey, header: SealedHeader)
     }
 
-    /// Call once `plaintext` has ended.
-    func finish() throws {
-        guard stored.digest?.hex == record.storedSHA256 else {
+    /// What the object must be.
+    enum Expectation {
+        /// A component of a trusted manifest.
+        case record(ComponentRecord, manifest: Manifest, layout: SetLayout)
+        /// An object without a manifest yet (recover): its header must name this place.
+        case place(layout: SetLayout, component: String)
+        /// What this run just wrote (read-back, with `.dataKey`, which also requires the header to
+        /// be the one written, byte for byte): the sizes it counted.
+        case written(name: String, storedSize: Int64, plaintextSize: Int64)
+    }
+
+    let plaintext: DigestingStream
+    let header: SealedHeader
+    let dataKey: DataKey
+    private let stored: DigestingStream
+    private let expectation: Expectation
+    private let name: String
+
+    init(store: any ObjectStore, key: String, expect expectation: Expectation, keys: Keys) throws {
+        self.expectation = expectation
+        var source = try store.get(key: key)
+        switch expectation {
+        case .record(let record, _, _):
+            name = record.name
+            if record.headerSHA256 == nil { try Self.checkWhole(store: store, key: key, record: record) }
+            source = LimitedStream(source, limit: record.storedSize, what: "object \(record.objectKey)")
+        case .place(_, let component):
+            name = component
+        case .written(let written, let storedSize, _):
+            name = written
+            source = LimitedStream(source, limit: storedSize, what: "object \(written)")
+        }
+        // The run's read-back counts only: the header is compared byte for byte, every segment
+        // authenticates under the data key and the zstd checksum covers the plaintext.
+        let hashing: Bool = if case .written = expectation { false } else { true }
+        stored = DigestingStream(source, hashing: hashing)
+        let opened: OpeningStream
+        switch keys {
+        case .identities(let identities):
+            opened = try OpeningStream(PipelinedStream(stored, name: "component-read"), identities: identities)
+        case .dataKey(let dataKey, let header):
+            opened = try OpeningStream(PipelinedStream(stored, name: "component-read"), dataKey: dataKey, expectedHeader: header)
+        }
+        header = opened.header
+        dataKey = opened.dataKey
+        do {
+            try Self.check(header: opened.header, against: expectation)
+        } catch {
+            opened.close()
+            throw error
+        }
+        // Four threads: reading and hashing the stored bytes, opening segments, decompressing, and
+        // (the caller's) hashing the plaintext and writing it out.
+        var decompressed: ByteStream = try ZstdDecompressStream(PipelinedStream(opened, name: "component-open"))
+        let total: Int64?
+        switch expectation {
+        case .record(let record, _, _): total = record.plaintextSize
+        case .written(_, _, let plaintextSize): total = plaintextSize
+        case .place: total = nil
+        }
+        if let total { decompressed = LimitedStream(decompressed, limit: total, what: "the plaintext of \(name)") }
+        plaintext = DigestingStream(PipelinedStream(Progress.track(decompressed, name: name, total: total), name: "component-decompress"),
+                                    hashing: hashing)
+    }
+
+    /// The header binding and the place the header names.
+    static func check(header: SealedHeader, against expectation: Expectation) throws {
+        let description = header.description
+        switch expectation {
+        case .record(let record, let manifest, _):
+            if let bound = record.headerSHA256, SHA256Hasher.hash(header.bytes).hex != bound {
+                throw CNBackupError(.integrity,
+                    "object \(record.objectKey) has another sealed header than the signed manifest binds: it was replaced (nothing of it was read)")
+            }
+            guard description.setId == manifest.setId, description.component == record.name,
+                  description.node == manifest.node.name, description.migrationId == manifest.epoch.migrationId,
+                  description.serial == manifest.epoch.serial else {
+                throw CNBackupError(.integrity,
+                    "object \(record.objectKey) belongs to set \(description.setId ?? "?") component \(description.component ?? "?"), not to set \(manifest.setId) component \(record.name): it was swapped")
+            }
+        case .written:
+            return
+        case .place(let layout, let component):
+            guard description.setId == layout.setId, description.node == layout.node, description.migrationId == layout.epoch.migrationId,
+                  description.serial == layout.epoch.serial, description.component == component else {
+                throw CNBackupError(.integrity, "its header says set \(description.setId ?? "?") component \(description.component ?? "?"): it was moved or swapped here")
+            }
+        }
+    }
+
+    /// For manifests that bind no header: the whole object's SHA-256 first, before anything opens.
+    private static func checkWhole(store: any ObjectStore, key: String, record: ComponentRecord) throws {
+        let whole = DigestingStream(LimitedStream(try store.get(key: key), limit: record.storedSize, what: "object \(record.objectKey)"))
+        try whole.forEachChunk { _ in }
+        guard whole.count == record.storedSize, whole.digest?.hex == record.storedSHA256 else {
             throw CNBackupError(.integrity, "object \(record.objectKey) has other bytes than the manifest records (SHA-256 differs)")
         }
-        guard plaintext.count == record.plaintextSize, let digest = plaintext.digest,
-              try opened.dataKey.plaintextDigestMAC(digest).hex == record.plaintextDigestHMAC else {
-            throw CNBackupError(.integrity, "the plaintext of \(record.name) differs from what was captured")
+    }
+
+    /// What the whole read saw; call once `plaintext` has ended.
+    struct Totals {
+        var storedSize: Int64
+        var storedSHA256: [UInt8]
+        var plaintextSize: Int64
+        var plaintextSHA256: [UInt8]
+    }
+
+    /// Checks the ends against the manifest (for a record) and returns what was read.
+    @discardableResult
+    func finish() throws -> Totals {
+        guard let storedDigest = stored.digest, let plaintextDigest = plaintext.digest else {
+            throw CNBackupError(.integrity, "object \(name) ended before it was read whole")
         }
+        if case .record(let record, _, _) = expectation {
+            guard stored.count == record.storedSize, storedDigest.hex == record.storedSHA256 else {
+                throw CNBackupError(.integrity, "object \(record.objectKey) has other bytes than the manifest records (SHA-256 differs)")
+            }
+            guard plaintext.count == record.plaintextSize,
+                  try dataKey.plaintextDigestMAC(plaintextDigest).hex == record.plaintextDigestHMAC else {
+                throw CNBackupError(.integrity, "the plaintext of \(record.name) differs from what was captured")
+            }
+        }
+        if case .written(_, let storedSize, let plaintextSize) = expectation {
+            guard stored.count == storedSize, plaintext.count == plaintextSize else {
+                throw CNBackupError(.integrity, "\(name) reads back as \(stored.count) stored and \(plaintext.count) plaintext bytes; \(storedSize) and \(plaintextSize) were written")
+            }
+        }
+        return Totals(storedSize: stored.count, storedSHA256: storedDigest, plaintextSize: plaintext.count, plaintextSHA256: plaintextDigest)
     }
 }

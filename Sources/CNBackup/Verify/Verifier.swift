@@ -112,21 +112,22 @@ public struct Verifier: Sendable {
             }
             result.checked.append("size")
             if let identities = options.identities {
-                let reader = try ComponentReader(store: catalog.store, layout: entry.layout, manifest: manifest,
-                                                 record: record, identities: identities)
+                let reader = try ComponentReader(store: catalog.store, key: key, expect: .record(record, manifest: manifest, layout: entry.layout),
+                                                 keys: .identities(identities))
                 let content = ContentChecks(record: record, pgBinDirectory: options.pgBinDirectory)
                 try reader.plaintext.forEachChunk { try content.consume($0) }
                 try reader.finish()
                 try content.finish()
                 result.checked += ["sha256", "header", "authenticated", "zstd checksum", "plaintext digest"] + content.checked
             } else {
-                let stored = DigestingStream(try catalog.store.get(key: key))
+                let stored = DigestingStream(LimitedStream(try catalog.store.get(key: key), limit: record.storedSize,
+                                                           what: "object \(record.objectKey)"))
                 let reader = ChunkReader(stored)
                 let header = try SealedHeader.read(from: reader)
-                try checkDescription(header.description, record: record, manifest: manifest)
+                try ComponentReader.check(header: header, against: .record(record, manifest: manifest, layout: entry.layout))
                 try reader.skipToEnd()
                 try checkStoredDigest(stored, record)
-                result.checked += ["sha256", "header"]
+                result.checked += ["sha256", "header"] + (record.headerSHA256 != nil ? ["header bound"] : [])
             }
             result.ok = true
         } catch {
@@ -139,16 +140,6 @@ public struct Verifier: Sendable {
         guard stored.digest?.hex == record.storedSHA256 else {
             throw CNBackupError(.integrity, "object \(record.objectKey) has other bytes than the manifest records (SHA-256 differs)")
         }
-    }
-}
-
-/// The header of an object names its set and component; a mismatch means it was swapped in.
-func checkDescription(_ description: ObjectDescription, record: ComponentRecord, manifest: Manifest) throws {
-    guard description.setId == manifest.setId, description.component == record.name,
-          description.node == manifest.node.name, description.migrationId == manifest.epoch.migrationId,
-          description.serial == manifest.epoch.serial else {
-        throw CNBackupError(.integrity,
-            "object \(record.objectKey) belongs to set \(description.setId ?? "?") component \(description.component ?? "?"), not to set \(manifest.setId) component \(record.name): it was swapped")
     }
 }
 
