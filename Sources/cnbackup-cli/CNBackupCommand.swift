@@ -71,21 +71,39 @@ struct StoreOptions: ParsableArguments {
     }
 }
 
-/// The signers whose manifests readers trust.
+/// The signers whose manifests readers trust: `--signer PUB` for any node, `--signer NODE=PUB`
+/// for one node only (that node then trusts nothing else); the same, comma-separated, in CNBACKUP_SIGNER.
 struct SignerOptions: ParsableArguments {
-    @Option(name: .customLong("signer"), help: "A pinned signer public key (cnb1-ed25519-pub-...); repeat for several. Default: $CNBACKUP_SIGNER.")
+    @Option(name: .customLong("signer"), help: "A pinned signer public key (cnb1-ed25519-pub-...), or NODE=KEY to pin it to one node; repeat for several. Default: $CNBACKUP_SIGNER.")
     var signers: [String] = []
+    @Flag(help: "Count sets rebuilt by `cnbackup recover` as complete backups (for freshness and retention).")
+    var countRecovered = false
 
-    func load() throws -> [SignerKey] {
+    func pins() throws -> SignerPins {
         var texts = signers
         if texts.isEmpty, let fromEnvironment = ProcessInfo.processInfo.environment["CNBACKUP_SIGNER"] {
-            texts = fromEnvironment.split(separator: ",").map(String.init)
+            texts = fromEnvironment.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
         guard !texts.isEmpty else {
             throw CNBackupError(.invalidInput,
                 "no pinned signer: pass --signer cnb1-ed25519-pub-... (printed by `cnbackup keys generate --signing`) or set CNBACKUP_SIGNER; only manifests signed by it are trusted")
         }
-        return try texts.map { try SignerKey(parsing: $0) }
+        var pins = SignerPins(anyNode: [])
+        for text in texts {
+            if let equals = text.firstIndex(of: "="), !text.hasPrefix("cnb1-") {
+                let node = String(text[..<equals])
+                pins.perNode[node, default: []].append(try SignerKey(parsing: String(text[text.index(after: equals)...])))
+            } else {
+                pins.anyNode.append(try SignerKey(parsing: text))
+            }
+        }
+        return pins
+    }
+
+    func load() throws -> [SignerKey] { try pins().all }
+
+    func catalog(_ store: any ObjectStore) throws -> Catalog {
+        Catalog(store: store, pins: try pins(), countRecovered: countRecovered)
     }
 }
 

@@ -24,7 +24,7 @@ struct CheckFreshnessCommand: ParsableCommand {
     func run() throws {
         var fresh = false
         try reporting {
-            let catalog = Catalog(store: try storeOptions.open(), signers: try signerOptions.load())
+            let catalog = try signerOptions.catalog(try storeOptions.open())
             let policy = try retentionPeriod.map { RetentionPolicy(retentionPeriod: try DurationText.parse($0), margin: try DurationText.parse(margin)) }
             if let problem = policy?.problem { throw CNBackupError(.invalidInput, problem) }
             let gateway = try pushgateway.map { try Pushgateway(url: $0, caFile: pushgatewayCaFile) }
@@ -67,7 +67,7 @@ struct CopyCommand: ParsableCommand {
         if !json { progress.install() }
         var ok = false
         try reporting {
-            let source = Catalog(store: try StoreSettings(parsing: from).open(), signers: try signerOptions.load())
+            let source = try signerOptions.catalog(try StoreSettings(parsing: from).open())
             let copier = Copier(source: source, destination: try StoreSettings(parsing: to).open())
             let outcomes = try copier.copy(setIds: sets.isEmpty ? nil : sets, node: node)
             ok = outcomes.allSatisfy { $0.error == nil && $0.verified }

@@ -33,7 +33,7 @@ struct PruneCommand: ParsableCommand {
                                          keepWithin: try DurationText.parse(keepWithin), keepLast: keepLast,
                                          keepEveryPastEpochSet: !thinPastEpochs)
             if let problem = policy.problem { throw CNBackupError(.invalidInput, problem) }
-            let pruner = Pruner(catalog: Catalog(store: try storeOptions.open(), signers: try signerOptions.load()), policy: policy)
+            let pruner = Pruner(catalog: try signerOptions.catalog(try storeOptions.open()), policy: policy)
             let (plan, entries) = try pruner.plan(node: node)
             gaps = plan.gaps.count
             if json {

@@ -49,8 +49,8 @@ struct ListCommand: ParsableCommand {
     func run() throws {
         var untrusted = 0
         try reporting {
-            let catalog = Catalog(store: try storeOptions.open(), signers: try signerOptions.load())
-            var entries = try catalog.entries(node: node)
+            let catalog = try signerOptions.catalog(try storeOptions.open())
+            var (entries, ignored) = try catalog.scan(node: node)
             if let epoch {
                 let wanted = try Epoch(parsing: epoch)
                 entries = entries.filter { $0.layout.epoch.migrationId == wanted.migrationId && $0.layout.epoch.serial == wanted.serial }
@@ -58,12 +58,15 @@ struct ListCommand: ParsableCommand {
             untrusted = entries.filter { !$0.isTrusted }.count
             let summaries = entries.map(SetSummary.init)
             if json {
-                struct Listing: Encodable { var sets: [SetSummary] }
-                try printJSON(Listing(sets: summaries))
+                struct Listing: Encodable { var sets: [SetSummary]; var ignored: [IgnoredKey] }
+                try printJSON(Listing(sets: summaries, ignored: ignored))
             } else {
                 if summaries.isEmpty { print("no sets in \(storeOptions.store)") }
+                if !ignored.isEmpty {
+                    printError("note: \(ignored.count) key(s) under the prefix are not part of any set (first: \(ignored[0].key): \(ignored[0].reason)); --json lists them")
+                }
                 for s in summaries {
-                    let state = s.signature != "valid" ? "UNTRUSTED (signature \(s.signature))"
+                    let state = s.signature != "valid" || !s.problems.isEmpty ? "UNTRUSTED (signature \(s.signature))"
                         : (s.complete ? "complete" : (s.status ?? "unreadable")) + (s.recovered ? " (recovered)" : "")
                     print("\(s.id)  \(s.node)  epoch \(s.epoch)  \(s.captureStart ?? "-")  \(state)  [\(s.components.joined(separator: ", "))]  keys \(s.keyIds.joined(separator: ","))")
                     for problem in s.problems { print("    problem: \(problem)") }
@@ -110,7 +113,7 @@ struct VerifyCommand: ParsableCommand {
         if deep && !json { progress.install() }
         var ok = false
         try reporting {
-            let catalog = Catalog(store: try storeOptions.open(), signers: try signerOptions.load())
+            let catalog = try signerOptions.catalog(try storeOptions.open())
             let options = VerifyOptions(identities: deep ? try identities.map { try KeyFile.loadIdentity(path: $0) } : nil,
                                         heldKeys: heldKeys.isEmpty ? nil : try heldKeys.map { try KeyID(parsing: $0) },
                                         pgBinDirectory: pgBin)
@@ -193,7 +196,7 @@ struct RestoreCommand: ParsableCommand {
     func run() throws {
         progress.install()
         try reporting {
-            let catalog = Catalog(store: try storeOptions.open(), signers: try signerOptions.load())
+            let catalog = try signerOptions.catalog(try storeOptions.open())
             if plan {
                 let entry = try catalog.entry(setId: set, node: node)
                 guard entry.isTrusted, let manifest = entry.manifest else {

@@ -15,8 +15,7 @@ import CNBackupStorage
                                 epoch: layout.epoch, status: .complete, failures: [], toolVersion: "test",
                                 captureStart: Timestamp.format(start), captureEnd: Timestamp.format(start), recovered: nil,
                                 components: [], barrier: nil)
-        let runner = BackupRunner(definition: try f.pipeline("  - { name: x, role: other, command: [ \"true\" ] }"), store: f.store, logger: Logger(label: "t"))
-        try runner.commit(manifest, layout: layout, signingKey: try KeyFile.loadSigningKey(path: f.signingPath))
+        try SetCommitter(store: f.store).commit(manifest, layout: layout, signingKey: try KeyFile.loadSigningKey(path: f.signingPath))
         return layout
     }
 

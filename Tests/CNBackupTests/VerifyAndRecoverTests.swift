@@ -139,11 +139,18 @@ import CNBackupStorage
               - { name: dump, role: participant, file: "\(dir)/input" }
               - { name: ids, role: other, command: [ "printf", "identities" ] }
             """))
-            // The run died after signing, before the manifest: the signature is stale.
+            // The run died after signing, before the manifest: recover never replaces the stored
+            // signature, so it refuses until someone with delete rights removed it.
             try FileManager.default.removeItem(atPath: dir + "/store/" + result.layout.manifestKey)
             #expect(try f.catalog.entries().isEmpty)
             let recoverer = Recoverer(store: f.store)
             let signingKey = try KeyFile.loadSigningKey(path: f.signingPath)
+            let signed = #expect(throws: CNBackupError.self) {
+                try recoverer.recover(setId: result.setId, options: .init(identities: [f.identity], signingKey: signingKey, olderThan: 0))
+            }
+            #expect(signed?.code == .alreadyExists && signed?.message.contains("never replaces") == true)
+            // The common case: the run died during its captures, before signing anything.
+            try FileManager.default.removeItem(atPath: dir + "/store/" + result.layout.signatureKey)
             let young = #expect(throws: CNBackupError.self) {
                 try recoverer.recover(setId: result.setId, options: .init(identities: [f.identity], signingKey: signingKey))
             }
@@ -158,8 +165,11 @@ import CNBackupStorage
                 #expect(rebuilt.plaintextDigestHMAC == original.plaintextDigestHMAC)
                 #expect(rebuilt.role == original.role && rebuilt.keyIds == original.keyIds)
             }
+            // Trusted, but a complete backup for freshness and retention only when the operator says so.
             let entry = try f.catalog.entry(setId: result.setId)
-            #expect(entry.isCompleteBackup)
+            #expect(entry.isTrusted && !entry.isCompleteBackup)
+            let counting = Catalog(store: f.store, pins: f.catalog.pins, countRecovered: true)
+            #expect(try counting.entry(setId: result.setId).isCompleteBackup)
             let report = try Verifier(catalog: f.catalog).verify(setId: result.setId, identities: [f.identity])
             #expect(report.ok, "\(report)")
             #expect(report.status?.contains("recovered") == true)

@@ -223,6 +223,7 @@ func temporaryDirectory() throws -> String {
         // The newest set loses its manifest (a run killed before its commit); recover rebuilds it.
         let newest = ids.last!
         try FileManager.default.removeItem(atPath: "\(dir)/store/v-1/migration-2/serial-0/\(newest)/manifest.json")
+        try FileManager.default.removeItem(atPath: "\(dir)/store/v-1/migration-2/serial-0/\(newest)/manifest.json.sig")
         let young = try cli(["recover"] + store.prefix(2) + [newest, "--identity", dir + "/ops", "--signing-key", dir + "/sign"])
         #expect(young.status == 1 && young.stderr.contains("may still be going"))
         let recovered = try cli(["recover"] + store.prefix(2) + [newest, "--identity", dir + "/ops", "--signing-key", dir + "/sign", "--older-than", "0s"])

@@ -121,7 +121,7 @@ public struct BackupRunner: Sendable {
             status: failures.isEmpty ? .complete : .partial, failures: failures, toolVersion: cnbackupVersion,
             captureStart: Timestamp.format(start), captureEnd: Timestamp.format(Date()), recovered: nil,
             components: records, barrier: BarrierEvidence.from(records, jobs: jobs))
-        try commit(manifest, layout: layout, signingKey: signingKey)
+        try SetCommitter(store: store).commit(manifest, layout: layout, signingKey: signingKey)
         if cancellation.isCancelled {
             log.error("backup STOPPED by a signal: what completed was committed as a partial set",
                       metadata: ["completed": "\(records.count)", "failed": "\(failures.map(\.component).joined(separator: ","))"])
@@ -140,20 +140,7 @@ public struct BackupRunner: Sendable {
         return recipients
     }
 
-    /// Signs the manifest, writes the signature, then the manifest: the manifest is the commit
-    /// point, so a set never has a manifest without its signature beside it.
-    func commit(_ manifest: Manifest, layout: SetLayout, signingKey: SigningKey) throws {
-        let bytes = try manifest.encoded()
-        let signature = try ManifestSignature.sign(bytes, with: signingKey)
-        let tags = objectTags(layout: layout, component: "manifest")
-        try store.putBytes(key: layout.signatureKey, signature.encoded(), options: PutOptions(tags: tags, ifAbsent: true))
-        try store.putBytes(key: layout.manifestKey, bytes, options: PutOptions(tags: tags, ifAbsent: true))
-    }
-
-    func objectTags(layout: SetLayout, component: String) -> [String: String] {
-        ["cnb-node": layout.node, "cnb-migration-id": "\(layout.epoch.migrationId)", "cnb-serial": "\(layout.epoch.serial)",
-         "cnb-set-id": layout.setId, "cnb-component": component]
-    }
+    func objectTags(layout: SetLayout, component: String) -> [String: String] { SetCommitter.tags(layout: layout, component: component) }
 
     /// Runs one capture through the typed stages; a failure is returned, not thrown, so the
     /// other components still commit.

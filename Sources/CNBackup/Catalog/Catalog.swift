@@ -40,34 +40,100 @@ public struct CatalogEntry: Sendable {
     public let manifest: Manifest?
     public let manifestBytes: [UInt8]
     public let signature: SignatureStatus
-    /// Problems beyond the signature: a manifest that names another set than its place, unparsable JSON.
+    /// Problems beyond the signature: a manifest that names another set than its place, unparsable
+    /// JSON, a capture time in the future or that disagrees with the set id.
     public let problems: [String]
+    /// The set claims a capture time (in its id or its manifest) beyond now plus the clock-skew
+    /// allowance: never fresh, never the newest for retention.
+    public let isFutureDated: Bool
+    /// Whether recovered sets count as complete backups (an operator's explicit choice).
+    let countsRecovered: Bool
 
     public var isTrusted: Bool { signature.isValid && manifest != nil && problems.isEmpty }
-    /// A backup counts only when its manifest is trusted and says complete.
-    public var isCompleteBackup: Bool { isTrusted && manifest?.status == .complete }
+    /// A backup counts only when its manifest is trusted and says complete; a set rebuilt by
+    /// `recover` counts only when the operator said so (`--count-recovered`).
+    public var isCompleteBackup: Bool {
+        isTrusted && manifest?.status == .complete && (countsRecovered || manifest?.recovered != true)
+    }
     public var setId: String { layout.setId }
+}
+
+/// The signers readers trust: some for any node, some pinned to one node (`--signer NODE=PUB`).
+/// A node with pins of its own trusts only those: a set of node A signed by node B's key is not A's.
+public struct SignerPins: Sendable, Equatable {
+    public var anyNode: [SignerKey]
+    public var perNode: [String: [SignerKey]]
+
+    public init(anyNode: [SignerKey], perNode: [String: [SignerKey]] = [:]) { self.anyNode = anyNode; self.perNode = perNode }
+
+    public func trusted(for node: String) -> [SignerKey] { perNode[node] ?? anyNode }
+    public var all: [SignerKey] { anyNode + perNode.values.flatMap { $0 } }
+}
+
+/// A key under the prefix that is not read as part of any set, and why.
+public struct IgnoredKey: Sendable, Codable, Equatable {
+    public var key: String
+    public var reason: String
 }
 
 /// Reads sets from a store, deciding only from manifests signed by a pinned signer. S3 tags and
 /// key names never decide anything: they are unsigned.
 public struct Catalog: Sendable {
     public let store: any ObjectStore
-    public let signers: [SignerKey]
+    public let pins: SignerPins
+    /// Recovered sets count as complete backups for freshness and retention.
+    public var countRecovered = false
+    /// How far in the future a signed capture time may be before the set is refused (clocks of the
+    /// cluster and of the reader differ a little).
+    public static let clockSkewAllowance: TimeInterval = 300
+    /// The largest manifest read (a real one is a few KiB; thousands of components stay far below).
+    public static let manifestLimit = 4 << 20
+
+    public var signers: [SignerKey] { pins.all }
 
     public init(store: any ObjectStore, signers: [SignerKey]) {
+        self.init(store: store, pins: SignerPins(anyNode: signers))
+    }
+
+    public init(store: any ObjectStore, pins: SignerPins, countRecovered: Bool = false) {
         self.store = store
-        self.signers = signers
+        self.pins = pins
+        self.countRecovered = countRecovered
     }
 
     /// Every set with a manifest, oldest first (by set id, which starts with the capture time).
-    public func entries(node: String? = nil) throws -> [CatalogEntry] {
+    /// Whatever else a writer put under the prefix is left out (`scan` says why); one bad set never
+    /// hides the others.
+    public func entries(node: String? = nil, now: Date = Date()) throws -> [CatalogEntry] {
+        try scan(node: node, now: now).entries
+    }
+
+    /// The sets, and the keys that are not part of any set with the reason.
+    public func scan(node: String? = nil, now: Date = Date()) throws -> (entries: [CatalogEntry], ignored: [IgnoredKey]) {
         let prefix = node.map { $0 + "/" } ?? ""
-        let manifests = try store.list(prefix: prefix).filter { $0.key.hasSuffix("/" + SetLayout.manifestName) }
-        return try manifests.compactMap { info in
-            guard let (layout, _) = SetLayout.parse(key: info.key) else { return nil }
-            return try load(layout)
-        }.sorted { ($0.layout.setId, $0.layout.directory) < ($1.layout.setId, $1.layout.directory) }
+        var ignored: [IgnoredKey] = []
+        var layouts: [SetLayout] = []
+        var manifestDirectories = Set<String>()
+        var signatures: [SetLayout] = []
+        for info in try store.list(prefix: prefix) {
+            guard let (layout, name) = SetLayout.parse(key: info.key) else {
+                ignored.append(IgnoredKey(key: Self.printable(info.key), reason: SetLayout.whyNotParsed(key: info.key)))
+                continue
+            }
+            if name == SetLayout.manifestName { layouts.append(layout); manifestDirectories.insert(layout.directory) }
+            if name == SetLayout.signatureName { signatures.append(layout) }
+        }
+        for layout in signatures where !manifestDirectories.contains(layout.directory) {
+            ignored.append(IgnoredKey(key: layout.signatureKey, reason: "a signature without a manifest: not a set (a run that died, or a writer's)"))
+        }
+        let entries = try layouts.map { try load($0, now: now) }
+            .sorted { ($0.layout.setId, $0.layout.directory) < ($1.layout.setId, $1.layout.directory) }
+        return (entries, ignored)
+    }
+
+    /// Keys as a writer chose them may hold control characters: shown escaped, never raw.
+    static func printable(_ key: String) -> String {
+        String(key.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined().prefix(300))
     }
 
     /// The set with this id; throws `.notFound` with a hint when there is none.
@@ -76,23 +142,37 @@ public struct Catalog: Sendable {
             throw CNBackupError(.invalidInput, "\"\(setId)\" is not a set id (they look like 20261125T040000Z-1a2b3c4d): run `cnbackup list` to see the sets")
         }
         let prefix = node.map { $0 + "/" } ?? ""
-        let matches = try store.list(prefix: prefix).filter { $0.key.hasSuffix("/\(setId)/" + SetLayout.manifestName) }
-        guard let first = matches.first, let (layout, _) = SetLayout.parse(key: first.key) else {
+        let layouts = try store.list(prefix: prefix).compactMap { info -> SetLayout? in
+            guard let (layout, name) = SetLayout.parse(key: info.key), layout.setId == setId, name == SetLayout.manifestName else { return nil }
+            return layout
+        }
+        guard !layouts.isEmpty else {
             throw CNBackupError(.notFound, "no set \(setId) with a manifest in \(store.displayName): run `cnbackup list --store \(store.displayName)` to see the sets")
         }
-        guard matches.count == 1 else {
-            throw CNBackupError(.integrity, "set id \(setId) appears \(matches.count) times in \(store.displayName): name the node with --node")
-        }
-        return try load(layout)
+        if layouts.count == 1 { return try load(layouts[0]) }
+        // A writer can copy a manifest under another node or epoch: such a decoy is untrusted (it
+        // sits elsewhere than it says), so one trusted match is the set.
+        let loaded = try layouts.map { try load($0) }
+        let trusted = loaded.filter(\.isTrusted)
+        if trusted.count == 1 { return trusted[0] }
+        throw CNBackupError(.integrity, "set id \(setId) appears \(layouts.count) times in \(store.displayName) (\(trusted.count) trusted): name the node with --node")
     }
 
-    func load(_ layout: SetLayout) throws -> CatalogEntry {
-        let bytes = try store.getBytes(key: layout.manifestKey)
+    func load(_ layout: SetLayout, now: Date = Date()) throws -> CatalogEntry {
+        var problems: [String] = []
+        let bytes: [UInt8]
+        do {
+            bytes = try store.getBytes(key: layout.manifestKey, limit: Self.manifestLimit)
+        } catch let error as CNBackupError where error.code == .invalidInput || error.code == .notFound {
+            // Too large, vanished or unreadable as one object: this set is untrusted, the others stand.
+            return CatalogEntry(layout: layout, manifest: nil, manifestBytes: [], signature: .missing,
+                                problems: ["the manifest cannot be read: \(error.message)"], isFutureDated: false, countsRecovered: countRecovered)
+        }
         let signature: SignatureStatus
         do {
             let signatureBytes = try store.getBytes(key: layout.signatureKey, limit: 4096)
             let parsed = try ManifestSignature.decode(signatureBytes)
-            if !signers.contains(parsed.signer) {
+            if !pins.trusted(for: layout.node).contains(parsed.signer) {
                 signature = .unpinnedSigner(parsed.signer.keyID)
             } else if parsed.isValid(for: bytes) {
                 signature = .valid(parsed.signer.keyID)
@@ -101,11 +181,15 @@ public struct Catalog: Sendable {
             }
         } catch let error as CNBackupError where error.code == .notFound {
             signature = .missing
-        } catch let error as CNBackupError where error.code == .authentication || error.code == .invalidInput {
+        } catch let error as CNBackupError where error.code == .authentication || error.code == .invalidInput || error.code == .integrity {
             signature = .malformed
         }
-        var problems: [String] = []
         var manifest: Manifest?
+        var future = false
+        if let idTime = SetLayout.time(ofSetId: layout.setId), idTime.timeIntervalSince(now) > Self.clockSkewAllowance {
+            future = true
+            problems.append("the set id says it was captured at \(Timestamp.format(idTime)), in the future: a clock is wrong or someone wrote it")
+        }
         do {
             let decoded = try Manifest.decode(bytes)
             manifest = decoded
@@ -113,9 +197,21 @@ public struct Catalog: Sendable {
                 || decoded.epoch.migrationId != layout.epoch.migrationId || decoded.epoch.serial != layout.epoch.serial {
                 problems.append("the manifest describes set \(decoded.setId) of \(decoded.node.name) epoch \(decoded.epoch) but sits at \(layout.directory): it was moved")
             }
+            if let captured = Timestamp.parse(decoded.captureStart) {
+                if captured.timeIntervalSince(now) > Self.clockSkewAllowance, !future {
+                    future = true
+                    problems.append("the manifest says it was captured at \(decoded.captureStart), in the future: a clock is wrong or someone wrote it")
+                }
+                if let idTime = SetLayout.time(ofSetId: layout.setId), abs(captured.timeIntervalSince(idTime)) >= 1 {
+                    problems.append("the manifest's capture time \(decoded.captureStart) disagrees with its set id \(layout.setId)")
+                }
+            } else {
+                problems.append("the manifest's capture time \(decoded.captureStart) cannot be read")
+            }
         } catch {
             problems.append("the manifest does not parse: \(error)")
         }
-        return CatalogEntry(layout: layout, manifest: manifest, manifestBytes: bytes, signature: signature, problems: problems)
+        return CatalogEntry(layout: layout, manifest: manifest, manifestBytes: bytes, signature: signature, problems: problems,
+                            isFutureDated: future, countsRecovered: countRecovered)
     }
 }

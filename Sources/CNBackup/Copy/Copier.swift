@@ -32,7 +32,7 @@ public struct Copier: Sendable {
         } else {
             entries = try source.entries(node: node)
         }
-        let destinationCatalog = Catalog(store: destination, signers: source.signers)
+        let destinationCatalog = Catalog(store: destination, pins: source.pins, countRecovered: source.countRecovered)
         return entries.map { entry in
             var outcome = Outcome(setId: entry.setId, copiedObjects: 0, skippedObjects: 0, verified: false, error: nil)
             do {

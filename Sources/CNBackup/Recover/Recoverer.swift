@@ -49,6 +49,20 @@ public struct Recoverer: Sendable {
         if found.contains(where: { $0.1 == SetLayout.manifestName }) {
             throw CNBackupError(.alreadyExists, "set \(setId) has a manifest: it is not an orphan, nothing to recover (see `cnbackup verify`)")
         }
+        // Nothing stored is ever replaced: a signature left by the run (it signs just before its
+        // manifest) or by anyone else stays, and recover stops.
+        if found.contains(where: { $0.1 == SetLayout.signatureName }) {
+            throw CNBackupError(.alreadyExists,
+                "set \(setId) has a signature but no manifest: recover never replaces a stored object; inspect it, and remove it with the pruner's credentials if it must go")
+        }
+        // An upload still open under the set means its run may still be going.
+        if let uploads = store as? any MultipartUploadCleaning {
+            let open = try uploads.staleMultipartUploads(olderThan: now.addingTimeInterval(1)).filter { $0.key.hasPrefix(layout.directory + "/") }
+            if !open.isEmpty {
+                throw CNBackupError(.invalidInput,
+                    "set \(setId) has \(open.count) multipart upload(s) still open: its run may still be going; wait, or abort them with `cnbackup cleanup --apply` once it is surely dead")
+            }
+        }
         let objects = found.filter { $0.1.hasSuffix(SetLayout.objectSuffix) }.sorted { $0.1 < $1.1 }
         guard !objects.isEmpty else { throw CNBackupError(.notFound, "set \(setId) holds no sealed objects") }
         if let newest = found.map(\.2.lastModified).max(), now.timeIntervalSince(newest) < options.olderThan {
@@ -83,12 +97,8 @@ public struct Recoverer: Sendable {
             captureEnd: Timestamp.format(objects.map(\.2.lastModified).max()!), recovered: true,
             components: records, barrier: nil)
         if options.dryRun { return manifest }
-        // The manifest is the commit point, written last and only if still absent. A signature
-        // left by the crashed run (it signs first) signs other bytes: it is replaced.
-        let bytes = try manifest.encoded()
-        let signature = try ManifestSignature.sign(bytes, with: options.signingKey)
-        try store.putBytes(key: layout.signatureKey, signature.encoded())
-        try store.putBytes(key: layout.manifestKey, bytes, options: PutOptions(ifAbsent: true))
+        // The signature, then the manifest (the commit point), each only if absent.
+        try SetCommitter(store: store).commit(manifest, layout: layout, signingKey: options.signingKey)
         return manifest
     }
 

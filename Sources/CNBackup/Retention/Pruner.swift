@@ -42,8 +42,10 @@ public struct Pruner: Sendable {
     }
 
     /// The planner's view of the sets: capture times from trusted manifests only.
+    /// A set dated in the future never counts as the newest: it would hold every deletion back
+    /// (or, were it trusted, make old sets look covered).
     static func candidates(_ entries: [CatalogEntry]) -> [RetentionCandidate] {
-        entries.map { entry in
+        entries.filter { !$0.isFutureDated }.map { entry in
             RetentionCandidate(setId: entry.setId, migrationId: entry.layout.epoch.migrationId, serial: entry.layout.epoch.serial,
                                captureTime: (entry.isTrusted ? entry.manifest?.captureStartDate : nil) ?? Self.timeFromSetId(entry.setId),
                                complete: entry.isCompleteBackup, trusted: entry.isTrusted)
@@ -51,9 +53,6 @@ public struct Pruner: Sendable {
     }
 
     static func timeFromSetId(_ id: String) -> Date {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX"); f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return f.date(from: String(id.prefix(16))) ?? .distantPast
+        SetLayout.time(ofSetId: id) ?? .distantPast
     }
 }

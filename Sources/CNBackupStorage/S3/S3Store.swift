@@ -133,7 +133,13 @@ public struct S3Store: ObjectStore {
                                          lastModified: item.value("LastModified").flatMap(Self.parseISODate) ?? Date(),
                                          etag: item.value("ETag")))
             }
-            token = root.value("IsTruncated") == "true" ? root.value("NextContinuationToken") : nil
+            let next = root.value("IsTruncated") == "true" ? root.value("NextContinuationToken") : nil
+            // A server (or something in front of it) that hands back the token it was given would
+            // keep a listing going for ever: that is an error, not a loop.
+            if let next, next == token || next.isEmpty {
+                throw CNBackupError(.storage, "LIST \(displayName)\(prefix): the server's continuation token does not advance; the listing cannot be completed")
+            }
+            token = next
         } while token != nil
         // S3 sorts by UTF-8 bytes already; sort anyway, the contract does not depend on the server.
         return result.sorted { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }
@@ -198,8 +204,12 @@ public struct S3Store: ObjectStore {
                                                 initiated: upload.value("Initiated").flatMap(Self.parseISODate)))
             }
             let truncated = root.value("IsTruncated") == "true"
-            keyMarker = truncated ? root.value("NextKeyMarker") : nil
-            idMarker = truncated ? root.value("NextUploadIdMarker") : nil
+            let (nextKey, nextId) = truncated ? (root.value("NextKeyMarker"), root.value("NextUploadIdMarker")) : (nil, nil)
+            if truncated, nextKey == nil || (nextKey == keyMarker && nextId == idMarker) {
+                throw CNBackupError(.storage, "LIST uploads \(displayName): the server's markers do not advance; the listing cannot be completed")
+            }
+            keyMarker = nextKey
+            idMarker = nextId
         } while keyMarker != nil
         return result
     }
