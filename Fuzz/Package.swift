@@ -18,6 +18,8 @@ let package = Package(
         .executableTarget(name: "FuzzManifest",
                           dependencies: ["FuzzSupport", .product(name: "CNBackup", package: "cnbackup"),
                                          .product(name: "CNBackupTesting", package: "cnbackup")]),
+        .executableTarget(name: "FuzzS3XML",
+                          dependencies: ["FuzzSupport", .product(name: "CNBackupTesting", package: "cnbackup")]),
         .executableTarget(name: "FuzzPipelineDefinition",
                           dependencies: ["FuzzSupport", .product(name: "CNBackup", package: "cnbackup")]),
     ],

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the readers of untrusted bytes with libFuzzer (README.md, "Fuzzing"): the sealed-format
-# reader, the manifest and signature reader, the pipeline file parser. Builds the Fuzz/ package
+# reader, the manifest and signature reader, the pipeline file parser, S3's XML answers. Builds the Fuzz/ package
 # with -sanitize=fuzzer (and AddressSanitizer), then runs each target for SECONDS on a copy of its
 # seed corpus (Fuzz/corpus/<target>, and pipelines/*.yaml for the pipeline parser) in a temporary
 # folder, so the committed corpora do not grow. Exits non-zero when any target crashed, hung
@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
-TARGETS=${FUZZ_TARGETS:-sealed manifest pipeline}
+TARGETS=${FUZZ_TARGETS:-sealed manifest pipeline s3xml}
 SANITIZE=${FUZZ_SANITIZE:-address}
 
 flags=(-Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link)
@@ -38,15 +38,15 @@ tail -1 "$buildlog"; rm -f "$buildlog"
 bin="$scratch/release"
 
 # target -> executable, max input length, extra libFuzzer flags
-declare -A exe=([sealed]=FuzzSealedReader [manifest]=FuzzManifest [pipeline]=FuzzPipelineDefinition)
-declare -A maxlen=([sealed]=16384 [manifest]=16384 [pipeline]=8192)
-declare -A extra=([sealed]="" [manifest]="" [pipeline]="-dict=Fuzz/pipeline.dict")
+declare -A exe=([sealed]=FuzzSealedReader [manifest]=FuzzManifest [pipeline]=FuzzPipelineDefinition [s3xml]=FuzzS3XML)
+declare -A maxlen=([sealed]=16384 [manifest]=16384 [pipeline]=8192 [s3xml]=8192)
+declare -A extra=([sealed]="" [manifest]="" [pipeline]="-dict=Fuzz/pipeline.dict" [s3xml]="")
 
 export LSAN_OPTIONS="suppressions=$PWD/Fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 failed=0
 summary=()
 for target in $TARGETS; do
-  [ -n "${exe[$target]:-}" ] || { echo "unknown target $target (sealed, manifest, pipeline)" >&2; exit 2; }
+  [ -n "${exe[$target]:-}" ] || { echo "unknown target $target (sealed, manifest, pipeline, s3xml)" >&2; exit 2; }
   work=$(mktemp -d "/tmp/cnbackup-fuzz-$target.XXXXXX")
   mkdir -p "$work/corpus" "$work/artifacts"
   cp Fuzz/corpus/"$target"/* "$work/corpus/"

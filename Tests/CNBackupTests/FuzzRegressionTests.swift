@@ -176,6 +176,32 @@ import CNBackupTesting
         }
     }
 
+    /// FuzzS3XML: S3's answers through XMLParser. Seeds parse, damaged copies never crash, no
+    /// external entity is ever read, and nesting far deeper than S3's is refused.
+    @Test func s3XMLSeedsParseAndDamagedCopiesAreRefusedCleanly() throws {
+        let seeds = try Self.seeds("s3xml")
+        #expect(seeds.count >= 3)
+        for seed in seeds {
+            for length in Self.positions(seed.bytes.count, most: 100) { FuzzEntryPoints.parseS3XML(Array(seed.bytes[0..<length])) }
+            for position in Self.positions(seed.bytes.count, most: 100) {
+                var flipped = seed.bytes
+                flipped[position] ^= 0x04
+                FuzzEntryPoints.parseS3XML(flipped)
+            }
+        }
+        let list = try #require(seeds.first { $0.name == "list.xml" })
+        let root = try #require(S3XMLElement.parse(list.bytes))
+        #expect(root.all("Contents").compactMap { $0.value("Key") } == ["p/a&b", "p/c<d"])
+        #expect(root.value("NextContinuationToken") == "abc==")
+        let laughs = try #require(seeds.first { $0.name == "laughs.xml" })
+        if let parsed = S3XMLElement.parse(laughs.bytes) {
+            #expect(!(parsed.value("Message") ?? "").contains("root:"), "an external entity was resolved")
+            #expect((parsed.value("Code") ?? "").count < 10_000)
+        }
+        let deep = String(repeating: "<a>", count: 200) + String(repeating: "</a>", count: 200)
+        #expect(S3XMLElement.parse(Array(deep.utf8)) == nil)
+    }
+
     @Test(arguments: ["sealed", "manifest", "pipeline"])
     func inputsThatFoundSomethingAreRefusedCleanly(target: String) throws {
         for input in try Self.regressions(target) {

@@ -330,10 +330,10 @@ struct S3StoreSeaweedFSTests {
         <Contents><Key>a &amp; b/&lt;c&gt;</Key><Size>12</Size></Contents><Contents><Key><![CDATA[x]]></Key></Contents>
         <Empty/></ListBucketResult>
         """
-        let root = try #require(XMLElement.parse(Array(xml.utf8)))
+        let root = try #require(S3XMLElement.parse(Array(xml.utf8)))
         #expect(root.name == "ListBucketResult")
         #expect(root.all("Contents").compactMap { $0.value("Key") } == ["a & b/<c>", "x"])
-        #expect(XMLElement.escape("a&b<\t") == "a&amp;b&lt;&#9;")
+        #expect(S3XMLElement.escape("a&b<\t") == "a&amp;b&lt;&#9;")
         let error = try #require(S3Store.parseError(Array("<Error><Code>SlowDown</Code><Message>m</Message><RequestId>r</RequestId></Error>".utf8)))
         #expect(error.code == "SlowDown" && error.requestId == "r")
         #expect(S3Store.isRetryable(status: 503, code: "SlowDown"))

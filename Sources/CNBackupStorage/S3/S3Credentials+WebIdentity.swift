@@ -97,7 +97,7 @@ public final class S3CredentialProvider: @unchecked Sendable {
         } catch let error as HTTPTransportError {
             throw CNBackupError(.authentication, "STS \(web.stsEndpoint) could not be reached: \(error.message)")
         }
-        let root = XMLElement.parse(response.body)
+        let root = S3XMLElement.parse(response.body)
         guard response.status == 200,
               let credentials = root?.child("AssumeRoleWithWebIdentityResult")?.child("Credentials"),
               let id = credentials.value("AccessKeyId"), let secret = credentials.value("SecretAccessKey"),

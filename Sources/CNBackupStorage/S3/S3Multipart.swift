@@ -137,7 +137,7 @@ extension S3Store {
                                    digest: [UInt8]?, options: PutOptions) throws -> ObjectInfo {
         let xml = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
             + parts.map { part in
-                "<Part><PartNumber>\(part.number)</PartNumber><ETag>\(XMLElement.escape(part.etag))</ETag>"
+                "<Part><PartNumber>\(part.number)</PartNumber><ETag>\(S3XMLElement.escape(part.etag))</ETag>"
                     + (part.checksumSHA256.map { "<ChecksumSHA256>\($0)</ChecksumSHA256>" } ?? "") + "</Part>"
             }.joined()
             + "</CompleteMultipartUpload>"
@@ -154,7 +154,7 @@ extension S3Store {
                 guard let existing = try head(key: key) else { throw conflictVanished(key) }
                 return try settleConflict(key: key, existing: existing, size: total, digest: digest)
             }
-            let root = XMLElement.parse(response.body)
+            let root = S3XMLElement.parse(response.body)
             if response.status == 200, root?.name == "CompleteMultipartUploadResult" {
                 return ObjectInfo(key: key, size: total, lastModified: Date(), etag: root?.value("ETag"))
             }

@@ -75,9 +75,9 @@ extension S3Store {
         } accept: { (200..<300).contains($0.status) }
     }
 
-    func sendXML(_ call: S3Call) throws -> XMLElement {
+    func sendXML(_ call: S3Call) throws -> S3XMLElement {
         let response = try send(call)
-        guard let root = XMLElement.parse(response.body) else {
+        guard let root = S3XMLElement.parse(response.body) else {
             throw CNBackupError(.storage, "S3 \(call.what) \(displayName)\(call.key ?? "") gave an answer that is not XML")
         }
         if root.name == "Error" { throw error(for: response, call: call) }  // a 200 carrying an error
@@ -148,7 +148,7 @@ extension S3Store {
     }
 
     package static func parseError(_ body: [UInt8]) -> (code: String?, message: String?, requestId: String?)? {
-        guard !body.isEmpty, let root = XMLElement.parse(body), root.name == "Error" else { return nil }
+        guard !body.isEmpty, let root = S3XMLElement.parse(body), root.name == "Error" else { return nil }
         return (root.value("Code"), root.value("Message"), root.value("RequestId"))
     }
 

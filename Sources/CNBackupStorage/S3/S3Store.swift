@@ -156,7 +156,7 @@ public struct S3Store: ObjectStore {
             let batch = keys[start..<min(keys.count, start + 1000)]
             start += batch.count
             let xml = "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>"
-                + batch.map { "<Object><Key>\(XMLElement.escape(settings.prefix + $0))</Key></Object>" }.joined()
+                + batch.map { "<Object><Key>\(S3XMLElement.escape(settings.prefix + $0))</Key></Object>" }.joined()
                 + "</Delete>"
             let body = Array(xml.utf8)
             let root = try sendXML(S3Call(method: "POST", key: nil, query: [("delete", "")],
