@@ -18,6 +18,21 @@ public struct FileSystemStore: ObjectStore {
 
     private func path(_ key: String) -> String { root + "/" + key }
 
+    /// The store never follows a symbolic link inside it: a writer who planted one (a set folder
+    /// pointing elsewhere, an object linked to /etc/shadow) must not make cnbackup read or write
+    /// outside the store. Every folder of `key` and the key itself must not be a link.
+    private func refuseLinks(_ key: String) throws {
+        var current = root
+        for segment in key.split(separator: "/") {
+            current += "/" + segment
+            var status = stat()
+            guard lstat(current, &status) == 0 else { return }  // missing: nothing further to follow
+            if (status.st_mode & S_IFMT) == S_IFLNK {
+                throw CNBackupError(.storage, "\(key) in \(displayName) passes through a symbolic link (\(current)): the file store never follows links inside the store; remove it")
+            }
+        }
+    }
+
     private func systemError(_ what: String) -> CNBackupError {
         let code = errno
         var hint = ""
@@ -43,6 +58,7 @@ public struct FileSystemStore: ObjectStore {
 
     public func put(key: String, from source: ByteStream, options: PutOptions) throws -> ObjectInfo {
         try validateObjectKey(key)
+        do { try refuseLinks(key) } catch { source.close(); throw error }
         let target = path(key)
         let directory = (target as NSString).deletingLastPathComponent
         try makeDirectories(directory)
@@ -95,7 +111,8 @@ public struct FileSystemStore: ObjectStore {
 
     public func get(key: String, range: ClosedRange<Int64>?) throws -> ByteStream {
         try validateObjectKey(key)
-        let fd = open(path(key), O_RDONLY | O_CLOEXEC)
+        try refuseLinks(key)
+        let fd = open(path(key), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else {
             if errno == ENOENT { throw CNBackupError(.notFound, "\(key) is not in \(displayName)") }
             throw systemError("opening \(key)")
@@ -110,8 +127,9 @@ public struct FileSystemStore: ObjectStore {
 
     public func head(key: String) throws -> ObjectInfo? {
         try validateObjectKey(key)
+        try refuseLinks(key)
         var status = stat()
-        guard stat(path(key), &status) == 0 else {
+        guard lstat(path(key), &status) == 0 else {
             if errno == ENOENT || errno == ENOTDIR { return nil }
             throw systemError("reading the size of \(key)")
         }
@@ -135,6 +153,9 @@ public struct FileSystemStore: ObjectStore {
                 if !prefix.isEmpty && !prefix.hasPrefix(relative) { enumerator.skipDescendants() }
                 continue
             }
+            // A link (planted, or a folder linked elsewhere) is not an object: left out, never followed.
+            var status = stat()
+            if lstat(path(relative), &status) == 0, (status.st_mode & S_IFMT) == S_IFLNK { enumerator.skipDescendants(); continue }
             guard relative.hasPrefix(prefix), let info = try head(key: relative) else { continue }
             results.append(info)
         }
@@ -144,6 +165,7 @@ public struct FileSystemStore: ObjectStore {
     public func delete(keys: [String]) throws {
         for key in keys {
             try validateObjectKey(key)
+            try refuseLinks((key as NSString).deletingLastPathComponent)
             if unlink(path(key)) != 0 && errno != ENOENT { throw systemError("deleting \(key)") }
             unlink("\(root)/\(Self.tagsFolder)/\(key).json")
         }

@@ -86,7 +86,9 @@ struct Fixture {
             #expect(!result.isComplete)
             #expect(result.manifest.failures.map(\.component) == ["bad"])
             #expect(result.manifest.failures[0].reason.contains("status 3"))
-            #expect(result.manifest.failures[0].reason.contains("connection refused"))
+            // The child's standard error goes to the job's log only: never free text into the bucket.
+            #expect(!result.manifest.failures[0].reason.contains("connection refused"))
+            #expect(!String(decoding: try result.manifest.encoded(), as: UTF8.self).contains("connection refused"))
             let entry = try f.catalog.entry(setId: result.setId)
             #expect(entry.isTrusted && !entry.isCompleteBackup)
             // Nothing of the failed capture was stored.

@@ -181,7 +181,9 @@ public struct BackupRunner: Sendable {
             return .success(record)
         } catch {
             let failure = (error as? CNBackupError) ?? CNBackupError(.capture, "\(error)")
-            logger.error("capture failed", metadata: ["component": "\(capture.name)", "error": "\(failure)"])
+            // The job's log gets the child's standard error too (known secrets redacted); the manifest
+            // gets only cnbackup's own message, never free text from a child.
+            logger.error("capture failed", metadata: ["component": "\(capture.name)", "error": "\(Redaction.redact(failure.description))"])
             return .failure(failure)
         }
     }
@@ -236,7 +238,7 @@ final class ResultCollector: @unchecked Sendable {
         for capture in captures {
             switch results[capture.name] {
             case .success(let record): records.append(record)
-            case .failure(let error): failures.append(ComponentFailure(component: capture.name, role: capture.role.rawValue, reason: error.description))
+            case .failure(let error): failures.append(ComponentFailure(component: capture.name, role: capture.role.rawValue, reason: error.message))
             case nil: failures.append(ComponentFailure(component: capture.name, role: capture.role.rawValue, reason: "never ran"))
             }
         }

@@ -49,49 +49,7 @@ final class SecretText {
 }
 
 extension HTTPSourceDefinition {
-    /// Secrets (the dump, the client secret, the token) only travel over TLS; plain HTTP is
-    /// allowed to this machine's loopback alone, compared on the parsed host, never on a prefix.
-    static func requireSecureURL(_ text: String, what: String) throws {
-        guard let url = URLComponents(string: text), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty,
-              url.user == nil, url.password == nil else {
-            throw CNBackupError(.invalidInput, "\(what) \(text) is not a valid https:// URL")
-        }
-        let loopback = ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host.lowercased())
-            || (host.lowercased().hasSuffix(".localhost") && resolvesToLoopbackOnly(host))
-        guard scheme == "https" || (scheme == "http" && loopback) else {
-            throw CNBackupError(.invalidInput, "\(what) \(text) must be https:// (it carries the node's private keys or credentials)")
-        }
-    }
-
-    /// Docker-compose validators serve the endpoint at `http://wallet.localhost`: a `*.localhost`
-    /// name counts as loopback only when every address it resolves to is a loopback address.
-    static func resolvesToLoopbackOnly(_ host: String) -> Bool {
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var result: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return false }
-        defer { freeaddrinfo(first) }
-        var node: UnsafeMutablePointer<addrinfo>? = first
-        var sawOne = false
-        while let current = node {
-            guard let address = current.pointee.ai_addr else { return false }
-            switch Int32(address.pointee.sa_family) {
-            case AF_INET:
-                let ipv4 = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
-                guard UInt32(bigEndian: ipv4) >> 24 == 127 else { return false }
-            case AF_INET6:
-                let loop = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer -> Bool in
-                    withUnsafeBytes(of: pointer.pointee.sin6_addr) { bytes in bytes.prefix(15).allSatisfy { $0 == 0 } && bytes[15] == 1 }
-                }
-                guard loop else { return false }
-            default:
-                return false
-            }
-            sawOne = true
-            node = current.pointee.ai_next
-        }
-        return sawOne
-    }
+    static func requireSecureURL(_ text: String, what: String) throws { try SecureURL.require(text, what: what) }
 
     /// Checks every URL of the source (used by validation and before fetching).
     func checkURLs() throws {
@@ -104,6 +62,7 @@ extension HTTPSourceDefinition {
             throw CNBackupError(.invalidInput, "cannot read the \(what) file \(path): check the path and the secret's mount")
         }
         while let last = data.last, last == 0x0A || last == 0x0D || last == 0x20 { data.removeLast() }
+        Redaction.register(String(decoding: data, as: UTF8.self))
         return SecretText(data)
     }
 
@@ -162,6 +121,7 @@ extension HTTPSourceDefinition {
               let token = json["access_token"] as? String, !token.isEmpty else {
             throw CNBackupError(.capture, "the OAuth token endpoint's answer has no access_token")
         }
+        Redaction.register(token)
         return SecretText(Array(token.utf8))
     }
 

@@ -34,6 +34,7 @@ final class TemporaryPassFile {
         }
         defer { wipe(&data) }
         while let last = data.last, last == 0x0A || last == 0x0D { data.removeLast() }
+        Redaction.register(String(decoding: data, as: UTF8.self))
         // pgpass fields escape ':' and '\'.
         func escape(_ bytes: [UInt8]) -> [UInt8] {
             bytes.flatMap { $0 == 0x3A || $0 == 0x5C ? [0x5C, $0] : [$0] }

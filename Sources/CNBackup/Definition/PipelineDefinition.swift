@@ -29,9 +29,11 @@ public enum CaptureSourceDefinition: Sendable, Equatable {
     /// For the manifest and the plan: never holds a secret (environment values are not shown).
     public var summary: String {
         switch self {
-        case .command(let arguments, let environment):
-            let env = environment.keys.sorted().map { "\($0)=…" }.joined(separator: " ")
-            return "command: " + (env.isEmpty ? "" : env + " ") + arguments.joined(separator: " ")
+        case .command(let arguments, _):
+            // The program's name only: an argument may be a connection string with a password,
+            // and this text goes into the manifest in the bucket.
+            let program = (arguments.first.map { ($0 as NSString).lastPathComponent }) ?? ""
+            return "command: \(program)" + (arguments.count > 1 ? " (\(arguments.count - 1) arguments)" : "")
         case .file(let path): return "file: \(path)"
         case .directory(let path): return "directory: \(path) (tar)"
         case .postgres(let source): return source.summary
@@ -204,6 +206,9 @@ public struct PipelineDefinition: Sendable {
         }
         if recipientCount == 1 {
             warnings.append("\(file): encryption has a single recipient: if its private key is lost, every backup is lost; add an offline break-glass recipient")
+        }
+        if !symmetricKeyFiles.isEmpty {
+            warnings.append("\(file): symmetricKeyFiles puts a key that OPENS backups on the job's host: whoever reads the job's secrets can read every backup sealed to that key; prefer public recipients")
         }
 
         var signingMap = try YAMLMap(try top.require("signing"), path: "signing", file: file)

@@ -43,6 +43,7 @@ public final class S3CredentialProvider: @unchecked Sendable {
         if let tokenFile = environment["AWS_WEB_IDENTITY_TOKEN_FILE"], !tokenFile.isEmpty,
            let roleArn = environment["AWS_ROLE_ARN"], !roleArn.isEmpty {
             let custom = environment["AWS_ENDPOINT_URL_STS"]
+            if let custom { try SecureURL.require(custom, what: "AWS_ENDPOINT_URL_STS") }
             let endpoint = custom ?? "https://sts.\(region == "auto" ? "us-east-1" : region).amazonaws.com"
             return S3CredentialProvider(webIdentity: WebIdentity(
                 tokenFile: tokenFile, roleArn: roleArn,
