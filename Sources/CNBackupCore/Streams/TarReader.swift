@@ -228,7 +228,7 @@ public final class TarReader {
     }
 
     /// An octal field (NUL- or space-terminated), or GNU base-256 when the high bit is set.
-    static func number(_ field: ArraySlice<UInt8>, what: String, at offset: Int64) throws -> Int64 {
+    package static func number(_ field: ArraySlice<UInt8>, what: String, at offset: Int64) throws -> Int64 {
         if let first = field.first, first & 0x80 != 0 {
             guard first == 0x80 else { throw CNBackupError(.integrity, "a tar header's \(what) is negative (at byte \(offset))") }
             var value: Int64 = 0
