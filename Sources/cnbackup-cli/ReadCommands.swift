@@ -168,6 +168,8 @@ struct RestoreCommand: ParsableCommand {
     @Option(help: "The component name (as in the manifest).") var component: String?
     @Option(help: "Where to write: a path, or - for standard output.") var to: String?
     @Option(help: "Restore a pg_dump component into this NEW database (created; dropped again on failure).") var toDatabase: String?
+    @Option(help: "Restore a physical component (pg_basebackup) as a data directory into this new or empty folder, checked by pg_verifybackup.")
+    var toDirectory: String?
     @Option(help: "Postgres host for --to-database.") var pgHost = "127.0.0.1"
     @Option(help: "Postgres port for --to-database.") var pgPort = 5432
     @Option(help: "Postgres user for --to-database.") var pgUser = "postgres"
@@ -222,6 +224,13 @@ struct RestoreCommand: ParsableCommand {
             }
             if participantOnly && asKubernetesSecret == nil { throw CNBackupError(.invalidInput, "--participant-only goes with --as-kubernetes-secret NAME") }
             let keys = try identities.map { try KeyFile.loadIdentity(path: $0) }
+            if let toDirectory {
+                let outcome = try PhysicalRestorer(catalog: catalog).restore(setId: set, component: component, node: node, identities: keys,
+                                                                             directory: toDirectory, binDirectory: pgBin)
+                printError("restored \(component) of \(set) to the data directory \(toDirectory): \(outcome.plaintextBytes) bytes, \(outcome.members) tar members; verified by \(outcome.verification)")
+                printError("start it with a PostgreSQL \(outcome.serverVersion) server as the owner of the folder (chown -R postgres \(toDirectory); pg_ctl -D \(toDirectory) start): it replays the backup's WAL, then opens")
+                return
+            }
             if let toDatabase {
                 var target = DatabaseRestorer.Target(host: pgHost, port: pgPort, user: pgUser, passwordFile: pgPasswordFile,
                                                      database: toDatabase, jobs: jobs, noOwner: noOwner, globalsComponent: globals,
@@ -232,7 +241,7 @@ struct RestoreCommand: ParsableCommand {
                 printError("restored \(component) of \(set) into database \(toDatabase) on \(pgHost):\(pgPort)")
                 return
             }
-            guard let to else { throw CNBackupError(.invalidInput, "give --to PATH (or - for standard output) or --to-database NAME") }
+            guard let to else { throw CNBackupError(.invalidInput, "give --to PATH (or - for standard output), --to-database NAME or --to-directory DIR") }
             let destination: Restorer.Destination
             if let name = asKubernetesSecret {
                 guard to != "-" else { throw CNBackupError(.invalidInput, "--as-kubernetes-secret writes a file: give --to PATH") }

@@ -54,7 +54,7 @@ public struct BackupRunner: Sendable {
         let after = jobs.filter { $0.role == .participant }
         lines.append("phase 1 (at once, \(d.parallelism) at a time): " + first.map { "\($0.name) [\($0.role.rawValue)] \($0.summary)" }.joined(separator: "; "))
         if !after.isEmpty {
-            lines.append("barrier: every apps capture completed (pg_dump exited 0)")
+            lines.append("barrier: every apps capture completed (pg_dump or pg_basebackup exited 0)")
             lines.append("phase 2: " + after.map { "\($0.name) [\($0.role.rawValue)] \($0.summary)" }.joined(separator: "; "))
         }
         lines.append("then: read back every object, sign and write manifest.json last")
@@ -155,7 +155,7 @@ public struct BackupRunner: Sendable {
                                                 serial: layout.epoch.serial, component: capture.name,
                                                 role: capture.role.rawValue, captureStart: Timestamp.format(start))
             let objectName = layout.objectName(component: capture.name)
-            let (source, evidence) = try capture.open(context: context)
+            let (source, evidence, physical) = try capture.open(context: context)
             let stoppable = CancellableStream(source, cancellation: cancellation, what: "capture \(capture.name)")
             let captured = Captured(stream: Progress.track(stoppable, name: capture.name, total: capture.sizeHint),
                                     description: description, sizeHint: capture.sizeHint)
@@ -166,6 +166,12 @@ public struct BackupRunner: Sendable {
             let verified = try ReadBack(store: store, mode: definition.readBack).run(stored)
             let endOrder = recorder.next()
             if capture.role == .apps, let evidence { context.recordAppsSnapshot(evidence.serverNowBeforeSnapshot) }
+            // A physical capture's stream ended only once pg_basebackup exited 0 and its evidence was taken.
+            let physicalEvidence = physical?.evidence
+            if physical != nil, physicalEvidence == nil {
+                throw CNBackupError(.capture, "the base backup of \(capture.name) ended without its evidence")
+            }
+            if capture.role == .apps, let physicalEvidence { context.recordAppsSnapshot(physicalEvidence.serverTimeAtStop) }
             let record = ComponentRecord(
                 name: capture.name, role: capture.role.rawValue, source: capture.summary, objectKey: objectName,
                 storedSize: stored.storedSize, storedSHA256: stored.storedSHA256.hex,
@@ -175,7 +181,7 @@ public struct BackupRunner: Sendable {
                 codec: compressed.codec, keyIds: sealed.header.keyIDs, segmentSize: sealed.header.segmentSize,
                 started: Timestamp.format(started), ended: Timestamp.format(Date()),
                 startOrder: startOrder, endOrder: endOrder, readBack: verified.mode.rawValue, postgres: evidence,
-                epoch: capture.epoch)
+                epoch: capture.epoch, physical: physicalEvidence)
             logger.info("capture stored", metadata: ["component": "\(capture.name)", "plaintext": "\(record.plaintextSize)",
                                                      "stored": "\(record.storedSize)"])
             return .success(record)

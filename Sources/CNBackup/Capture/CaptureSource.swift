@@ -33,14 +33,25 @@ struct ComponentJob: Sendable {
 
     var summary: String {
         if case .postgres(let pg) = source {
+            if pg.method == .physical { return "pg_basebackup \(pg.user)@\(pg.host):\(pg.port)" }
             return isGlobals ? "pg_dumpall --globals-only \(pg.user)@\(pg.host):\(pg.port)" : "pg_dump \(pg.user)@\(pg.host):\(pg.port)/\(database ?? "")"
         }
         return source.summary
     }
 
     /// Starts the source. For Postgres, first records the server's evidence and enforces the
-    /// replica rule for participant captures.
-    func open(context: CaptureContext) throws -> (ByteStream, PostgresEvidence?) {
+    /// replica rule for participant captures. A physical capture's evidence is complete once its
+    /// stream has ended (the third value).
+    func open(context: CaptureContext) throws -> (ByteStream, PostgresEvidence?, PhysicalCaptureStream?) {
+        if case .postgres(let pg) = source, pg.method == .physical {
+            let stream = try pg.openPhysical(role: role, context: context)
+            return (stream, nil, stream)
+        }
+        let (stream, evidence) = try openOther(context: context)
+        return (stream, evidence, nil)
+    }
+
+    private func openOther(context: CaptureContext) throws -> (ByteStream, PostgresEvidence?) {
         switch source {
         case .command(let arguments, let environment):
             return (try ChildProcessStream(arguments: arguments, environment: environment, cancellation: context.cancellation), nil)
@@ -97,7 +108,7 @@ struct ComponentJob: Sendable {
 
 extension CaptureDefinition {
     var jobs: [ComponentJob] {
-        guard case .postgres(let pg) = source else {
+        guard case .postgres(let pg) = source, pg.method == .dump else {
             return [ComponentJob(name: name, role: role, source: source, database: nil, isGlobals: false, epoch: epoch)]
         }
         var jobs = pg.databases.map { ComponentJob(name: "\(name)-\($0)", role: role, source: source, database: $0, isGlobals: false, epoch: epoch) }

@@ -18,8 +18,20 @@ public struct PostgresSourceDefinition: Sendable, Equatable {
     /// Where pg_dump, pg_dumpall and psql are; nil looks them up on PATH.
     public var binDirectory: String?
     public var environment: [String: String]
+    /// `dump` (pg_dump per database) or `physical` (one pg_basebackup of the whole instance).
+    public var method: PostgresMethod = .dump
 
-    public var summary: String { "postgres: \(user)@\(host):\(port)/\(databases.joined(separator: ","))" }
+    public var summary: String {
+        method == .physical ? "postgres: pg_basebackup \(user)@\(host):\(port)" : "postgres: \(user)@\(host):\(port)/\(databases.joined(separator: ","))"
+    }
+}
+
+/// How a postgres capture reads the instance.
+public enum PostgresMethod: String, Sendable, Equatable, CaseIterable {
+    /// pg_dump per database (plus the roles with `globals`): logical, restorable into any newer server.
+    case dump
+    /// pg_basebackup of the whole instance, with its WAL: restores to a data directory of the same major version.
+    case physical
 }
 
 /// Keeps a password for libpq in a private temporary pgpass file (mode 0600 in a 0700 folder),

@@ -113,6 +113,37 @@ public struct ComponentRecord: Codable, Sendable, Equatable {
     /// The synchronizer epoch this component belongs to when it is not the set's: the old
     /// physical synchronizer's sequencer and mediator during a logical synchronizer upgrade.
     public var epoch: Epoch? = nil
+    /// For physical captures (`method: physical`, pg_basebackup): the backup's WAL range, the
+    /// instance and the digest of its own backup_manifest. Absent for dumps and other sources.
+    public var physical: PhysicalEvidence? = nil
+}
+
+/// What the manifest records about a physical base backup (`pg_basebackup -Ft -X fetch`).
+public struct PhysicalEvidence: Codable, Sendable, Equatable {
+    /// `pg_basebackup --version` of the tool that took it.
+    public var tool: String
+    public var serverVersion: String
+    /// `pg_control_system().system_identifier`, as text (it does not fit a JSON double).
+    public var systemIdentifier: String
+    /// The timeline at the stop, and at the start (they differ only when a standby was promoted during the backup).
+    public var timeline: Int
+    public var startTimeline: Int
+    /// From the backup_manifest's WAL-Ranges: the first range's start and the last range's end.
+    public var startLSN: String
+    public var stopLSN: String
+    /// The server's `now()` just before the backup started, its `START TIME` in backup_label, and
+    /// its `now()` right after pg_basebackup exited 0 (the backup is consistent at `stopLSN`).
+    public var serverTimeBeforeStart: String
+    public var backupStartTime: String?
+    public var serverTimeAtStop: String
+    public var isReplica: Bool
+    public var replayTimestamp: String?
+    /// SHA-256 and size of the tar's own `backup_manifest` member, which lists every file's size
+    /// and checksum (verify --deep checks the tar against it, and it against this digest).
+    public var backupManifestSHA256: String
+    public var backupManifestSize: Int64
+    /// How the WAL the backup needs was kept on the server while it ran.
+    public var walRetention: String
 }
 
 /// What the manifest records about a dump's snapshot.

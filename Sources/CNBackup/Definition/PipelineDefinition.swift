@@ -335,7 +335,8 @@ public struct PipelineDefinition: Sendable {
         if node.kind == .sv, node.consensus == .cantonbft {
             let bft = captures.contains { capture in
                 guard capture.role == .sequencer, case .postgres(let source) = capture.source else { return false }
-                return source.databases.contains { $0.hasSuffix("_cantonbft") }
+                // A physical capture holds every database of its instance.
+                return source.method == .physical || source.databases.contains { $0.hasSuffix("_cantonbft") }
             }
             if !bft {
                 throw fail("a CantonBFT SV's backup must hold its BFT database: add sequencer_\(epoch.serial)_cantonbft (on the sequencer-cantonbft-pg instance) to a capture with role sequencer")
@@ -361,13 +362,29 @@ public struct PipelineDefinition: Sendable {
         if let path = try map.string("file") { sources.append(.file(path: path)) }
         if let path = try map.string("directory") { sources.append(.directory(path: path)) }
         if var pg = try map.map("postgres") {
-            let databases = try pg.strings("databases") ?? []
-            guard !databases.isEmpty else { throw YAMLMap.error(file, pg.node, pg.path, "databases (a non-empty list) is required") }
-            let source = PostgresSourceDefinition(
+            let methodText = try pg.string("method") ?? PostgresMethod.dump.rawValue
+            guard let method = PostgresMethod(rawValue: methodText) else {
+                throw YAMLMap.error(file, pg.value("method") ?? pg.node, pg.path + ".method",
+                                    "\"\(methodText)\" is not a method: use dump (pg_dump per database) or physical (pg_basebackup of the instance)")
+            }
+            let databases = try pg.strings("databases")
+            let globals = try pg.bool("globals")
+            let lockWaitTimeout = try pg.string("lockWaitTimeout")
+            if method == .physical {
+                // A base backup is the whole instance, roles included: a database list or globals would promise a choice it cannot make.
+                for (key, given) in [("databases", databases != nil), ("globals", globals != nil), ("lockWaitTimeout", lockWaitTimeout != nil)] where given {
+                    throw YAMLMap.error(file, pg.value(key) ?? pg.node, pg.path + "." + key,
+                                        "\(key) does not go with method: physical, which backs up the whole instance (every database and role)")
+                }
+            } else if databases?.isEmpty ?? true {
+                throw YAMLMap.error(file, pg.node, pg.path, "databases (a non-empty list) is required")
+            }
+            var source = PostgresSourceDefinition(
                 host: try pg.requireString("host"), port: try pg.int("port") ?? 5432, user: try pg.requireString("user"),
-                passwordFile: try pg.string("passwordFile"), databases: databases, globals: try pg.bool("globals") ?? false,
-                lockWaitTimeout: try pg.string("lockWaitTimeout") ?? "60s", sslMode: try pg.string("sslmode"),
+                passwordFile: try pg.string("passwordFile"), databases: databases ?? [], globals: globals ?? false,
+                lockWaitTimeout: lockWaitTimeout ?? "60s", sslMode: try pg.string("sslmode"),
                 binDirectory: try pg.string("binDirectory"), environment: try pg.stringMap("env") ?? [:])
+            source.method = method
             try pg.rejectUnknown()
             sources.append(.postgres(source))
         }

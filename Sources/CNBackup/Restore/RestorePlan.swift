@@ -41,7 +41,12 @@ public enum RestorePlan {
             steps.append("Restore roles first: cnbackup restore --store \(store) --signer PUB \(manifest.setId) --component \(globals.name) --to \(globals.name).sql --identity KEY; psql -f \(globals.name).sql")
         }
         for role in [ComponentRole.apps, .participant, .sequencer, .mediator] {
-            for record in named(role) where !record.name.hasSuffix("-globals") {
+            for record in named(role) where record.physical != nil {
+                let evidence = record.physical!
+                let bytes = PhysicalRestorer.diskNeeded(record)
+                steps.append("Restore \(role.rawValue) instance (physical base backup of PostgreSQL \(evidence.serverVersion), system \(evidence.systemIdentifier), consistent at LSN \(evidence.stopLSN) on timeline \(evidence.timeline)); needs \(bytes) bytes (\(String(format: "%.1f", Double(bytes) / 1_073_741_824)) GiB) of free disk for the data directory: cnbackup restore --store \(store) --signer PUB \(manifest.setId) --component \(record.name) --identity KEY --to-directory DIR; chown -R postgres DIR; start a PostgreSQL \(PostgresClients.majorVersion(in: evidence.serverVersion).map(String.init) ?? evidence.serverVersion) server on DIR (pg_ctl -D DIR start)")
+            }
+            for record in named(role) where !record.name.hasSuffix("-globals") && record.physical == nil {
                 let database = record.source.split(separator: "/").last.map(String.init) ?? record.name
                 steps.append("Restore \(role.rawValue) database: cnbackup restore --store \(store) --signer PUB \(manifest.setId) --component \(record.name) --identity KEY --to-database \(database) --pg-host HOST --pg-user USER --pg-password-file FILE --jobs 4")
             }

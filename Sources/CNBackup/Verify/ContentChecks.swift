@@ -4,7 +4,8 @@ import CNBackupStorage
 
 /// What deep verify checks in a component's plaintext beyond its digest, as the bytes stream past:
 /// a pg_dump custom-format archive (it starts with `PGDMP`) must pass `pg_restore --list`, and an
-/// identities dump must have its documented shape. Neither check keeps the plaintext: pg_restore
+/// identities dump must have its documented shape; a physical base backup (the record has
+/// `physical` evidence) must be a well-formed tar whose files match its own backup_manifest. Neither check keeps the plaintext: pg_restore
 /// reads it from a pipe, and an identities dump is small and checked in memory, then wiped.
 final class ContentChecks {
     private let record: ComponentRecord
@@ -12,6 +13,7 @@ final class ContentChecks {
     private var first = true
     private var listCheck: PgRestoreListCheck?
     private var identities: [UInt8]?
+    private var physical: (reader: TarReader, check: PhysicalTarCheck)?
     private static let identitiesLimit = 64 << 20
     /// What was checked, for the report.
     private(set) var checked: [String] = []
@@ -20,9 +22,14 @@ final class ContentChecks {
         self.record = record
         self.pgBinDirectory = pgBinDirectory
         if record.role == ComponentRole.identities.rawValue { identities = [] }
+        if let evidence = record.physical {
+            let check = PhysicalTarCheck(evidence: evidence, component: record.name)
+            physical = (TarReader(visitor: check), check)
+        }
     }
 
     func consume(_ chunk: [UInt8]) throws {
+        if let physical { try physical.reader.consume(chunk); return }
         if first {
             first = false
             if chunk.starts(with: Array("PGDMP".utf8)) {
@@ -40,6 +47,12 @@ final class ContentChecks {
     }
 
     func finish() throws {
+        if let physical {
+            do { try physical.reader.finish() } catch let error as CNBackupError {
+                throw CNBackupError(.integrity, "\(record.name): \(error.message)")
+            }
+            checked += try physical.check.finish()
+        }
         if let listCheck {
             let entries = try listCheck.finish()
             checked.append("pg_restore --list (\(entries) entries)")

