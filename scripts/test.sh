@@ -21,6 +21,10 @@ scripts/e2e-canton.sh "$RELEASE_BIN"
 scripts/e2e-signals.sh "$RELEASE_BIN"
 # Secrets (~10 s): kubernetesSecret against a fake API server over TLS, restore --as-kubernetes-secret, set age, Splice naming in validate.
 scripts/e2e-secrets.sh "$RELEASE_BIN"
+# The bucket writer as an adversary (issue 11, ~45 s): forged objects, junk, decoys, odd keys, future-dated copies, per-node signers, recover; file store and SeaweedFS.
+scripts/e2e-attacker.sh "$RELEASE_BIN"
+# S3 Object Lock against moto (~10 s): retention on every object, prune waits for it.
+scripts/e2e-objectlock.sh "$RELEASE_BIN"
 # Physical capture (~25 s): pg_basebackup of PostgreSQL 15 and 18, verify --deep, restore --to-directory, a server on it.
 scripts/e2e-physical.sh "$RELEASE_BIN"
 # e2e-pg18 (PostgreSQL 18 server and clients, ~15 s) runs alongside e2e-faults, its output held back

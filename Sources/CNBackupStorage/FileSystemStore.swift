@@ -155,8 +155,13 @@ public struct FileSystemStore: ObjectStore {
             }
             // A link (planted, or a folder linked elsewhere) is not an object: left out, never followed.
             var status = stat()
-            if lstat(path(relative), &status) == 0, (status.st_mode & S_IFMT) == S_IFLNK { enumerator.skipDescendants(); continue }
-            guard relative.hasPrefix(prefix), let info = try head(key: relative) else { continue }
+            guard lstat(path(relative), &status) == 0 else { continue }
+            if (status.st_mode & S_IFMT) == S_IFLNK { enumerator.skipDescendants(); continue }
+            // Read with lstat, not `head`: a name no cnbackup key can have (control characters) is
+            // still listed, for the catalog to report as ignored, instead of failing the listing.
+            guard relative.hasPrefix(prefix), (status.st_mode & S_IFMT) == S_IFREG else { continue }
+            let info = ObjectInfo(key: relative, size: Int64(status.st_size),
+                                  lastModified: Date(timeIntervalSince1970: TimeInterval(status.st_mtim.tv_sec)))
             results.append(info)
         }
         return results.sorted { $0.key < $1.key }

@@ -13,9 +13,11 @@ public struct ObjectInfo: Sendable, Equatable {
     public var lastModified: Date
     /// The store's own entity tag or version id, when it has one (S3). Not an MD5 in general.
     public var etag: String?
+    /// Object Lock: the object cannot be deleted before this time (S3 `HEAD`, when locked).
+    public var retainUntil: Date?
 
-    public init(key: String, size: Int64, lastModified: Date, etag: String? = nil) {
-        self.key = key; self.size = size; self.lastModified = lastModified; self.etag = etag
+    public init(key: String, size: Int64, lastModified: Date, etag: String? = nil, retainUntil: Date? = nil) {
+        self.key = key; self.size = size; self.lastModified = lastModified; self.etag = etag; self.retainUntil = retainUntil
     }
 }
 
@@ -24,14 +26,20 @@ public struct PutOptions: Sendable {
     /// Labels for the storage's own lifecycle rules (S3 object tags). Never trusted on reading:
     /// they are unsigned and anyone with write access can change them.
     public var tags: [String: String]
-    /// Refuse to replace an existing object (`If-None-Match: *`); used for manifests, which are
-    /// written once. When the existing object has the same bytes, the put succeeds.
+    /// Refuse to replace an existing object (`If-None-Match: *`); every object cnbackup writes is
+    /// written once. When the existing object has the same bytes (a retried request whose first
+    /// answer was lost), the put succeeds.
     public var ifAbsent: Bool
+    /// With `ifAbsent`: settle a conflict by comparing the whole object's SHA-256 (manifests, small
+    /// objects). Off for large objects under a new set id, where a conflict can only be another
+    /// writer's (or our own retried completion, which the multipart ETag recognises), so no extra
+    /// hash pass is paid.
+    public var settleByDigest: Bool = true
     /// The expected size, when known, so a store can choose its part size.
     public var sizeHint: Int64?
 
-    public init(tags: [String: String] = [:], ifAbsent: Bool = false, sizeHint: Int64? = nil) {
-        self.tags = tags; self.ifAbsent = ifAbsent; self.sizeHint = sizeHint
+    public init(tags: [String: String] = [:], ifAbsent: Bool = false, sizeHint: Int64? = nil, settleByDigest: Bool = true) {
+        self.tags = tags; self.ifAbsent = ifAbsent; self.sizeHint = sizeHint; self.settleByDigest = settleByDigest
     }
 }
 

@@ -21,6 +21,8 @@ public struct StoreSettings: Sendable, Equatable {
     public var maxBytesPerSecond: Int64?
     /// Attempts per S3 request before giving up (retries back off with full jitter).
     public var maxAttempts: Int?
+    /// Object Lock retention for every object written (S3 only; the bucket needs Object Lock on).
+    public var objectLock: ObjectLockRetention?
 
     public init(url: String, endpoint: String? = nil, region: String? = nil, pathStyle: Bool? = nil,
                 caFile: String? = nil, provider: String? = nil, sse: String? = nil, kmsKeyId: String? = nil,
@@ -90,6 +92,7 @@ extension StoreSettings {
                 if let parts = parallelParts { s3.parallelParts = max(1, parts) }
                 if let limit = maxBytesPerSecond { s3.maxSendBytesPerSecond = limit; s3.maxReceiveBytesPerSecond = limit }
                 if let attempts = maxAttempts { s3.retry.maxAttempts = max(1, attempts) }
+                s3.objectLock = objectLock
             }
         default:
             throw CNBackupError(.invalidInput, "store scheme \"\(scheme)\" is not supported: use file:// or s3://")

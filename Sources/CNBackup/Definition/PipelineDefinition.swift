@@ -186,9 +186,23 @@ public struct PipelineDefinition: Sendable {
         store.parallelParts = try storeMap.int("parallelParts")
         store.maxBytesPerSecond = try storeMap.int("maxBytesPerSecond").map(Int64.init)
         store.maxAttempts = try storeMap.int("maxAttempts")
+        if var lockMap = try storeMap.map("objectLock") {
+            let modeText = try lockMap.requireString("mode")
+            guard let mode = ObjectLockRetention.Mode(rawValue: modeText) else {
+                throw lockMap.error(lockMap.value("mode"), "mode", "\"\(modeText)\" is not an Object Lock mode: use governance or compliance")
+            }
+            guard let days = try lockMap.int("days"), (1...36_500).contains(days) else {
+                throw YAMLMap.error(file, lockMap.node, lockMap.path, "days (1 to 36500) is required: how long each object stays locked; at least the retention period prune keeps")
+            }
+            try lockMap.rejectUnknown()
+            store.objectLock = ObjectLockRetention(mode: mode, days: days)
+        }
         try storeMap.rejectUnknown()
         guard store.url.hasPrefix("file://") || store.url.hasPrefix("s3://") else {
             throw storeMap.error(nil, "url", "\"\(store.url)\" is not a store URL: use file:///PATH or s3://BUCKET/PREFIX")
+        }
+        if store.objectLock != nil && !store.url.hasPrefix("s3://") {
+            throw storeMap.error(nil, "objectLock", "Object Lock is an S3 setting: a file store has none (use the file system's own immutability)")
         }
 
         var encryptionMap = try YAMLMap(try top.require("encryption"), path: "encryption", file: file)

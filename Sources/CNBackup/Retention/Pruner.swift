@@ -23,6 +23,16 @@ public struct Pruner: Sendable {
                 plan.decisions = plan.decisions.map { RetentionDecision(setId: $0.setId, keep: true, reasons: $0.keep ? $0.reasons : ["kept: newest set does not verify"] + $0.reasons) }
             }
         }
+        // Object Lock: a set whose objects are retained is not tried before its retain-until date.
+        let doomed = Set(plan.deletedSetIds)
+        for entry in entries where doomed.contains(entry.setId) {
+            guard let until = try catalog.store.head(key: entry.layout.manifestKey)?.retainUntil, until > now else { continue }
+            plan.decisions = plan.decisions.map { decision in
+                guard decision.setId == entry.setId else { return decision }
+                return RetentionDecision(setId: decision.setId, keep: true,
+                                         reasons: ["kept: Object Lock retains it until \(Timestamp.format(until)); prune can delete it after that"] + decision.reasons)
+            }
+        }
         return (plan, entries)
     }
 

@@ -43,7 +43,10 @@ public struct Upload: Stage {
 
     public func run(_ input: Sealed) throws -> Stored {
         let digesting = DigestingStream(input.stream)
-        let info = try store.put(key: key, from: digesting, options: PutOptions(tags: tags, sizeHint: input.compressed.captured.sizeHint))
+        // Written only if absent: neither a re-run nor anyone else replaces a stored object through cnbackup.
+        let info = try store.put(key: key, from: digesting, options: PutOptions(tags: tags, ifAbsent: true,
+                                                                                  sizeHint: input.compressed.captured.sizeHint,
+                                                                                  settleByDigest: false))
         guard let digest = digesting.digest else {
             throw CNBackupError(.storage, "\(store.displayName) accepted \(key) before reading all of it")
         }

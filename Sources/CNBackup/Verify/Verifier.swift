@@ -151,7 +151,9 @@ extension Verifier {
         guard percent < 100, entries.count > 1 else { return entries }
         let wanted = max(1, Int((Double(entries.count) * percent / 100).rounded(.up)))
         var chosen = Set(entries.indices.shuffled().prefix(wanted))
-        chosen.insert(entries.count - 1)
+        // The newest trusted set (a decoy copy of it elsewhere may sort after it: decoys are
+        // untrusted and come in below anyway).
+        chosen.insert(entries.lastIndex(where: \.isTrusted) ?? entries.count - 1)
         for (index, entry) in entries.enumerated() where !entry.isTrusted { chosen.insert(index) }
         return chosen.sorted().map { entries[$0] }
     }

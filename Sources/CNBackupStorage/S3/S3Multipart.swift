@@ -26,7 +26,7 @@ extension S3Store {
     func putMultipart(key: String, head: consuming [UInt8], rest source: ByteStream, options: PutOptions) throws -> ObjectInfo {
         var createHeaders: [(String, String)] = []
         // Parts then carry x-amz-checksum-sha256 and the completion lists each part's.
-        if settings.provider.checksSHA256 { createHeaders.append(("x-amz-checksum-algorithm", "SHA256")) }
+        if usesSHA256Checksums { createHeaders.append(("x-amz-checksum-algorithm", "SHA256")) }
         createHeaders += labelHeaders(options.tags) + objectSettingHeaders
         let created = try sendXML(S3Call(method: "POST", key: key, query: [("uploads", "")], headers: createHeaders,
                                          what: "CREATE upload of"))
@@ -37,7 +37,7 @@ extension S3Store {
         let state = UploadState()
         let slots = DispatchSemaphore(value: max(1, settings.parallelParts))
         let group = DispatchGroup()
-        let wholeHash = options.ifAbsent ? SHA256Hasher() : nil
+        let wholeHash = options.ifAbsent && options.settleByDigest ? SHA256Hasher() : nil
         var total: Int64 = 0
         var partNumber = 0
 
@@ -142,17 +142,21 @@ extension S3Store {
             }.joined()
             + "</CompleteMultipartUpload>"
         var headers = [("Content-Type", "application/xml")]
-        // AWS and MinIO check If-None-Match here; others rely on the HEAD made before uploading.
-        if options.ifAbsent && [.aws, .minio].contains(settings.provider) { headers.append(("If-None-Match", "*")) }
+        // AWS, MinIO and SeaweedFS check If-None-Match here (SeaweedFS answers 412, tried); others
+        // rely on the HEAD made before uploading.
+        if options.ifAbsent && [.aws, .minio, .seaweedfs].contains(settings.provider) { headers.append(("If-None-Match", "*")) }
         let call = S3Call(method: "POST", key: key, query: [("uploadId", uploadId)], headers: headers,
                           body: Array(xml.utf8), what: "COMPLETE upload of")
         var failure: Error
         do {
             let response = try send(call, accept: [404, 412])
-            if response.status == 412, let digest {
+            if response.status == 412 {
                 try? abortMultipartUpload(key: key, uploadId: uploadId)
                 guard let existing = try head(key: key) else { throw conflictVanished(key) }
-                return try settleConflict(key: key, existing: existing, size: total, digest: digest)
+                if let digest { return try settleConflict(key: key, existing: existing, size: total, digest: digest) }
+                // Our own completion, retried after its answer was lost, made this very object.
+                if existing.size == total, etagMatches(existing.etag, parts: parts) { return existing }
+                throw CNBackupError(.alreadyExists, "\(displayName)\(key) already exists with other bytes; it was left unchanged")
             }
             let root = S3XMLElement.parse(response.body)
             if response.status == 200, root?.name == "CompleteMultipartUploadResult" {
@@ -197,6 +201,7 @@ extension S3Store {
     /// Server-side encryption and storage class, sent when an object is created.
     var objectSettingHeaders: [(String, String)] {
         var headers: [(String, String)] = []
+        if let lock = settings.objectLock { headers += lock.headers() }
         if let sse = settings.serverSideEncryption { headers.append(("x-amz-server-side-encryption", sse)) }
         if let key = settings.kmsKeyId { headers.append(("x-amz-server-side-encryption-aws-kms-key-id", key)) }
         if let storageClass = settings.storageClass { headers.append(("x-amz-storage-class", storageClass)) }

@@ -22,8 +22,13 @@ extension S3Store {
 
     /// The integrity header for a body the server must check, and the body's SHA-256 when it was
     /// computed for it.
+    /// Whether bodies carry `x-amz-checksum-sha256` (else Content-MD5).
+    var usesSHA256Checksums: Bool { settings.provider.checksSHA256 && settings.objectLock == nil }
+
     func integrityHeader(for bytes: [UInt8]) throws -> (header: (String, String), sha256: [UInt8]?) {
-        if settings.provider.checksSHA256 {
+        // Object Lock needs a checksum the server can name: Content-MD5 is the one every S3 API
+        // with Object Lock accepts (moto refuses a bare x-amz-checksum-sha256 there).
+        if usesSHA256Checksums {
             let digest = SHA256Hasher.hash(bytes)
             return (("x-amz-checksum-sha256", Data(digest).base64EncodedString()), digest)
         }

@@ -92,6 +92,10 @@ public struct S3Store: ObjectStore {
         let existingObject: ObjectInfo?
         do { existingObject = options.ifAbsent ? try self.head(key: key) : nil } catch { source.close(); throw error }
         if let existing = existingObject {
+            guard options.settleByDigest else {
+                source.close()
+                throw CNBackupError(.alreadyExists, "\(displayName)\(key) already exists (\(existing.size) bytes); it is never replaced")
+            }
             // Already there: upload nothing, just compare. The bytes must be read to be compared.
             let hasher = SHA256Hasher()
             hasher.update(head)
@@ -116,7 +120,8 @@ public struct S3Store: ObjectStore {
         if response.status == 404 { return nil }
         return ObjectInfo(key: key, size: Int64(response.header("content-length") ?? "") ?? 0,
                           lastModified: response.header("last-modified").flatMap(Self.parseHTTPDate) ?? Date(),
-                          etag: response.header("etag"))
+                          etag: response.header("etag"),
+                          retainUntil: response.header("x-amz-object-lock-retain-until-date").flatMap(Self.parseISODate))
     }
 
     public func list(prefix: String) throws -> [ObjectInfo] {
@@ -243,5 +248,27 @@ extension S3Store: MultipartUploadCleaning {
 
     public func abort(_ upload: StaleUpload) throws {
         try abortMultipartUpload(key: upload.key, uploadId: upload.uploadId)
+    }
+}
+
+extension S3Store {
+    /// The bucket's versioning status (`Enabled`, `Suspended`, or nil when never set) and its
+    /// Object Lock configuration (nil when off), for `cnbackup check-store`.
+    public func bucketProtection() throws -> (versioning: String?, objectLock: String?) {
+        let versioning = try send(S3Call(method: "GET", key: nil, query: [("versioning", "")], what: "GET versioning of"), accept: [403])
+        let versioningStatus = versioning.status == 403 ? "unknown (access denied)"
+            : S3XMLElement.parse(versioning.body)?.value("Status")
+        let lock = try send(S3Call(method: "GET", key: nil, query: [("object-lock", "")], what: "GET object lock of"), accept: [403, 404])
+        var lockText: String?
+        switch lock.status {
+        case 404: lockText = nil
+        case 403: lockText = "unknown (access denied)"
+        default:
+            if let root = S3XMLElement.parse(lock.body), root.value("ObjectLockEnabled") == "Enabled" {
+                let retention = root.child("Rule")?.child("DefaultRetention")
+                lockText = "Enabled" + (retention.map { " (default \($0.value("Mode") ?? "?") for \($0.value("Days") ?? $0.value("Years").map { $0 + " years" } ?? "?") days)" } ?? "")
+            }
+        }
+        return (versioningStatus, lockText)
     }
 }
