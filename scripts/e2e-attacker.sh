@@ -513,7 +513,7 @@ done
 
 [ -z "$(ls -A "$W/tmp")" ] || fail "cnbackup left files in its TMPDIR: $(ls -A "$W/tmp" | head -5 | tr '\n' ' ')"
 
-[ ${#BUGS[@]} = 0 ] || fail "$(printf '%s\n' "cnbackup bugs (see "Found a bug" in scripts/e2e-attacker.sh):" "${BUGS[@]}")"
+[ ${#BUGS[@]} = 0 ] || fail "$(printf '%s\n' 'cnbackup bugs (see "Found a bug" in scripts/e2e-attacker.sh):' "${BUGS[@]}")"
 
 step "done"
 echo "ok: e2e-attacker ($STORES): forged objects (same size, larger, appended junk) never reach restore --to -/FILE or pass verify --deep; junk, decoys, odd keys, lone signatures and orphan objects leave list, verify, restore, check-freshness, prune and cleanup working on the real sets; future-dated copies untrusted and never fresh; per-node signer pins (flags and CNBACKUP_SIGNER); recover never replaces a signature; control characters in keys; $(( $(date +%s) - START ))s"
