@@ -49,7 +49,7 @@ struct RunCommand: ParsableCommand {
             let runner = BackupRunner(definition: definition, store: try definition.store.open(), logger: makeLogger(format: logFormat),
                                       cancellation: StopSignals.cancellation)
             if dryRun {
-                runner.plan.forEach { print($0) }
+                runner.plan.lines.forEach { print($0) }
                 return
             }
             let started = Date()

@@ -44,22 +44,8 @@ public struct BackupRunner: Sendable {
     /// the apps database should not cost the whole set its participant).
     static let appsRetry = RetryPolicy(maxAttempts: 2, baseDelay: 1, maxDelay: 1)
 
-    /// The captures in the order they start: apps and the rest first, participant after the barrier.
-    public var plan: [String] {
-        let d = definition
-        var lines = ["node \(d.node.name) (\(d.node.kind.rawValue)), epoch \(d.epoch), store \(d.store.url)",
-                     "recipients: \(d.recipients.count + d.symmetricKeyFiles.count); compression zstd level \(d.compression.level); read-back \(d.readBack.rawValue); parallelism \(d.parallelism)"]
-        let jobs = d.captures.flatMap(\.jobs)
-        let first = jobs.filter { $0.role != .participant }
-        let after = jobs.filter { $0.role == .participant }
-        lines.append("phase 1 (at once, \(d.parallelism) at a time): " + first.map { "\($0.name) [\($0.role.rawValue)] \($0.summary)" }.joined(separator: "; "))
-        if !after.isEmpty {
-            lines.append("barrier: every apps capture completed (pg_dump or pg_basebackup exited 0)")
-            lines.append("phase 2: " + after.map { "\($0.name) [\($0.role.rawValue)] \($0.summary)" }.joined(separator: "; "))
-        }
-        lines.append("then: read back every object, sign and write manifest.json last")
-        return lines
-    }
+    /// What the run will do: `--dry-run` prints it, `run()` executes it.
+    public var plan: BackupPlan { BackupPlan(definition) }
 
     public func run() throws -> RunResult {
         try definition.checkDatabaseEpochs()
@@ -74,7 +60,8 @@ public struct BackupRunner: Sendable {
 
         let recorder = EventRecorder()
         let context = CaptureContext(cancellation: cancellation)
-        let jobs = definition.captures.flatMap(\.jobs)
+        let plan = self.plan
+        let jobs = plan.jobs
         let results = ResultCollector()
         let scheduler = Scheduler(limit: definition.parallelism)
         let appsDone = DispatchGroup()
@@ -106,8 +93,8 @@ public struct BackupRunner: Sendable {
                 everything.leave()
             }
         }
-        for job in jobs where job.role != .participant { launch(job, after: nil) }
-        for job in jobs where job.role == .participant { launch(job, after: appsDone) }
+        for job in plan.beforeBarrier { launch(job, after: nil) }
+        for job in plan.afterBarrier { launch(job, after: appsDone) }
         everything.wait()
 
         var (records, failures) = results.ordered(by: jobs)
@@ -120,7 +107,7 @@ public struct BackupRunner: Sendable {
             formatVersion: Manifest.currentFormatVersion, setId: setId, node: definition.node, epoch: definition.epoch,
             status: failures.isEmpty ? .complete : .partial, failures: failures, toolVersion: cnbackupVersion,
             captureStart: Timestamp.format(start), captureEnd: Timestamp.format(Date()), recovered: nil,
-            components: records, barrier: BarrierEvidence.from(records, jobs: jobs))
+            components: records, barrier: BarrierEvidence.from(records, plan: plan))
         try SetCommitter(store: store).commit(manifest, layout: layout, signingKey: signingKey)
         if cancellation.isCancelled {
             log.error("backup STOPPED by a signal: what completed was committed as a partial set",
@@ -196,17 +183,13 @@ public struct BackupRunner: Sendable {
 }
 
 extension BarrierEvidence {
-    /// The barrier as the records show it: the last apps end came before the first participant start.
-    static func from(_ records: [ComponentRecord], jobs: [ComponentJob]) -> BarrierEvidence? {
-        let apps = jobs.filter { $0.role == .apps }.map(\.name)
-        let participant = jobs.filter { $0.role == .participant }.map(\.name)
-        guard !apps.isEmpty, !participant.isEmpty else { return nil }
-        let appsEnd = records.filter { $0.role == ComponentRole.apps.rawValue }.map(\.endOrder).max()
-        let participantStart = records.filter { $0.role == ComponentRole.participant.rawValue }.map(\.startOrder).min()
-        let holds = appsEnd != nil && participantStart != nil && appsEnd! < participantStart!
-            && records.filter { $0.role == ComponentRole.apps.rawValue }.count == apps.count
-        return BarrierEvidence(appsComponents: apps, participantComponents: participant,
-                               appsCompletedOrder: appsEnd, participantStartedOrder: participantStart, holds: holds)
+    /// The barrier as the records show it (`BarrierRule`), for the plan's two phases.
+    static func from(_ records: [ComponentRecord], plan: BackupPlan) -> BarrierEvidence? {
+        guard !plan.appsComponents.isEmpty, !plan.participantComponents.isEmpty else { return nil }
+        let outcome = BarrierRule.evaluate(records, apps: plan.appsComponents)
+        return BarrierEvidence(appsComponents: plan.appsComponents, participantComponents: plan.participantComponents,
+                               appsCompletedOrder: outcome.appsCompletedOrder, participantStartedOrder: outcome.participantStartedOrder,
+                               holds: outcome.holds)
     }
 }
 

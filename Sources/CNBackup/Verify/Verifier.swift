@@ -74,11 +74,10 @@ public struct Verifier: Sendable {
             report.problems.append("the set is partial: " + manifest.failures.map { "\($0.component): \($0.reason)" }.joined(separator: "; "))
         }
         if let barrier = manifest.barrier {
-            let appsEnd = manifest.components.filter { $0.role == ComponentRole.apps.rawValue }.map(\.endOrder).max()
-            let participantStart = manifest.components.filter { $0.role == ComponentRole.participant.rawValue }.map(\.startOrder).min()
-            if let appsEnd, let participantStart, appsEnd >= participantStart {
+            let outcome = BarrierRule.evaluate(manifest.components, apps: barrier.appsComponents)
+            if let appsEnd = outcome.appsCompletedOrder, let participantStart = outcome.participantStartedOrder, appsEnd >= participantStart {
                 report.problems.append("the apps capture ended (event \(appsEnd)) after the participant capture started (event \(participantStart)): the set breaks the apps-before-participant rule")
-            } else if !barrier.holds {
+            } else if !barrier.holds || !outcome.holds && manifest.status == .complete {
                 report.problems.append("the barrier evidence says the apps-before-participant rule does not hold")
             }
         }
