@@ -43,7 +43,11 @@ enum ChainChooser {
         guard server.summarizeWAL else {
             return .full(reason: "the server has summarize_wal off: incremental backups need WAL summaries (ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf()): a full backup is taken", expected: false)
         }
-        let ordered = sets.sorted { $0.layout.setId > $1.layout.setId }
+        // Newest first: by the signed capture start (milliseconds), then the set id (seconds).
+        func time(_ set: ChainSet) -> String {
+            set.manifest?.captureStart ?? SetLayout.time(ofSetId: set.layout.setId).map(Timestamp.format) ?? ""
+        }
+        let ordered = sets.sorted { (time($0), $0.layout.setId) > (time($1), $1.layout.setId) }
         var byId: [String: ChainSet] = [:]
         for set in ordered where set.trusted { byId[set.layout.setId] = set }
         func physical(_ set: ChainSet) -> (ComponentRecord, PhysicalEvidence)? {
