@@ -399,7 +399,7 @@ public struct PipelineDefinition: Sendable {
                     }
                 }
                 if let count = try incremental.int("maxChain") {
-                    guard count >= 1 else {
+                    guard count >= 2 else {
                         throw YAMLMap.error(file, incremental.value("maxChain") ?? incremental.node, incremental.path + ".maxChain",
                                             "maxChain counts the full too: give 2 or more (1 means a full every run)")
                     }
