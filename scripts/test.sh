@@ -27,6 +27,8 @@ scripts/e2e-attacker.sh "$RELEASE_BIN"
 scripts/e2e-objectlock.sh "$RELEASE_BIN"
 # Physical capture (~25 s): pg_basebackup of PostgreSQL 15 and 18, verify --deep, restore --to-directory, a server on it.
 scripts/e2e-physical.sh "$RELEASE_BIN"
+# Incrementals (~30 s): PostgreSQL 18 full + 2 incrementals, restore combined, prune keeps the chain, broken chains, kill -9.
+scripts/e2e-incremental.sh "$RELEASE_BIN"
 # e2e-pg18 (PostgreSQL 18 server and clients, ~15 s) runs alongside e2e-faults, its output held back
 # until both end; either failing fails the suite.
 PG18_LOG=$(mktemp /tmp/cnbackup-e2e-pg18-log.XXXXXX)

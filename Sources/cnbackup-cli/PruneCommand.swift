@@ -36,6 +36,7 @@ struct PruneCommand: ParsableCommand {
             let pruner = Pruner(catalog: try signerOptions.catalog(try storeOptions.open()), policy: policy)
             let (plan, entries) = try pruner.plan(node: node)
             gaps = plan.gaps.count
+            for broken in plan.brokenChains { printError("cnbackup: broken incremental chain: \(broken)") }
             if json {
                 try printJSON(plan)
             } else {
@@ -43,6 +44,7 @@ struct PruneCommand: ParsableCommand {
                 for g in plan.gaps {
                     print("GAP in epoch \(g.migrationId)/\(g.serial): \(g.fromSetId) -> \(g.toSetId), \(RetentionPlanner.describe(g.seconds)) (more than the retention period allows)")
                 }
+                for broken in plan.brokenChains { print("BROKEN CHAIN: \(broken)") }
                 if let refused = plan.refusedToDelete { print("nothing deleted: \(refused)") }
             }
             if apply {

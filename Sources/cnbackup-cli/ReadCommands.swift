@@ -204,7 +204,12 @@ struct RestoreCommand: ParsableCommand {
                 guard entry.isTrusted, let manifest = entry.manifest else {
                     throw CNBackupError(.authentication, "set \(set) cannot be trusted: signature \(entry.signature)")
                 }
-                let steps = RestorePlan.steps(for: manifest, store: storeOptions.store, retention: try DurationText.parse(retentionPeriod))
+                var chains: [String: [Int64]] = [:]
+                for record in manifest.components where record.physical?.incremental != nil {
+                    chains[record.name] = (try? PhysicalRestorer(catalog: catalog).chainSizes(setId: set, component: record.name, node: node)) ?? []
+                }
+                let steps = RestorePlan.steps(for: manifest, store: storeOptions.store, retention: try DurationText.parse(retentionPeriod),
+                                              chains: chains)
                 if json {
                     struct Plan: Encodable { var setId: String; var node: String; var epoch: Epoch; var steps: [String] }
                     try printJSON(Plan(setId: manifest.setId, node: manifest.node.name, epoch: manifest.epoch, steps: steps))

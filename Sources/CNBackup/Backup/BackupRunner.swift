@@ -59,7 +59,10 @@ public struct BackupRunner: Sendable {
         log.info("backup started", metadata: ["node": "\(definition.node.name)", "epoch": "\(definition.epoch)", "store": "\(store.displayName)"])
 
         let recorder = EventRecorder()
-        let context = CaptureContext(cancellation: cancellation)
+        // Incrementals need earlier sets, trusted only when signed by this node's own key.
+        let wantsChains = definition.captures.contains { if case .postgres(let pg) = $0.source { return pg.incremental != nil } else { return false } }
+        let chains = wantsChains ? IncrementalChains(store: store, node: definition.node.name, signer: signingKey.publicKey, now: start) : nil
+        let context = CaptureContext(cancellation: cancellation, chains: chains, epoch: definition.epoch)
         let plan = self.plan
         let jobs = plan.jobs
         let results = ResultCollector()
@@ -142,7 +145,7 @@ public struct BackupRunner: Sendable {
                                                 serial: layout.epoch.serial, component: capture.name,
                                                 role: capture.role.rawValue, captureStart: Timestamp.format(start))
             let objectName = layout.objectName(component: capture.name)
-            let (source, evidence, physical) = try capture.open(context: context)
+            let (source, evidence, physical) = try capture.open(context: context, logger: logger)
             let stoppable = CancellableStream(source, cancellation: cancellation, what: "capture \(capture.name)")
             let captured = Captured(stream: Progress.track(stoppable, name: capture.name, total: capture.sizeHint),
                                     description: description, sizeHint: capture.sizeHint)
@@ -154,9 +157,12 @@ public struct BackupRunner: Sendable {
             let endOrder = recorder.next()
             if capture.role == .apps, let evidence { context.recordAppsSnapshot(evidence.serverNowBeforeSnapshot) }
             // A physical capture's stream ended only once pg_basebackup exited 0 and its evidence was taken.
-            let physicalEvidence = physical?.evidence
+            var physicalEvidence = physical?.evidence
             if physical != nil, physicalEvidence == nil {
                 throw CNBackupError(.capture, "the base backup of \(capture.name) ended without its evidence")
+            }
+            if let physical, physicalEvidence != nil {
+                physicalEvidence!.backupManifestObject = storeClearBackupManifest(physical, layout: layout, component: capture.name, logger: logger)
             }
             if capture.role == .apps, let physicalEvidence { context.recordAppsSnapshot(physicalEvidence.serverTimeAtStop) }
             let record = ComponentRecord(
@@ -178,6 +184,33 @@ public struct BackupRunner: Sendable {
             // gets only cnbackup's own message, never free text from a child.
             logger.error("capture failed", metadata: ["component": "\(capture.name)", "error": "\(Redaction.redact(failure.description))"])
             return .failure(failure)
+        }
+    }
+}
+
+extension BackupRunner {
+    /// The set-relative key of a physical component's clear backup_manifest copy.
+    static func clearBackupManifestName(component: String) -> String { component + ".backup_manifest" }
+
+    /// Writes the clear copy of a base backup's `backup_manifest` beside its sealed object (only if
+    /// absent), so the next run can take an incremental against it without a key that opens backup
+    /// data; its SHA-256 is in the signed manifest (docs/FORMAT.md says what it reveals). Returns its
+    /// set-relative key, or nil when none was written (the next run then takes a full backup).
+    func storeClearBackupManifest(_ physical: PhysicalCaptureStream, layout: SetLayout, component: String, logger: Logger) -> String? {
+        guard let bytes = physical.backupManifest else {
+            logger.warning("no clear backup_manifest written (larger than \(PhysicalCaptureVisitor.keepLimit) bytes): the next run takes a full backup",
+                           metadata: ["component": "\(component)"])
+            return nil
+        }
+        let name = Self.clearBackupManifestName(component: component)
+        do {
+            try store.putBytes(key: layout.key(relative: name), bytes,
+                               options: PutOptions(tags: objectTags(layout: layout, component: component), ifAbsent: true))
+            return name
+        } catch {
+            logger.warning("cannot write the clear backup_manifest: the next run takes a full backup",
+                           metadata: ["component": "\(component)", "error": "\(Redaction.redact("\(error)"))"])
+            return nil
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import CNBackupCore
 import CNBackupStorage
 
@@ -10,8 +11,14 @@ final class CaptureContext: @unchecked Sendable {
     private var appsSnapshots: [String] = []
     /// The run's stop request: every child a capture starts is stopped by it.
     let cancellation: Cancellation
+    /// Earlier sets of the node, for physical captures that take incrementals (nil: none read).
+    let chains: IncrementalChains?
+    /// The set's epoch (a capture may have its own, `ComponentJob.epoch`).
+    let epoch: Epoch?
 
-    init(cancellation: Cancellation) { self.cancellation = cancellation }
+    init(cancellation: Cancellation, chains: IncrementalChains? = nil, epoch: Epoch? = nil) {
+        self.cancellation = cancellation; self.chains = chains; self.epoch = epoch
+    }
 
     func recordAppsSnapshot(_ serverNow: String) { lock.lock(); appsSnapshots.append(serverNow); lock.unlock() }
     var latestAppsSnapshot: Date? {
@@ -42,9 +49,10 @@ struct ComponentJob: Sendable {
     /// Starts the source. For Postgres, first records the server's evidence and enforces the
     /// replica rule for participant captures. A physical capture's evidence is complete once its
     /// stream has ended (the third value).
-    func open(context: CaptureContext) throws -> (ByteStream, PostgresEvidence?, PhysicalCaptureStream?) {
+    func open(context: CaptureContext, logger: Logger? = nil) throws -> (ByteStream, PostgresEvidence?, PhysicalCaptureStream?) {
         if case .postgres(let pg) = source, pg.method == .physical {
-            let stream = try pg.openPhysical(role: role, context: context)
+            let stream = try pg.openPhysical(role: role, component: name, epoch: epoch ?? context.epoch ?? Epoch(migrationId: 0, serial: 0),
+                                             context: context, logger: logger)
             return (stream, nil, stream)
         }
         let (stream, evidence) = try openOther(context: context)

@@ -144,6 +144,42 @@ public struct PhysicalEvidence: Codable, Sendable, Equatable {
     public var backupManifestSize: Int64
     /// How the WAL the backup needs was kept on the server while it ran.
     public var walRetention: String
+    /// The set-relative key of the clear copy of this backup's `backup_manifest`
+    /// (`<component>.backup_manifest`), which the next run reads to take an incremental against
+    /// this one without any key that opens backup data. Its SHA-256 is `backupManifestSHA256`.
+    /// Absent when no clear copy was written (manifests before incrementals, or a manifest too large).
+    public var backupManifestObject: String? = nil
+    /// Set when this is an incremental backup (`pg_basebackup --incremental`): the link to its parent.
+    public var incremental: IncrementalLink? = nil
+    /// Why a capture configured for incrementals took a full backup instead (the chain's full was
+    /// too old, the parent was missing, untrusted or did not match, the server has no WAL summaries...).
+    public var fullBackupReason: String? = nil
+
+    /// 0 for a full backup, else the incremental's place in its chain.
+    public var chainPosition: Int { incremental?.position ?? 0 }
+}
+
+/// An incremental backup's link to the backup it was taken against. Restoring it needs every link
+/// from the full (position 0) up, each authenticated by its own signed manifest.
+public struct IncrementalLink: Codable, Sendable, Equatable {
+    /// The parent's set and component (same node; the epoch is the parent set's own).
+    public var parentSetId: String
+    public var parentComponent: String
+    /// The SHA-256 of the parent's backup_manifest that was passed to `pg_basebackup --incremental`.
+    public var parentBackupManifestSHA256: String
+    /// 1 for the first incremental after a full, and so on.
+    public var position: Int
+    /// The set holding the chain's full backup.
+    public var fullSetId: String
+    /// The full's capture start (for `fullEvery`).
+    public var fullCaptureStart: String
+
+    public init(parentSetId: String, parentComponent: String, parentBackupManifestSHA256: String, position: Int,
+                fullSetId: String, fullCaptureStart: String) {
+        self.parentSetId = parentSetId; self.parentComponent = parentComponent
+        self.parentBackupManifestSHA256 = parentBackupManifestSHA256; self.position = position
+        self.fullSetId = fullSetId; self.fullCaptureStart = fullCaptureStart
+    }
 }
 
 /// What the manifest records about a dump's snapshot.

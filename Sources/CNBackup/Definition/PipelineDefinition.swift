@@ -399,6 +399,29 @@ public struct PipelineDefinition: Sendable {
                 lockWaitTimeout: lockWaitTimeout ?? "60s", sslMode: try pg.string("sslmode"),
                 binDirectory: try pg.string("binDirectory"), environment: try pg.stringMap("env") ?? [:])
             source.method = method
+            if var incremental = try pg.map("incremental") {
+                guard method == .physical else {
+                    throw YAMLMap.error(file, incremental.node, incremental.path, "incremental goes with method: physical (pg_basebackup --incremental)")
+                }
+                var policy = IncrementalPolicy()
+                if let text = try incremental.string("fullEvery") {
+                    do { policy.fullEvery = try DurationText.parse(text) } catch let e as CNBackupError {
+                        throw YAMLMap.error(file, incremental.value("fullEvery") ?? incremental.node, incremental.path + ".fullEvery", e.message)
+                    }
+                    guard policy.fullEvery > 0 else {
+                        throw YAMLMap.error(file, incremental.value("fullEvery") ?? incremental.node, incremental.path + ".fullEvery", "fullEvery must be longer than 0")
+                    }
+                }
+                if let count = try incremental.int("maxChain") {
+                    guard count >= 2 else {
+                        throw YAMLMap.error(file, incremental.value("maxChain") ?? incremental.node, incremental.path + ".maxChain",
+                                            "maxChain counts the full too: give 2 or more (1 means a full every run)")
+                    }
+                    policy.maxChain = count
+                }
+                try incremental.rejectUnknown()
+                source.incremental = policy
+            }
             try pg.rejectUnknown()
             sources.append(.postgres(source))
         }

@@ -86,6 +86,14 @@ public struct Verifier: Sendable {
         }
         for record in manifest.components {
             report.components.append(check(record, entry: entry, manifest: manifest, options: options))
+            // An incremental restores only with every link of its chain, back to its full.
+            if record.physical?.incremental != nil {
+                do {
+                    _ = try IncrementalChainLinks.resolve(record: record, entry: entry, catalog: catalog)
+                } catch {
+                    report.problems.append("the incremental chain of \(record.name) is broken: \(error)")
+                }
+            }
         }
         let perComponent = manifest.components.map { Set($0.keyIds) }
         report.openableBy = perComponent.first.map { first in perComponent.dropFirst().reduce(first) { $0.intersection($1) } }
@@ -128,11 +136,29 @@ public struct Verifier: Sendable {
                 try checkStoredDigest(stored, record)
                 result.checked += ["sha256", "header"] + (record.headerSHA256 != nil ? ["header bound"] : [])
             }
+            if let clear = record.physical?.backupManifestObject {
+                try checkClearBackupManifest(clear, record: record, entry: entry)
+                result.checked.append("clear backup_manifest")
+            }
             result.ok = true
         } catch {
             result.error = "\(error)"
         }
         return result
+    }
+
+    /// The clear copy of a physical backup's backup_manifest must be the one the signed manifest records.
+    private func checkClearBackupManifest(_ name: String, record: ComponentRecord, entry: CatalogEntry) throws {
+        let evidence = record.physical!
+        let bytes: [UInt8]
+        do {
+            bytes = try catalog.store.getBytes(key: entry.layout.key(relative: name), limit: IncrementalChains.manifestLimit)
+        } catch let error as CNBackupError where error.code == .notFound {
+            throw CNBackupError(.integrity, "the clear backup_manifest \(name) is missing (the next incremental of \(record.name) falls back to a full backup)")
+        }
+        guard Int64(bytes.count) == evidence.backupManifestSize, SHA256Hasher.hash(bytes).hex == evidence.backupManifestSHA256 else {
+            throw CNBackupError(.integrity, "the clear backup_manifest \(name) is not the one the signed manifest records (SHA-256 differs)")
+        }
     }
 
     private func checkStoredDigest(_ stored: DigestingStream, _ record: ComponentRecord) throws {
