@@ -38,6 +38,7 @@ public final class ArchiveRowCounter {
     private var rows: [String: Int64] = [:]
     private var current: String?
     private var currentLines: Int64 = 0
+    private var currentBytes = 0
     /// The last bytes of the current block's data, to find a trailing `\.` line.
     private var tail: [UInt8] = []
     private var inBlob = false
@@ -113,7 +114,7 @@ public final class ArchiveRowCounter {
                 guard let id = takeInt(&input) else { return }
                 if type == 1 {
                     current = tables[id]
-                    currentLines = 0; tail = []
+                    currentLines = 0; currentBytes = 0; tail = []
                     inBlob = false
                     phase = .chunkLength
                 } else {
@@ -131,8 +132,7 @@ public final class ArchiveRowCounter {
                 if inBlob { phase = .blobOid; continue }
                 if let table = current {
                     var lines = currentLines
-                    // Old dumpers ended the COPY data with a `\.` line of its own.
-                    if tail == Array("\\.\n".utf8) || (tail.count == 4 && Array(tail.suffix(3)) == Array("\\.\n".utf8) && tail[0] == 0x0A) { lines -= 1 }
+                    lines -= Self.terminatorLines(tail, wholeBlock: currentBytes <= tail.count)
                     rows[table, default: 0] += max(0, lines)
                 }
                 current = nil
@@ -141,12 +141,26 @@ public final class ArchiveRowCounter {
         }
     }
 
+    /// pg_dump ends each table's COPY data with `\.` and two empty lines (`\.\n\n\n`): those
+    /// lines are no rows. A row is never `\.` (a backslash in data is written `\\`), so the
+    /// terminator is recognised by that line, followed only by empty lines, at the block's end.
+    static func terminatorLines(_ tail: [UInt8], wholeBlock: Bool) -> Int64 {
+        var end = tail.count
+        var empty: Int64 = 0
+        while end >= 2, tail[end - 1] == 0x0A, tail[end - 2] == 0x0A { end -= 1; empty += 1 }
+        guard end >= 3, tail[end - 1] == 0x0A, tail[end - 2] == 0x2E, tail[end - 3] == 0x5C else { return 0 }
+        let lineStart = end - 3
+        guard (lineStart == 0 && wholeBlock) || (lineStart > 0 && tail[lineStart - 1] == 0x0A) else { return 0 }
+        return 1 + empty
+    }
+
     @inline(__always)
     private func countLines(_ slice: Slice<UnsafeBufferPointer<UInt8>>) {
         var n: Int64 = 0
         for byte in slice where byte == 0x0A { n += 1 }
         currentLines += n
-        if slice.count >= 4 { tail = Array(slice.suffix(4)) } else { tail = Array((tail + slice).suffix(4)) }
+        currentBytes += slice.count
+        if slice.count >= 16 { tail = Array(slice.suffix(16)) } else { tail = Array((tail + slice).suffix(16)) }
     }
 
     /// Reads one int (a sign byte, then `intSize` bytes little-endian), across chunk boundaries.
