@@ -17,6 +17,8 @@ scripts/check-examples.sh "$CNBACKUP_BIN"
 swift build -c release --product cnbackup
 RELEASE_BIN="$(swift build -c release --show-bin-path)/cnbackup"
 scripts/e2e-canton.sh "$RELEASE_BIN"
+# Restore drills (~25 s): SV-like and validator-like sets drilled into throwaway PostgreSQL 15, a missing role failing the drill, a forged receipt ignored, --pg-host left as it was.
+scripts/e2e-drill.sh "$RELEASE_BIN"
 # SIGTERM during a run (~10 s): no child, grandchild, open upload or secret temporary file is left.
 scripts/e2e-signals.sh "$RELEASE_BIN"
 # Secrets (~10 s): kubernetesSecret against a fake API server over TLS, restore --as-kubernetes-secret, set age, Splice naming in validate.

@@ -18,8 +18,11 @@ struct SetSummary: Encodable {
     var problems: [String]
     var components: [String]
     var keyIds: [String]
+    /// The newest drill signed by a pinned drill key (with --drill-signer).
+    var drill: DrillSummary?
 
-    init(_ entry: CatalogEntry) {
+    init(_ entry: CatalogEntry, drill: DrillReceipt? = nil) {
+        self.drill = drill.map(DrillSummary.init)
         id = entry.setId
         node = entry.layout.node
         kind = entry.manifest?.node.kind.rawValue
@@ -44,6 +47,7 @@ struct ListCommand: ParsableCommand {
     @OptionGroup var signerOptions: SignerOptions
     @Option(help: "Only this node's sets.") var node: String?
     @Option(help: "Only sets of this epoch (MIGRATION/SERIAL).") var epoch: String?
+    @OptionGroup var drillSignerOptions: DrillSignerOptions
     @Flag(help: "JSON output.") var json = false
 
     func run() throws {
@@ -56,7 +60,9 @@ struct ListCommand: ParsableCommand {
                 entries = entries.filter { $0.layout.epoch.migrationId == wanted.migrationId && $0.layout.epoch.serial == wanted.serial }
             }
             untrusted = entries.filter { !$0.isTrusted }.count
-            let summaries = entries.map(SetSummary.init)
+            let drills = try DrillReceipts(store: catalog.store, signers: try drillSignerOptions.load())
+                .trusted(entries: entries, prefix: node.map { $0 + "/" } ?? "")
+            let summaries = entries.map { SetSummary($0, drill: drills[$0.layout.directory]?.last) }
             if json {
                 struct Listing: Encodable { var sets: [SetSummary]; var ignored: [IgnoredKey] }
                 try printJSON(Listing(sets: summaries, ignored: ignored))
@@ -68,7 +74,8 @@ struct ListCommand: ParsableCommand {
                 for s in summaries {
                     let state = s.signature != "valid" || !s.problems.isEmpty ? "UNTRUSTED (signature \(s.signature))"
                         : (s.complete ? "complete" : (s.status ?? "unreadable")) + (s.recovered ? " (recovered)" : "")
-                    print("\(s.id)  \(s.node)  epoch \(s.epoch)  \(s.captureStart ?? "-")  \(state)  [\(s.components.joined(separator: ", "))]  keys \(s.keyIds.joined(separator: ","))")
+                    let drill = s.drill.map { "  drill \($0.status) \($0.at) (\(String(format: "%.1f", $0.restoreSeconds)) s)" } ?? ""
+                    print("\(s.id)  \(s.node)  epoch \(s.epoch)  \(s.captureStart ?? "-")  \(state)  [\(s.components.joined(separator: ", "))]  keys \(s.keyIds.joined(separator: ","))\(drill)")
                     for problem in s.problems { print("    problem: \(problem)") }
                 }
             }
@@ -99,6 +106,7 @@ struct VerifyCommand: ParsableCommand {
     @Option(name: .customLong("identity"), help: "Private key file for --deep; repeat to offer several.") var identities: [String] = []
     @Option(name: .customLong("held-key"), help: "A key id or recipient public key you still hold the private key of; repeat.") var heldKeys: [String] = []
     @Option(help: "Folder of pg_restore for --deep (default: PATH).") var pgBin: String?
+    @OptionGroup var drillSignerOptions: DrillSignerOptions
     @Flag(help: "JSON output.") var json = false
 
     @OptionGroup var progress: ProgressOptions
@@ -126,9 +134,13 @@ struct VerifyCommand: ParsableCommand {
                 entries = try sets.map { try catalog.entry(setId: $0, node: node) }
             }
             let verifier = Verifier(catalog: catalog)
+            let drillSigners = try drillSignerOptions.load()
             var reports: [VerifyReport] = []
             for entry in entries {
-                let report = try verifier.verify(entry: entry, options: options)
+                var report = try verifier.verify(entry: entry, options: options)
+                if !drillSigners.isEmpty, entry.isTrusted {
+                    report.drill = try DrillReceipts(store: catalog.store, signers: drillSigners).trusted(entry: entry).last.map(DrillSummary.init)
+                }
                 reports.append(report)
                 if !json { printText(report) }
             }
@@ -151,6 +163,9 @@ struct VerifyCommand: ParsableCommand {
         for problem in report.problems { print("problem: \(problem)") }
         for c in report.components {
             print("  \(c.ok ? "ok  " : "FAIL") \(c.component) [\(c.checked.joined(separator: ", "))] keys \(c.keyIds.map(\.description).joined(separator: ","))\(c.error.map { ": " + $0 } ?? "")")
+        }
+        if let drill = report.drill {
+            print("newest drill: \(drill.status) at \(drill.at), whole node restored in \(String(format: "%.1f", drill.restoreSeconds)) s\((drill.failures ?? []).isEmpty ? "" : ": " + drill.failures!.joined(separator: "; "))")
         }
         print("can be opened by: \(report.openableBy.isEmpty ? "no single key" : report.openableBy.map(\.description).joined(separator: ", "))")
         print(report.ok ? "verified\(report.deep ? " (deep)" : "")" : "NOT verified")

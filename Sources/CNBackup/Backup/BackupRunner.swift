@@ -145,7 +145,10 @@ public struct BackupRunner: Sendable {
                                                 serial: layout.epoch.serial, component: capture.name,
                                                 role: capture.role.rawValue, captureStart: Timestamp.format(start))
             let objectName = layout.objectName(component: capture.name)
-            let (source, evidence, physical) = try capture.open(context: context, logger: logger)
+            let (opened, evidence, physical) = try capture.open(context: context, logger: logger)
+            // A dump's rows are counted as it streams past (cheap: a newline scan), for `drill`.
+            let counting = capture.countsRows ? RowCountingStream(opened) : nil
+            let source: ByteStream = counting ?? opened
             let stoppable = CancellableStream(source, cancellation: cancellation, what: "capture \(capture.name)")
             let captured = Captured(stream: Progress.track(stoppable, name: capture.name, total: capture.sizeHint),
                                     description: description, sizeHint: capture.sizeHint)
@@ -174,7 +177,10 @@ public struct BackupRunner: Sendable {
                 codec: compressed.codec, keyIds: sealed.header.keyIDs, segmentSize: sealed.header.segmentSize,
                 started: Timestamp.format(started), ended: Timestamp.format(Date()),
                 startOrder: startOrder, endOrder: endOrder, readBack: verified.mode.rawValue, postgres: evidence,
-                epoch: capture.epoch, physical: physicalEvidence)
+                epoch: capture.epoch, physical: physicalEvidence, rowCounts: counting?.counter.finish())
+            if let counting, counting.counter.gaveUp != nil {
+                logger.info("no row counts recorded", metadata: ["component": "\(capture.name)", "reason": "\(counting.counter.gaveUp!)"])
+            }
             logger.info("capture stored", metadata: ["component": "\(capture.name)", "plaintext": "\(record.plaintextSize)",
                                                      "stored": "\(record.storedSize)"])
             return .success(record)

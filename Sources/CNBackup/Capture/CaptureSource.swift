@@ -105,6 +105,16 @@ struct ComponentJob: Sendable {
         }
     }
 
+    /// Whether the stream may be a pg_dump custom-format archive whose rows are counted on the way
+    /// (a pg_dump of a database, or a command that may run pg_dump itself).
+    var countsRows: Bool {
+        switch source {
+        case .postgres(let pg): return pg.method == .dump && !isGlobals
+        case .command, .file: return true
+        default: return false
+        }
+    }
+
     /// The size to expect, when the source knows it (for the store's part size).
     var sizeHint: Int64? {
         if case .file(let path) = source, let attributes = try? FileManager.default.attributesOfItem(atPath: path) {

@@ -116,6 +116,10 @@ public struct ComponentRecord: Codable, Sendable, Equatable {
     /// For physical captures (`method: physical`, pg_basebackup): the backup's WAL range, the
     /// instance and the digest of its own backup_manifest. Absent for dumps and other sources.
     public var physical: PhysicalEvidence? = nil
+    /// For pg_dump archives read uncompressed as they streamed past: each table's rows
+    /// (`schema.table` -> COPY data lines), which `cnbackup drill` compares with the restore.
+    /// Absent when the archive could not be read (another format, compressed, a command's dump).
+    public var rowCounts: [String: Int64]? = nil
 }
 
 /// What the manifest records about a physical base backup (`pg_basebackup -Ft -X fetch`).

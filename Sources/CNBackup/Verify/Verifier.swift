@@ -14,6 +14,8 @@ public struct VerifyReport: Codable, Sendable {
     }
 
     public var setId: String
+    /// The set's newest restore drill signed by a pinned drill key (`--drill-signer`), when there is one.
+    public var drill: DrillSummary? = nil
     public var node: String?
     public var epoch: String?
     public var status: String?
