@@ -169,14 +169,14 @@ public struct BackupRunner: Sendable {
             }
             if capture.role == .apps, let physicalEvidence { context.recordAppsSnapshot(physicalEvidence.serverTimeAtStop) }
             let record = ComponentRecord(
-                name: capture.name, role: capture.role.rawValue, source: capture.summary, objectKey: objectName,
+                name: capture.name, role: capture.role, source: capture.summary, objectKey: objectName,
                 storedSize: stored.storedSize, storedSHA256: stored.storedSHA256.hex,
                 headerSHA256: SHA256Hasher.hash(sealed.header.bytes).hex, etag: stored.info.etag,
                 plaintextSize: stored.plaintextSize,
                 plaintextDigestHMAC: try sealed.dataKey.plaintextDigestMAC(stored.plaintextSHA256).hex,
                 codec: compressed.codec, keyIds: sealed.header.keyIDs, segmentSize: sealed.header.segmentSize,
                 started: Timestamp.format(started), ended: Timestamp.format(Date()),
-                startOrder: startOrder, endOrder: endOrder, readBack: verified.mode.rawValue, postgres: evidence,
+                startOrder: startOrder, endOrder: endOrder, readBack: ReadBackRecord(rawValue: verified.mode.rawValue) ?? .full, postgres: evidence,
                 epoch: capture.epoch, physical: physicalEvidence, rowCounts: counting?.counter.finish())
             if let counting, counting.counter.gaveUp != nil {
                 logger.info("no row counts recorded", metadata: ["component": "\(capture.name)", "reason": "\(counting.counter.gaveUp!)"])

@@ -54,7 +54,7 @@ public struct CaptureDefinition: Sendable, Equatable {
     public var epoch: Epoch? = nil
 }
 
-public enum ReadBackMode: String, Sendable, CaseIterable {
+public enum ReadBackMode: String, Codable, Sendable, CaseIterable {
     /// Every object is read back whole and opened with the in-memory data key.
     case full
     /// The header and a few segments (the first, the last and two at random) are read back by

@@ -51,9 +51,9 @@ public struct Driller: Sendable {
             guard !record.name.hasSuffix("-globals") else { return false }
             if record.postgres != nil || record.physical != nil || record.rowCounts != nil { return true }
             // A command capture of a database role (its own pg_dump, maybe compressed).
-            return Self.roleOrder.map(\.rawValue).contains(record.role) && record.source.hasPrefix("command:")
+            return Self.roleOrder.contains(record.role) && record.source.hasPrefix("command:")
         }
-        func rank(_ record: ComponentRecord) -> Int { roleOrder.firstIndex { $0.rawValue == record.role } ?? roleOrder.count }
+        func rank(_ record: ComponentRecord) -> Int { roleOrder.firstIndex { $0 == record.role } ?? roleOrder.count }
         return candidates.enumerated().sorted { (rank($0.element), $0.offset) < (rank($1.element), $1.offset) }.map(\.element)
     }
 
@@ -107,7 +107,7 @@ public struct Driller: Sendable {
                 results.append(drillPhysical(record, entry: entry, manifest: manifest, previous: previous, options: options, log: log, versions: &versions))
                 continue
             }
-            var component = DrillReceipt.Component(name: record.name, role: record.role, status: "failed", seconds: 0, rowCounts: nil,
+            var component = DrillReceipt.Component(name: record.name, role: record.role.rawValue, status: "failed", seconds: 0, rowCounts: nil,
                                                    comparedWith: "none", mismatches: [], reason: nil, checked: [])
             var database: String?
             var scratch: ScratchPostgres?
@@ -170,7 +170,7 @@ public struct Driller: Sendable {
                                                                           : "rows compared with the \(component.comparedWith == "capture" ? "capture" : "previous drill")"]).joined(separator: "; "))
         }
         var identityIds: [String]?
-        for record in manifest.components where record.role == ComponentRole.identities.rawValue {
+        for record in manifest.components where record.role == .identities {
             do {
                 let ids = try checkIdentities(record, entry: entry, manifest: manifest, options: options)
                 identityIds = (identityIds ?? []) + ids
