@@ -49,6 +49,7 @@ public struct BackupRunner: Sendable {
 
     public func run() throws -> RunResult {
         try definition.checkDatabaseEpochs()
+        try ScanEpoch.check(definition)
         let recipients = try loadRecipients()
         let signingKey = try KeyFile.loadSigningKey(path: definition.signingKeyFile)
         let start = capturedAt ?? Date()
