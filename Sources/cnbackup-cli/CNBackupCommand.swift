@@ -65,10 +65,24 @@ struct StoreOptions: ParsableArguments {
     @Option(help: "A CA bundle to verify the S3 endpoint's TLS certificate with.") var caFile: String?
     @Option(help: "S3 provider quirks: aws, gcs, r2, minio, seaweedfs, ceph.") var provider: String?
 
-    func open() throws -> any ObjectStore {
-        try StoreSettings(parsing: store, endpoint: endpoint, region: region, pathStyle: pathStyle ? true : nil,
-                          caFile: caFile, provider: provider).open()
+    func validate() throws {
+        if let conflict = StoreSettings.conflict(url: store, endpoint: endpoint, region: region, pathStyle: pathStyle ? true : nil,
+                                                 caFile: caFile, provider: provider) {
+            throw ValidationError(conflict)
+        }
     }
+
+    var settings: StoreSettings {
+        get throws {
+            try StoreSettings(parsing: store, endpoint: endpoint, region: region, pathStyle: pathStyle ? true : nil,
+                              caFile: caFile, provider: provider)
+        }
+    }
+
+    func open() throws -> any ObjectStore { try settings.open() }
+
+    /// For commands that only read: a store that is missing or unreadable is an error, never "no sets".
+    func openForReading() throws -> any ObjectStore { try settings.openForReading() }
 }
 
 /// The signers whose manifests readers trust: `--signer PUB` for any node, `--signer NODE=PUB`

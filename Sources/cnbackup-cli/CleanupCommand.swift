@@ -17,7 +17,7 @@ struct CleanupCommand: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let cleaner = Cleaner(store: try storeOptions.open(), olderThan: try DurationText.parse(olderThan))
+            let cleaner = Cleaner(store: try storeOptions.openForReading(), olderThan: try DurationText.parse(olderThan))
             let plan = try cleaner.plan()
             if json {
                 try printJSON(plan)

@@ -24,7 +24,7 @@ struct CheckFreshnessCommand: ParsableCommand {
     func run() throws {
         var fresh = false
         try reporting {
-            let catalog = try signerOptions.catalog(try storeOptions.open())
+            let catalog = try signerOptions.catalog(try storeOptions.openForReading())
             let policy = try retentionPeriod.map { RetentionPolicy(retentionPeriod: try DurationText.parse($0), margin: try DurationText.parse(margin)) }
             if let problem = policy?.problem { throw CNBackupError(.invalidInput, problem) }
             let gateway = try pushgateway.map { try Pushgateway(url: $0, caFile: pushgatewayCaFile) }

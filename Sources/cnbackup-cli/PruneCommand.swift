@@ -33,8 +33,17 @@ struct PruneCommand: ParsableCommand {
                                          keepWithin: try DurationText.parse(keepWithin), keepLast: keepLast,
                                          keepEveryPastEpochSet: !thinPastEpochs)
             if let problem = policy.problem { throw CNBackupError(.invalidInput, problem) }
-            let pruner = Pruner(catalog: try signerOptions.catalog(try storeOptions.open()), policy: policy)
+            let catalog = try signerOptions.catalog(try storeOptions.openForReading())
+            let pruner = Pruner(catalog: catalog, policy: policy)
             let (plan, entries) = try pruner.plan(node: node)
+            if entries.isEmpty {
+                // A misspelt --node finds nothing: say so, with the nodes that are there.
+                let nodes = Set(try catalog.entries().map(\.layout.node)).sorted()
+                if !nodes.isEmpty {
+                    throw CNBackupError(.notFound, "no sets for node \(node) in \(storeOptions.store): check --node; this store holds \(nodes.joined(separator: ", "))")
+                }
+                printError("no sets in \(storeOptions.store): nothing to prune")
+            }
             gaps = plan.gaps.count
             if json {
                 try printJSON(plan)

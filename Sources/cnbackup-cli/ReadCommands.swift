@@ -49,7 +49,7 @@ struct ListCommand: ParsableCommand {
     func run() throws {
         var untrusted = 0
         try reporting {
-            let catalog = try signerOptions.catalog(try storeOptions.open())
+            let catalog = try signerOptions.catalog(try storeOptions.openForReading())
             var (entries, ignored) = try catalog.scan(node: node)
             if let epoch {
                 let wanted = try Epoch(parsing: epoch)
@@ -113,7 +113,7 @@ struct VerifyCommand: ParsableCommand {
         if deep && !json { progress.install() }
         var ok = false
         try reporting {
-            let catalog = try signerOptions.catalog(try storeOptions.open())
+            let catalog = try signerOptions.catalog(try storeOptions.openForReading())
             let options = VerifyOptions(identities: deep ? try identities.map { try KeyFile.loadIdentity(path: $0) } : nil,
                                         heldKeys: heldKeys.isEmpty ? nil : try heldKeys.map { try KeyID(parsing: $0) },
                                         pgBinDirectory: pgBin)
@@ -198,7 +198,7 @@ struct RestoreCommand: ParsableCommand {
     func run() throws {
         progress.install()
         try reporting {
-            let catalog = try signerOptions.catalog(try storeOptions.open())
+            let catalog = try signerOptions.catalog(try storeOptions.openForReading())
             if plan {
                 let entry = try catalog.entry(setId: set, node: node)
                 guard entry.isTrusted, let manifest = entry.manifest else {

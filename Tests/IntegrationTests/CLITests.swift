@@ -19,9 +19,9 @@ struct Outcome {
 }
 
 @discardableResult
-func cli(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> Outcome {
+func cli(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:], executable: String? = nil) throws -> Outcome {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: cnbackupBinary())
+    process.executableURL = URL(fileURLWithPath: executable ?? cnbackupBinary())
     process.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     env.merge(environment) { _, new in new }

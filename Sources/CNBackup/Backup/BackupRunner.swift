@@ -45,8 +45,10 @@ public struct BackupRunner: Sendable {
     static let appsRetry = RetryPolicy(maxAttempts: 2, baseDelay: 1, maxDelay: 1)
 
     /// The captures in the order they start: apps and the rest first, participant after the barrier.
-    public var plan: [String] {
-        let d = definition
+    public var plan: [String] { Self.plan(for: definition) }
+
+    /// The plan of a definition, without a store (`run --dry-run` needs no storage credentials).
+    public static func plan(for d: PipelineDefinition) -> [String] {
         var lines = ["node \(d.node.name) (\(d.node.kind.rawValue)), epoch \(d.epoch), store \(d.store.url)",
                      "recipients: \(d.recipients.count + d.symmetricKeyFiles.count); compression zstd level \(d.compression.level); read-back \(d.readBack.rawValue); parallelism \(d.parallelism)"]
         let jobs = d.captures.flatMap(\.jobs)

@@ -231,8 +231,24 @@ public enum KeyFile {
         return .x25519(secret: SecretBytes(key), publicKey: try X25519.publicKey(privateKey: key))
     }
 
+    /// A private key file must not be open to others, as ssh refuses: readable by others is
+    /// refused always; readable by the group (or writable by anyone else) when the file is this
+    /// user's own. A Secret mounted with `defaultMode: 0400` and the pod's `fsGroup` is root's,
+    /// mode 0440, readable by the pod's group only: accepted.
+    package static func requirePrivateMode(path: String, what: String) throws {
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            throw CNBackupError(.invalidInput, "cannot read \(what) \(path): it does not exist or is not readable")
+        }
+        let mode = status.st_mode & 0o777
+        if mode & 0o004 != 0 || (status.st_uid == geteuid() && mode & 0o077 != 0) {
+            throw CNBackupError(.invalidInput, "\(what) \(path) is open to others (mode \(String(mode, radix: 8))): a private key must be readable by its owner only; run chmod 600 \(path)")
+        }
+    }
+
     /// Loads a symmetric key file to seal to.
     public static func loadSymmetricRecipient(path: String) throws -> Recipient {
+        try requirePrivateMode(path: path, what: "symmetric key file")
         let line = try readKeyLine(path: path)
         let (_, key) = try KeyText.decode(line, expecting: [.symmetricSecret], what: "symmetric key file \(path)")
         return .symmetric(try SymmetricKey(key))
@@ -240,6 +256,7 @@ public enum KeyFile {
 
     /// Loads the node's Ed25519 signing key.
     public static func loadSigningKey(path: String) throws -> SigningKey {
+        try requirePrivateMode(path: path, what: "signing key file")
         let line = try readKeyLine(path: path)
         let (_, key) = try KeyText.decode(line, expecting: [.ed25519Secret], what: "signing key file \(path)")
         return SigningKey(secret: SecretBytes(key), publicKey: SignerKey(bytes: try Ed25519.publicKey(privateKey: key)))

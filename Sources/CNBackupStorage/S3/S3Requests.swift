@@ -139,7 +139,7 @@ extension S3Store {
         switch (response.status, code) {
         case (404, _), (_, "NoSuchKey"), (_, "NoSuchBucket"):
             if call.key == nil || code == "NoSuchBucket" {
-                return CNBackupError(.notFound, "bucket \(settings.bucket) does not exist", cause: cause)
+                return CNBackupError(.notFound, "bucket \(settings.bucket) does not exist at \(settings.endpoint ?? "the provider's endpoint"): check the bucket name in --store, --endpoint and --region (create the bucket first)", cause: cause)
             }
             return CNBackupError(.notFound, "\(target) does not exist", cause: cause)
         case (401, _), (403, _):

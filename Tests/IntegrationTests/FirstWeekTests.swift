@@ -1,0 +1,177 @@
+import Foundation
+import Testing
+
+/// Issue 17, "An operator's first week": every answer tells the truth, as a user runs cnbackup.
+
+/// A stand-in S3 server that answers every request with `status` and the S3 error `code`, and
+/// appends one line per request to `log`. Ends by itself after a minute.
+func startFakeS3(status: Int, code: String, log: String) throws -> (endpoint: String, process: Process) {
+    let script = """
+    import http.server, sys, threading
+    status, code, log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    class H(http.server.BaseHTTPRequestHandler):
+        def handle_one(self):
+            with open(log, "a") as f: f.write(self.command + " " + self.path + "\\n")
+            body = ("<?xml version='1.0'?><Error><Code>%s</Code><Message>fake</Message></Error>" % code).encode()
+            self.send_response(status); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+        do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = handle_one
+        def log_message(self, *a): pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    print(server.server_address[1], flush=True)
+    threading.Timer(60, server.shutdown).start()
+    server.serve_forever()
+    """
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c", script, String(status), code, log]
+    let out = Pipe()
+    process.standardOutput = out
+    try process.run()
+    let port = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    return ("http://127.0.0.1:\(port)", process)
+}
+
+let fakeCredentials = ["AWS_ACCESS_KEY_ID": "AKIAFAKEFAKEFAKE", "AWS_SECRET_ACCESS_KEY": "fakefakefakefakefake", "AWS_REGION": "us-east-1"]
+
+/// Runs the built binary as user nobody (root reads everything, an operator's verifier does not).
+func cliAsNobody(_ arguments: [String]) throws -> Outcome {
+    try cli(["--reuid=65534", "--regid=65534", "--clear-groups", cnbackupBinary()] + arguments, executable: "/usr/bin/setpriv")
+}
+
+@Suite(.serialized) struct NoSilentSuccessTests {
+    @Test func aMissingFileStoreIsAnErrorForEveryReader() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let signer = try generateKey(dir + "/sign", signing: true)
+        let store = ["--store", "file://\(dir)/nowhere"]
+        for arguments in [["list"] + store + ["--signer", signer],
+                          ["prune"] + store + ["--signer", signer, "--node", "n1", "--retention-period", "30d"],
+                          ["cleanup"] + store,
+                          ["check-freshness"] + store + ["--signer", signer, "--node", "n1", "--max-age", "4h"]] {
+            let outcome = try cli(arguments)
+            #expect(outcome.status == 1, "\(arguments[0]): \(outcome.status) \(outcome.text) \(outcome.stderr)")
+            #expect(outcome.stderr.contains("does not exist") && outcome.stderr.contains("--store"), "\(arguments[0]): \(outcome.stderr)")
+            #expect(!outcome.text.contains("no sets"))
+        }
+    }
+
+    @Test func aStoreThisUserCannotReadIsNeverEmpty() throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { return }
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        chmod(dir, 0o755)
+        let recipient = try generateKey(dir + "/ops")
+        let signer = try generateKey(dir + "/sign", signing: true)
+        try writePipeline(in: dir, node: "n1", recipients: [recipient], captures: ["{ name: a, role: other, command: [ \"printf\", \"x\" ] }"])
+        #expect(try cli(["run", dir + "/p.yaml"]).status == 0)
+        let store = ["--store", "file://\(dir)/store", "--signer", signer]
+        // The writer makes its folders 0700: another user cannot even open the root.
+        let root = try cliAsNobody(["list"] + store)
+        #expect(root.status == 1 && root.stderr.contains("cannot read"), "\(root.status) \(root.text) \(root.stderr)")
+        // A readable root with an unreadable node folder is not an empty store either.
+        chmod(dir + "/store", 0o755)
+        for arguments in [["list"] + store, ["check-freshness"] + store + ["--node", "n1", "--max-age", "4h"],
+                          ["prune"] + store + ["--node", "n1", "--retention-period", "30d"], ["cleanup", "--store", "file://\(dir)/store"]] {
+            let outcome = try cliAsNobody(arguments)
+            #expect(outcome.status == 1 && outcome.stderr.contains("cannot read the folder n1"), "\(arguments[0]): \(outcome.status) \(outcome.text) \(outcome.stderr)")
+        }
+    }
+
+    @Test func aMisspeltNodeNamesTheNodesThatExist() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipient = try generateKey(dir + "/ops")
+        let signer = try generateKey(dir + "/sign", signing: true)
+        try writePipeline(in: dir, node: "sv-1", recipients: [recipient], captures: ["{ name: a, role: other, command: [ \"printf\", \"x\" ] }"])
+        #expect(try cli(["run", dir + "/p.yaml"]).status == 0)
+        let prune = try cli(["prune", "--store", "file://\(dir)/store", "--signer", signer, "--node", "sv1", "--retention-period", "30d"])
+        #expect(prune.status == 1 && prune.stderr.contains("sv1") && prune.stderr.contains("sv-1"), "\(prune.status) \(prune.stderr)")
+        #expect(try cli(["prune", "--store", "file://\(dir)/store", "--signer", signer, "--node", "sv-1", "--retention-period", "30d"]).status == 0)
+    }
+
+    @Test func aMissingBucketIsAnError() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let signer = try generateKey(dir + "/sign", signing: true)
+        let (endpoint, server) = try startFakeS3(status: 404, code: "NoSuchBucket", log: dir + "/requests")
+        defer { server.terminate() }
+        let store = ["--store", "s3://missing/p", "--endpoint", endpoint, "--path-style"]
+        for arguments in [["list"] + store + ["--signer", signer], ["cleanup"] + store,
+                          ["check-freshness"] + store + ["--signer", signer, "--node", "n1", "--max-age", "4h"],
+                          ["prune"] + store + ["--signer", signer, "--node", "n1", "--retention-period", "30d"]] {
+            let outcome = try cli(arguments, environment: fakeCredentials)
+            #expect(outcome.status == 1 && outcome.stderr.contains("bucket missing does not exist"), "\(arguments[0]): \(outcome.status) \(outcome.stderr)")
+        }
+    }
+
+    @Test func anEndpointFlagThatContradictsTheURLIsAUsageError() throws {
+        let outcome = try cli(["list", "--store", "s3://b/p?endpoint=https://a.example.com", "--endpoint", "https://b.example.com", "--signer", "x"])
+        #expect(outcome.status == 64 && outcome.stderr.contains("--endpoint"), "\(outcome.status) \(outcome.stderr)")
+        let same = try cli(["list", "--store", "s3://b/p?endpoint=https://a.example.com/", "--endpoint", "https://a.example.com", "--signer", "x"])
+        #expect(same.status != 64, "\(same.stderr)")
+    }
+}
+
+/// `validate` checks what `run` will need, without side effects.
+@Suite(.serialized) struct ValidateChecksTheHostTests {
+    @Test func validateFindsWhatRunWouldFailOn() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipient = try generateKey(dir + "/ops")
+        _ = try generateKey(dir + "/sign", signing: true)
+        try writePipeline(in: dir, node: "n1", recipients: [recipient], captures: [
+            "{ name: a, role: other, command: [ \"no-such-program-cnb\" ] }",
+            "{ name: b, role: other, file: \"\(dir)/missing.json\" }",
+            "{ name: c, role: other, directory: \"\(dir)/missing-folder\" }",
+        ])
+        let outcome = try cli(["validate", dir + "/p.yaml"])
+        #expect(outcome.status == 1, "\(outcome.text) \(outcome.stderr)")
+        for text in ["no-such-program-cnb", "missing.json", "missing-folder"] { #expect(outcome.stderr.contains(text), "\(outcome.stderr)") }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/store"), "validate must not create the store")
+        #expect(try cli(["validate", "--syntax-only", dir + "/p.yaml"]).status == 0)
+
+        // A signing key open to others is refused, by validate and by run (as ssh refuses).
+        try writePipeline(in: dir, node: "n1", recipients: [recipient], captures: ["{ name: a, role: other, command: [ \"printf\", \"x\" ] }"])
+        #expect(try cli(["validate", dir + "/p.yaml"]).status == 0)
+        chmod(dir + "/sign", 0o644)
+        let open = try cli(["validate", dir + "/p.yaml"])
+        #expect(open.status == 1 && open.stderr.contains("chmod 600"), "\(open.stderr)")
+        let run = try cli(["run", dir + "/p.yaml"])
+        #expect(run.status == 1 && run.stderr.contains("chmod 600"), "\(run.stderr)")
+        chmod(dir + "/sign", 0o600)
+        try FileManager.default.removeItem(atPath: dir + "/sign")
+        let gone = try cli(["validate", dir + "/p.yaml"])
+        #expect(gone.status == 1 && gone.stderr.contains("\(dir)/sign"), "\(gone.stderr)")
+    }
+
+    @Test func epochFromTheEnvironmentAndRelativePaths() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/conf", withIntermediateDirectories: true)
+        let recipient = try generateKey(dir + "/conf/ops")
+        _ = try generateKey(dir + "/conf/sign", signing: true)
+        try "x".write(toFile: dir + "/conf/data.txt", atomically: true, encoding: .utf8)
+        try """
+        version: 1
+        node: { name: v-1, kind: validator }
+        epoch: { migrationId: 0, serial: 0 }
+        store: { url: "s3://bucket/p?endpoint=https://nowhere.invalid" }
+        encryption: { recipients: [ "\(recipient)" ] }
+        signing: { keyFile: sign }
+        captures:
+          - { name: apps, role: apps, file: data.txt }
+          - { name: participant, role: participant, postgres: { host: pg, user: u, databases: [ participant_4 ] } }
+          - { name: identities, role: identities, file: ./data.txt }
+        """.write(toFile: dir + "/conf/p.yaml", atomically: true, encoding: .utf8)
+        // Run from another folder: paths resolve against the file's folder.
+        let wrongEpoch = try cli(["validate", dir + "/conf/p.yaml"])
+        #expect(wrongEpoch.status == 1 && wrongEpoch.stderr.contains("participant_4"), "\(wrongEpoch.stderr)")
+        let right = try cli(["validate", dir + "/conf/p.yaml"], environment: ["CNBACKUP_EPOCH": "4/0"])
+        #expect(right.status == 0 && right.text.contains("epoch 4/0"), "\(right.text) \(right.stderr)")
+        #expect(try cli(["validate", dir + "/conf/p.yaml", "--epoch", "4/0"]).status == 0)
+        // --dry-run opens no store: no credentials, no endpoint reached.
+        let dry = try cli(["run", dir + "/conf/p.yaml", "--dry-run", "--epoch", "4/0"],
+                          environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": "", "AWS_WEB_IDENTITY_TOKEN_FILE": ""])
+        #expect(dry.status == 0 && dry.text.contains("phase 1") && dry.text.contains("\(dir)/conf/data.txt"), "\(dry.text) \(dry.stderr)")
+    }
+}
