@@ -26,7 +26,7 @@ struct CheckFreshnessCommand: ParsableCommand {
         try reporting {
             let catalog = try signerOptions.catalog(try storeOptions.openForReading())
             let policy = try retentionPeriod.map { RetentionPolicy(retentionPeriod: try DurationText.parse($0), margin: try DurationText.parse(margin)) }
-            if let problem = policy?.problem { throw CNBackupError(.invalidInput, problem) }
+            if let problem = policy?.problem { throw CNBackupError(.invalidInput, flagNames(problem)) }
             let gateway = try pushgateway.map { try Pushgateway(url: $0, caFile: pushgatewayCaFile) }
             let report = try FreshnessCheck(catalog: catalog).check(node: node, maxAge: try DurationText.parse(maxAge), retention: policy)
             fresh = report.fresh && (report.gaps ?? []).isEmpty

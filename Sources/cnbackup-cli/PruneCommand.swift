@@ -26,13 +26,20 @@ struct PruneCommand: ParsableCommand {
     @Flag(help: "Delete what the plan deletes.") var apply = false
     @Flag(help: "JSON output.") var json = false
 
+    func validate() throws {
+        guard keepLast >= 0 else { throw ValidationError("--keep-last must be 0 or more") }
+        for (flag, text) in [("--retention-period", retentionPeriod), ("--margin", margin), ("--keep-within", keepWithin)] {
+            guard (try? DurationText.parse(text)) != nil else { throw ValidationError("\(flag) \(text) is not a duration: write a number and a unit (s, m, h, d, w), e.g. 30d") }
+        }
+    }
+
     func run() throws {
         var gaps = 0
         try reporting {
             let policy = RetentionPolicy(retentionPeriod: try DurationText.parse(retentionPeriod), margin: try DurationText.parse(margin),
                                          keepWithin: try DurationText.parse(keepWithin), keepLast: keepLast,
                                          keepEveryPastEpochSet: !thinPastEpochs)
-            if let problem = policy.problem { throw CNBackupError(.invalidInput, problem) }
+            if let problem = policy.problem { throw CNBackupError(.invalidInput, flagNames(problem)) }
             let catalog = try signerOptions.catalog(try storeOptions.openForReading())
             let pruner = Pruner(catalog: catalog, policy: policy)
             let (plan, entries) = try pruner.plan(node: node)
@@ -66,4 +73,10 @@ struct PruneCommand: ParsableCommand {
             throw ExitCode(Exit.incomplete)
         }
     }
+}
+
+/// Retention messages name the policy's fields; a user knows the flags.
+func flagNames(_ message: String) -> String {
+    message.replacingOccurrences(of: "keepLast", with: "--keep-last").replacingOccurrences(of: "keepWithin", with: "--keep-within")
+        .replacingOccurrences(of: "the retention margin", with: "--margin").replacingOccurrences(of: "the margin (", with: "--margin (").replacingOccurrences(of: "the retention period", with: "--retention-period")
 }

@@ -18,6 +18,10 @@ struct SetSummary: Encodable {
     var problems: [String]
     var components: [String]
     var keyIds: [String]
+    /// Bytes the set takes in the store: the sum of its components' stored (sealed) sizes.
+    var storedBytes: Int64
+    /// Seconds since the capture started, when the manifest says when.
+    var ageSeconds: Int?
 
     init(_ entry: CatalogEntry) {
         id = entry.setId
@@ -32,6 +36,8 @@ struct SetSummary: Encodable {
         problems = entry.problems
         components = entry.manifest?.components.map(\.name) ?? []
         keyIds = Array(Set(entry.manifest?.components.flatMap { $0.keyIds.map(\.description) } ?? [])).sorted()
+        storedBytes = entry.manifest?.components.reduce(Int64(0)) { $0 + $1.storedSize } ?? 0
+        ageSeconds = captureStart.flatMap(parseInstant).map { max(0, Int(Date().timeIntervalSince($0))) }
     }
 }
 
@@ -45,6 +51,8 @@ struct ListCommand: ParsableCommand {
     @Option(help: "Only this node's sets.") var node: String?
     @Option(help: "Only sets of this epoch (MIGRATION/SERIAL).") var epoch: String?
     @Flag(help: "JSON output.") var json = false
+
+    func validate() throws { try checkEpochText(epoch) }
 
     func run() throws {
         var untrusted = 0
@@ -68,7 +76,8 @@ struct ListCommand: ParsableCommand {
                 for s in summaries {
                     let state = s.signature != "valid" || !s.problems.isEmpty ? "UNTRUSTED (signature \(s.signature))"
                         : (s.complete ? "complete" : (s.status ?? "unreadable")) + (s.recovered ? " (recovered)" : "")
-                    print("\(s.id)  \(s.node)  epoch \(s.epoch)  \(s.captureStart ?? "-")  \(state)  [\(s.components.joined(separator: ", "))]  keys \(s.keyIds.joined(separator: ","))")
+                    let age = s.ageSeconds.map { DurationText.format(TimeInterval($0)) + " ago" } ?? "-"
+                    print("\(s.id)  \(s.node)  epoch \(s.epoch)  \(s.captureStart ?? "-")  \(age)  \(byteText(s.storedBytes))  \(state)  [\(s.components.joined(separator: ", "))]  keys \(s.keyIds.joined(separator: ","))")
                     for problem in s.problems { print("    problem: \(problem)") }
                 }
             }
@@ -195,6 +204,19 @@ struct RestoreCommand: ParsableCommand {
     @Flag(help: "JSON output (with --plan).") var json = false
 
     @OptionGroup var progress: ProgressOptions
+    func validate() throws {
+        guard jobs >= 1 else { throw ValidationError("--jobs must be 1 or more") }
+        guard (1...65535).contains(pgPort) else { throw ValidationError("--pg-port must be 1 to 65535") }
+        if plan { return }
+        if component == nil { throw ValidationError("give --component NAME (see `cnbackup list`), or --plan") }
+        if identities.isEmpty { throw ValidationError("give the private key file with --identity") }
+        if to == nil && toDatabase == nil && toDirectory == nil {
+            throw ValidationError("give --to PATH (or - for standard output), --to-database NAME or --to-directory DIR")
+        }
+        if participantOnly && asKubernetesSecret == nil { throw ValidationError("--participant-only goes with --as-kubernetes-secret NAME") }
+        if asKubernetesSecret != nil && to == "-" { throw ValidationError("--as-kubernetes-secret writes a file: give --to PATH") }
+    }
+
     func run() throws {
         progress.install()
         try reporting {
@@ -255,4 +277,21 @@ struct RestoreCommand: ParsableCommand {
             printError("restored \(component) of \(set): \(bytes) bytes\(to == "-" ? " to standard output" : " to \(to)")")
         }
     }
+}
+
+/// Sizes for people: 1.5 GiB, 120 KiB, 42 B.
+func byteText(_ bytes: Int64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes), unit = 0
+    while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
+    return unit == 0 ? "\(bytes) B" : String(format: "%.1f", value) + " " + units[unit]
+}
+
+/// An RFC 3339 instant, with or without fractional seconds.
+func parseInstant(_ text: String) -> Date? {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    if let date = formatter.date(from: text) { return date }
+    formatter.formatOptions = [.withInternetDateTime]
+    return formatter.date(from: text)
 }

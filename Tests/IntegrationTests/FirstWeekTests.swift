@@ -175,3 +175,69 @@ func cliAsNobody(_ arguments: [String]) throws -> Outcome {
         #expect(dry.status == 0 && dry.text.contains("phase 1") && dry.text.contains("\(dir)/conf/data.txt"), "\(dry.text) \(dry.stderr)")
     }
 }
+
+/// Usage errors exit 64, values are range-checked, messages name flags; keys show; list's size and age.
+@Suite(.serialized) struct UsageAndMessagesTests {
+    @Test func usageErrorsExit64() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let signer = try generateKey(dir + "/sign", signing: true)
+        let recipient = try generateKey(dir + "/ops")
+        let store = ["--store", "file://\(dir)/store", "--signer", signer]
+        let cases: [[String]] = [
+            ["restore"] + store + ["20261120T040000Z-1a2b3c4d", "--component", "dump", "--identity", dir + "/ops"],   // no --to
+            ["restore"] + store + ["20261120T040000Z-1a2b3c4d", "--to", dir + "/out", "--identity", dir + "/ops"],    // no --component
+            ["restore"] + store + ["20261120T040000Z-1a2b3c4d", "--component", "d", "--to", "x", "--identity", "k", "--jobs", "0"],
+            ["upload", "--store", "file://\(dir)/store", "--node", "n", "--kind", "generic", "--epoch", "0/0",
+             "--component", "other=\(dir)/ops", "--signing-key", dir + "/sign"],                                    // no --recipient
+            ["upload", "--store", "file://\(dir)/store", "--node", "n", "--kind", "generic", "--epoch", "-1/0",
+             "--component", "other=\(dir)/ops", "--signing-key", dir + "/sign", "--recipient", recipient],
+            ["run", dir + "/p.yaml", "--epoch", "0"],
+            ["run", dir + "/p.yaml", "--epoch", "-1/0"],
+            ["run", dir + "/p.yaml", "--grace-period", "-1"],
+            ["list"] + store + ["--epoch", "x"],
+            ["prune"] + store + ["--node", "n", "--retention-period", "30d", "--keep-last", "-1"],
+            ["encrypt"],
+            ["decrypt"],
+        ]
+        for arguments in cases {
+            let outcome = try cli(arguments)
+            #expect(outcome.status == 64, "\(arguments.joined(separator: " ")): \(outcome.status) \(outcome.stderr)")
+        }
+        let margin = try cli(["prune"] + store + ["--node", "n", "--retention-period", "1d", "--margin", "2d"])
+        #expect(margin.status == 1 && margin.stderr.contains("--retention-period") && margin.stderr.contains("--margin"), "\(margin.stderr)")
+    }
+
+    @Test func keysShowAndTheSigningKeyMessage() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let signing = try cli(["keys", "generate", "--signing", "--out", dir + "/sign"])
+        let signer = signing.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(signing.stderr.contains("lives on the cluster") && signing.stderr.contains("pin"), "\(signing.stderr)")
+        let recipient = try generateKey(dir + "/ops")
+        let shownSigning = try cli(["keys", "show", dir + "/sign"])
+        #expect(shownSigning.status == 0 && shownSigning.text.contains(signer) && shownSigning.text.contains("key id: "), "\(shownSigning.text)")
+        #expect(!shownSigning.text.contains("SECRET"))
+        let shownRecipient = try cli(["keys", "show", dir + "/ops", "--json"])
+        struct Shown: Decodable { var schemaVersion: Int; var kind: String; var publicKey: String?; var keyId: String }
+        let decoded = try JSONDecoder().decode(Shown.self, from: shownRecipient.stdout)
+        #expect(decoded.kind == "x25519-private" && decoded.publicKey == recipient && decoded.keyId.count == 16)
+        try "# a pinned signer\n\(signer)\n".write(toFile: dir + "/signer.pub", atomically: true, encoding: .utf8)
+        let shownPublic = try cli(["keys", "show", dir + "/signer.pub"])
+        #expect(shownPublic.status == 0 && shownPublic.text.contains(signer) && shownPublic.text.contains("public key"), "\(shownPublic.text)")
+    }
+
+    @Test func listShowsSizeAndAge() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipient = try generateKey(dir + "/ops")
+        let signer = try generateKey(dir + "/sign", signing: true)
+        try writePipeline(in: dir, node: "n1", recipients: [recipient], captures: ["{ name: a, role: other, command: [ \"sh\", \"-c\", \"head -c 200000 /dev/urandom\" ] }"])
+        #expect(try cli(["run", dir + "/p.yaml"]).status == 0)
+        let text = try cli(["list", "--store", "file://\(dir)/store", "--signer", signer]).text
+        #expect(text.contains(" KiB") && text.contains(" ago"), "\(text)")
+        struct Listing: Decodable { struct S: Decodable { var storedBytes: Int64 }; var sets: [S] }
+        let sets = try JSONDecoder().decode(Listing.self, from: try cli(["list", "--store", "file://\(dir)/store", "--signer", signer, "--json"]).stdout).sets
+        #expect(sets.count == 1 && sets[0].storedBytes > 200_000)
+    }
+}

@@ -196,6 +196,41 @@ public enum KeyFile {
         return publicLine
     }
 
+    /// What a key file holds, safe to print: its kind, its public half (none for a symmetric key)
+    /// and its key id. Reads private and public key files alike.
+    public struct Summary: Sendable, Encodable {
+        /// x25519-private, x25519-public, ed25519-private, ed25519-public, symmetric.
+        public var kind: String
+        public var isPrivate: Bool
+        public var publicKey: String?
+        public var keyId: String
+    }
+
+    public static func summary(path: String) throws -> Summary {
+        let line = try readKeyLine(path: path)
+        let (kind, key) = try KeyText.decode(line, expecting: KeyKind.allCases, what: "key file \(path)")
+        var secret = key
+        defer { wipe(&secret) }
+        switch kind {
+        case .x25519Secret:
+            let publicKey = try X25519.publicKey(privateKey: secret)
+            return Summary(kind: "x25519-private", isPrivate: true, publicKey: KeyText.encode(.x25519Public, publicKey),
+                           keyId: KeyID.ofPublicKey(publicKey).description)
+        case .x25519Public:
+            return Summary(kind: "x25519-public", isPrivate: false, publicKey: KeyText.encode(.x25519Public, key),
+                           keyId: KeyID.ofPublicKey(key).description)
+        case .ed25519Secret:
+            let publicKey = try Ed25519.publicKey(privateKey: secret)
+            return Summary(kind: "ed25519-private", isPrivate: true, publicKey: KeyText.encode(.ed25519Public, publicKey),
+                           keyId: KeyID.ofPublicKey(publicKey).description)
+        case .ed25519Public:
+            return Summary(kind: "ed25519-public", isPrivate: false, publicKey: KeyText.encode(.ed25519Public, key),
+                           keyId: KeyID.ofPublicKey(key).description)
+        case .symmetricSecret:
+            return Summary(kind: "symmetric", isPrivate: true, publicKey: nil, keyId: try KeyID.ofSymmetricKey(secret).description)
+        }
+    }
+
     /// Writes `contents` to a new file with mode 0600, refusing to replace an existing file.
     package static func writeSecretFile(path: String, contents: [UInt8]) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
