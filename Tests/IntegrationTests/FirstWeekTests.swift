@@ -95,7 +95,8 @@ func cliAsNobody(_ arguments: [String]) throws -> Outcome {
         let signer = try generateKey(dir + "/sign", signing: true)
         let (endpoint, server) = try startFakeS3(status: 404, code: "NoSuchBucket", log: dir + "/requests")
         defer { server.terminate() }
-        let store = ["--store", "s3://missing/p", "--endpoint", endpoint, "--path-style"]
+        // An IP address endpoint: path-style by default (no BUCKET.127.0.0.1 to resolve).
+        let store = ["--store", "s3://missing/p", "--endpoint", endpoint]
         for arguments in [["list"] + store + ["--signer", signer], ["cleanup"] + store,
                           ["check-freshness"] + store + ["--signer", signer, "--node", "n1", "--max-age", "4h"],
                           ["prune"] + store + ["--signer", signer, "--node", "n1", "--retention-period", "30d"]] {
@@ -239,5 +240,39 @@ func cliAsNobody(_ arguments: [String]) throws -> Outcome {
         struct Listing: Decodable { struct S: Decodable { var storedBytes: Int64 }; var sets: [S] }
         let sets = try JSONDecoder().decode(Listing.self, from: try cli(["list", "--store", "file://\(dir)/store", "--signer", signer, "--json"]).stdout).sets
         #expect(sets.count == 1 && sets[0].storedBytes > 200_000)
+    }
+}
+
+/// S3 errors that cannot succeed on retry are not retried, and say what to fix.
+@Suite(.serialized) struct S3AddressingAndRetriesTests {
+    @Test func refusalsAreNotRetriedAndSayWhatToFix() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let signer = try generateKey(dir + "/sign", signing: true)
+        for (status, code, expected) in [(403, "AccessDenied", "permissions"), (400, "InvalidAccessKeyId", "AWS_ACCESS_KEY_ID"),
+                                         (403, "SignatureDoesNotMatch", "clock")] {
+            let log = dir + "/requests-\(code)"
+            let (endpoint, server) = try startFakeS3(status: status, code: code, log: log)
+            defer { server.terminate() }
+            let outcome = try cli(["list", "--store", "s3://b/p", "--endpoint", endpoint, "--signer", signer], environment: fakeCredentials)
+            #expect(outcome.status == 1 && outcome.stderr.contains(expected), "\(code): \(outcome.stderr)")
+            let requests = (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").count ?? 0
+            #expect(requests == 1, "\(code): \(requests) requests")
+        }
+    }
+
+    @Test func dnsAndTLSFailuresAreNotRetried() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let signer = try generateKey(dir + "/sign", signing: true)
+        let dns = try cli(["list", "--store", "s3://b/p", "--endpoint", "https://no-such-host.invalid", "--path-style", "--signer", signer],
+                          environment: fakeCredentials)
+        #expect(dns.status == 1 && dns.stderr.contains("after 1 attempt(s)") && dns.stderr.contains("does not resolve"), "\(dns.stderr)")
+        // https:// to a server that speaks http: a TLS protocol mismatch.
+        let (endpoint, server) = try startFakeS3(status: 404, code: "NoSuchBucket", log: dir + "/requests")
+        defer { server.terminate() }
+        let tls = try cli(["list", "--store", "s3://b/p", "--endpoint", endpoint.replacingOccurrences(of: "http://", with: "https://"), "--signer", signer],
+                          environment: fakeCredentials)
+        #expect(tls.status == 1 && tls.stderr.contains("after 1 attempt(s)") && tls.stderr.contains("https"), "\(tls.stderr)")
     }
 }
