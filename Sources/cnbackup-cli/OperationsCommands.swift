@@ -33,7 +33,7 @@ struct CheckFreshnessCommand: ParsableCommand {
             if let metricsFile { try report.writeMetrics(to: metricsFile) }
             try gateway?.push(report.prometheusText, job: "cnbackup_freshness", node: node)
             if json {
-                try printJSON(report)
+                try printJSON(FreshnessJSON(report))
             } else if let id = report.newestCompleteSetId, let age = report.ageSeconds {
                 print("\(node): newest complete set \(id), \(Int(age / 60)) minutes old: \(fresh ? "fresh" : "STALE (more than \(maxAge))")")
             } else {
@@ -71,7 +71,7 @@ struct CopyCommand: ParsableCommand {
             let copier = Copier(source: source, destination: try StoreSettings(parsing: to).open())
             let outcomes = try copier.copy(setIds: sets.isEmpty ? nil : sets, node: node)
             ok = outcomes.allSatisfy { $0.error == nil && $0.verified }
-            if json { try printJSON(outcomes) } else {
+            if json { try printJSON(CopyJSON(outcomes, ok: ok)) } else {
                 for o in outcomes {
                     print("\(o.setId): \(o.error == nil && o.verified ? "copied and verified" : "FAILED: \(o.error ?? "not verified")") (\(o.copiedObjects) copied, \(o.skippedObjects) already there)")
                 }

@@ -53,7 +53,7 @@ struct PruneCommand: ParsableCommand {
             }
             gaps = plan.gaps.count
             if json {
-                try printJSON(plan)
+                try printJSON(PruneJSON(node: node, plan: plan, applied: apply))
             } else {
                 for d in plan.decisions { print("\(d.keep ? "keep  " : "DELETE") \(d.setId)  \(d.reasons.joined(separator: "; "))") }
                 for g in plan.gaps {

@@ -12,6 +12,8 @@ struct SetSummary: Encodable {
     var captureStart: String?
     var status: String?
     var complete: Bool
+    /// Signed by a pinned signer, in its place, with no problem.
+    var trusted: Bool
     /// Rebuilt by `cnbackup recover` from object headers.
     var recovered: Bool
     var signature: String
@@ -31,6 +33,7 @@ struct SetSummary: Encodable {
         captureStart = entry.manifest?.captureStart
         status = entry.manifest?.status.rawValue
         complete = entry.isCompleteBackup
+        trusted = entry.isTrusted
         recovered = entry.manifest?.recovered == true
         signature = entry.signature.shortName
         problems = entry.problems
@@ -66,8 +69,7 @@ struct ListCommand: ParsableCommand {
             untrusted = entries.filter { !$0.isTrusted }.count
             let summaries = entries.map(SetSummary.init)
             if json {
-                struct Listing: Encodable { var sets: [SetSummary]; var ignored: [IgnoredKey] }
-                try printJSON(Listing(sets: summaries, ignored: ignored))
+                try printJSON(ListJSON(sets: summaries, ignored: ignored))
             } else {
                 if summaries.isEmpty { print("no sets in \(storeOptions.store)") }
                 if !ignored.isEmpty {
@@ -143,10 +145,8 @@ struct VerifyCommand: ParsableCommand {
             }
             ok = reports.allSatisfy(\.ok)
             if json {
-                if sets.count == 1, let only = reports.first { try printJSON(only) } else {
-                    struct Reports: Encodable { var sets: [VerifyReport]; var checked: Int; var failed: Int; var ok: Bool }
-                    try printJSON(Reports(sets: reports, checked: reports.count, failed: reports.filter { !$0.ok }.count, ok: ok))
-                }
+                try printJSON(VerifyJSON(sets: reports.map(VerifySetJSON.init), checked: reports.count,
+                                         failed: reports.filter { !$0.ok }.count, ok: ok))
             } else if reports.count > 1 {
                 print("\(reports.count) set(s) checked, \(reports.filter { !$0.ok }.count) failed")
             }
@@ -228,8 +228,7 @@ struct RestoreCommand: ParsableCommand {
                 }
                 let steps = RestorePlan.steps(for: manifest, store: storeOptions.store, retention: try DurationText.parse(retentionPeriod))
                 if json {
-                    struct Plan: Encodable { var setId: String; var node: String; var epoch: Epoch; var steps: [String] }
-                    try printJSON(Plan(setId: manifest.setId, node: manifest.node.name, epoch: manifest.epoch, steps: steps))
+                    try printJSON(RestorePlanJSON(id: manifest.setId, node: manifest.node.name, epoch: EpochJSON(manifest.epoch), steps: steps))
                 } else {
                     for (index, step) in steps.enumerated() { print("\(index + 1). \(step)") }
                 }

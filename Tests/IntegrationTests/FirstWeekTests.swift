@@ -276,3 +276,95 @@ func cliAsNobody(_ arguments: [String]) throws -> Outcome {
         #expect(tls.status == 1 && tls.stderr.contains("after 1 attempt(s)") && tls.stderr.contains("https"), "\(tls.stderr)")
     }
 }
+
+/// docs/schemas/NAME.schema.json, from this source tree.
+func schemaPath(_ name: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("docs/schemas/\(name).schema.json").path
+}
+
+/// Validates a command's JSON output against its schema with python3's jsonschema; returns the
+/// errors (empty when valid).
+func schemaErrors(_ output: Data, schema name: String, in dir: String) throws -> String {
+    let file = dir + "/out-\(name).json"
+    try output.write(to: URL(fileURLWithPath: file))
+    let script = dir + "/validate.py"
+    try """
+    import json, sys, jsonschema
+    doc = json.load(open(sys.argv[1]))
+    validator = jsonschema.Draft202012Validator(json.load(open(sys.argv[2])))
+    errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(doc)]
+    print("\\n".join(errors)); sys.exit(1 if errors else 0)
+    """.write(toFile: script, atomically: true, encoding: .utf8)
+    let outcome = try cli(["python3", script, file, schemaPath(name)], executable: "/usr/bin/env")
+    return outcome.status == 0 ? "" : outcome.text + outcome.stderr
+}
+
+/// One JSON contract: every --json output validates against its schema in docs/schemas/.
+@Suite(.serialized) struct JSONContractTests {
+    @Test func everyJSONOutputMatchesItsSchema() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipient = try generateKey(dir + "/ops")
+        let signer = try generateKey(dir + "/sign", signing: true)
+        try writePipeline(in: dir, node: "n1", migrationId: 2, recipients: [recipient], captures: ["{ name: a, role: other, command: [ \"printf\", \"x\" ] }"])
+        for _ in 0..<3 { #expect(try cli(["run", dir + "/p.yaml"]).status == 0) }
+        let store = ["--store", "file://\(dir)/store", "--signer", signer]
+        struct Listing: Decodable { struct S: Decodable { var id: String }; var sets: [S] }
+        let listed = try cli(["list"] + store + ["--json"])
+        let ids = try JSONDecoder().decode(Listing.self, from: listed.stdout).sets.map(\.id)
+        #expect(ids.count == 3)
+        // An orphan (objects without a manifest) for cleanup; the newest set loses its manifest for recover.
+        try FileManager.default.createDirectory(atPath: "\(dir)/store/n1/migration-2/serial-0/20200101T000000Z-0a0b0c0d", withIntermediateDirectories: true)
+        try "junk".write(toFile: "\(dir)/store/n1/migration-2/serial-0/20200101T000000Z-0a0b0c0d/a.zst.cnb", atomically: true, encoding: .utf8)
+        let outputs: [(String, [String])] = [
+            ("list", ["list"] + store + ["--json"]),
+            ("verify", ["verify"] + store + [ids[0], "--json"]),
+            ("verify", ["verify"] + store + ["--all", "--json"]),
+            ("restore-plan", ["restore"] + store + [ids[0], "--plan", "--json"]),
+            ("prune", ["prune"] + store + ["--node", "n1", "--retention-period", "30d", "--json"]),
+            ("check-freshness", ["check-freshness"] + store + ["--node", "n1", "--max-age", "4h", "--retention-period", "30d", "--json"]),
+            ("cleanup", ["cleanup", "--store", "file://\(dir)/store", "--older-than", "0s", "--json"]),
+            ("check-store", ["check-store", "--store", "file://\(dir)/store", "--json"]),
+            ("copy", ["copy", "--from", "file://\(dir)/store", "--to", "file://\(dir)/copy", "--signer", signer, "--json"]),
+            ("keys-show", ["keys", "show", dir + "/sign", "--json"]),
+            ("keys-show", ["keys", "show", dir + "/ops", "--json"]),
+        ]
+        for (schema, arguments) in outputs {
+            let outcome = try cli(arguments)
+            #expect([0, 2].contains(outcome.status), "\(arguments.joined(separator: " ")): \(outcome.status) \(outcome.stderr)")
+            let errors = try schemaErrors(outcome.stdout, schema: schema, in: dir)
+            #expect(errors.isEmpty, "\(arguments.joined(separator: " ")): \(errors)\n\(outcome.text)")
+        }
+        let newest = ids[2]
+        for name in ["manifest.json", "manifest.json.sig"] { try FileManager.default.removeItem(atPath: "\(dir)/store/n1/migration-2/serial-0/\(newest)/\(name)") }
+        let recovered = try cli(["recover", "--store", "file://\(dir)/store", newest, "--identity", dir + "/ops", "--signing-key", dir + "/sign",
+                                 "--older-than", "0s", "--dry-run", "--json"])
+        #expect(recovered.status == 0, "\(recovered.stderr)")
+        #expect(try schemaErrors(recovered.stdout, schema: "recover", in: dir).isEmpty)
+
+        // Timestamps are RFC 3339 UTC strings, never seconds since 2001.
+        let freshness = try cli(["check-freshness"] + store + ["--node", "n1", "--max-age", "4h", "--json"]).text
+        #expect(freshness.contains("\"newestCompleteCapture\" : \"20"), "\(freshness)")
+    }
+
+    @Test func withJSONLogsFatalErrorsAreJSONLinesWithTheirCode() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let signer = try generateKey(dir + "/sign", signing: true)
+        let outcome = try cli(["list", "--store", "file://\(dir)/none", "--signer", signer], environment: ["CNBACKUP_LOG_FORMAT": "json"])
+        #expect(outcome.status == 1)
+        let line = try #require(outcome.stderr.split(separator: "\n").last.map(String.init))
+        let fields = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(fields["level"] as? String == "error" && fields["code"] as? String == "not-found" && (fields["msg"] as? String)?.contains("does not exist") == true, "\(line)")
+
+        // Numbers in JSON logs are numbers.
+        let recipient = try generateKey(dir + "/ops")
+        try writePipeline(in: dir, node: "n1", recipients: [recipient], captures: ["{ name: a, role: other, command: [ \"printf\", \"x\" ] }"])
+        let run = try cli(["run", dir + "/p.yaml"], environment: ["CNBACKUP_LOG_FORMAT": "json"])
+        #expect(run.status == 0)
+        let logged = run.stderr.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(logged.contains { $0["stored"] is NSNumber && !($0["stored"] is String) }, "\(run.stderr)")
+        #expect(logged.allSatisfy { $0["node"] == nil || $0["node"] is String })
+    }
+}
