@@ -42,9 +42,10 @@ package struct HTTPTransportError: Error, CustomStringConvertible {
     package let message: String
     package let host: String
 
+    package init(curlCode: Int, message: String, host: String) { self.curlCode = curlCode; self.message = message; self.host = host }
+
     package var description: String { "HTTP transfer with \(host) failed: \(message) (curl error \(curlCode))" }
 
-    /// Failures that a later attempt may not meet: name resolution, connection, timeouts, resets.
     /// The likely fix, for failures a retry cannot mend.
     package var hint: String? {
         switch curlCode {
@@ -61,6 +62,7 @@ package struct HTTPTransportError: Error, CustomStringConvertible {
         }
     }
 
+    /// Failures that a later attempt may not meet: connection, timeouts, resets.
     package var isRetryable: Bool {
         // Not retried: a host name that does not resolve and a TLS handshake that fails (a protocol
         // mismatch, an untrusted certificate) fail the same way the next four times; the hint says
