@@ -17,6 +17,8 @@ scripts/check-examples.sh "$CNBACKUP_BIN"
 swift build -c release --product cnbackup
 RELEASE_BIN="$(swift build -c release --show-bin-path)/cnbackup"
 scripts/e2e-canton.sh "$RELEASE_BIN"
+# Restore drills (~25 s): SV-like and validator-like sets drilled into throwaway PostgreSQL 15, a missing role failing the drill, a forged receipt ignored, --pg-host left as it was.
+scripts/e2e-drill.sh "$RELEASE_BIN"
 # SIGTERM during a run (~10 s): no child, grandchild, open upload or secret temporary file is left.
 scripts/e2e-signals.sh "$RELEASE_BIN"
 # Secrets (~10 s): kubernetesSecret against a fake API server over TLS, restore --as-kubernetes-secret, set age, Splice naming in validate.
@@ -27,6 +29,8 @@ scripts/e2e-attacker.sh "$RELEASE_BIN"
 scripts/e2e-objectlock.sh "$RELEASE_BIN"
 # Physical capture (~25 s): pg_basebackup of PostgreSQL 15 and 18, verify --deep, restore --to-directory, a server on it.
 scripts/e2e-physical.sh "$RELEASE_BIN"
+# Incrementals (~30 s): PostgreSQL 18 full + 2 incrementals, restore combined, prune keeps the chain, broken chains, kill -9.
+scripts/e2e-incremental.sh "$RELEASE_BIN"
 # e2e-pg18 (PostgreSQL 18 server and clients, ~15 s) runs alongside e2e-faults, its output held back
 # until both end; either failing fails the suite.
 PG18_LOG=$(mktemp /tmp/cnbackup-e2e-pg18-log.XXXXXX)

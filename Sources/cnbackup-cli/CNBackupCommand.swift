@@ -15,7 +15,7 @@ struct CNBackupCommand: ParsableCommand {
         """,
         version: cnbackupVersion,
         subcommands: [RunCommand.self, ValidateCommand.self, UploadCommand.self, ListCommand.self, VerifyCommand.self,
-                      RestoreCommand.self, RecoverCommand.self, CopyCommand.self, PruneCommand.self, CheckFreshnessCommand.self, CleanupCommand.self, CheckStoreCommand.self, KeysCommand.self, EncryptCommand.self, DecryptCommand.self])
+                      RestoreCommand.self, DrillCommand.self, RecoverCommand.self, CopyCommand.self, PruneCommand.self, CheckFreshnessCommand.self, CleanupCommand.self, CheckStoreCommand.self, KeysCommand.self, EncryptCommand.self, DecryptCommand.self])
 }
 
 /// Exit codes documented in README.md.

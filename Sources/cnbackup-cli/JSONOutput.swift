@@ -51,10 +51,12 @@ struct VerifySetJSON: Encodable {
     var problems: [String]
     var openableBy: [KeyID]
     var ok: Bool
+    /// The newest drill signed by a pinned drill key (with --drill-signer).
+    var drill: DrillSummary?
     init(_ r: VerifyReport) {
         id = r.setId; setId = r.setId; node = r.node; epoch = r.epoch.flatMap { try? Epoch(parsing: $0) }.map(EpochJSON.init)
         status = r.status; signature = r.signature; deep = r.deep; components = r.components; problems = r.problems
-        openableBy = r.openableBy; ok = r.ok
+        openableBy = r.openableBy; ok = r.ok; drill = r.drill
     }
 }
 
@@ -87,12 +89,15 @@ struct PruneJSON: Encodable {
     var decisions: [Decision]
     var gaps: [GapJSON]
     var refusedToDelete: String?
+    /// Incrementals whose parent is untrusted or gone: they cannot be restored.
+    var brokenChains: [String]
     var applied: Bool
     init(node: String, plan: RetentionPlan, applied: Bool) {
         self.node = node
         decisions = plan.decisions.map { Decision(id: $0.setId, setId: $0.setId, keep: $0.keep, reasons: $0.reasons) }
         gaps = plan.gaps.map(GapJSON.init)
         refusedToDelete = plan.refusedToDelete
+        brokenChains = plan.brokenChains
         self.applied = applied
     }
 }
@@ -162,4 +167,10 @@ struct RecoverJSON: Encodable {
     var dryRun: Bool
     /// The manifest as signed and stored (docs/FORMAT.md): its own field names.
     var manifest: Manifest
+}
+
+struct DrillJSON: Encodable {
+    var schemaVersion = jsonSchemaVersion
+    /// The signed receipts as stored (docs/FORMAT.md): their own field names.
+    var receipts: [DrillReceipt]
 }

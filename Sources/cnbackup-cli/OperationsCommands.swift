@@ -19,7 +19,15 @@ struct CheckFreshnessCommand: ParsableCommand {
     @Option(help: "A CA bundle for the Pushgateway's TLS certificate.") var pushgatewayCaFile: String?
     @Option(help: "The node's pruning retention period, e.g. 30d: also report gaps in the history longer than it allows (exit 2).") var retentionPeriod: String?
     @Option(help: "Safety margin below the retention period.") var margin = "1d"
+    @Option(help: "Also fail (exit 2) when the node's newest passing restore drill, signed by a --drill-signer key, is older than this, e.g. 7d.") var maxDrillAge: String?
+    @OptionGroup var drillSignerOptions: DrillSignerOptions
     @Flag(help: "JSON output.") var json = false
+
+    func validate() throws {
+        if maxDrillAge != nil, (try? drillSignerOptions.load())?.isEmpty != false {
+            throw ValidationError("--max-drill-age needs --drill-signer PUB (or CNBACKUP_DRILL_SIGNER): only receipts signed by a pinned drill key count")
+        }
+    }
 
     func run() throws {
         var fresh = false
@@ -30,8 +38,26 @@ struct CheckFreshnessCommand: ParsableCommand {
             let gateway = try pushgateway.map { try Pushgateway(url: $0, caFile: pushgatewayCaFile) }
             let report = try FreshnessCheck(catalog: catalog).check(node: node, maxAge: try DurationText.parse(maxAge), retention: policy)
             fresh = report.fresh && (report.gaps ?? []).isEmpty
-            if let metricsFile { try report.writeMetrics(to: metricsFile) }
-            try gateway?.push(report.prometheusText, job: "cnbackup_freshness", node: node)
+            var text = report.prometheusText
+            var drillLine: String?
+            let drillSigners = try drillSignerOptions.load()
+            if !drillSigners.isEmpty {
+                let entries = try catalog.entries(node: node)
+                let receipts = try DrillReceipts(store: catalog.store, signers: drillSigners).trusted(entries: entries, prefix: node + "/").values.flatMap { $0 }
+                let history = DrillHistory(receipts: receipts)
+                text += drillMetricsText(node: node, newest: history.newest, newestPassing: history.newestPassing)
+                if let maxDrillAge {
+                    let limit = try DurationText.parse(maxDrillAge)
+                    let age = history.newestPassing?.atDate.map { Date().timeIntervalSince($0) }
+                    let drillFresh = age.map { $0 <= limit } ?? false
+                    fresh = fresh && drillFresh
+                    drillLine = age.map { "\(node): newest passing drill \(history.newestPassing!.setId) at \(history.newestPassing!.at), \(DurationText.format($0)) old: \(drillFresh ? "recent" : "TOO OLD (more than \(maxDrillAge))")" }
+                        ?? "\(node): no passing restore drill signed by a pinned drill key: TOO OLD"
+                }
+            }
+            if let metricsFile { try writeMetricsFile(text, to: metricsFile) }
+            try gateway?.push(text, job: "cnbackup_freshness", node: node)
+            defer { if let drillLine, !json { print(drillLine) } }
             if json {
                 try printJSON(FreshnessJSON(report))
             } else if let id = report.newestCompleteSetId, let age = report.ageSeconds {

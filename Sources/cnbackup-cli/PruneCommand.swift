@@ -52,6 +52,7 @@ struct PruneCommand: ParsableCommand {
                 printError("no sets in \(storeOptions.store): nothing to prune")
             }
             gaps = plan.gaps.count
+            for broken in plan.brokenChains { printError("cnbackup: broken incremental chain: \(broken)") }
             if json {
                 try printJSON(PruneJSON(node: node, plan: plan, applied: apply))
             } else {
@@ -59,6 +60,7 @@ struct PruneCommand: ParsableCommand {
                 for g in plan.gaps {
                     print("GAP in epoch \(g.migrationId)/\(g.serial): \(g.fromSetId) -> \(g.toSetId), \(RetentionPlanner.describe(g.seconds)) (more than the retention period allows)")
                 }
+                for broken in plan.brokenChains { print("BROKEN CHAIN: \(broken)") }
                 if let refused = plan.refusedToDelete { print("nothing deleted: \(refused)") }
             }
             if apply {

@@ -12,11 +12,11 @@ struct SetSummary: Encodable {
     var captureStart: String?
     var status: String?
     var complete: Bool
-    /// Signed by a pinned signer, in its place, with no problem.
-    var trusted: Bool
     /// Rebuilt by `cnbackup recover` from object headers.
     var recovered: Bool
     var signature: String
+    /// Signed by a pinned signer and without problems: the one decision readers act on.
+    var trusted: Bool
     var problems: [String]
     var components: [String]
     var keyIds: [String]
@@ -24,8 +24,11 @@ struct SetSummary: Encodable {
     var storedBytes: Int64
     /// Seconds since the capture started, when the manifest says when.
     var ageSeconds: Int?
+    /// The newest drill signed by a pinned drill key (with --drill-signer).
+    var drill: DrillSummary?
 
-    init(_ entry: CatalogEntry) {
+    init(_ entry: CatalogEntry, drill: DrillReceipt? = nil) {
+        self.drill = drill.map(DrillSummary.init)
         id = entry.setId
         node = entry.layout.node
         kind = entry.manifest?.node.kind.rawValue
@@ -33,9 +36,9 @@ struct SetSummary: Encodable {
         captureStart = entry.manifest?.captureStart
         status = entry.manifest?.status.rawValue
         complete = entry.isCompleteBackup
-        trusted = entry.isTrusted
         recovered = entry.manifest?.recovered == true
         signature = entry.signature.shortName
+        trusted = entry.isTrusted
         problems = entry.problems
         components = entry.manifest?.components.map(\.name) ?? []
         keyIds = Array(Set(entry.manifest?.components.flatMap { $0.keyIds.map(\.description) } ?? [])).sorted()
@@ -53,6 +56,7 @@ struct ListCommand: ParsableCommand {
     @OptionGroup var signerOptions: SignerOptions
     @Option(help: "Only this node's sets.") var node: String?
     @Option(help: "Only sets of this epoch (MIGRATION/SERIAL).") var epoch: String?
+    @OptionGroup var drillSignerOptions: DrillSignerOptions
     @Flag(help: "JSON output.") var json = false
 
     func validate() throws { try checkEpochText(epoch) }
@@ -67,7 +71,9 @@ struct ListCommand: ParsableCommand {
                 entries = entries.filter { $0.layout.epoch.migrationId == wanted.migrationId && $0.layout.epoch.serial == wanted.serial }
             }
             untrusted = entries.filter { !$0.isTrusted }.count
-            let summaries = entries.map(SetSummary.init)
+            let drills = try DrillReceipts(store: catalog.store, signers: try drillSignerOptions.load())
+                .trusted(entries: entries, prefix: node.map { $0 + "/" } ?? "")
+            let summaries = entries.map { SetSummary($0, drill: drills[$0.layout.directory]?.last) }
             if json {
                 try printJSON(ListJSON(sets: summaries, ignored: ignored))
             } else {
@@ -76,10 +82,11 @@ struct ListCommand: ParsableCommand {
                     printError("note: \(ignored.count) key(s) under the prefix are not part of any set (first: \(ignored[0].key): \(ignored[0].reason)); --json lists them")
                 }
                 for s in summaries {
-                    let state = s.signature != "valid" || !s.problems.isEmpty ? "UNTRUSTED (signature \(s.signature))"
+                    let state = !s.trusted ? "UNTRUSTED (signature \(s.signature))"
                         : (s.complete ? "complete" : (s.status ?? "unreadable")) + (s.recovered ? " (recovered)" : "")
                     let age = s.ageSeconds.map { DurationText.format(TimeInterval($0)) + " ago" } ?? "-"
-                    print("\(s.id)  \(s.node)  epoch \(s.epoch)  \(s.captureStart ?? "-")  \(age)  \(byteText(s.storedBytes))  \(state)  [\(s.components.joined(separator: ", "))]  keys \(s.keyIds.joined(separator: ","))")
+                    let drill = s.drill.map { "  drill \($0.status) \($0.at) (\(String(format: "%.1f", $0.restoreSeconds)) s)" } ?? ""
+                    print("\(s.id)  \(s.node)  epoch \(s.epoch)  \(s.captureStart ?? "-")  \(age)  \(byteText(s.storedBytes))  \(state)  [\(s.components.joined(separator: ", "))]  keys \(s.keyIds.joined(separator: ","))\(drill)")
                     for problem in s.problems { print("    problem: \(problem)") }
                 }
             }
@@ -110,6 +117,7 @@ struct VerifyCommand: ParsableCommand {
     @Option(name: .customLong("identity"), help: "Private key file for --deep; repeat to offer several.") var identities: [String] = []
     @Option(name: .customLong("held-key"), help: "A key id or recipient public key you still hold the private key of; repeat.") var heldKeys: [String] = []
     @Option(help: "Folder of pg_restore for --deep (default: PATH).") var pgBin: String?
+    @OptionGroup var drillSignerOptions: DrillSignerOptions
     @Flag(help: "JSON output.") var json = false
 
     @OptionGroup var progress: ProgressOptions
@@ -137,9 +145,13 @@ struct VerifyCommand: ParsableCommand {
                 entries = try sets.map { try catalog.entry(setId: $0, node: node) }
             }
             let verifier = Verifier(catalog: catalog)
+            let drillSigners = try drillSignerOptions.load()
             var reports: [VerifyReport] = []
             for entry in entries {
-                let report = try verifier.verify(entry: entry, options: options)
+                var report = try verifier.verify(entry: entry, options: options)
+                if !drillSigners.isEmpty, entry.isTrusted {
+                    report.drill = try DrillReceipts(store: catalog.store, signers: drillSigners).trusted(entry: entry).last.map(DrillSummary.init)
+                }
                 reports.append(report)
                 if !json { printText(report) }
             }
@@ -160,6 +172,9 @@ struct VerifyCommand: ParsableCommand {
         for problem in report.problems { print("problem: \(problem)") }
         for c in report.components {
             print("  \(c.ok ? "ok  " : "FAIL") \(c.component) [\(c.checked.joined(separator: ", "))] keys \(c.keyIds.map(\.description).joined(separator: ","))\(c.error.map { ": " + $0 } ?? "")")
+        }
+        if let drill = report.drill {
+            print("newest drill: \(drill.status) at \(drill.at), whole node restored in \(String(format: "%.1f", drill.restoreSeconds)) s\((drill.failures ?? []).isEmpty ? "" : ": " + drill.failures!.joined(separator: "; "))")
         }
         print("can be opened by: \(report.openableBy.isEmpty ? "no single key" : report.openableBy.map(\.description).joined(separator: ", "))")
         print(report.ok ? "verified\(report.deep ? " (deep)" : "")" : "NOT verified")
@@ -226,7 +241,12 @@ struct RestoreCommand: ParsableCommand {
                 guard entry.isTrusted, let manifest = entry.manifest else {
                     throw CNBackupError(.authentication, "set \(set) cannot be trusted: signature \(entry.signature)")
                 }
-                let steps = RestorePlan.steps(for: manifest, store: storeOptions.store, retention: try DurationText.parse(retentionPeriod))
+                var chains: [String: [Int64]] = [:]
+                for record in manifest.components where record.physical?.incremental != nil {
+                    chains[record.name] = (try? PhysicalRestorer(catalog: catalog).chainSizes(setId: set, component: record.name, node: node)) ?? []
+                }
+                let steps = RestorePlan.steps(for: manifest, store: storeOptions.store, retention: try DurationText.parse(retentionPeriod),
+                                              chains: chains)
                 if json {
                     try printJSON(RestorePlanJSON(id: manifest.setId, node: manifest.node.name, epoch: EpochJSON(manifest.epoch), steps: steps))
                 } else {

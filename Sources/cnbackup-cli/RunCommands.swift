@@ -78,7 +78,7 @@ struct RunCommand: ParsableCommand {
             for warning in definition.warnings { printError("warning: \(warning)") }
             if dryRun {
                 // The plan needs no store, so no storage credentials.
-                BackupRunner.plan(for: definition).forEach { print($0) }
+                BackupRunner.plan(for: definition).lines.forEach { print($0) }
                 return
             }
             let runner = BackupRunner(definition: definition, store: try definition.store.open(), logger: makeLogger(format: logFormat),

@@ -44,27 +44,15 @@ public struct BackupRunner: Sendable {
     /// the apps database should not cost the whole set its participant).
     static let appsRetry = RetryPolicy(maxAttempts: 2, baseDelay: 1, maxDelay: 1)
 
-    /// The captures in the order they start: apps and the rest first, participant after the barrier.
-    public var plan: [String] { Self.plan(for: definition) }
+    /// What the run will do: `--dry-run` prints it, `run()` executes it.
+    public var plan: BackupPlan { BackupPlan(definition) }
 
     /// The plan of a definition, without a store (`run --dry-run` needs no storage credentials).
-    public static func plan(for d: PipelineDefinition) -> [String] {
-        var lines = ["node \(d.node.name) (\(d.node.kind.rawValue)), epoch \(d.epoch), store \(d.store.url)",
-                     "recipients: \(d.recipients.count + d.symmetricKeyFiles.count); compression zstd level \(d.compression.level); read-back \(d.readBack.rawValue); parallelism \(d.parallelism)"]
-        let jobs = d.captures.flatMap(\.jobs)
-        let first = jobs.filter { $0.role != .participant }
-        let after = jobs.filter { $0.role == .participant }
-        lines.append("phase 1 (at once, \(d.parallelism) at a time): " + first.map { "\($0.name) [\($0.role.rawValue)] \($0.summary)" }.joined(separator: "; "))
-        if !after.isEmpty {
-            lines.append("barrier: every apps capture completed (pg_dump or pg_basebackup exited 0)")
-            lines.append("phase 2: " + after.map { "\($0.name) [\($0.role.rawValue)] \($0.summary)" }.joined(separator: "; "))
-        }
-        lines.append("then: read back every object, sign and write manifest.json last")
-        return lines
-    }
+    public static func plan(for definition: PipelineDefinition) -> BackupPlan { BackupPlan(definition) }
 
     public func run() throws -> RunResult {
         try definition.checkDatabaseEpochs()
+        try ScanEpoch.check(definition)
         let recipients = try loadRecipients()
         let signingKey = try KeyFile.loadSigningKey(path: definition.signingKeyFile)
         let start = capturedAt ?? Date()
@@ -75,8 +63,12 @@ public struct BackupRunner: Sendable {
         log.info("backup started", metadata: ["node": "\(definition.node.name)", "epoch": "\(definition.epoch)", "store": "\(store.displayName)"])
 
         let recorder = EventRecorder()
-        let context = CaptureContext(cancellation: cancellation)
-        let jobs = definition.captures.flatMap(\.jobs)
+        // Incrementals need earlier sets, trusted only when signed by this node's own key.
+        let wantsChains = definition.captures.contains { if case .postgres(let pg) = $0.source { return pg.incremental != nil } else { return false } }
+        let chains = wantsChains ? IncrementalChains(store: store, node: definition.node.name, signer: signingKey.publicKey, now: start) : nil
+        let context = CaptureContext(cancellation: cancellation, chains: chains, epoch: definition.epoch)
+        let plan = self.plan
+        let jobs = plan.jobs
         let results = ResultCollector()
         let scheduler = Scheduler(limit: definition.parallelism)
         let appsDone = DispatchGroup()
@@ -108,8 +100,8 @@ public struct BackupRunner: Sendable {
                 everything.leave()
             }
         }
-        for job in jobs where job.role != .participant { launch(job, after: nil) }
-        for job in jobs where job.role == .participant { launch(job, after: appsDone) }
+        for job in plan.beforeBarrier { launch(job, after: nil) }
+        for job in plan.afterBarrier { launch(job, after: appsDone) }
         everything.wait()
 
         var (records, failures) = results.ordered(by: jobs)
@@ -122,7 +114,7 @@ public struct BackupRunner: Sendable {
             formatVersion: Manifest.currentFormatVersion, setId: setId, node: definition.node, epoch: definition.epoch,
             status: failures.isEmpty ? .complete : .partial, failures: failures, toolVersion: cnbackupVersion,
             captureStart: Timestamp.format(start), captureEnd: Timestamp.format(Date()), recovered: nil,
-            components: records, barrier: BarrierEvidence.from(records, jobs: jobs))
+            components: records, barrier: BarrierEvidence.from(records, plan: plan))
         try SetCommitter(store: store).commit(manifest, layout: layout, signingKey: signingKey)
         if cancellation.isCancelled {
             log.error("backup STOPPED by a signal: what completed was committed as a partial set",
@@ -157,7 +149,10 @@ public struct BackupRunner: Sendable {
                                                 serial: layout.epoch.serial, component: capture.name,
                                                 role: capture.role.rawValue, captureStart: Timestamp.format(start))
             let objectName = layout.objectName(component: capture.name)
-            let (source, evidence, physical) = try capture.open(context: context)
+            let (opened, evidence, physical) = try capture.open(context: context, logger: logger)
+            // A dump's rows are counted as it streams past (cheap: a newline scan), for `drill`.
+            let counting = capture.countsRows ? RowCountingStream(opened) : nil
+            let source: ByteStream = counting ?? opened
             let stoppable = CancellableStream(source, cancellation: cancellation, what: "capture \(capture.name)")
             let captured = Captured(stream: Progress.track(stoppable, name: capture.name, total: capture.sizeHint),
                                     description: description, sizeHint: capture.sizeHint)
@@ -169,21 +164,27 @@ public struct BackupRunner: Sendable {
             let endOrder = recorder.next()
             if capture.role == .apps, let evidence { context.recordAppsSnapshot(evidence.serverNowBeforeSnapshot) }
             // A physical capture's stream ended only once pg_basebackup exited 0 and its evidence was taken.
-            let physicalEvidence = physical?.evidence
+            var physicalEvidence = physical?.evidence
             if physical != nil, physicalEvidence == nil {
                 throw CNBackupError(.capture, "the base backup of \(capture.name) ended without its evidence")
             }
+            if let physical, physicalEvidence != nil {
+                physicalEvidence!.backupManifestObject = storeClearBackupManifest(physical, layout: layout, component: capture.name, logger: logger)
+            }
             if capture.role == .apps, let physicalEvidence { context.recordAppsSnapshot(physicalEvidence.serverTimeAtStop) }
             let record = ComponentRecord(
-                name: capture.name, role: capture.role.rawValue, source: capture.summary, objectKey: objectName,
+                name: capture.name, role: capture.role, source: capture.summary, objectKey: objectName,
                 storedSize: stored.storedSize, storedSHA256: stored.storedSHA256.hex,
                 headerSHA256: SHA256Hasher.hash(sealed.header.bytes).hex, etag: stored.info.etag,
                 plaintextSize: stored.plaintextSize,
                 plaintextDigestHMAC: try sealed.dataKey.plaintextDigestMAC(stored.plaintextSHA256).hex,
                 codec: compressed.codec, keyIds: sealed.header.keyIDs, segmentSize: sealed.header.segmentSize,
                 started: Timestamp.format(started), ended: Timestamp.format(Date()),
-                startOrder: startOrder, endOrder: endOrder, readBack: verified.mode.rawValue, postgres: evidence,
-                epoch: capture.epoch, physical: physicalEvidence)
+                startOrder: startOrder, endOrder: endOrder, readBack: ReadBackRecord(rawValue: verified.mode.rawValue) ?? .full, postgres: evidence,
+                epoch: capture.epoch, physical: physicalEvidence, rowCounts: counting?.counter.finish())
+            if let counting, counting.counter.gaveUp != nil {
+                logger.info("no row counts recorded", metadata: ["component": "\(capture.name)", "reason": "\(counting.counter.gaveUp!)"])
+            }
             logger.info("capture stored", metadata: ["component": "\(capture.name)", "plaintext": "\(record.plaintextSize)",
                                                      "stored": "\(record.storedSize)"])
             return .success(record)
@@ -197,18 +198,41 @@ public struct BackupRunner: Sendable {
     }
 }
 
+extension BackupRunner {
+    /// The set-relative key of a physical component's clear backup_manifest copy.
+    static func clearBackupManifestName(component: String) -> String { component + ".backup_manifest" }
+
+    /// Writes the clear copy of a base backup's `backup_manifest` beside its sealed object (only if
+    /// absent), so the next run can take an incremental against it without a key that opens backup
+    /// data; its SHA-256 is in the signed manifest (docs/FORMAT.md says what it reveals). Returns its
+    /// set-relative key, or nil when none was written (the next run then takes a full backup).
+    func storeClearBackupManifest(_ physical: PhysicalCaptureStream, layout: SetLayout, component: String, logger: Logger) -> String? {
+        guard let bytes = physical.backupManifest else {
+            logger.warning("no clear backup_manifest written (larger than \(PhysicalCaptureVisitor.keepLimit) bytes): the next run takes a full backup",
+                           metadata: ["component": "\(component)"])
+            return nil
+        }
+        let name = Self.clearBackupManifestName(component: component)
+        do {
+            try store.putBytes(key: layout.key(relative: name), bytes,
+                               options: PutOptions(tags: objectTags(layout: layout, component: component), ifAbsent: true))
+            return name
+        } catch {
+            logger.warning("cannot write the clear backup_manifest: the next run takes a full backup",
+                           metadata: ["component": "\(component)", "error": "\(Redaction.redact("\(error)"))"])
+            return nil
+        }
+    }
+}
+
 extension BarrierEvidence {
-    /// The barrier as the records show it: the last apps end came before the first participant start.
-    static func from(_ records: [ComponentRecord], jobs: [ComponentJob]) -> BarrierEvidence? {
-        let apps = jobs.filter { $0.role == .apps }.map(\.name)
-        let participant = jobs.filter { $0.role == .participant }.map(\.name)
-        guard !apps.isEmpty, !participant.isEmpty else { return nil }
-        let appsEnd = records.filter { $0.role == ComponentRole.apps.rawValue }.map(\.endOrder).max()
-        let participantStart = records.filter { $0.role == ComponentRole.participant.rawValue }.map(\.startOrder).min()
-        let holds = appsEnd != nil && participantStart != nil && appsEnd! < participantStart!
-            && records.filter { $0.role == ComponentRole.apps.rawValue }.count == apps.count
-        return BarrierEvidence(appsComponents: apps, participantComponents: participant,
-                               appsCompletedOrder: appsEnd, participantStartedOrder: participantStart, holds: holds)
+    /// The barrier as the records show it (`BarrierRule`), for the plan's two phases.
+    static func from(_ records: [ComponentRecord], plan: BackupPlan) -> BarrierEvidence? {
+        guard !plan.appsComponents.isEmpty, !plan.participantComponents.isEmpty else { return nil }
+        let outcome = BarrierRule.evaluate(records, apps: plan.appsComponents)
+        return BarrierEvidence(appsComponents: plan.appsComponents, participantComponents: plan.participantComponents,
+                               appsCompletedOrder: outcome.appsCompletedOrder, participantStartedOrder: outcome.participantStartedOrder,
+                               holds: outcome.holds)
     }
 }
 

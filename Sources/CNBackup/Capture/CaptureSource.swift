@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import CNBackupCore
 import CNBackupStorage
 
@@ -10,8 +11,14 @@ final class CaptureContext: @unchecked Sendable {
     private var appsSnapshots: [String] = []
     /// The run's stop request: every child a capture starts is stopped by it.
     let cancellation: Cancellation
+    /// Earlier sets of the node, for physical captures that take incrementals (nil: none read).
+    let chains: IncrementalChains?
+    /// The set's epoch (a capture may have its own, `ComponentJob.epoch`).
+    let epoch: Epoch?
 
-    init(cancellation: Cancellation) { self.cancellation = cancellation }
+    init(cancellation: Cancellation, chains: IncrementalChains? = nil, epoch: Epoch? = nil) {
+        self.cancellation = cancellation; self.chains = chains; self.epoch = epoch
+    }
 
     func recordAppsSnapshot(_ serverNow: String) { lock.lock(); appsSnapshots.append(serverNow); lock.unlock() }
     var latestAppsSnapshot: Date? {
@@ -42,9 +49,10 @@ struct ComponentJob: Sendable {
     /// Starts the source. For Postgres, first records the server's evidence and enforces the
     /// replica rule for participant captures. A physical capture's evidence is complete once its
     /// stream has ended (the third value).
-    func open(context: CaptureContext) throws -> (ByteStream, PostgresEvidence?, PhysicalCaptureStream?) {
+    func open(context: CaptureContext, logger: Logger? = nil) throws -> (ByteStream, PostgresEvidence?, PhysicalCaptureStream?) {
         if case .postgres(let pg) = source, pg.method == .physical {
-            let stream = try pg.openPhysical(role: role, context: context)
+            let stream = try pg.openPhysical(role: role, component: name, epoch: epoch ?? context.epoch ?? Epoch(migrationId: 0, serial: 0),
+                                             context: context, logger: logger)
             return (stream, nil, stream)
         }
         let (stream, evidence) = try openOther(context: context)
@@ -94,6 +102,16 @@ struct ComponentJob: Sendable {
             }
             let dump = try ChildProcessStream(arguments: pg.dumpArguments(database: database, clientFolder: folder), environment: env, cancellation: context.cancellation)
             return (KeepAlive(dump, passFile), evidence)
+        }
+    }
+
+    /// Whether the stream may be a pg_dump custom-format archive whose rows are counted on the way
+    /// (a pg_dump of a database, or a command that may run pg_dump itself).
+    var countsRows: Bool {
+        switch source {
+        case .postgres(let pg): return pg.method == .dump && !isGlobals
+        case .command, .file: return true
+        default: return false
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import CNBackupCore
 import CNBackupStorage
 
@@ -25,7 +26,19 @@ final class PhysicalCaptureStream: ByteStream {
     private var slot: TemporarySlot?
     private let before: Before
     private let toolVersion: String
+    private let chain: ChainStart
     private(set) var evidence: PhysicalEvidence?
+    /// The tar's `backup_manifest`, byte for byte (for its clear copy), once the stream ended; nil
+    /// when it was larger than `PhysicalCaptureVisitor.keepLimit`.
+    var backupManifest: [UInt8]? { visitor.manifestBytes }
+
+    /// What the capture takes, as the chain choice decided.
+    enum ChainStart {
+        /// A full backup; `reason` is set when incrementals were configured (why not one).
+        case full(reason: String?)
+        /// An incremental: the link it records and the parent's backup_manifest it was given.
+        case incremental(IncrementalLink, parentManifest: PrivateTemporaryFile)
+    }
 
     struct Before {
         var serverNow: String
@@ -36,8 +49,9 @@ final class PhysicalCaptureStream: ByteStream {
     }
 
     init(pg: PostgresSourceDefinition, arguments: [String], environment: [String: String], passFile: TemporaryPassFile?,
-         slot: TemporarySlot?, before: Before, toolVersion: String, cancellation: Cancellation) throws {
+         slot: TemporarySlot?, before: Before, toolVersion: String, chain: ChainStart = .full(reason: nil), cancellation: Cancellation) throws {
         self.pg = pg; self.passFile = passFile; self.slot = slot; self.before = before; self.toolVersion = toolVersion
+        self.chain = chain
         visitor = PhysicalCaptureVisitor()
         upstream = TarInspectingStream(try ChildProcessStream(arguments: arguments, environment: environment, cancellation: cancellation),
                                        visitor: visitor)
@@ -68,13 +82,18 @@ final class PhysicalCaptureStream: ByteStream {
         if let id = manifest.systemIdentifier, id != before.systemIdentifier {
             throw CNBackupError(.capture, "the backup_manifest's system identifier \(id) is not the server's \(before.systemIdentifier): another instance answered")
         }
-        return PhysicalEvidence(
+        var evidence = PhysicalEvidence(
             tool: toolVersion, serverVersion: before.serverVersion, systemIdentifier: before.systemIdentifier,
             timeline: last.timeline, startTimeline: first.timeline, startLSN: first.start, stopLSN: last.end,
             serverTimeBeforeStart: before.serverNow, backupStartTime: visitor.labelStartTime, serverTimeAtStop: serverNow,
             isReplica: before.isReplica, replayTimestamp: before.replayTimestamp,
             backupManifestSHA256: manifest.sha256, backupManifestSize: manifest.size,
             walRetention: slot.map { "temporary replication slot \($0.name)" } ?? "none")
+        switch chain {
+        case .full(let reason): evidence.fullBackupReason = reason
+        case .incremental(let link, _): evidence.incremental = link
+        }
+        return evidence
     }
 
     private func release() {
@@ -87,23 +106,33 @@ final class PhysicalCaptureStream: ByteStream {
 
 /// Reads `backup_manifest` and `backup_label` as the tar passes; keeps nothing else.
 final class PhysicalCaptureVisitor: TarVisitor {
+    /// The largest backup_manifest kept for its clear copy (one line per file: a few MiB for
+    /// thousands of relations). A larger one gets no clear copy, and the next run a full backup.
+    static let keepLimit = 32 << 20
     private var scanner: BackupManifestScanner?
+    private var kept: [UInt8]?
+    private(set) var manifestBytes: [UInt8]?
     private var label: [UInt8]?
     private(set) var manifest: BackupManifestScanner.Summary?
     private(set) var labelStartTime: String?
 
     func begin(_ entry: TarEntry) throws {
-        if entry.path == "backup_manifest", entry.kind == .file { scanner = BackupManifestScanner(onFile: nil) }
+        if entry.path == "backup_manifest", entry.kind == .file {
+            scanner = BackupManifestScanner(onFile: nil)
+            kept = entry.size <= Int64(Self.keepLimit) ? [] : nil
+            if let size = kept.map({ _ in entry.size }) { kept!.reserveCapacity(Int(size)) }
+        }
         if entry.path == "backup_label", entry.kind == .file { label = [] }
     }
 
     func data(_ bytes: ArraySlice<UInt8>) throws {
         try scanner?.consume(bytes)
+        if kept != nil { kept! += bytes }
         if label != nil, label!.count < 64 << 10 { label! += bytes.prefix((64 << 10) - label!.count) }
     }
 
     func end(_ entry: TarEntry) throws {
-        if let scanner { manifest = try scanner.finish(); self.scanner = nil }
+        if let scanner { manifest = try scanner.finish(); self.scanner = nil; manifestBytes = kept; kept = nil }
         if let label {
             let text = String(decoding: label, as: UTF8.self)
             labelStartTime = text.split(separator: "\n").first { $0.hasPrefix("START TIME: ") }.map { String($0.dropFirst("START TIME: ".count)) }
@@ -280,14 +309,15 @@ extension PostgresSourceDefinition {
 
     /// Starts a physical capture (see `PhysicalCaptureStream`), enforcing the replica rule for a
     /// participant.
-    func openPhysical(role: ComponentRole, context: CaptureContext) throws -> PhysicalCaptureStream {
+    func openPhysical(role: ComponentRole, component: String, epoch: Epoch, context: CaptureContext, logger: Logger? = nil) throws -> PhysicalCaptureStream {
         let passFile = try makePassFile()
         let env = childEnvironment(passFile: passFile)
         let query = "select to_char(now() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), pg_is_in_recovery(), "
             + "coalesce(to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), ''), "
-            + "current_setting('server_version'), (select system_identifier from pg_control_system())"
+            + "current_setting('server_version'), (select system_identifier from pg_control_system()), "
+            + "(select timeline_id from pg_control_checkpoint()), coalesce(current_setting('summarize_wal', true), '')"
         let fields = try self.query(query, passFile: passFile).split(separator: "|", omittingEmptySubsequences: false).map(String.init)
-        guard fields.count == 5 else { throw CNBackupError(.capture, "unexpected answer from \(host):\(port) to the evidence query") }
+        guard fields.count == 7 else { throw CNBackupError(.capture, "unexpected answer from \(host):\(port) to the evidence query") }
         guard let major = PostgresClients.majorVersion(in: fields[3]) else {
             throw CNBackupError(.capture, "\(host):\(port) reports server version \"\(fields[3])\", which cnbackup cannot read")
         }
@@ -305,10 +335,30 @@ extension PostgresSourceDefinition {
                                                 what: "the PostgreSQL \(major) server at \(host):\(port)")
         let version = String(decoding: try ChildProcessStream(arguments: ["\(folder)/pg_basebackup", "--version"], environment: env)
             .readAll(limit: 4096), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        var chain = PhysicalCaptureStream.ChainStart.full(reason: nil)
+        if let policy = incremental {
+            let server = PhysicalServerState(systemIdentifier: fields[4], timeline: Int(fields[5]) ?? -1, major: major,
+                                             summarizeWAL: fields[6] == "on")
+            switch context.chains?.prepare(component: component, epoch: epoch, server: server, policy: policy)
+                ?? .full(reason: "the run cannot read earlier sets: a full backup is taken", expected: false) {
+            case .incremental(let link, let file):
+                chain = .incremental(link, parentManifest: file)
+                logger?.info("incremental backup", metadata: ["component": "\(component)", "parent": "\(link.parentSetId)",
+                                                              "position": "\(link.position)", "full": "\(link.fullSetId)"])
+            case .full(let reason, let expected):
+                chain = .full(reason: reason)
+                if expected {
+                    logger?.info("full backup", metadata: ["component": "\(component)", "reason": "\(reason)"])
+                } else {
+                    logger?.warning("full backup instead of an incremental", metadata: ["component": "\(component)", "reason": "\(reason)"])
+                }
+            }
+        }
         let slot = try TemporarySlot(pg: self, psql: tool("psql"), environment: env)
-        let arguments = ["\(folder)/pg_basebackup", "-D", "-", "-Ft", "-X", "fetch", "--no-password", "--manifest-checksums=SHA256",
+        var arguments = ["\(folder)/pg_basebackup", "-D", "-", "-Ft", "-X", "fetch", "--no-password", "--manifest-checksums=SHA256",
                          "--checkpoint=fast", "--label=cnbackup"]
+        if case .incremental(_, let file) = chain { arguments.append("--incremental=\(file.path)") }
         return try PhysicalCaptureStream(pg: self, arguments: arguments, environment: env, passFile: passFile, slot: slot,
-                                         before: before, toolVersion: version, cancellation: context.cancellation)
+                                         before: before, toolVersion: version, chain: chain, cancellation: context.cancellation)
     }
 }

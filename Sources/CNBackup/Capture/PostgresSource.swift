@@ -20,9 +20,24 @@ public struct PostgresSourceDefinition: Sendable, Equatable {
     public var environment: [String: String]
     /// `dump` (pg_dump per database) or `physical` (one pg_basebackup of the whole instance).
     public var method: PostgresMethod = .dump
+    /// With `method: physical`: take incrementals against the previous backup (PostgreSQL 17+ with
+    /// `summarize_wal = on`); nil takes a full backup every run.
+    public var incremental: IncrementalPolicy? = nil
 
     public var summary: String {
         method == .physical ? "postgres: pg_basebackup \(user)@\(host):\(port)" : "postgres: \(user)@\(host):\(port)/\(databases.joined(separator: ","))"
+    }
+}
+
+/// When a physical capture takes an incremental rather than a full backup.
+public struct IncrementalPolicy: Sendable, Equatable {
+    /// A new full backup once the chain's full is this old (default 7 days).
+    public var fullEvery: TimeInterval
+    /// The most links a chain holds, the full included (default: no limit beyond `fullEvery`).
+    public var maxChain: Int?
+
+    public init(fullEvery: TimeInterval = 7 * 86_400, maxChain: Int? = nil) {
+        self.fullEvery = fullEvery; self.maxChain = maxChain
     }
 }
 

@@ -46,6 +46,13 @@ public struct NodeInfo: Codable, Sendable, Equatable {
     }
 }
 
+/// How a component was read back when it was stored, as the manifest records it.
+public enum ReadBackRecord: String, Codable, Sendable {
+    case full, sample, none
+    /// Rebuilt by `cnbackup recover` from the object itself.
+    case recovered
+}
+
 public enum SetStatus: String, Codable, Sendable {
     case complete, partial
 }
@@ -84,7 +91,7 @@ public struct ComponentFailure: Codable, Sendable, Equatable {
 /// One stored object of a set.
 public struct ComponentRecord: Codable, Sendable, Equatable {
     public var name: String
-    public var role: String
+    public var role: ComponentRole
     /// Where the bytes came from, for humans; never a secret.
     public var source: String
     /// Relative to the set's folder.
@@ -107,7 +114,7 @@ public struct ComponentRecord: Codable, Sendable, Equatable {
     /// The order in which this process saw the start and end (a counter, not a clock).
     public var startOrder: Int
     public var endOrder: Int
-    public var readBack: String
+    public var readBack: ReadBackRecord
     /// For pg_dump components: the server's clock and role at the snapshot, and the versions.
     public var postgres: PostgresEvidence?
     /// The synchronizer epoch this component belongs to when it is not the set's: the old
@@ -116,6 +123,10 @@ public struct ComponentRecord: Codable, Sendable, Equatable {
     /// For physical captures (`method: physical`, pg_basebackup): the backup's WAL range, the
     /// instance and the digest of its own backup_manifest. Absent for dumps and other sources.
     public var physical: PhysicalEvidence? = nil
+    /// For pg_dump archives read uncompressed as they streamed past: each table's rows
+    /// (`schema.table` -> COPY data lines), which `cnbackup drill` compares with the restore.
+    /// Absent when the archive could not be read (another format, compressed, a command's dump).
+    public var rowCounts: [String: Int64]? = nil
 }
 
 /// What the manifest records about a physical base backup (`pg_basebackup -Ft -X fetch`).
@@ -144,6 +155,42 @@ public struct PhysicalEvidence: Codable, Sendable, Equatable {
     public var backupManifestSize: Int64
     /// How the WAL the backup needs was kept on the server while it ran.
     public var walRetention: String
+    /// The set-relative key of the clear copy of this backup's `backup_manifest`
+    /// (`<component>.backup_manifest`), which the next run reads to take an incremental against
+    /// this one without any key that opens backup data. Its SHA-256 is `backupManifestSHA256`.
+    /// Absent when no clear copy was written (manifests before incrementals, or a manifest too large).
+    public var backupManifestObject: String? = nil
+    /// Set when this is an incremental backup (`pg_basebackup --incremental`): the link to its parent.
+    public var incremental: IncrementalLink? = nil
+    /// Why a capture configured for incrementals took a full backup instead (the chain's full was
+    /// too old, the parent was missing, untrusted or did not match, the server has no WAL summaries...).
+    public var fullBackupReason: String? = nil
+
+    /// 0 for a full backup, else the incremental's place in its chain.
+    public var chainPosition: Int { incremental?.position ?? 0 }
+}
+
+/// An incremental backup's link to the backup it was taken against. Restoring it needs every link
+/// from the full (position 0) up, each authenticated by its own signed manifest.
+public struct IncrementalLink: Codable, Sendable, Equatable {
+    /// The parent's set and component (same node; the epoch is the parent set's own).
+    public var parentSetId: String
+    public var parentComponent: String
+    /// The SHA-256 of the parent's backup_manifest that was passed to `pg_basebackup --incremental`.
+    public var parentBackupManifestSHA256: String
+    /// 1 for the first incremental after a full, and so on.
+    public var position: Int
+    /// The set holding the chain's full backup.
+    public var fullSetId: String
+    /// The full's capture start (for `fullEvery`).
+    public var fullCaptureStart: String
+
+    public init(parentSetId: String, parentComponent: String, parentBackupManifestSHA256: String, position: Int,
+                fullSetId: String, fullCaptureStart: String) {
+        self.parentSetId = parentSetId; self.parentComponent = parentComponent
+        self.parentBackupManifestSHA256 = parentBackupManifestSHA256; self.position = position
+        self.fullSetId = fullSetId; self.fullCaptureStart = fullCaptureStart
+    }
 }
 
 /// What the manifest records about a dump's snapshot.

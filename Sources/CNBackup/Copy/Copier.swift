@@ -56,13 +56,27 @@ public struct Copier: Sendable {
                     try destination.put(key: key, from: stream, options: PutOptions(tags: tags, sizeHint: record.storedSize))
                     outcome.copiedObjects += 1
                 }
+                // The clear copies of physical backups' backup_manifest (what the next incremental reads).
+                for record in manifest.components {
+                    guard let name = record.physical?.backupManifestObject, let size = record.physical?.backupManifestSize else { continue }
+                    let key = entry.layout.key(relative: name)
+                    if let existing = try destination.head(key: key), existing.size == size,
+                       try digest(of: key) == record.physical!.backupManifestSHA256 {
+                        outcome.skippedObjects += 1
+                        continue
+                    }
+                    let tags = (try? source.store.tags(key: key)) ?? [:]
+                    try destination.putBytes(key: key, try source.store.getBytes(key: key, limit: IncrementalChains.manifestLimit),
+                                             options: PutOptions(tags: tags))
+                    outcome.copiedObjects += 1
+                }
                 for key in [entry.layout.signatureKey, entry.layout.manifestKey] {
                     let tags = (try? source.store.tags(key: key)) ?? [:]
                     try destination.putBytes(key: key, try source.store.getBytes(key: key), options: PutOptions(tags: tags, ifAbsent: true))
                     outcome.copiedObjects += 1
                 }
                 let report = try Verifier(catalog: destinationCatalog).verify(setId: entry.setId, node: entry.layout.node)
-                outcome.verified = report.components.allSatisfy(\.ok) && report.signature.hasPrefix("valid")
+                outcome.verified = report.components.allSatisfy(\.ok) && report.signatureValid
                 if !outcome.verified { outcome.error = "verification at the destination failed" }
             } catch {
                 outcome.error = "\(error)"

@@ -1,5 +1,6 @@
 import Foundation
 import Yams
+import CNBackupHTTP
 import CNBackupCore
 import CNBackupStorage
 
@@ -54,7 +55,7 @@ public struct CaptureDefinition: Sendable, Equatable {
     public var epoch: Epoch? = nil
 }
 
-public enum ReadBackMode: String, Sendable, CaseIterable {
+public enum ReadBackMode: String, Codable, Sendable, CaseIterable {
     /// Every object is read back whole and opened with the in-memory data key.
     case full
     /// The header and a few segments (the first, the last and two at random) are read back by
@@ -69,6 +70,9 @@ public struct PipelineDefinition: Sendable {
     public var node: NodeInfo
     public var epoch: Epoch
     public var store: StoreSettings
+    /// Scan's base URL: `run` asks it for the active physical synchronizer serial and refuses an
+    /// epoch that disagrees (a pipeline not updated after a logical synchronizer upgrade).
+    public var scanURL: String? = nil
     public var recipients: [String]
     public var symmetricKeyFiles: [String]
     public var signingKeyFile: String
@@ -177,6 +181,12 @@ public struct PipelineDefinition: Sendable {
         }
         let serial = try epochMap.int("serial") ?? 0
         let synchronizerId = try epochMap.string("synchronizerId")
+        let scanURL = try epochMap.string("scanUrl")
+        if let scanURL {
+            do { try SecureURL.require(scanURL, what: "epoch.scanUrl") } catch let e as CNBackupError {
+                throw YAMLMap.error(file, epochMap.value("scanUrl") ?? epochMap.node, "epoch.scanUrl", e.message)
+            }
+        }
         try epochMap.rejectUnknown()
 
         var storeMap = try YAMLMap(try top.require("store"), path: "store", file: file)
@@ -302,6 +312,7 @@ public struct PipelineDefinition: Sendable {
                                   readBack: readBack, parallelism: parallelism, warnings: warnings)
         try definition.checkDatabaseEpochs(file: file)
         var checked = definition
+        checked.scanURL = scanURL
         let inPod = ProcessInfo.processInfo.environment["KUBERNETES_SERVICE_HOST"].map { !$0.isEmpty } ?? false
         for capture in captures {
             if case .kubernetesSecret(let secret) = capture.source, secret.apiServer == nil, !inPod {
@@ -403,6 +414,29 @@ public struct PipelineDefinition: Sendable {
                 lockWaitTimeout: lockWaitTimeout ?? "60s", sslMode: try pg.string("sslmode"),
                 binDirectory: try pg.string("binDirectory"), environment: try pg.stringMap("env") ?? [:])
             source.method = method
+            if var incremental = try pg.map("incremental") {
+                guard method == .physical else {
+                    throw YAMLMap.error(file, incremental.node, incremental.path, "incremental goes with method: physical (pg_basebackup --incremental)")
+                }
+                var policy = IncrementalPolicy()
+                if let text = try incremental.string("fullEvery") {
+                    do { policy.fullEvery = try DurationText.parse(text) } catch let e as CNBackupError {
+                        throw YAMLMap.error(file, incremental.value("fullEvery") ?? incremental.node, incremental.path + ".fullEvery", e.message)
+                    }
+                    guard policy.fullEvery > 0 else {
+                        throw YAMLMap.error(file, incremental.value("fullEvery") ?? incremental.node, incremental.path + ".fullEvery", "fullEvery must be longer than 0")
+                    }
+                }
+                if let count = try incremental.int("maxChain") {
+                    guard count >= 2 else {
+                        throw YAMLMap.error(file, incremental.value("maxChain") ?? incremental.node, incremental.path + ".maxChain",
+                                            "maxChain counts the full too: give 2 or more (1 means a full every run)")
+                    }
+                    policy.maxChain = count
+                }
+                try incremental.rejectUnknown()
+                source.incremental = policy
+            }
             try pg.rejectUnknown()
             sources.append(.postgres(source))
         }

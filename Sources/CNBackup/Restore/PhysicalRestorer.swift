@@ -21,8 +21,23 @@ public struct PhysicalRestorer: Sendable {
         public var verification: String
     }
 
-    /// The disk a restore of `record` needs: the tar's plaintext size (the data directory, its WAL and backup_manifest).
-    public static func diskNeeded(_ record: ComponentRecord) -> Int64 { record.plaintextSize }
+    /// The disk a restore of `record` needs: the tar's plaintext size (the data directory, its WAL
+    /// and backup_manifest); for an incremental, every link of its chain (each extracted to a
+    /// private folder) plus the combined result, which is at most the full's size plus the
+    /// incrementals' (`chain`: the links' plaintext sizes, full first).
+    public static func diskNeeded(_ record: ComponentRecord, chain: [Int64] = []) -> Int64 {
+        guard !chain.isEmpty else { return record.plaintextSize }
+        let links = chain.reduce(0, +)
+        return links + links
+    }
+
+    /// The plaintext sizes of the chain's links, full first (empty for a full backup).
+    public func chainSizes(setId: String, component: String, node: String?) throws -> [Int64] {
+        let entry = try catalog.entry(setId: setId, node: node)
+        guard entry.isTrusted, let record = entry.manifest?.components.first(where: { $0.name == component }),
+              record.physical?.incremental != nil else { return [] }
+        return try IncrementalChainLinks.resolve(record: record, entry: entry, catalog: catalog).map(\.record.plaintextSize)
+    }
 
     public func restore(setId: String, component: String, node: String?, identities: [Identity], directory: String,
                         binDirectory: String?) throws -> Outcome {
@@ -40,15 +55,75 @@ public struct PhysicalRestorer: Sendable {
         guard let major = PostgresClients.majorVersion(in: evidence.serverVersion) else {
             throw CNBackupError(.integrity, "the manifest's server version \(evidence.serverVersion) cannot be read")
         }
-        // Pick the verifier before anything is written: a missing tool should not cost a download.
+        // Pick the tools before anything is written: a missing tool should not cost a download.
         let verifier = try Self.verifier(major: major, binDirectory: binDirectory)
+        let links = evidence.incremental == nil ? [] : try IncrementalChainLinks.resolve(record: record, entry: entry, catalog: catalog)
+        let combiner = links.isEmpty ? nil : try PostgresClients.folder(for: "pg_combinebackup", atLeast: major, binDirectory: binDirectory,
+                                                                        what: "the PostgreSQL \(major) incremental backup")
 
         let created = try Self.prepare(directory: directory)
         var done = false
         defer { if !done { Self.empty(directory: directory, remove: created) } }
 
-        let reader = try ComponentReader(store: catalog.store, key: entry.layout.key(relative: record.objectKey),
-                                         expect: .record(record, manifest: manifest, layout: entry.layout), keys: .identities(identities))
+        var plaintextBytes: Int64 = 0
+        var members = 0
+        if let combiner {
+            // Every link, full first, each into its own private folder beside the target, then
+            // pg_combinebackup into the target.
+            let parent = (directory as NSString).deletingLastPathComponent
+            var buffer = Array(((parent.isEmpty ? "." : parent) + "/.cnbackup-chain-XXXXXX").utf8CString)
+            guard let made = mkdtemp(&buffer) else {
+                throw CNBackupError(.io, "cannot create a private folder beside \(directory) for the chain's links: \(String(cString: strerror(errno)))")
+            }
+            let work = String(cString: made)
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            var folders: [String] = []
+            for (index, link) in links.enumerated() {
+                let folder = work + "/link-\(index)"
+                guard mkdir(folder, 0o700) == 0 else { throw CNBackupError(.io, "cannot create \(folder)") }
+                members += try Self.extract(link.record, manifest: link.manifest, layout: link.entry.layout, store: catalog.store,
+                                            identities: identities, into: folder)
+                plaintextBytes += link.record.plaintextSize
+                folders.append(folder)
+            }
+            let errorPath = work + "/combine.err"
+            let errorFd = open(errorPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard errorFd >= 0 else { throw CNBackupError(.io, "cannot create \(errorPath)") }
+            let combine = try ChildProcess(arguments: ["\(combiner)/pg_combinebackup"] + folders + ["-o", directory],
+                                           environment: ChildProcess.environment(adding: ["LANG": "C"]), output: .discard, error: .file(errorFd))
+            let status = combine.wait()
+            close(errorFd)
+            guard status == .exited(0) else {
+                let message = ((try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "").suffix(2048)
+                throw CNBackupError(.io, "pg_combinebackup of the \(links.count) links into \(directory) failed", cause: message.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+        } else {
+            members = try Self.extract(record, manifest: manifest, layout: entry.layout, store: catalog.store, identities: identities, into: directory)
+            plaintextBytes = record.plaintextSize
+        }
+        var arguments = ["\(verifier.folder)/pg_verifybackup"]
+        if !verifier.exact { arguments.append("--no-parse-wal") }
+        arguments.append(directory)
+        do {
+            _ = try ChildProcessStream(arguments: arguments, environment: ["LANG": "C"]).readAll(limit: 16 << 20)
+        } catch let error as CNBackupError {
+            throw CNBackupError(.integrity, "pg_verifybackup refused the restored data directory", cause: error.description)
+        }
+        chmod(directory, 0o700)
+        done = true
+        let checked = verifier.exact
+            ? "pg_verifybackup \(major) (every file against backup_manifest, WAL parsed)"
+            : "pg_verifybackup \(verifier.major) --no-parse-wal (no pg_waldump \(major) found: files checked, WAL not parsed)"
+        return Outcome(plaintextBytes: plaintextBytes, members: members, serverVersion: evidence.serverVersion,
+                       verification: links.isEmpty ? checked : "pg_combinebackup of \(links.count) links (full \(links[0].entry.setId)), then " + checked)
+    }
+
+    /// Extracts one physical object into `folder` (new and empty), checking the tar and that its
+    /// backup_manifest is the one the signed manifest records. Returns the tar's member count.
+    static func extract(_ record: ComponentRecord, manifest: Manifest, layout: SetLayout, store: any ObjectStore,
+                        identities: [Identity], into directory: String) throws -> Int {
+        let reader = try ComponentReader(store: store, key: layout.key(relative: record.objectKey),
+                                         expect: .record(record, manifest: manifest, layout: layout), keys: .identities(identities))
         let errorPath = NSTemporaryDirectory() + "cnbackup-tar-\(UUID().uuidString).err"
         let errorFd = open(errorPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard errorFd >= 0 else { throw CNBackupError(.io, "cannot create a temporary file in \(NSTemporaryDirectory())") }
@@ -78,24 +153,11 @@ public struct PhysicalRestorer: Sendable {
             throw CNBackupError(.io, "tar -x into \(directory) failed", cause: message.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         // The backup manifest in the folder must be the one the signed manifest binds.
-        guard let written = FileManager.default.contents(atPath: directory + "/backup_manifest"),
+        guard let evidence = record.physical, let written = FileManager.default.contents(atPath: directory + "/backup_manifest"),
               SHA256Hasher.hash(Array(written)).hex == evidence.backupManifestSHA256 else {
-            throw CNBackupError(.integrity, "the restored backup_manifest is not the one the signed manifest records")
+            throw CNBackupError(.integrity, "the restored backup_manifest of \(record.name) in set \(manifest.setId) is not the one the signed manifest records")
         }
-        var arguments = ["\(verifier.folder)/pg_verifybackup"]
-        if !verifier.exact { arguments.append("--no-parse-wal") }
-        arguments.append(directory)
-        do {
-            _ = try ChildProcessStream(arguments: arguments, environment: ["LANG": "C"]).readAll(limit: 16 << 20)
-        } catch let error as CNBackupError {
-            throw CNBackupError(.integrity, "pg_verifybackup refused the restored data directory", cause: error.description)
-        }
-        chmod(directory, 0o700)
-        done = true
-        return Outcome(plaintextBytes: record.plaintextSize, members: tarReader.entries, serverVersion: evidence.serverVersion,
-                       verification: verifier.exact
-                           ? "pg_verifybackup \(major) (every file against backup_manifest, WAL parsed)"
-                           : "pg_verifybackup \(verifier.major) --no-parse-wal (no pg_waldump \(major) found: files checked, WAL not parsed)")
+        return tarReader.entries
     }
 
     /// pg_verifybackup of the backup's own major version (its pg_waldump reads only that version's
@@ -156,4 +218,56 @@ final class ExtractionGuard: TarVisitor {
     }
     func data(_ bytes: ArraySlice<UInt8>) throws {}
     func end(_ entry: TarEntry) throws {}
+}
+
+/// The links of an incremental's chain, full first, each from its own trusted, complete signed
+/// manifest, each the parent its child names (set, component, backup_manifest digest, position).
+public enum IncrementalChainLinks {
+    public struct Link: Sendable {
+        public var entry: CatalogEntry
+        public var manifest: Manifest
+        public var record: ComponentRecord
+    }
+
+    public static func resolve(record: ComponentRecord, entry: CatalogEntry, catalog: Catalog) throws -> [Link] {
+        guard let manifest = entry.manifest, entry.isTrusted else {
+            throw CNBackupError(.authentication, "set \(entry.setId) is not trusted")
+        }
+        var links = [Link(entry: entry, manifest: manifest, record: record)]
+        var current = record
+        var seen: Set<String> = [entry.setId]
+        while let up = current.physical?.incremental {
+            guard !seen.contains(up.parentSetId), links.count <= 10_000 else {
+                throw CNBackupError(.integrity, "the chain of \(record.name) loops at \(up.parentSetId)")
+            }
+            seen.insert(up.parentSetId)
+            let parent: CatalogEntry
+            do {
+                parent = try catalog.entry(setId: up.parentSetId, node: entry.layout.node)
+            } catch let error as CNBackupError where error.code == .notFound {
+                throw CNBackupError(.notFound, "link \(up.position - 1) of the chain, set \(up.parentSetId), is gone (the full is \(up.fullSetId))")
+            }
+            guard parent.isTrusted, let parentManifest = parent.manifest else {
+                throw CNBackupError(.authentication, "link \(up.position - 1) of the chain, set \(up.parentSetId), is untrusted: signature \(parent.signature)")
+            }
+            guard parentManifest.status == .complete else {
+                throw CNBackupError(.integrity, "link \(up.position - 1) of the chain, set \(up.parentSetId), is partial")
+            }
+            guard let parentRecord = parentManifest.components.first(where: { $0.name == up.parentComponent }), let evidence = parentRecord.physical else {
+                throw CNBackupError(.integrity, "set \(up.parentSetId) has no physical component \(up.parentComponent)")
+            }
+            guard evidence.backupManifestSHA256 == up.parentBackupManifestSHA256 else {
+                throw CNBackupError(.integrity, "set \(up.parentSetId)'s \(up.parentComponent) has another backup_manifest than its child was taken against")
+            }
+            guard evidence.chainPosition == up.position - 1 else {
+                throw CNBackupError(.integrity, "set \(up.parentSetId) is at chain position \(evidence.chainPosition), its child says \(up.position - 1)")
+            }
+            if evidence.incremental == nil, up.parentSetId != up.fullSetId {
+                throw CNBackupError(.integrity, "the chain ends at the full \(up.parentSetId), but its child names the full \(up.fullSetId)")
+            }
+            links.append(Link(entry: parent, manifest: parentManifest, record: parentRecord))
+            current = parentRecord
+        }
+        return links.reversed()
+    }
 }

@@ -19,10 +19,12 @@ public enum RestorePlan {
         return "set \(manifest.setId) was captured \(DurationText.format(age)) ago, more than the sequencers' retention of \(DurationText.format(retention)): a node restored from it cannot catch up (the sequencers pruned what it missed)"
     }
 
+    /// `chains`: for each incremental physical component, its chain's plaintext sizes, full first
+    /// (`PhysicalRestorer.chainSizes`); an incremental without it is named as such.
     public static func steps(for manifest: Manifest, store: String, retention: TimeInterval = defaultSequencerRetention,
-                             now: Date = Date()) -> [String] {
+                             now: Date = Date(), chains: [String: [Int64]] = [:]) -> [String] {
         let components = manifest.components
-        func named(_ role: ComponentRole) -> [ComponentRecord] { components.filter { $0.role == role.rawValue } }
+        func named(_ role: ComponentRole) -> [ComponentRecord] { components.filter { $0.role == role } }
         let kind = manifest.node.kind
         var steps = ["Check the set: cnbackup verify --store \(store) --signer PUB \(manifest.setId) --deep --identity KEY"]
         if let problem = ageProblem(of: manifest, retention: retention, now: now) {
@@ -43,7 +45,13 @@ public enum RestorePlan {
         for role in [ComponentRole.apps, .participant, .sequencer, .mediator] {
             for record in named(role) where record.physical != nil {
                 let evidence = record.physical!
-                let bytes = PhysicalRestorer.diskNeeded(record)
+                let chain = chains[record.name] ?? []
+                let bytes = PhysicalRestorer.diskNeeded(record, chain: chain)
+                if let link = evidence.incremental {
+                    steps.append(chain.isEmpty
+                        ? "WARNING: \(record.name) is incremental number \(link.position) on the full \(link.fullSetId), and its chain could not be read: restore checks every link and refuses a broken chain"
+                        : "\(record.name) is incremental number \(link.position) of a chain of \(chain.count) backups (full \(link.fullSetId)): restore extracts every link (\(chain.reduce(0, +)) bytes) into a private folder beside DIR, combines them into DIR with pg_combinebackup, then checks DIR with pg_verifybackup")
+                }
                 steps.append("Restore \(role.rawValue) instance (physical base backup of PostgreSQL \(evidence.serverVersion), system \(evidence.systemIdentifier), consistent at LSN \(evidence.stopLSN) on timeline \(evidence.timeline)); needs \(bytes) bytes (\(String(format: "%.1f", Double(bytes) / 1_073_741_824)) GiB) of free disk for the data directory: cnbackup restore --store \(store) --signer PUB \(manifest.setId) --component \(record.name) --identity KEY --to-directory DIR; chown -R postgres DIR; start a PostgreSQL \(PostgresClients.majorVersion(in: evidence.serverVersion).map(String.init) ?? evidence.serverVersion) server on DIR (pg_ctl -D DIR start)")
             }
             for record in named(role) where !record.name.hasSuffix("-globals") && record.physical == nil {

@@ -58,8 +58,18 @@ public struct Pruner: Sendable {
         entries.filter { !$0.isFutureDated }.map { entry in
             RetentionCandidate(setId: entry.setId, migrationId: entry.layout.epoch.migrationId, serial: entry.layout.epoch.serial,
                                captureTime: (entry.isTrusted ? entry.manifest?.captureStartDate : nil) ?? Self.timeFromSetId(entry.setId),
-                               complete: entry.isCompleteBackup, trusted: entry.isTrusted)
+                               complete: entry.isCompleteBackup, trusted: entry.isTrusted,
+                               dependsOn: entry.isTrusted ? Self.dependencies(entry.manifest) : [])
         }
+    }
+
+    /// The parent sets of a manifest's incremental components.
+    static func dependencies(_ manifest: Manifest?) -> [String] {
+        var result: [String] = []
+        for record in manifest?.components ?? [] {
+            if let parent = record.physical?.incremental?.parentSetId, !result.contains(parent) { result.append(parent) }
+        }
+        return result
     }
 
     static func timeFromSetId(_ id: String) -> Date {

@@ -26,8 +26,12 @@ public struct RetentionCandidate: Sendable, Equatable {
     public var complete: Bool
     /// The signature is valid and by a pinned signer.
     public var trusted: Bool
+    /// The sets this one's incremental backups were taken against (from the signed manifest's
+    /// chain links): they are kept as long as this one is.
+    public var dependsOn: [String]
 
-    public init(setId: String, migrationId: Int, serial: Int, captureTime: Date, complete: Bool, trusted: Bool) {
+    public init(setId: String, migrationId: Int, serial: Int, captureTime: Date, complete: Bool, trusted: Bool, dependsOn: [String] = []) {
+        self.dependsOn = dependsOn
         self.setId = setId
         self.migrationId = migrationId
         self.serial = serial
@@ -127,11 +131,14 @@ public struct RetentionPlan: Sendable, Codable, Equatable {
     public var gaps: [HistoryGap]
     /// Set when the plan deletes nothing on purpose, and why.
     public var refusedToDelete: String?
+    /// Incremental chains that cannot be restored: a set depends on one that is gone or untrusted.
+    public var brokenChains: [String]
 
-    public init(decisions: [RetentionDecision], gaps: [HistoryGap], refusedToDelete: String?) {
+    public init(decisions: [RetentionDecision], gaps: [HistoryGap], refusedToDelete: String?, brokenChains: [String] = []) {
         self.decisions = decisions
         self.gaps = gaps
         self.refusedToDelete = refusedToDelete
+        self.brokenChains = brokenChains
     }
 
     public var keptSetIds: [String] { decisions.filter(\.keep).map(\.setId) }
@@ -271,6 +278,36 @@ public enum RetentionPlanner {
             }
         }
 
+        // Incremental chains: a kept set keeps every set it depends on, transitively (a closure,
+        // so a chain of any length stays whole). A dependency that is gone or untrusted is reported.
+        var position: [String: Int] = [:]
+        for p in 0..<n where s[p].trusted { position[s[p].setId] = position[s[p].setId] ?? p }
+        var brokenChains: [String] = []
+        for p in 0..<n where s[p].trusted {
+            for parent in s[p].dependsOn {
+                if position[parent] == nil {
+                    let untrusted = s.contains { $0.setId == parent }
+                    brokenChains.append("\(s[p].setId) is an incremental on \(parent), which is \(untrusted ? "untrusted" : "gone"): it cannot be restored")
+                } else {
+                    reasons[p].append("chain: incremental on \(parent)")
+                }
+            }
+        }
+        var work = (0..<n).filter { keep[$0] && s[$0].trusted }
+        while let p = work.popLast() {
+            for parent in s[p].dependsOn {
+                guard let q = position[parent] else { continue }
+                let reason = "kept: base of incremental chain for \(s[p].setId)"
+                if !keep[q] {
+                    keep[q] = true
+                    reasons[q] = [reason] + reasons[q].map { $0.hasPrefix("delete:") ? "otherwise: " + $0 : $0 }
+                    work.append(q)
+                } else if !reasons[q].contains(reason) {
+                    reasons[q].append(reason)
+                }
+            }
+        }
+
         // Safety: the newest set (all sets sharing the newest capture time) must be trusted and complete.
         var refusal = policy.problem.map { "the retention policy is invalid: \($0): prune deletes nothing" }
         if refusal == nil {
@@ -295,7 +332,7 @@ public enum RetentionPlanner {
             RetentionDecision(setId: s[p].setId, keep: keep[p], reasons: reasons[p].isEmpty ? ["kept"] : reasons[p])
         }
         gaps.sort { $0.position < $1.position }
-        return RetentionPlan(decisions: decisions, gaps: gaps.map(\.gap), refusedToDelete: refusal)
+        return RetentionPlan(decisions: decisions, gaps: gaps.map(\.gap), refusedToDelete: refusal, brokenChains: brokenChains)
     }
 
     /// A duration for humans: "29d", "3d 4h", "2h 5m", "45m", "12s".

@@ -14,10 +14,14 @@ public struct VerifyReport: Codable, Sendable {
     }
 
     public var setId: String
+    /// The set's newest restore drill signed by a pinned drill key (`--drill-signer`), when there is one.
+    public var drill: DrillSummary? = nil
     public var node: String?
     public var epoch: String?
     public var status: String?
     public var signature: String
+    /// The manifest's signature verified under a pinned signer (the decision; `signature` says why).
+    public var signatureValid: Bool = false
     public var deep: Bool
     public var components: [ComponentCheck]
     public var problems: [String]
@@ -65,6 +69,7 @@ public struct Verifier: Sendable {
         let deep = identities != nil
         var report = VerifyReport(setId: entry.setId, node: entry.manifest?.node.name, epoch: entry.manifest?.epoch.description,
                                   status: entry.manifest?.status.rawValue, signature: entry.signature.description,
+                                  signatureValid: entry.signature.isValid,
                                   deep: deep, components: [], problems: entry.problems, openableBy: [], ok: false)
         guard entry.isTrusted, let manifest = entry.manifest else {
             if !entry.signature.isValid { report.problems.insert("signature \(entry.signature)", at: 0) }
@@ -74,11 +79,10 @@ public struct Verifier: Sendable {
             report.problems.append("the set is partial: " + manifest.failures.map { "\($0.component): \($0.reason)" }.joined(separator: "; "))
         }
         if let barrier = manifest.barrier {
-            let appsEnd = manifest.components.filter { $0.role == ComponentRole.apps.rawValue }.map(\.endOrder).max()
-            let participantStart = manifest.components.filter { $0.role == ComponentRole.participant.rawValue }.map(\.startOrder).min()
-            if let appsEnd, let participantStart, appsEnd >= participantStart {
+            let outcome = BarrierRule.evaluate(manifest.components, apps: barrier.appsComponents)
+            if let appsEnd = outcome.appsCompletedOrder, let participantStart = outcome.participantStartedOrder, appsEnd >= participantStart {
                 report.problems.append("the apps capture ended (event \(appsEnd)) after the participant capture started (event \(participantStart)): the set breaks the apps-before-participant rule")
-            } else if !barrier.holds {
+            } else if !barrier.holds || !outcome.holds && manifest.status == .complete {
                 report.problems.append("the barrier evidence says the apps-before-participant rule does not hold")
             }
         }
@@ -87,6 +91,14 @@ public struct Verifier: Sendable {
         }
         for record in manifest.components {
             report.components.append(check(record, entry: entry, manifest: manifest, options: options))
+            // An incremental restores only with every link of its chain, back to its full.
+            if record.physical?.incremental != nil {
+                do {
+                    _ = try IncrementalChainLinks.resolve(record: record, entry: entry, catalog: catalog)
+                } catch {
+                    report.problems.append("the incremental chain of \(record.name) is broken: \(error)")
+                }
+            }
         }
         let perComponent = manifest.components.map { Set($0.keyIds) }
         report.openableBy = perComponent.first.map { first in perComponent.dropFirst().reduce(first) { $0.intersection($1) } }
@@ -129,11 +141,29 @@ public struct Verifier: Sendable {
                 try checkStoredDigest(stored, record)
                 result.checked += ["sha256", "header"] + (record.headerSHA256 != nil ? ["header bound"] : [])
             }
+            if let clear = record.physical?.backupManifestObject {
+                try checkClearBackupManifest(clear, record: record, entry: entry)
+                result.checked.append("clear backup_manifest")
+            }
             result.ok = true
         } catch {
             result.error = "\(error)"
         }
         return result
+    }
+
+    /// The clear copy of a physical backup's backup_manifest must be the one the signed manifest records.
+    private func checkClearBackupManifest(_ name: String, record: ComponentRecord, entry: CatalogEntry) throws {
+        let evidence = record.physical!
+        let bytes: [UInt8]
+        do {
+            bytes = try catalog.store.getBytes(key: entry.layout.key(relative: name), limit: IncrementalChains.manifestLimit)
+        } catch let error as CNBackupError where error.code == .notFound {
+            throw CNBackupError(.integrity, "the clear backup_manifest \(name) is missing (the next incremental of \(record.name) falls back to a full backup)")
+        }
+        guard Int64(bytes.count) == evidence.backupManifestSize, SHA256Hasher.hash(bytes).hex == evidence.backupManifestSHA256 else {
+            throw CNBackupError(.integrity, "the clear backup_manifest \(name) is not the one the signed manifest records (SHA-256 differs)")
+        }
     }
 
     private func checkStoredDigest(_ stored: DigestingStream, _ record: ComponentRecord) throws {

@@ -11,6 +11,8 @@ public enum LastResort {
         /// Path -> whether its folder is private to it (made with mkdtemp) and goes too.
         var files: [String: Bool] = [:]
         var processGroups: Set<Int32> = []
+        /// Whole private folders (a drill's throwaway PostgreSQL data directory), removed with what they hold.
+        var directories: Set<String> = []
     }
     private static let registry = Registry()
 
@@ -19,6 +21,12 @@ public enum LastResort {
     }
     package static func unregister(file path: String) {
         registry.lock.lock(); registry.files[path] = nil; registry.lock.unlock()
+    }
+    package static func register(directory path: String) {
+        registry.lock.lock(); registry.directories.insert(path); registry.lock.unlock()
+    }
+    package static func unregister(directory path: String) {
+        registry.lock.lock(); registry.directories.remove(path); registry.lock.unlock()
     }
     package static func register(processGroup: Int32) {
         registry.lock.lock(); registry.processGroups.insert(processGroup); registry.lock.unlock()
@@ -31,10 +39,11 @@ public enum LastResort {
     /// when that was made for it alone). Safe to call from any thread, just before `_exit`.
     public static func run() {
         registry.lock.lock()
-        let groups = registry.processGroups, files = registry.files
-        registry.processGroups.removeAll(); registry.files.removeAll()
+        let groups = registry.processGroups, files = registry.files, directories = registry.directories
+        registry.processGroups.removeAll(); registry.files.removeAll(); registry.directories.removeAll()
         registry.lock.unlock()
         for group in groups { _ = kill(-group, SIGKILL) }
+        for directory in directories { try? FileManager.default.removeItem(atPath: directory) }
         for (path, inPrivateFolder) in files {
             unlink(path)
             if inPrivateFolder { rmdir((path as NSString).deletingLastPathComponent) }

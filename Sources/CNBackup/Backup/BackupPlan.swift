@@ -1,0 +1,62 @@
+import Foundation
+import CNBackupCore
+import CNBackupStorage
+
+/// What a run will do, as one value: `run --dry-run` prints it, the runner executes it, and the
+/// manifest's barrier evidence records its two phases. Order comes from roles, not from places in
+/// the file: every apps capture completes before any participant capture starts (CANTON.md rule 1);
+/// the others run beside the apps captures.
+public struct BackupPlan: Sendable {
+    let definition: PipelineDefinition
+    /// Apps captures and the rest, `parallelism` at a time.
+    let beforeBarrier: [ComponentJob]
+    /// Participant captures, started once every apps capture has completed.
+    let afterBarrier: [ComponentJob]
+
+    init(_ definition: PipelineDefinition) {
+        self.definition = definition
+        let jobs = definition.captures.flatMap(\.jobs)
+        beforeBarrier = jobs.filter { $0.role != .participant }
+        afterBarrier = jobs.filter { $0.role == .participant }
+    }
+
+    var jobs: [ComponentJob] { beforeBarrier + afterBarrier }
+    var appsComponents: [String] { beforeBarrier.filter { $0.role == .apps }.map(\.name) }
+    var participantComponents: [String] { afterBarrier.map(\.name) }
+
+    /// The plan as `run --dry-run` prints it.
+    public var lines: [String] {
+        let d = definition
+        func describe(_ jobs: [ComponentJob]) -> String { jobs.map { "\($0.name) [\($0.role.rawValue)] \($0.summary)" }.joined(separator: "; ") }
+        var lines = ["node \(d.node.name) (\(d.node.kind.rawValue)\(d.node.consensus.map { ", \($0.rawValue)" } ?? "")), epoch \(d.epoch), store \(d.store.url)",
+                     "recipients: \(d.recipients.count + d.symmetricKeyFiles.count); compression zstd level \(d.compression.level); read-back \(d.readBack.rawValue); parallelism \(d.parallelism)"]
+        lines.append("phase 1 (at once, \(d.parallelism) at a time): " + describe(beforeBarrier))
+        if !afterBarrier.isEmpty {
+            lines.append("barrier: every apps capture completed (pg_dump or pg_basebackup exited 0)")
+            lines.append("phase 2: " + describe(afterBarrier))
+        }
+        lines.append("then: read back every object, sign and write manifest.json last")
+        return lines
+    }
+}
+
+/// The apps-before-participant rule, evaluated in one place for the runner (which records it) and
+/// `verify` (which re-checks a signed manifest): the last apps capture ended before the first
+/// participant capture started, in the order this process saw events, and every apps capture
+/// named by the plan completed.
+enum BarrierRule {
+    struct Outcome {
+        var appsCompletedOrder: Int?
+        var participantStartedOrder: Int?
+        var holds: Bool
+    }
+
+    static func evaluate(_ records: [ComponentRecord], apps: [String]) -> Outcome {
+        let appsRecords = records.filter { $0.role == .apps }
+        let appsEnd = appsRecords.map(\.endOrder).max()
+        let participantStart = records.filter { $0.role == .participant }.map(\.startOrder).min()
+        var holds = false
+        if let appsEnd, let participantStart { holds = appsEnd < participantStart && appsRecords.count == apps.count }
+        return Outcome(appsCompletedOrder: appsEnd, participantStartedOrder: participantStart, holds: holds)
+    }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import CNBackupCore
+import CNBackupStorage
+
+/// What a restore drill found, written next to the set as `drill-<utc time>-<8 hex>.json` with a
+/// detached Ed25519 signature `...json.sig` (the manifest's signature format) by the drill key.
+/// Never part of what the set's manifest signs: a receipt is a later statement about the set.
+public struct DrillReceipt: Codable, Sendable, Equatable {
+    public static let currentFormatVersion = 1
+
+    public struct Component: Codable, Sendable, Equatable {
+        public var name: String
+        public var role: String
+        /// passed | failed | skipped
+        public var status: String
+        /// From the start of its restore until its database answered a query.
+        public var seconds: Double
+        /// `schema.table` -> rows after the restore (for a physical backup: `database/schema.table`).
+        public var rowCounts: [String: Int64]?
+        /// What the rows were compared with: capture | previous-drill | none.
+        public var comparedWith: String
+        public var mismatches: [String]
+        public var reason: String?
+        /// What was checked, for humans.
+        public var checked: [String]
+    }
+
+    public var formatVersion: Int
+    public var setId: String
+    public var node: String
+    public var epoch: Epoch
+    /// SHA-256 of the manifest's exact bytes: the receipt speaks about this manifest only.
+    public var manifestSHA256: String
+    /// passed | failed
+    public var status: String
+    /// UTC, milliseconds.
+    public var at: String
+    public var toolVersion: String
+    /// throwaway (instances the drill started) or server (HOST:PORT it was pointed at).
+    public var scratch: String
+    /// `server_version` of each scratch server used.
+    public var postgresVersions: [String]
+    public var checked: [String]
+    public var failures: [String]
+    public var components: [Component]
+    /// The identities dump's node ids, when the set has one.
+    public var identityIds: [String]?
+    /// The whole node: from the first restore's start until the last component was queryable.
+    public var restoreSeconds: Double
+    /// Sampled drills (`--sample`) name it.
+    public var sampled: Bool?
+
+    public var passed: Bool { status == "passed" }
+    public var atDate: Date? { Timestamp.parse(at) }
+
+    public func encoded() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        return Array(try encoder.encode(self)) + [0x0A]
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> DrillReceipt {
+        guard let receipt = try? JSONDecoder().decode(DrillReceipt.self, from: Data(bytes)), receipt.formatVersion == currentFormatVersion else {
+            throw CNBackupError(.integrity, "the drill receipt is not valid JSON of format version \(currentFormatVersion)")
+        }
+        return receipt
+    }
+
+    /// `drill-20261125t040000z-1a2b3c4d.json` (object names are lower case).
+    public static func newName(at date: Date) throws -> String {
+        "drill-" + Timestamp.compact(date).lowercased() + "-" + (try randomBytes(4)).hex + ".json"
+    }
+
+    public static func isReceiptName(_ name: String) -> Bool {
+        name.range(of: #"^drill-[0-9]{8}t[0-9]{6}z-[0-9a-f]{8}\.json$"#, options: .regularExpression) != nil
+    }
+
+    public static let signatureSuffix = ".sig"
+}
+
+/// A receipt as found in the store, with what its signature says.
+public struct FoundReceipt: Sendable {
+    public var key: String
+    public var receipt: DrillReceipt
+}
+
+/// Writes and reads receipts. Only receipts signed by a pinned drill signer, about the set they
+/// sit in and its exact manifest, count; anything else (a forged or moved receipt) is ignored.
+public struct DrillReceipts: Sendable {
+    public let store: any ObjectStore
+    public let signers: [SignerKey]
+    public init(store: any ObjectStore, signers: [SignerKey]) { self.store = store; self.signers = signers }
+
+    /// Writes the receipt and then its signature, each only if absent (the set's own objects are never touched).
+    public static func write(_ receipt: DrillReceipt, layout: SetLayout, store: any ObjectStore, key: SigningKey, now: Date = Date()) throws -> String {
+        let bytes = try receipt.encoded()
+        let signature = try ManifestSignature.sign(bytes, with: key)
+        let name = try DrillReceipt.newName(at: now)
+        let tags = SetCommitter.tags(layout: layout, component: "drill")
+        try store.putBytes(key: layout.key(relative: name), bytes, options: PutOptions(tags: tags, ifAbsent: true))
+        try store.putBytes(key: layout.key(relative: name + DrillReceipt.signatureSuffix), signature.encoded(), options: PutOptions(tags: tags, ifAbsent: true))
+        return layout.key(relative: name)
+    }
+
+    /// The trusted receipts of each set (by its folder), oldest first, from one listing of `prefix`.
+    public func trusted(entries: [CatalogEntry], prefix: String = "") throws -> [String: [DrillReceipt]] {
+        guard !signers.isEmpty else { return [:] }
+        let wanted = Dictionary(entries.filter(\.isTrusted).map { ($0.layout.directory, $0) }, uniquingKeysWith: { a, _ in a })
+        var keys = Set<String>()
+        var candidates: [(CatalogEntry, String)] = []
+        for info in try store.list(prefix: prefix) {
+            keys.insert(info.key)
+            guard let (layout, name) = SetLayout.parse(key: info.key), DrillReceipt.isReceiptName(name),
+                  let entry = wanted[layout.directory] else { continue }
+            candidates.append((entry, info.key))
+        }
+        var result: [String: [DrillReceipt]] = [:]
+        for (entry, key) in candidates where keys.contains(key + DrillReceipt.signatureSuffix) {
+            if let receipt = load(key: key, entry: entry) { result[entry.layout.directory, default: []].append(receipt) }
+        }
+        for key in result.keys { result[key]!.sort { $0.at < $1.at } }
+        return result
+    }
+
+    /// The trusted receipts of one set, oldest first.
+    public func trusted(entry: CatalogEntry) throws -> [DrillReceipt] {
+        try trusted(entries: [entry], prefix: entry.layout.directory + "/")[entry.layout.directory] ?? []
+    }
+
+    func load(key: String, entry: CatalogEntry) -> DrillReceipt? {
+        guard let bytes = try? store.getBytes(key: key, limit: 4 << 20),
+              let signatureBytes = try? store.getBytes(key: key + DrillReceipt.signatureSuffix, limit: 4096),
+              let signature = try? ManifestSignature.decode(signatureBytes),
+              signers.contains(signature.signer), signature.isValid(for: bytes),
+              let receipt = try? DrillReceipt.decode(bytes) else { return nil }
+        guard receipt.setId == entry.layout.setId, receipt.node == entry.layout.node,
+              receipt.epoch.migrationId == entry.layout.epoch.migrationId, receipt.epoch.serial == entry.layout.epoch.serial,
+              receipt.manifestSHA256 == SHA256Hasher.hash(entry.manifestBytes).hex else { return nil }
+        return receipt
+    }
+}
+
+/// The newest trusted drill of a set, as `list --json` and `verify` show it.
+public struct DrillSummary: Codable, Sendable, Equatable {
+    public var status: String
+    public var at: String
+    public var restoreSeconds: Double
+    public var failures: [String]?
+
+    public init(_ receipt: DrillReceipt) {
+        status = receipt.status; at = receipt.at; restoreSeconds = receipt.restoreSeconds
+        failures = receipt.failures.isEmpty ? nil : receipt.failures
+    }
+}
+
+/// The drill metrics (`cnbackup_drill_*`): the newest trusted drill's status and seconds per
+/// component, and the age of the newest passing one; `failedToRun` when the drill could not run at all.
+public func drillMetricsText(node: String, newest: DrillReceipt?, newestPassing: DrillReceipt?, failedToRun: Bool = false, now: Date = Date()) -> String {
+    let n = "node=\"\(PrometheusText.label(node))\""
+    var lines: [String] = []
+    lines += PrometheusText.gauge("cnbackup_drill_status", "1 when the newest restore drill passed, 0 when it failed or could not run.",
+                                  [(n, !failedToRun && newest?.passed == true ? "1" : "0")])
+    lines += PrometheusText.gauge("cnbackup_drill_last_success_timestamp_seconds", "When the newest passing restore drill ended.",
+                                  [(n, newestPassing?.atDate.map { String(format: "%.3f", $0.timeIntervalSince1970) } ?? "0")])
+    lines += PrometheusText.gauge("cnbackup_drill_age_seconds", "Age of the newest passing restore drill.",
+                                  [(n, newestPassing?.atDate.map { String(format: "%.3f", now.timeIntervalSince($0)) } ?? "+Inf")])
+    if let newest {
+        lines += PrometheusText.gauge("cnbackup_drill_restore_seconds", "The whole node's restore in the newest drill.",
+                                      [(n, String(format: "%.3f", newest.restoreSeconds))])
+        lines += PrometheusText.gauge("cnbackup_drill_component_seconds", "Seconds until each component was queryable in the newest drill.",
+                                      newest.components.map { ("\(n),component=\"\(PrometheusText.label($0.name))\"", String(format: "%.3f", $0.seconds)) })
+        lines += PrometheusText.gauge("cnbackup_drill_component_ok", "1 when the component restored and its rows matched in the newest drill.",
+                                      newest.components.map { ("\(n),component=\"\(PrometheusText.label($0.name))\"", $0.status == "passed" ? "1" : "0") })
+    }
+    return lines.joined(separator: "\n") + "\n"
+}
+
+/// The newest drills of a node's sets, for check-freshness, list and metrics.
+public struct DrillHistory: Sendable {
+    public var newest: DrillReceipt?
+    public var newestPassing: DrillReceipt?
+
+    public init(receipts: [DrillReceipt]) {
+        let sorted = receipts.sorted { $0.at < $1.at }
+        newest = sorted.last
+        newestPassing = sorted.last(where: \.passed)
+    }
+}

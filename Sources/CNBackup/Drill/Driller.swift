@@ -1,0 +1,266 @@
+import Foundation
+import CNBackupCore
+import CNBackupStorage
+
+/// Where a drill restores.
+public enum DrillScratch: Sendable {
+    /// Throwaway instances the drill starts (tools from `binDirectory` alone when given).
+    case throwaway(binDirectory: String?)
+    /// A server the drill was pointed at: databases are created there and dropped afterwards.
+    case server(host: String, port: Int, user: String, passwordFile: String?, binDirectory: String?)
+}
+
+public struct DrillOptions: Sendable {
+    public var identities: [Identity]
+    public var scratch: DrillScratch
+    /// Folder of pg_verifybackup and the server for physical components (nil: PATH, /usr/lib/postgresql).
+    public var pgBinDirectory: String?
+    public var drillKey: SigningKey
+    /// Signers whose earlier receipts this drill compares with (the drill key's own is always one).
+    public var drillSigners: [SignerKey]
+    public var sampled: Bool
+    /// The role a physical backup's restored server is queried as (its own superuser).
+    public var physicalUser: String
+
+    public init(identities: [Identity], scratch: DrillScratch, pgBinDirectory: String?, drillKey: SigningKey,
+                drillSigners: [SignerKey], sampled: Bool = false, physicalUser: String = "postgres") {
+        self.identities = identities; self.scratch = scratch; self.pgBinDirectory = pgBinDirectory; self.drillKey = drillKey
+        self.drillSigners = drillSigners; self.sampled = sampled; self.physicalUser = physicalUser
+    }
+}
+
+/// Restores every database component of a set into scratch PostgreSQL, in the runbook order
+/// (apps, participant, sequencer, mediator; each instance's roles first), checks each restore,
+/// compares every table's rows with the counts the capture recorded (or, when it recorded none,
+/// with the previous trusted drill of the set), checks the identities dump, times it all and
+/// writes a signed receipt next to the set, whatever the outcome.
+public struct Driller: Sendable {
+    public let catalog: Catalog
+    public init(catalog: Catalog) { self.catalog = catalog }
+
+    public struct Outcome: Sendable {
+        public var receipt: DrillReceipt
+        public var receiptKey: String
+    }
+
+    static let roleOrder: [ComponentRole] = [.apps, .participant, .sequencer, .mediator]
+
+    /// The components a drill restores, in order.
+    static func databaseComponents(_ manifest: Manifest) -> [ComponentRecord] {
+        let candidates = manifest.components.filter { record in
+            guard !record.name.hasSuffix("-globals") else { return false }
+            if record.postgres != nil || record.physical != nil || record.rowCounts != nil { return true }
+            // A command capture of a database role (its own pg_dump, maybe compressed).
+            return Self.roleOrder.contains(record.role) && record.source.hasPrefix("command:")
+        }
+        func rank(_ record: ComponentRecord) -> Int { roleOrder.firstIndex { $0 == record.role } ?? roleOrder.count }
+        return candidates.enumerated().sorted { (rank($0.element), $0.offset) < (rank($1.element), $1.offset) }.map(\.element)
+    }
+
+    /// The instance a dump came from (`user@host:port`), from its source text; the component itself otherwise.
+    static func instance(of record: ComponentRecord) -> String {
+        if record.source.hasPrefix("pg_dump ") || record.source.hasPrefix("pg_dumpall ") {
+            let address = record.source.split(separator: " ").last.map(String.init) ?? record.name
+            return address.split(separator: "/").first.map(String.init) ?? address
+        }
+        return "component:" + record.name
+    }
+
+    public func drill(entry: CatalogEntry, options: DrillOptions, log: (String) -> Void = { _ in }) throws -> Outcome {
+        guard entry.isTrusted, let manifest = entry.manifest else {
+            throw CNBackupError(.authentication,
+                "set \(entry.setId) cannot be trusted: signature \(entry.signature)\(entry.problems.isEmpty ? "" : "; " + entry.problems.joined(separator: "; "))")
+        }
+        let previous = try DrillReceipts(store: catalog.store, signers: options.drillSigners + [options.drillKey.publicKey])
+            .trusted(entry: entry).last
+        let started = Date()
+        var results: [DrillReceipt.Component] = []
+        var failures: [String] = []
+        var checked: [String] = []
+        var versions = Set<String>()
+        let components = Self.databaseComponents(manifest)
+        let restorer = Restorer(catalog: catalog)
+        if components.isEmpty { failures.append("the set has no database component to restore") }
+
+        // Scratch servers: one per source instance (throwaway), or the one pointed at.
+        var servers: [String: ScratchPostgres] = [:]
+        var globalsApplied = Set<String>()
+        var shared: ScratchPostgres?
+        defer {
+            for server in servers.values { server.finish() }
+            shared?.finish()
+        }
+        let remaining = NSCountedSet(array: components.map(Self.instance))
+        let scratchText: String
+        switch options.scratch {
+        case .throwaway: scratchText = "throwaway"
+        case .server(let host, let port, _, _, _): scratchText = "server \(host):\(port)"
+        }
+
+        for record in components {
+            let instance = Self.instance(of: record)
+            defer {
+                remaining.remove(instance)
+                if remaining.count(for: instance) == 0, let server = servers.removeValue(forKey: instance) { server.finish() }
+            }
+            if record.physical != nil {
+                results.append(drillPhysical(record, entry: entry, manifest: manifest, previous: previous, options: options, log: log, versions: &versions))
+                continue
+            }
+            var component = DrillReceipt.Component(name: record.name, role: record.role.rawValue, status: "failed", seconds: 0, rowCounts: nil,
+                                                   comparedWith: "none", mismatches: [], reason: nil, checked: [])
+            var database: String?
+            var scratch: ScratchPostgres?
+            do {
+                let server: ScratchPostgres
+                switch options.scratch {
+                case .throwaway(let bin):
+                    if let existing = servers[instance] { server = existing } else {
+                        let major = Self.neededMajor(for: record, in: manifest, instance: instance, binDirectory: bin)
+                        log("starting a throwaway PostgreSQL \(major) for \(instance)")
+                        server = try ScratchPostgres(major: major, binDirectory: bin)
+                        servers[instance] = server
+                    }
+                case .server(let host, let port, let user, let passwordFile, let bin):
+                    if shared == nil { shared = try ScratchPostgres(host: host, port: port, user: user, passwordFile: passwordFile, binDirectory: bin) }
+                    server = shared!
+                }
+                scratch = server
+                versions.insert(server.serverVersion)
+                let name = server.newDatabase(for: record.name)
+                database = name
+                // Roles first, once per instance; a server pointed at keeps no roles of ours (--no-owner instead).
+                var globals: String?
+                if server.isThrowaway, !globalsApplied.contains(instance),
+                   let g = manifest.components.first(where: { $0.name.hasSuffix("-globals") && Self.instance(of: $0) == instance }) {
+                    globals = g.name
+                    globalsApplied.insert(instance)
+                    component.checked.append("roles from \(g.name)")
+                }
+                var target = DatabaseRestorer.Target(host: server.host, port: server.port, user: server.user, passwordFile: server.passwordFile,
+                                                     database: name, jobs: 2, noOwner: !server.isThrowaway, globalsComponent: globals,
+                                                     binDirectory: server.binDirectory)
+                target.noPrivileges = !server.isThrowaway
+                log("restoring \(record.name) into \(name)")
+                let t0 = Date()
+                try DatabaseRestorer(restorer: restorer).restore(setId: entry.setId, component: record.name, node: entry.layout.node,
+                                                                 identities: options.identities, into: target)
+                _ = try server.query("select 1", database: name)
+                component.seconds = Date().timeIntervalSince(t0)
+                component.checked.append("pg_restore --exit-on-error exit 0 into PostgreSQL \(server.serverVersion)")
+                let counts = try Self.countRows(server: server, database: name)
+                component.rowCounts = counts
+                compare(counts, record: record, previous: previous, into: &component)
+                component.status = component.mismatches.isEmpty ? "passed" : "failed"
+                if !component.mismatches.isEmpty {
+                    component.reason = "\(component.mismatches.count) table(s) differ from the \(component.comparedWith == "capture" ? "capture's counts" : "previous drill")"
+                }
+            } catch {
+                component.status = "failed"
+                component.reason = Redaction.redact("\(error)")
+            }
+            if let database, let scratch { scratch.dropDatabase(database) }
+            results.append(component)
+        }
+        for component in results where component.status == "failed" {
+            failures.append("\(component.name): \(component.reason ?? "failed")")
+        }
+        for component in results {
+            checked.append("\(component.name): " + (component.checked + [component.comparedWith == "none" ? "rows counted, nothing to compare with"
+                                                                          : "rows compared with the \(component.comparedWith == "capture" ? "capture" : "previous drill")"]).joined(separator: "; "))
+        }
+        var identityIds: [String]?
+        for record in manifest.components where record.role == .identities {
+            do {
+                let ids = try checkIdentities(record, entry: entry, manifest: manifest, options: options)
+                identityIds = (identityIds ?? []) + ids
+                checked.append("\(record.name): identities dump shape; node ids \(ids.joined(separator: ", "))")
+                if let before = previous?.identityIds, !before.isEmpty, Set(before) != Set(ids) {
+                    failures.append("\(record.name): the node ids differ from the previous drill's (\(before.joined(separator: ", ")))")
+                }
+            } catch {
+                failures.append("\(record.name): \(error)")
+            }
+        }
+        let receipt = DrillReceipt(formatVersion: DrillReceipt.currentFormatVersion, setId: entry.setId, node: entry.layout.node,
+                                   epoch: entry.layout.epoch, manifestSHA256: SHA256Hasher.hash(entry.manifestBytes).hex,
+                                   status: failures.isEmpty ? "passed" : "failed", at: Timestamp.format(Date()), toolVersion: cnbackupVersion,
+                                   scratch: scratchText, postgresVersions: versions.sorted(), checked: checked, failures: failures,
+                                   components: results, identityIds: identityIds, restoreSeconds: Date().timeIntervalSince(started),
+                                   sampled: options.sampled ? true : nil)
+        let key = try DrillReceipts.write(receipt, layout: entry.layout, store: catalog.store, key: options.drillKey)
+        return Outcome(receipt: receipt, receiptKey: key)
+    }
+
+    /// The rows compared: every table the capture (or the previous drill) counted must hold as many rows now.
+    func compare(_ counts: [String: Int64], record: ComponentRecord, previous: DrillReceipt?, into component: inout DrillReceipt.Component) {
+        let expected: [String: Int64]
+        if let captured = record.rowCounts {
+            expected = captured; component.comparedWith = "capture"
+        } else if let before = previous?.components.first(where: { $0.name == record.name })?.rowCounts {
+            expected = before; component.comparedWith = "previous-drill"
+            component.checked.append("no capture counts: compared with the previous drill")
+        } else {
+            component.checked.append("no capture counts and no previous drill: rows recorded for the next drill")
+            return
+        }
+        for (table, rows) in expected.sorted(by: { $0.key < $1.key }) {
+            let restored = counts[table]
+            if restored != rows {
+                component.mismatches.append("\(table): \(rows) expected, \(restored.map(String.init) ?? "no table") restored")
+            }
+        }
+        component.checked.append("\(expected.count) tables' rows equal")
+    }
+
+    /// Exact rows of every ordinary table outside the system schemas, in one query.
+    static func countRows(server: ScratchPostgres, database: String) throws -> [String: Int64] {
+        try PhysicalQuery(run: { try server.query($0, database: $1) }).countRows(database)
+    }
+
+    static let countSQL = """
+            select n.nspname || '.' || c.relname, \
+            (xpath('/row/c/text()', query_to_xml(format('select count(*) as c from %I.%I', n.nspname, c.relname), false, true, '')))[1]::text \
+            from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+            where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_toast%' \
+            and n.nspname not like 'pg\\_temp%'
+            """
+
+    /// The major version a throwaway instance needs: at least every server and pg_dump of the
+    /// instance's components; for a command's own dump (no evidence), the newest server found.
+    static func neededMajor(for record: ComponentRecord, in manifest: Manifest, instance: String, binDirectory: String?) -> Int {
+        let majors = manifest.components.filter { Self.instance(of: $0) == instance }.compactMap { $0.postgres }
+            .flatMap { [PostgresClients.majorVersion(in: $0.serverVersion), PostgresClients.majorVersion(in: $0.pgDumpVersion)] }.compactMap { $0 }
+        if let needed = majors.max() { return needed }
+        return PostgresClients.candidates(tool: "initdb", binDirectory: binDirectory).map(\.major).max() ?? 0
+    }
+
+    /// The identities dump: its documented shape, and its node ids (an SV's participant, sequencer
+    /// and mediator must share the SV party's namespace).
+    func checkIdentities(_ record: ComponentRecord, entry: CatalogEntry, manifest: Manifest, options: DrillOptions) throws -> [String] {
+        let reader = try ComponentReader(store: catalog.store, key: entry.layout.key(relative: record.objectKey),
+                                         expect: .record(record, manifest: manifest, layout: entry.layout), keys: .identities(options.identities))
+        var bytes = try reader.plaintext.readAll(limit: 64 << 20)
+        defer { wipe(&bytes) }
+        try reader.finish()
+        try IdentitiesShape.check(bytes)
+        guard let object = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else { return [] }
+        func fingerprint(_ id: String) -> String? { id.components(separatedBy: "::").last.flatMap { $0.isEmpty ? nil : $0 } }
+        if let identities = object["identities"] as? [String: Any] {
+            let party = identities["sv_party_id"] as? String ?? ""
+            var ids = [party]
+            for node in ["participant", "sequencer", "mediator"] {
+                let id = (identities[node] as? [String: Any])?["id"] as? String ?? ""
+                guard id.contains("::") else { throw CNBackupError(.integrity, "the \(node) id \"\(id)\" is not a Canton id") }
+                ids.append(id)
+            }
+            guard let namespace = fingerprint(party), fingerprint(ids[1]) == namespace else {
+                throw CNBackupError(.integrity, "the SV party \(party) and the participant \(ids[1]) are not of one namespace")
+            }
+            return ids
+        }
+        let id = object["id"] as? String ?? ""
+        guard id.contains("::"), fingerprint(id) != nil else { throw CNBackupError(.integrity, "the participant id \"\(id)\" is not a Canton id") }
+        return [id]
+    }
+}

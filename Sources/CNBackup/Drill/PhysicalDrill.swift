@@ -1,0 +1,95 @@
+import Foundation
+import CNBackupCore
+import CNBackupStorage
+
+extension Driller {
+    /// A physical component: restored to a data directory in a private folder (pg_verifybackup
+    /// checks it), a server of its major version started on it (only a socket in that folder,
+    /// trust for local connections), every database's rows counted and compared with the
+    /// previous drill (a base backup carries no per-table counts).
+    func drillPhysical(_ record: ComponentRecord, entry: CatalogEntry, manifest: Manifest, previous: DrillReceipt?,
+                       options: DrillOptions, log: (String) -> Void, versions: inout Set<String>) -> DrillReceipt.Component {
+        var component = DrillReceipt.Component(name: record.name, role: record.role.rawValue, status: "failed", seconds: 0, rowCounts: nil,
+                                               comparedWith: "none", mismatches: [], reason: nil, checked: [])
+        var buffer = Array((NSTemporaryDirectory() + "cnbackup-drill-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&buffer) else { component.reason = "cannot create a private temporary folder"; return component }
+        let folder = String(cString: made)
+        LastResort.register(directory: folder)
+        var server: ChildProcess?
+        defer {
+            server?.stop(grace: 30)
+            ScratchPostgres.removeFolder(folder)
+        }
+        do {
+            let evidence = record.physical!
+            guard let major = PostgresClients.majorVersion(in: evidence.serverVersion) else {
+                throw CNBackupError(.integrity, "the manifest's server version \(evidence.serverVersion) cannot be read")
+            }
+            guard let tools = PostgresClients.candidates(tool: "postgres", binDirectory: options.pgBinDirectory).first(where: { $0.major == major })?.folder else {
+                throw CNBackupError(.invalidInput, "a PostgreSQL \(major) server is needed to start the base backup \(record.name): install it or pass --pg-bin")
+            }
+            let t0 = Date()
+            log("restoring \(record.name) to a data directory")
+            let outcome = try PhysicalRestorer(catalog: catalog).restore(setId: entry.setId, component: record.name, node: entry.layout.node,
+                                                                         identities: options.identities, directory: folder + "/data",
+                                                                         binDirectory: options.pgBinDirectory)
+            component.checked.append(outcome.verification)
+            let owner = try ScratchPostgres.unprivilegedOwner()
+            try KeyFile.writeSecretFile(path: folder + "/hba.conf", contents: Array("local all all trust\n".utf8))
+            if let owner {
+                _ = try ChildProcessStream(arguments: ["chown", "-R", "\(owner.uid):\(owner.gid)", folder]).readAll(limit: 1 << 20)
+            }
+            let port = try ScratchPostgres.freeLoopbackPort()
+            let logFd = open(folder + "/server.log", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard logFd >= 0 else { throw CNBackupError(.io, "cannot create the server's log") }
+            if let owner { fchown(logFd, owner.uid, owner.gid) }
+            let child = try ChildProcess(arguments: ScratchPostgres.command([tools + "/postgres", "-D", folder + "/data", "-p", "\(port)",
+                                                                             "-c", "listen_addresses=", "-c", "unix_socket_directories=" + folder,
+                                                                             "-c", "hba_file=" + folder + "/hba.conf", "-c", "archive_mode=off",
+                                                                             "-c", "fsync=off", "-c", "logging_collector=off"], as: owner, in: folder),
+                                         environment: ChildProcess.environment(adding: ["LANG": "C"]), output: .file(logFd), error: .file(logFd))
+            close(logFd)
+            server = child
+            let pg = PostgresSourceDefinition(host: folder, port: port, user: options.physicalUser, passwordFile: nil, databases: [], globals: false,
+                                              lockWaitTimeout: "60s", sslMode: nil, binDirectory: tools, environment: [:])
+            func query(_ sql: String, _ database: String) throws -> String {
+                String(decoding: try ChildProcessStream(arguments: [pg.tool("psql"), "-X", "-w", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\u{1F}",
+                                                                    "-d", database, "-c", sql], environment: pg.childEnvironment(passFile: nil)).readAll(limit: 256 << 20),
+                       as: UTF8.self)
+            }
+            guard ScratchPostgres.waitReady(check: { (try? query("select 1", "postgres")) != nil }, child: child, seconds: 300) else {
+                let tail = ((try? String(contentsOfFile: folder + "/server.log", encoding: .utf8)) ?? "").suffix(1500)
+                throw CNBackupError(.capture, "the restored data directory of \(record.name) did not start (or has no role \(options.physicalUser))", cause: String(tail))
+            }
+            component.seconds = Date().timeIntervalSince(t0)
+            versions.insert(try query("show server_version", "postgres").trimmingCharacters(in: .whitespacesAndNewlines))
+            component.checked.append("PostgreSQL \(major) started on it and reached consistency")
+            var counts: [String: Int64] = [:]
+            let databases = try query("select datname from pg_database where datallowconn and not datistemplate", "postgres")
+                .split(separator: "\n").map(String.init)
+            let scratch = PhysicalQuery(run: query)
+            for database in databases {
+                for (table, rows) in try scratch.countRows(database) { counts[database + "/" + table] = rows }
+            }
+            component.rowCounts = counts
+            compare(counts, record: record, previous: previous, into: &component)
+            component.status = component.mismatches.isEmpty ? "passed" : "failed"
+            if !component.mismatches.isEmpty { component.reason = "\(component.mismatches.count) table(s) differ from the previous drill" }
+        } catch {
+            component.reason = Redaction.redact("\(error)")
+        }
+        return component
+    }
+}
+
+struct PhysicalQuery {
+    let run: (String, String) throws -> String
+    func countRows(_ database: String) throws -> [String: Int64] {
+        var counts: [String: Int64] = [:]
+        for line in try run(Driller.countSQL, database).split(separator: "\n") {
+            let fields = line.split(separator: "\u{1F}", omittingEmptySubsequences: false)
+            if fields.count == 2, let rows = Int64(fields[1]) { counts[String(fields[0])] = rows }
+        }
+        return counts
+    }
+}

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# End-to-end test of `cnbackup drill` against PostgreSQL 15:
+#   - a source cluster (initdb as `postgres`, scram on loopback) with the databases of an SV-like
+#     node (apps, participant, sequencer, mediator; roles in the apps capture's globals) and of a
+#     validator-like node (apps, participant), sets made by `cnbackup run` of `kind: generic`
+#     pipelines into a file:// store;
+#   - a drill of each passes with throwaway instances (counts compared with the capture's), and
+#     `list --json` / `verify` / `check-freshness --max-drill-age` see the receipt;
+#   - a set whose dump needs a role that its globals lack fails the drill with the reason;
+#   - a receipt signed by another drill key is ignored;
+#   - a drill with --pg-host into the source server leaves no database behind.
+# Usage: scripts/e2e-drill.sh [PATH/TO/cnbackup]. Needs root (or sudo) to run PostgreSQL as `postgres`.
+set -Eeuo pipefail
+cd "$(dirname "$0")/.."
+START=$(date +%s)
+# shellcheck source=lib/e2e-common.sh
+. scripts/lib/e2e-common.sh
+E2E_QUIET_LOGS=("*/keys.log")
+PG_BIN=/usr/lib/postgresql/15/bin
+CLUSTERS=()
+as_postgres() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -u postgres "$@"); fi; }
+e2e_stop_servers() { local d; for d in "${CLUSTERS[@]}"; do as_postgres "$PG_BIN/pg_ctl" -D "$d" -m immediate -w -t 20 stop >/dev/null 2>&1; done; }
+
+step "dependencies"
+for t in initdb pg_ctl postgres psql pg_dump pg_restore; do [ -x "$PG_BIN/$t" ] || fail "$PG_BIN/$t is missing (postgresql-15)"; done
+e2e_binary "${1:-}"
+W=$(mktemp -d /tmp/cnbackup-e2e-drill.XXXXXX)
+chmod 755 "$W"; mkdir -p "$W/logs" "$W/secrets" "$W/store" "$W/tmp"; chmod 700 "$W/secrets"
+unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGPASSFILE PGSERVICE PGSSLMODE
+
+step "source cluster"
+read -r PORT < <(free_ports 1)
+D=$W/pg-source; SOCK=$W/sock
+mkdir -p "$D" "$SOCK"; chmod 700 "$D"; $SUDO chown postgres: "$D" "$SOCK"
+as_postgres "$PG_BIN/initdb" -D "$D" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C --no-sync >"$W/logs/initdb.log" 2>&1
+CLUSTERS+=("$D")
+as_postgres "$PG_BIN/pg_ctl" -D "$D" -l "$D/server.log" -w -t 60 -o "-p $PORT -k $SOCK -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+psql_su() { as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres "$@"; }
+echo 'drill-e2e-pw' >"$W/secrets/source.pw"
+psql_su -d postgres -c "create role cnadmin login superuser password 'drill-e2e-pw'" -c "create role app_owner nologin" -c "create role ghost nologin"
+for db in sv_apps sv_participant sv_sequencer sv_mediator val_apps val_participant ghostly; do
+  psql_su -d postgres -c "create database $db"
+  psql_su -d "$db" -c "create table t1 (id int primary key, note text); insert into t1 select g, 'row ' || g || E'\\nsecond line' from generate_series(1, 500 + length('$db') * 10) g;" \
+    -c "create table t2 (k text); insert into t2 select md5(g::text) from generate_series(1, 77) g;" -c "create table t3 (x int)" \
+    -c "alter table t2 owner to app_owner"
+done
+psql_su -d ghostly -c "create table owned_by_ghost (x int); insert into owned_by_ghost values (1); alter table owned_by_ghost owner to ghost"
+
+step "keys and sets"
+R1=$("$CNB" keys generate --out "$W/secrets/ops.key" 2>>"$W/logs/keys.log")
+SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/signing.key" 2>>"$W/logs/keys.log")
+DRILL=$("$CNB" keys generate --signing --out "$W/secrets/drill.key" 2>>"$W/logs/keys.log")
+FORGER=$("$CNB" keys generate --signing --out "$W/secrets/forger.key" 2>>"$W/logs/keys.log")
+STORE="file://$W/store"
+cnb() { TMPDIR=$W/tmp timeout 300 "$CNB" "$@"; }
+capture() {   # capture NAME ROLE DATABASES GLOBALS
+  printf '  - name: %s\n    role: %s\n    postgres: { host: 127.0.0.1, port: %s, user: cnadmin, passwordFile: "%s", databases: [%s], globals: %s, binDirectory: "%s" }\n' \
+    "$1" "$2" "$PORT" "$W/secrets/source.pw" "$3" "$4" "$PG_BIN"
+}
+pipeline() {   # pipeline NODE CAPTURES...
+  local node=$1; shift
+  { printf 'version: 1\nnode: { name: %s, kind: generic }\nepoch: { migrationId: 1, serial: 0 }\nstore: { url: "%s" }\nencryption: { recipients: [ "%s" ] }\nsigning: { keyFile: "%s" }\ncaptures:\n' \
+      "$node" "$STORE" "$R1" "$W/secrets/signing.key"; printf '%s\n' "$@"; } >"$W/$node.yaml"
+  cnb run "$W/$node.yaml" >"$W/logs/run-$node.log" 2>&1 || fail "run $node"
+}
+pipeline sv1 "$(capture apps apps sv_apps true)" "$(capture participant participant sv_participant false)" \
+  "$(capture sequencer sequencer sv_sequencer false)" "$(capture mediator mediator sv_mediator false)"
+pipeline val1 "$(capture apps apps val_apps true)" "$(capture participant participant val_participant false)"
+pipeline ghost1 "$(capture apps apps ghostly false)"
+grep -q '"rowCounts"' "$W"/store/sv1/migration-1/serial-0/*/manifest.json || fail "the SV set's manifest has no rowCounts"
+grep -q '"public.t1" : 570' "$W"/store/sv1/migration-1/serial-0/*/manifest.json || fail "the manifest's count of sv_apps public.t1 is not 570"
+
+DR=(--store "$STORE" --signer "$SIGNER" --identity "$W/secrets/ops.key" --drill-key "$W/secrets/drill.key" --pg-bin "$PG_BIN")
+step "SV-like and validator-like drills pass"
+for node in sv1 val1; do
+  cnb drill "${DR[@]}" --node $node >"$W/logs/drill-$node.out" 2>"$W/logs/drill-$node.log" || { cat "$W/logs/drill-$node.out"; fail "drill of $node failed"; }
+  grep -q "drill PASSED" "$W/logs/drill-$node.out" || fail "drill of $node did not say PASSED"
+  grep -q "compared with capture" "$W/logs/drill-$node.out" || fail "drill of $node did not compare with the capture's counts"
+done
+ls "$W"/store/sv1/migration-1/serial-0/*/drill-*.json.sig >/dev/null || fail "no receipt signature next to the SV set"
+cnb list --store "$STORE" --signer "$SIGNER" --drill-signer "$DRILL" --node sv1 --json >"$W/list.json"
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["sets"][0]; assert s["drill"]["status"]=="passed" and s["drill"]["restoreSeconds"]>0, s' "$W/list.json" || fail "list --json does not show the passing drill"
+cnb verify --store "$STORE" --signer "$SIGNER" --drill-signer "$DRILL" --node sv1 --all | grep -q "newest drill: passed" || fail "verify does not report the drill"
+cnb check-freshness --store "$STORE" --signer "$SIGNER" --node sv1 --max-age 1h --max-drill-age 7d --drill-signer "$DRILL" --metrics-file "$W/drill.prom" >/dev/null \
+  || fail "check-freshness --max-drill-age failed with a fresh drill"
+grep -q '^cnbackup_drill_status{node="sv1"} 1' "$W/drill.prom" || fail "no cnbackup_drill_status 1 in the metrics"
+
+step "a forged receipt is ignored"
+cnb drill "${DR[@]}" --node val1 --drill-key "$W/secrets/forger.key" >/dev/null 2>&1 || true
+rc=0; cnb check-freshness --store "$STORE" --signer "$SIGNER" --node ghost1 --max-age 1h --max-drill-age 7d --drill-signer "$DRILL" >/dev/null 2>&1 || rc=$?
+[ $rc = 2 ] || fail "check-freshness passed a node without a drill (exit $rc)"
+cnb list --store "$STORE" --signer "$SIGNER" --drill-signer "$FORGER" --node sv1 --json >"$W/list-forged.json"
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["sets"][0]; assert s.get("drill") is None, s' "$W/list-forged.json" \
+  || fail "a receipt of sv1 shows up for another drill key"
+
+step "a restore that needs a missing role fails the drill"
+rc=0; cnb drill "${DR[@]}" --node ghost1 >"$W/logs/drill-ghost.out" 2>"$W/logs/drill-ghost.log" || rc=$?
+[ $rc = 2 ] || { cat "$W/logs/drill-ghost.out"; fail "the drill of a set needing a missing role exited $rc, not 2"; }
+grep -q "FAILED" "$W/logs/drill-ghost.out" && grep -q "pg_restore" "$W/logs/drill-ghost.out" || { cat "$W/logs/drill-ghost.out"; fail "the failed drill does not give the reason"; }
+
+step "--pg-host leaves the scratch server as it was"
+before=$(psql_su -d postgres -At -c "select string_agg(datname, ',' order by datname) from pg_database")
+cnb drill "${DR[@]}" --node val1 --pg-host 127.0.0.1 --pg-port "$PORT" --pg-user cnadmin --pg-password-file "$W/secrets/source.pw" \
+  >"$W/logs/drill-host.out" 2>"$W/logs/drill-host.log" || { cat "$W/logs/drill-host.out"; fail "the --pg-host drill failed"; }
+after=$(psql_su -d postgres -At -c "select string_agg(datname, ',' order by datname) from pg_database")
+[ "$before" = "$after" ] || fail "the scratch server's databases changed: $before -> $after"
+leftover=$(find "$W/tmp" -maxdepth 1 -name 'cnbackup-drill-*' | wc -l)
+[ "$leftover" = 0 ] || fail "throwaway folders left behind in TMPDIR"
+pgrep -f "$W/tmp/cnbackup-drill" >/dev/null && fail "a throwaway PostgreSQL is still running"
+
+echo "ok: drills of an SV-like and a validator-like set pass, receipts are read back, a missing role fails the drill, a forged receipt is ignored, --pg-host leaves the server as it was ($(( $(date +%s) - START ))s)"
