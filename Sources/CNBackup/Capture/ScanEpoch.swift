@@ -17,20 +17,9 @@ enum ScanEpoch {
         while base.hasSuffix("/") { base.removeLast() }
         let url = base + path
         let request = HTTPRequest(method: "GET", url: url, headers: [("Accept", "application/json")])
-        let response = try RetryPolicy.capture(deadline: TimeInterval(timeoutSeconds)).run { _, left -> RetryPolicy.Attempt<HTTPResponse> in
-            let client = HTTPClient(options: HTTPClientOptions(caFile: caFile, totalTimeoutSeconds: max(1, Int((left ?? 30).rounded(.up)))))
-            do {
-                let response = try client.perform(request, limit: 64 << 10)
-                if RetryPolicy.isRetryable(status: response.status) {
-                    return .retry(CNBackupError(.capture, "GET \(url) answered HTTP \(response.status)"))
-                }
-                return .success(response)
-            } catch let error as HTTPTransportError {
-                let failure = CNBackupError(.capture, "GET \(url) failed: \(error.message)", cause: "curl error \(error.curlCode)")
-                if error.isRetryable { return .retry(failure) }
-                throw failure
-            }
-        }
+        let response = try RetryPolicy.capture(deadline: TimeInterval(timeoutSeconds)).fetch(
+            { request }, caFile: caFile, limit: 64 << 10, what: "GET \(url)",
+            timedOut: CNBackupError(.capture, "GET \(url) did not answer within \(timeoutSeconds)s"))
         guard response.status == 200,
               let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
               let serial = (json["serial"] as? NSNumber)?.intValue, serial >= 0 else {
