@@ -3,7 +3,11 @@
 #  (a) every YAML parses (PyYAML), every JSON parses, every shell script passes `sh -n`;
 #  (b) every `cnbackup ...` invocation (container command/args, shell scripts, scripts embedded in
 #      ConfigMaps) names an existing subcommand and only --flags its `--help` lists;
-#  (c) every pipeline embedded in a ConfigMap passes `cnbackup validate`.
+#  (c) every pipeline embedded in a ConfigMap passes `cnbackup validate --syntax-only` (its key files and
+#      commands are on the cluster, not here);
+#  (d) every Kubernetes manifest validates (kubernetes-validate --strict) against the oldest and the
+#      newest Kubernetes that examples/kubernetes/README.md claims, and every container has
+#      resource requests and limits.
 # Usage: scripts/check-examples.sh [path/to/cnbackup]   (default: $(swift build --show-bin-path)/cnbackup)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +18,13 @@ if ! python3 -c 'import yaml' 2>/dev/null; then
   python3 -m pip install --quiet --user pyyaml 2>/dev/null \
     || python3 -m pip install --quiet --user --break-system-packages pyyaml \
     || { echo "check-examples: PyYAML missing (apt-get install python3-yaml)" >&2; exit 1; }
+fi
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "check-examples: installing kubernetes-validate" >&2
+  python3 -m pip install --quiet --user kubernetes-validate 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages kubernetes-validate \
+    || { echo "check-examples: kubernetes-validate missing (pip install kubernetes-validate)" >&2; exit 1; }
+  export PATH="$HOME/.local/bin:$PATH"
 fi
 exec python3 - "$BIN" examples <<'EOF'
 import json, os, re, shlex, subprocess, sys, tempfile
@@ -91,7 +102,7 @@ def looks_like_pipeline(doc):
 def validate_pipeline(where, text):
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(text)
-    p = subprocess.run([binary, "validate", f.name], capture_output=True, text=True)
+    p = subprocess.run([binary, "validate", "--syntax-only", f.name], capture_output=True, text=True)
     os.unlink(f.name)
     if p.returncode != 0:
         problems.append(f"{where}: cnbackup validate failed:\n" + (p.stdout + p.stderr).replace(f.name, where).strip())
@@ -150,6 +161,34 @@ for dirpath, _, names in os.walk(root):
         elif name.endswith(".sh"):
             files += 1
             check_shell(path, open(path).read())
+
+# (d) The Kubernetes versions the examples claim, oldest and newest.
+claim = re.search(r"Kubernetes versions: (\d+\.\d+) \(oldest\) to (\d+\.\d+) \(newest\)",
+                  open(os.path.join(root, "kubernetes", "README.md")).read())
+if not claim:
+    problems.append("examples/kubernetes/README.md: no line `Kubernetes versions: X.Y (oldest) to X.Y (newest)`")
+else:
+    manifests = sorted(os.path.join(d, n) for d, _, ns in os.walk(os.path.join(root, "kubernetes"))
+                       for n in ns if n.endswith((".yaml", ".yml")))
+    for version in claim.groups():
+        p = subprocess.run(["kubernetes-validate", "--strict", "--quiet", "-k", version, *manifests], capture_output=True, text=True)
+        if p.returncode != 0:
+            problems.append(f"kubernetes-validate -k {version}:\n" + (p.stdout + p.stderr).strip())
+        else:
+            print(f"  {len(manifests)} manifests valid for Kubernetes {version}")
+    for path in manifests:
+        for doc in yaml.safe_load_all(open(path)):
+            if not isinstance(doc, dict) or doc.get("kind") not in ("CronJob", "Job", "Deployment", "StatefulSet", "DaemonSet", "Pod"):
+                continue
+            spec = doc.get("spec", {})
+            pod = (spec.get("jobTemplate", {}).get("spec", {}).get("template", {}) if doc["kind"] == "CronJob"
+                   else spec if doc["kind"] == "Pod" else spec.get("template", {}))
+            pod_spec = pod.get("spec", pod) if doc["kind"] != "Pod" else spec
+            for c in (pod_spec.get("containers") or []) + (pod_spec.get("initContainers") or []):
+                r = c.get("resources") or {}
+                if not r.get("requests") or not r.get("limits"):
+                    problems.append(f"{path}: {doc['kind']} {doc.get('metadata', {}).get('name')}: container {c.get('name')} "
+                                    "needs resources.requests and resources.limits")
 
 if problems:
     print("check-examples: FAILED", file=sys.stderr)

@@ -126,7 +126,9 @@ elif kind == "verify":
     # but for its problems, which say where it sits.
     sets = {}
     for s in doc["sets"] if "sets" in doc else [doc]:   # one set id: the set's report alone
-        sets.setdefault("%s/%s/%s" % (s.get("node"), s.get("epoch"), s.get("setId")), []).append(s)
+        e = s.get("epoch")   # {migrationId, serial} since docs/JSON.md (schemaVersion 1); "M/S" before
+        e = "%s/%s" % (e["migrationId"], e["serial"]) if isinstance(e, dict) else e
+        sets.setdefault("%s/%s/%s" % (s.get("node"), e, s.get("id") or s.get("setId")), []).append(s)
     for spec in specs:
         what, arg = spec.split("=", 1)
         if what == "notok-id":

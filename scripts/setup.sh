@@ -24,6 +24,13 @@ if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import moto.server,
   python3 -m pip install -q 'moto[server]' 2>/dev/null || python3 -m pip install -q --break-system-packages 'moto[server]'
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
+# The JSON contract test validates outputs against docs/schemas/ (jsonschema); check-examples
+# validates the Kubernetes manifests (kubernetes-validate).
+if ! python3 -c 'import jsonschema' >/dev/null 2>&1 || ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "setup: installing jsonschema and kubernetes-validate (pip)"
+  python3 -m pip install -q jsonschema kubernetes-validate 2>/dev/null || python3 -m pip install -q --break-system-packages jsonschema kubernetes-validate
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
 # shellcheck source=lib/pg18.sh
 . "$(dirname "$0")/lib/pg18.sh"
 install_pg18 >/dev/null || { echo "setup: installing PostgreSQL 18 (scripts/lib/pg18.sh) failed"; exit 1; }

@@ -42,13 +42,34 @@ package struct HTTPTransportError: Error, CustomStringConvertible {
     package let message: String
     package let host: String
 
+    package init(curlCode: Int, message: String, host: String) { self.curlCode = curlCode; self.message = message; self.host = host }
+
     package var description: String { "HTTP transfer with \(host) failed: \(message) (curl error \(curlCode))" }
 
-    /// Failures that a later attempt may not meet: name resolution, connection, timeouts, resets.
+    /// The likely fix, for failures a retry cannot mend.
+    package var hint: String? {
+        switch curlCode {
+        case Int(CURLE_COULDNT_RESOLVE_HOST.rawValue):
+            return "the host name \(host) does not resolve: check the endpoint (--endpoint / store.endpoint); a bucket addressed as BUCKET.HOST needs that name in DNS, else use path-style (--path-style / pathStyle: true)"
+        case Int(CURLE_SSL_CONNECT_ERROR.rawValue):
+            return "the TLS handshake with \(host) failed: does the endpoint speak https on that port? (an http:// server given as https://, or the wrong port)"
+        case Int(CURLE_PEER_FAILED_VERIFICATION.rawValue), Int(CURLE_SSL_CACERT_BADFILE.rawValue), Int(CURLE_SSL_CERTPROBLEM.rawValue):
+            return "the TLS certificate of \(host) is not trusted: give the CA that signed it (--ca-file / store.caFile), or check the host name in the endpoint"
+        case Int(CURLE_COULDNT_CONNECT.rawValue):
+            return "nothing answered at \(host): check the endpoint's host and port, and that the server runs"
+        default:
+            return nil
+        }
+    }
+
+    /// Failures that a later attempt may not meet: connection, timeouts, resets.
     package var isRetryable: Bool {
-        let retryable: [CURLcode] = [CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT,
+        // Not retried: a host name that does not resolve and a TLS handshake that fails (a protocol
+        // mismatch, an untrusted certificate) fail the same way the next four times; the hint says
+        // what to fix instead.
+        let retryable: [CURLcode] = [CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT,
                                      CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE,
-                                     CURLE_SSL_CONNECT_ERROR, CURLE_HTTP2, CURLE_HTTP2_STREAM, CURLE_HTTP3,
+                                     CURLE_HTTP2, CURLE_HTTP2_STREAM, CURLE_HTTP3,
                                      // A reused connection died mid-body and curl cannot rewind our
                                      // stream: a new attempt starts the body afresh.
                                      CURLE_SEND_FAIL_REWIND]

@@ -139,32 +139,73 @@ public struct FileSystemStore: ObjectStore {
     }
 
     public func list(prefix: String) throws -> [ObjectInfo] {
-        var results: [ObjectInfo] = []
-        guard let enumerator = FileManager.default.enumerator(atPath: root) else {
-            var isDirectory: ObjCBool = false
-            if !FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory) { return [] }
-            throw CNBackupError(.storage, "cannot list \(displayName): check this user's rights")
+        var rootStatus = stat()
+        if lstat(root, &rootStatus) != 0 {
+            if errno == ENOENT || errno == ENOTDIR { return [] }  // nothing written yet; readers check with requireReadable()
+            throw systemError("reading the root")
         }
-        while let relative = enumerator.nextObject() as? String {
-            if relative.hasPrefix(Self.temporaryFolder) || relative.hasPrefix(Self.tagsFolder) {
-                enumerator.skipDescendants(); continue
+        var results: [ObjectInfo] = []
+        try walk("", prefix: prefix, into: &results)
+        return results.sorted { $0.key < $1.key }
+    }
+
+    /// Checks that the store's root exists and this user may read it: a reader must never take a
+    /// store it cannot see for an empty one.
+    public func requireReadable() throws {
+        var status = stat()
+        guard stat(root, &status) == 0 else {
+            if errno == ENOENT || errno == ENOTDIR {
+                throw CNBackupError(.notFound, "the store \(displayName) does not exist: check the --store path (the folder is made by the first `cnbackup run` or `upload`)")
             }
-            guard relative.hasPrefix(prefix) || prefix.hasPrefix(relative + "/") else {
-                if !prefix.isEmpty && !prefix.hasPrefix(relative) { enumerator.skipDescendants() }
-                continue
+            throw systemError("reading the root")
+        }
+        guard (status.st_mode & S_IFMT) == S_IFDIR else {
+            throw CNBackupError(.invalidInput, "the store \(displayName) is not a folder: check the --store path")
+        }
+        guard access(root, R_OK | X_OK) == 0 else {
+            throw CNBackupError(.authentication, "this user (uid \(getuid())) cannot read the store \(displayName): run as the user that writes it, or grant read access (the writer makes folders 0700)")
+        }
+    }
+
+    /// Lists one folder and, recursively, those under it. A folder that cannot be read is an
+    /// error (EACCES for a second user: the writer makes folders 0700), never an empty folder.
+    private func walk(_ relativeFolder: String, prefix: String, into results: inout [ObjectInfo]) throws {
+        let folder = relativeFolder.isEmpty ? root : path(relativeFolder)
+        guard let handle = opendir(folder) else {
+            let code = errno
+            if code == ENOENT { return }  // removed while listing
+            if code == EACCES || code == EPERM {
+                throw CNBackupError(.authentication, "this user (uid \(getuid())) cannot read the folder \(relativeFolder.isEmpty ? "/" : relativeFolder) of \(displayName): run as the user that writes the store, or grant read access (the writer makes folders 0700); the store is not empty, it is unreadable")
             }
+            throw CNBackupError(.storage, "listing \(relativeFolder.isEmpty ? "/" : relativeFolder) in \(displayName) failed: \(String(cString: strerror(code)))")
+        }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name == "." || name == ".." { continue }
+            names.append(name)
+        }
+        for name in names {
+            let relative = relativeFolder.isEmpty ? name : relativeFolder + "/" + name
+            if relativeFolder.isEmpty && (name.hasPrefix(Self.temporaryFolder) || name.hasPrefix(Self.tagsFolder)) { continue }
+            guard relative.hasPrefix(prefix) || prefix.hasPrefix(relative + "/") else { continue }
             // A link (planted, or a folder linked elsewhere) is not an object: left out, never followed.
             var status = stat()
             guard lstat(path(relative), &status) == 0 else { continue }
-            if (status.st_mode & S_IFMT) == S_IFLNK { enumerator.skipDescendants(); continue }
+            let type = status.st_mode & S_IFMT
+            if type == S_IFDIR {
+                try walk(relative, prefix: prefix, into: &results)
+                continue
+            }
             // Read with lstat, not `head`: a name no cnbackup key can have (control characters) is
             // still listed, for the catalog to report as ignored, instead of failing the listing.
-            guard relative.hasPrefix(prefix), (status.st_mode & S_IFMT) == S_IFREG else { continue }
-            let info = ObjectInfo(key: relative, size: Int64(status.st_size),
-                                  lastModified: Date(timeIntervalSince1970: TimeInterval(status.st_mtim.tv_sec)))
-            results.append(info)
+            guard relative.hasPrefix(prefix), type == S_IFREG else { continue }
+            results.append(ObjectInfo(key: relative, size: Int64(status.st_size),
+                                      lastModified: Date(timeIntervalSince1970: TimeInterval(status.st_mtim.tv_sec))))
         }
-        return results.sorted { $0.key < $1.key }
     }
 
     public func delete(keys: [String]) throws {

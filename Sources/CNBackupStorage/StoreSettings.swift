@@ -62,6 +62,40 @@ extension StoreSettings {
         maxAttempts = query["maxAttempts"].flatMap { Int($0) }
     }
 
+    /// Settings given both as a flag and in the URL's query that disagree (`--endpoint` against
+    /// `?endpoint=`): a usage error, never a silent choice. Returns the message, or nil.
+    public static func conflict(url: String, endpoint: String?, region: String?, pathStyle: Bool?,
+                                caFile: String?, provider: String?) -> String? {
+        guard let components = URLComponents(string: url) else { return nil }
+        var query: [String: String] = [:]
+        for item in components.queryItems ?? [] { query[item.name] = item.value ?? "" }
+        func normalized(_ text: String) -> String { text.hasSuffix("/") ? String(text.dropLast()) : text }
+        let pairs: [(flag: String, name: String, value: String?)] = [
+            ("--endpoint", "endpoint", endpoint.map(normalized)), ("--region", "region", region),
+            ("--ca-file", "caFile", caFile), ("--provider", "provider", provider),
+            ("--path-style", "pathStyle", pathStyle.map { $0 ? "true" : "false" }),
+        ]
+        for (flag, name, value) in pairs {
+            guard let value, var inURL = query[name] else { continue }
+            if name == "endpoint" { inURL = normalized(inURL) }
+            if name == "pathStyle" { inURL = (inURL == "true" || inURL == "1") ? "true" : "false" }
+            if inURL != value {
+                return "\(flag) \(value) contradicts ?\(name)=\(query[name] ?? "") in the store URL: give it once"
+            }
+        }
+        return nil
+    }
+
+    /// Opens the store for a command that only reads it (list, prune, cleanup, check-freshness):
+    /// a file store that does not exist or that this user cannot read is an error, not an empty store.
+    public func openForReading() throws -> any ObjectStore {
+        let store = try open()
+        if let components = URLComponents(string: url), components.scheme == "file" {
+            try FileSystemStore(root: components.path).requireReadable()
+        }
+        return store
+    }
+
     /// Opens the store these settings name.
     public func open() throws -> any ObjectStore {
         guard let components = URLComponents(string: url), let scheme = components.scheme else {

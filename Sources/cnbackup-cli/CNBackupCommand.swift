@@ -29,12 +29,38 @@ func reporting(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let error as CNBackupError {
-        FileHandle.standardError.write(Data("cnbackup: error: \(error)\n".utf8))
+        if logsAreJSON() {
+            var fields: [String: String] = ["ts": Timestamp.format(Date()), "level": "error", "logger": "cnbackup",
+                                            "msg": error.message, "code": error.code.rawValue]
+            if let cause = error.cause, !cause.isEmpty { fields["cause"] = cause }
+            writeJSONLine(fields)
+        } else {
+            FileHandle.standardError.write(Data("cnbackup: error: \(error)\n".utf8))
+        }
         throw ExitCode(Exit.failure)
     }
 }
 
+/// Whether standard error carries JSON lines: `CNBACKUP_LOG_FORMAT`, else JSON unless it is a terminal.
+func logsAreJSON(_ format: String? = nil) -> Bool {
+    (format ?? ProcessInfo.processInfo.environment["CNBACKUP_LOG_FORMAT"] ?? (isatty(STDERR_FILENO) == 1 ? "text" : "json")) == "json"
+}
+
+func writeJSONLine(_ fields: [String: String]) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    guard var data = try? encoder.encode(fields) else { return }
+    data.append(0x0A)
+    FileHandle.standardError.write(data)
+}
+
+/// A line for the operator on standard error. With JSON logs, a line starting "warning: " is a
+/// JSON line of level warning; other lines stay text (progress notes, dry-run summaries).
 func printError(_ text: String) {
+    if text.hasPrefix("warning: "), logsAreJSON() {
+        writeJSONLine(["ts": Timestamp.format(Date()), "level": "warning", "logger": "cnbackup", "msg": String(text.dropFirst("warning: ".count))])
+        return
+    }
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }
 
@@ -48,9 +74,11 @@ func makeLogger(_ label: String = "cnbackup", format: String? = nil) -> Logger {
     return logger
 }
 
+/// Every `--json` output goes through here: RFC 3339 UTC timestamps (docs/JSON.md).
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601
     FileHandle.standardOutput.write(try encoder.encode(value))
     FileHandle.standardOutput.write(Data("\n".utf8))
 }
@@ -65,10 +93,24 @@ struct StoreOptions: ParsableArguments {
     @Option(help: "A CA bundle to verify the S3 endpoint's TLS certificate with.") var caFile: String?
     @Option(help: "S3 provider quirks: aws, gcs, r2, minio, seaweedfs, ceph.") var provider: String?
 
-    func open() throws -> any ObjectStore {
-        try StoreSettings(parsing: store, endpoint: endpoint, region: region, pathStyle: pathStyle ? true : nil,
-                          caFile: caFile, provider: provider).open()
+    func validate() throws {
+        if let conflict = StoreSettings.conflict(url: store, endpoint: endpoint, region: region, pathStyle: pathStyle ? true : nil,
+                                                 caFile: caFile, provider: provider) {
+            throw ValidationError(conflict)
+        }
     }
+
+    var settings: StoreSettings {
+        get throws {
+            try StoreSettings(parsing: store, endpoint: endpoint, region: region, pathStyle: pathStyle ? true : nil,
+                              caFile: caFile, provider: provider)
+        }
+    }
+
+    func open() throws -> any ObjectStore { try settings.open() }
+
+    /// For commands that only read: a store that is missing or unreadable is an error, never "no sets".
+    func openForReading() throws -> any ObjectStore { try settings.openForReading() }
 }
 
 /// The signers whose manifests readers trust: `--signer PUB` for any node, `--signer NODE=PUB`

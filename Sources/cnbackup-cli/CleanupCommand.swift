@@ -17,10 +17,10 @@ struct CleanupCommand: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let cleaner = Cleaner(store: try storeOptions.open(), olderThan: try DurationText.parse(olderThan))
+            let cleaner = Cleaner(store: try storeOptions.openForReading(), olderThan: try DurationText.parse(olderThan))
             let plan = try cleaner.plan()
             if json {
-                try printJSON(plan)
+                try printJSON(CleanupJSON(orphanSets: plan.orphanSets, staleUploads: plan.staleUploads, applied: apply))
             } else {
                 for orphan in plan.orphanSets {
                     print("orphan set \(orphan.directory): \(orphan.keys.count) objects, \(orphan.bytes) bytes, newest \(orphan.newest)")
@@ -53,7 +53,7 @@ struct CheckStoreCommand: ParsableCommand {
             let report = try StoreCheck.run(try storeOptions.open())
             warnings = report.warnings.count
             if json {
-                try printJSON(report)
+                try printJSON(CheckStoreJSON(report))
             } else {
                 print("store \(report.store)")
                 print("  versioning:  \(report.versioning ?? "off")")

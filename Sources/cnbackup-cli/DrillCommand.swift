@@ -94,7 +94,7 @@ struct DrillCommand: ParsableCommand {
                 }
                 passed = receipts.allSatisfy(\.passed)
                 if json {
-                    if receipts.count == 1 { try printJSON(receipts[0]) } else { try printJSON(receipts) }
+                    try printJSON(DrillJSON(receipts: receipts))
                 }
                 let history = DrillHistory(receipts: receipts)
                 publish(drillMetricsText(node: nodeName, newest: history.newest, newestPassing: history.newestPassing))

@@ -19,13 +19,52 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var fields: [String: String] = ["ts": Timestamp.format(Date()), "level": event.level.rawValue,
-                                        "msg": event.message.description, "logger": label]
-        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) { fields[key] = "\(value)" }
+        var fields: [String: LogValue] = ["ts": .string(Timestamp.format(Date())), "level": .string(event.level.rawValue),
+                                          "msg": .string(event.message.description), "logger": .string(label)]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) {
+            fields[key] = LogValue(key: key, value)
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard var data = try? encoder.encode(fields) else { return }
         data.append(0x0A)
         FileHandle.standardError.write(data)
+    }
+}
+
+/// A log field's value: numbers stay numbers (bytes, counts, seconds), names stay strings.
+enum LogValue: Encodable {
+    case string(String), integer(Int64), number(Double)
+
+    /// Fields that are names even when they look like numbers (a node called "1").
+    static let names: Set<String> = ["node", "set", "setId", "id", "component", "role", "store", "epoch", "key", "bucket", "database", "capture"]
+
+    init(key: String, _ value: Logger.Metadata.Value) {
+        switch value {
+        case .stringConvertible(let convertible):
+            if let integer = convertible as? any BinaryInteger, let exact = Int64(exactly: integer) { self = .integer(exact); return }
+            if let double = convertible as? Double, double.isFinite { self = .number(double); return }
+            self = LogValue(key: key, text: convertible.description)
+        case .string(let text):
+            self = LogValue(key: key, text: text)
+        default:
+            self = .string("\(value)")
+        }
+    }
+
+    init(key: String, text: String) {
+        if !Self.names.contains(key), let integer = Int64(text), String(integer) == text { self = .integer(integer); return }
+        if !Self.names.contains(key), text.contains("."), let double = Double(text), double.isFinite,
+           text.allSatisfy({ $0.isNumber || $0 == "." || $0 == "-" }) { self = .number(double); return }
+        self = .string(text)
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let text): try container.encode(text)
+        case .integer(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        }
     }
 }

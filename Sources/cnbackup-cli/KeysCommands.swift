@@ -5,8 +5,8 @@ import CNBackupCore
 import CNBackupStorage
 
 struct KeysCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "keys", abstract: "Make keys.",
-                                                    subcommands: [KeysGenerate.self])
+    static let configuration = CommandConfiguration(commandName: "keys", abstract: "Make keys and show what a key file holds.",
+                                                    subcommands: [KeysGenerate.self, KeysShow.self])
 }
 
 struct KeysGenerate: ParsableCommand {
@@ -27,8 +27,47 @@ struct KeysGenerate: ParsableCommand {
         try reporting {
             let kind: KeyFile.Kind = signing ? .ed25519 : (symmetric ? .symmetric : .x25519)
             let publicString = try KeyFile.generate(kind: kind, at: out)
-            printError("wrote private key to \(out) (mode 0600); keep it off the cluster and backed up")
+            switch kind {
+            case .ed25519:
+                printError("wrote the node's signing key to \(out) (mode 0600): this private key is the one that lives on the cluster, in the backup job's Secret (signing.keyFile); keep a copy off the cluster to re-sign after a loss")
+                printError("the public key below is what readers pin: cnbackup list/verify/restore/prune --signer KEY (or CNBACKUP_SIGNER)")
+            case .x25519:
+                printError("wrote private key to \(out) (mode 0600): it opens every set sealed to it; keep it off the cluster and backed up")
+                printError("the public key below goes in the pipeline's encryption.recipients")
+            case .symmetric:
+                printError("wrote symmetric key to \(out) (mode 0600): it seals and opens; the key id below names it")
+            }
             print(publicString)
+        }
+    }
+}
+
+struct KeysShow: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show", abstract: "Print a key file's public half and key id (private and public key files; never the private key).")
+
+    @Argument(help: "The key file.") var file: String
+    @Flag(help: "JSON output.") var json = false
+
+    func run() throws {
+        try reporting {
+            let summary = try KeyFile.summary(path: file)
+            if json {
+                struct Shown: Encodable { var schemaVersion = 1; var file: String; var kind: String; var `private`: Bool; var publicKey: String?; var keyId: String }
+                try printJSON(Shown(file: file, kind: summary.kind, private: summary.isPrivate, publicKey: summary.publicKey, keyId: summary.keyId))
+                return
+            }
+            let role: String
+            switch summary.kind {
+            case "x25519-private": role = "X25519 private key: opens sets sealed to its public key"
+            case "x25519-public": role = "X25519 public key: a recipient (encryption.recipients)"
+            case "ed25519-private": role = "Ed25519 signing key (private): the node's, in the backup job's Secret; readers pin its public key"
+            case "ed25519-public": role = "Ed25519 public key: a signer readers pin (--signer)"
+            default: role = "symmetric key (private): seals and opens"
+            }
+            print("\(file): \(role)")
+            if let publicKey = summary.publicKey { print("public key: \(publicKey)") }
+            print("key id: \(summary.keyId)")
         }
     }
 }
@@ -41,6 +80,10 @@ struct EncryptCommand: ParsableCommand {
     var recipients: [String] = []
     @Option(name: .customLong("key-file"), help: "A symmetric key file to seal to; repeat for several.")
     var keyFiles: [String] = []
+
+    func validate() throws {
+        if recipients.isEmpty && keyFiles.isEmpty { throw ValidationError("give at least one --recipient or --key-file") }
+    }
 
     func run() throws {
         try reporting {
@@ -66,9 +109,12 @@ struct DecryptCommand: ParsableCommand {
     @Option(name: .customLong("identity"), help: "A private key file (X25519 or symmetric); repeat to offer several.")
     var identities: [String] = []
 
+    func validate() throws {
+        if identities.isEmpty { throw ValidationError("give the private key file with --identity") }
+    }
+
     func run() throws {
         try reporting {
-            guard !identities.isEmpty else { throw CNBackupError(.invalidInput, "give the private key file with --identity") }
             let keys = try identities.map { try KeyFile.loadIdentity(path: $0) }
             let input = PipelinedStream(FileDescriptorStream(fd: STDIN_FILENO, owns: false, what: "standard input"), name: "stdin")
             let opened = try OpeningStream(input, identities: keys)

@@ -32,9 +32,9 @@ struct CheckFreshnessCommand: ParsableCommand {
     func run() throws {
         var fresh = false
         try reporting {
-            let catalog = try signerOptions.catalog(try storeOptions.open())
+            let catalog = try signerOptions.catalog(try storeOptions.openForReading())
             let policy = try retentionPeriod.map { RetentionPolicy(retentionPeriod: try DurationText.parse($0), margin: try DurationText.parse(margin)) }
-            if let problem = policy?.problem { throw CNBackupError(.invalidInput, problem) }
+            if let problem = policy?.problem { throw CNBackupError(.invalidInput, flagNames(problem)) }
             let gateway = try pushgateway.map { try Pushgateway(url: $0, caFile: pushgatewayCaFile) }
             let report = try FreshnessCheck(catalog: catalog).check(node: node, maxAge: try DurationText.parse(maxAge), retention: policy)
             fresh = report.fresh && (report.gaps ?? []).isEmpty
@@ -59,7 +59,7 @@ struct CheckFreshnessCommand: ParsableCommand {
             try gateway?.push(text, job: "cnbackup_freshness", node: node)
             defer { if let drillLine, !json { print(drillLine) } }
             if json {
-                try printJSON(report)
+                try printJSON(FreshnessJSON(report))
             } else if let id = report.newestCompleteSetId, let age = report.ageSeconds {
                 print("\(node): newest complete set \(id), \(Int(age / 60)) minutes old: \(fresh ? "fresh" : "STALE (more than \(maxAge))")")
             } else {
@@ -97,7 +97,7 @@ struct CopyCommand: ParsableCommand {
             let copier = Copier(source: source, destination: try StoreSettings(parsing: to).open())
             let outcomes = try copier.copy(setIds: sets.isEmpty ? nil : sets, node: node)
             ok = outcomes.allSatisfy { $0.error == nil && $0.verified }
-            if json { try printJSON(outcomes) } else {
+            if json { try printJSON(CopyJSON(outcomes, ok: ok)) } else {
                 for o in outcomes {
                     print("\(o.setId): \(o.error == nil && o.verified ? "copied and verified" : "FAILED: \(o.error ?? "not verified")") (\(o.copiedObjects) copied, \(o.skippedObjects) already there)")
                 }

@@ -26,19 +26,35 @@ struct PruneCommand: ParsableCommand {
     @Flag(help: "Delete what the plan deletes.") var apply = false
     @Flag(help: "JSON output.") var json = false
 
+    func validate() throws {
+        guard keepLast >= 0 else { throw ValidationError("--keep-last must be 0 or more") }
+        for (flag, text) in [("--retention-period", retentionPeriod), ("--margin", margin), ("--keep-within", keepWithin)] {
+            guard (try? DurationText.parse(text)) != nil else { throw ValidationError("\(flag) \(text) is not a duration: write a number and a unit (s, m, h, d, w), e.g. 30d") }
+        }
+    }
+
     func run() throws {
         var gaps = 0
         try reporting {
             let policy = RetentionPolicy(retentionPeriod: try DurationText.parse(retentionPeriod), margin: try DurationText.parse(margin),
                                          keepWithin: try DurationText.parse(keepWithin), keepLast: keepLast,
                                          keepEveryPastEpochSet: !thinPastEpochs)
-            if let problem = policy.problem { throw CNBackupError(.invalidInput, problem) }
-            let pruner = Pruner(catalog: try signerOptions.catalog(try storeOptions.open()), policy: policy)
+            if let problem = policy.problem { throw CNBackupError(.invalidInput, flagNames(problem)) }
+            let catalog = try signerOptions.catalog(try storeOptions.openForReading())
+            let pruner = Pruner(catalog: catalog, policy: policy)
             let (plan, entries) = try pruner.plan(node: node)
+            if entries.isEmpty {
+                // A misspelt --node finds nothing: say so, with the nodes that are there.
+                let nodes = Set(try catalog.entries().map(\.layout.node)).sorted()
+                if !nodes.isEmpty {
+                    throw CNBackupError(.notFound, "no sets for node \(node) in \(storeOptions.store): check --node; this store holds \(nodes.joined(separator: ", "))")
+                }
+                printError("no sets in \(storeOptions.store): nothing to prune")
+            }
             gaps = plan.gaps.count
             for broken in plan.brokenChains { printError("cnbackup: broken incremental chain: \(broken)") }
             if json {
-                try printJSON(plan)
+                try printJSON(PruneJSON(node: node, plan: plan, applied: apply))
             } else {
                 for d in plan.decisions { print("\(d.keep ? "keep  " : "DELETE") \(d.setId)  \(d.reasons.joined(separator: "; "))") }
                 for g in plan.gaps {
@@ -59,4 +75,10 @@ struct PruneCommand: ParsableCommand {
             throw ExitCode(Exit.incomplete)
         }
     }
+}
+
+/// Retention messages name the policy's fields; a user knows the flags.
+func flagNames(_ message: String) -> String {
+    message.replacingOccurrences(of: "keepLast", with: "--keep-last").replacingOccurrences(of: "keepWithin", with: "--keep-within")
+        .replacingOccurrences(of: "the retention margin", with: "--margin").replacingOccurrences(of: "the margin (", with: "--margin (").replacingOccurrences(of: "the retention period", with: "--retention-period")
 }

@@ -20,6 +20,10 @@ struct SetSummary: Encodable {
     var problems: [String]
     var components: [String]
     var keyIds: [String]
+    /// Bytes the set takes in the store: the sum of its components' stored (sealed) sizes.
+    var storedBytes: Int64
+    /// Seconds since the capture started, when the manifest says when.
+    var ageSeconds: Int?
     /// The newest drill signed by a pinned drill key (with --drill-signer).
     var drill: DrillSummary?
 
@@ -38,6 +42,8 @@ struct SetSummary: Encodable {
         problems = entry.problems
         components = entry.manifest?.components.map(\.name) ?? []
         keyIds = Array(Set(entry.manifest?.components.flatMap { $0.keyIds.map(\.description) } ?? [])).sorted()
+        storedBytes = entry.manifest?.components.reduce(Int64(0)) { $0 + $1.storedSize } ?? 0
+        ageSeconds = captureStart.flatMap(parseInstant).map { max(0, Int(Date().timeIntervalSince($0))) }
     }
 }
 
@@ -53,10 +59,12 @@ struct ListCommand: ParsableCommand {
     @OptionGroup var drillSignerOptions: DrillSignerOptions
     @Flag(help: "JSON output.") var json = false
 
+    func validate() throws { try checkEpochText(epoch) }
+
     func run() throws {
         var untrusted = 0
         try reporting {
-            let catalog = try signerOptions.catalog(try storeOptions.open())
+            let catalog = try signerOptions.catalog(try storeOptions.openForReading())
             var (entries, ignored) = try catalog.scan(node: node)
             if let epoch {
                 let wanted = try Epoch(parsing: epoch)
@@ -67,8 +75,7 @@ struct ListCommand: ParsableCommand {
                 .trusted(entries: entries, prefix: node.map { $0 + "/" } ?? "")
             let summaries = entries.map { SetSummary($0, drill: drills[$0.layout.directory]?.last) }
             if json {
-                struct Listing: Encodable { var sets: [SetSummary]; var ignored: [IgnoredKey] }
-                try printJSON(Listing(sets: summaries, ignored: ignored))
+                try printJSON(ListJSON(sets: summaries, ignored: ignored))
             } else {
                 if summaries.isEmpty { print("no sets in \(storeOptions.store)") }
                 if !ignored.isEmpty {
@@ -77,8 +84,9 @@ struct ListCommand: ParsableCommand {
                 for s in summaries {
                     let state = !s.trusted ? "UNTRUSTED (signature \(s.signature))"
                         : (s.complete ? "complete" : (s.status ?? "unreadable")) + (s.recovered ? " (recovered)" : "")
+                    let age = s.ageSeconds.map { DurationText.format(TimeInterval($0)) + " ago" } ?? "-"
                     let drill = s.drill.map { "  drill \($0.status) \($0.at) (\(String(format: "%.1f", $0.restoreSeconds)) s)" } ?? ""
-                    print("\(s.id)  \(s.node)  epoch \(s.epoch)  \(s.captureStart ?? "-")  \(state)  [\(s.components.joined(separator: ", "))]  keys \(s.keyIds.joined(separator: ","))\(drill)")
+                    print("\(s.id)  \(s.node)  epoch \(s.epoch)  \(s.captureStart ?? "-")  \(age)  \(byteText(s.storedBytes))  \(state)  [\(s.components.joined(separator: ", "))]  keys \(s.keyIds.joined(separator: ","))\(drill)")
                     for problem in s.problems { print("    problem: \(problem)") }
                 }
             }
@@ -124,7 +132,7 @@ struct VerifyCommand: ParsableCommand {
         if deep && !json { progress.install() }
         var ok = false
         try reporting {
-            let catalog = try signerOptions.catalog(try storeOptions.open())
+            let catalog = try signerOptions.catalog(try storeOptions.openForReading())
             let options = VerifyOptions(identities: deep ? try identities.map { try KeyFile.loadIdentity(path: $0) } : nil,
                                         heldKeys: heldKeys.isEmpty ? nil : try heldKeys.map { try KeyID(parsing: $0) },
                                         pgBinDirectory: pgBin)
@@ -149,10 +157,8 @@ struct VerifyCommand: ParsableCommand {
             }
             ok = reports.allSatisfy(\.ok)
             if json {
-                if sets.count == 1, let only = reports.first { try printJSON(only) } else {
-                    struct Reports: Encodable { var sets: [VerifyReport]; var checked: Int; var failed: Int; var ok: Bool }
-                    try printJSON(Reports(sets: reports, checked: reports.count, failed: reports.filter { !$0.ok }.count, ok: ok))
-                }
+                try printJSON(VerifyJSON(sets: reports.map(VerifySetJSON.init), checked: reports.count,
+                                         failed: reports.filter { !$0.ok }.count, ok: ok))
             } else if reports.count > 1 {
                 print("\(reports.count) set(s) checked, \(reports.filter { !$0.ok }.count) failed")
             }
@@ -213,10 +219,23 @@ struct RestoreCommand: ParsableCommand {
     @Flag(help: "JSON output (with --plan).") var json = false
 
     @OptionGroup var progress: ProgressOptions
+    func validate() throws {
+        guard jobs >= 1 else { throw ValidationError("--jobs must be 1 or more") }
+        guard (1...65535).contains(pgPort) else { throw ValidationError("--pg-port must be 1 to 65535") }
+        if plan { return }
+        if component == nil { throw ValidationError("give --component NAME (see `cnbackup list`), or --plan") }
+        if identities.isEmpty { throw ValidationError("give the private key file with --identity") }
+        if to == nil && toDatabase == nil && toDirectory == nil {
+            throw ValidationError("give --to PATH (or - for standard output), --to-database NAME or --to-directory DIR")
+        }
+        if participantOnly && asKubernetesSecret == nil { throw ValidationError("--participant-only goes with --as-kubernetes-secret NAME") }
+        if asKubernetesSecret != nil && to == "-" { throw ValidationError("--as-kubernetes-secret writes a file: give --to PATH") }
+    }
+
     func run() throws {
         progress.install()
         try reporting {
-            let catalog = try signerOptions.catalog(try storeOptions.open())
+            let catalog = try signerOptions.catalog(try storeOptions.openForReading())
             if plan {
                 let entry = try catalog.entry(setId: set, node: node)
                 guard entry.isTrusted, let manifest = entry.manifest else {
@@ -229,8 +248,7 @@ struct RestoreCommand: ParsableCommand {
                 let steps = RestorePlan.steps(for: manifest, store: storeOptions.store, retention: try DurationText.parse(retentionPeriod),
                                               chains: chains)
                 if json {
-                    struct Plan: Encodable { var setId: String; var node: String; var epoch: Epoch; var steps: [String] }
-                    try printJSON(Plan(setId: manifest.setId, node: manifest.node.name, epoch: manifest.epoch, steps: steps))
+                    try printJSON(RestorePlanJSON(id: manifest.setId, node: manifest.node.name, epoch: EpochJSON(manifest.epoch), steps: steps))
                 } else {
                     for (index, step) in steps.enumerated() { print("\(index + 1). \(step)") }
                 }
@@ -278,4 +296,21 @@ struct RestoreCommand: ParsableCommand {
             printError("restored \(component) of \(set): \(bytes) bytes\(to == "-" ? " to standard output" : " to \(to)")")
         }
     }
+}
+
+/// Sizes for people: 1.5 GiB, 120 KiB, 42 B.
+func byteText(_ bytes: Int64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes), unit = 0
+    while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
+    return unit == 0 ? "\(bytes) B" : String(format: "%.1f", value) + " " + units[unit]
+}
+
+/// An RFC 3339 instant, with or without fractional seconds.
+func parseInstant(_ text: String) -> Date? {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    if let date = formatter.date(from: text) { return date }
+    formatter.formatOptions = [.withInternetDateTime]
+    return formatter.date(from: text)
 }

@@ -26,6 +26,10 @@ struct RecoverCommand: ParsableCommand {
     @Flag(help: "JSON output (the manifest).") var json = false
 
     @OptionGroup var progress: ProgressOptions
+    func validate() throws {
+        if identities.isEmpty { throw ValidationError("give the private key file with --identity: recovery opens every object") }
+    }
+
     func run() throws {
         progress.install()
         var complete = false
@@ -41,7 +45,7 @@ struct RecoverCommand: ParsableCommand {
             let manifest = try Recoverer(store: try storeOptions.open()).recover(setId: set, node: node, options: options)
             complete = manifest.status == .complete
             if json {
-                try printJSON(manifest)
+                try printJSON(RecoverJSON(id: manifest.setId, dryRun: dryRun, manifest: manifest))
             } else {
                 for c in manifest.components { print("recovered \(c.name) (\(c.role)): \(c.plaintextSize) bytes, keys \(c.keyIds.map(\.description).joined(separator: ","))") }
                 for f in manifest.failures { print("MISSING \(f.component): \(f.reason)") }

@@ -6,16 +6,46 @@ import CNBackupStorage
 
 struct ValidateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "validate", abstract: "Check a pipeline file: errors with line and column, warnings for risky settings.")
+        commandName: "validate", abstract: "Check a pipeline file and what `run` needs of this host; writes nothing, opens no store.",
+        discussion: """
+        Errors with line and column, warnings for risky settings; then, as `run` would meet them: key files exist, parse and         private keys are readable by their owner only; commands of command captures are on the PATH children get; files         and folders to capture exist; credential and CA files exist. The epoch is --epoch, else $CNBACKUP_EPOCH, else the         file's, and the epoch checks apply to it. --syntax-only checks the file alone (for files meant for another host).
+        """)
 
     @Argument(help: "The pipeline file.") var pipeline: String
+    @Option(help: "The synchronizer epoch MIGRATION/SERIAL; overrides $CNBACKUP_EPOCH and the file.") var epoch: String?
+    @Flag(help: "Check the file alone, not this host (key files, commands, paths).") var syntaxOnly = false
+
+    func validate() throws { try checkEpochText(epoch) }
 
     func run() throws {
         try reporting {
-            let definition = try PipelineDefinition.load(path: pipeline)
+            let definition = try PipelineDefinition.load(path: pipeline, epoch: try chosenEpoch(epoch))
             for warning in definition.warnings { printError("warning: \(warning)") }
+            if !syntaxOnly {
+                let problems = definition.hostProblems()
+                for problem in problems { printError("error: \(pipeline): \(problem)") }
+                if !problems.isEmpty {
+                    throw CNBackupError(.invalidDefinition, "\(pipeline): \(problems.count) problem(s) on this host that `run` would fail on (--syntax-only checks the file alone)")
+                }
+            }
             print("\(pipeline): valid (\(definition.node.kind.rawValue) node \(definition.node.name), epoch \(definition.epoch), \(definition.captures.count) captures)")
         }
+    }
+}
+
+/// `--epoch`, else $CNBACKUP_EPOCH, else nil (the file's).
+func chosenEpoch(_ flag: String?) throws -> Epoch? {
+    guard let text = flag ?? ProcessInfo.processInfo.environment["CNBACKUP_EPOCH"] else { return nil }
+    do { return try Epoch(parsing: text) } catch let error as CNBackupError {
+        throw CNBackupError(.invalidInput, flag != nil ? "--epoch: \(error.message)" : "CNBACKUP_EPOCH: \(error.message)")
+    }
+}
+
+/// A usage error (exit 64) for an --epoch that is not MIGRATION/SERIAL with whole numbers from 0.
+func checkEpochText(_ text: String?) throws {
+    guard let text else { return }
+    guard (try? Epoch(parsing: text)) != nil else {
+        throw ValidationError("--epoch \(text) is not MIGRATION/SERIAL (whole numbers from 0), e.g. 3/0")
     }
 }
 
@@ -35,23 +65,24 @@ struct RunCommand: ParsableCommand {
     var gracePeriod: Int = 20
 
     @OptionGroup var progress: ProgressOptions
+    func validate() throws {
+        try checkEpochText(epoch)
+        guard gracePeriod >= 0 else { throw ValidationError("--grace-period must be 0 or more seconds") }
+        if let logFormat, !["text", "json"].contains(logFormat) { throw ValidationError("--log-format takes text or json") }
+    }
+
     func run() throws {
         progress.install(logFormat: logFormat)
         try reporting {
-            var definition = try PipelineDefinition.load(path: pipeline)
-            if let text = epoch ?? ProcessInfo.processInfo.environment["CNBACKUP_EPOCH"] {
-                let parsed = try Epoch(parsing: text)
-                definition.epoch.migrationId = parsed.migrationId
-                definition.epoch.serial = parsed.serial
-            }
+            let definition = try PipelineDefinition.load(path: pipeline, epoch: try chosenEpoch(epoch))
             for warning in definition.warnings { printError("warning: \(warning)") }
-            guard gracePeriod >= 0 else { throw ValidationError("--grace-period must be 0 or more seconds") }
-            let runner = BackupRunner(definition: definition, store: try definition.store.open(), logger: makeLogger(format: logFormat),
-                                      cancellation: StopSignals.cancellation)
             if dryRun {
-                runner.plan.lines.forEach { print($0) }
+                // The plan needs no store, so no storage credentials.
+                BackupRunner.plan(for: definition).lines.forEach { print($0) }
                 return
             }
+            let runner = BackupRunner(definition: definition, store: try definition.store.open(), logger: makeLogger(format: logFormat),
+                                      cancellation: StopSignals.cancellation)
             let started = Date()
             let gateway = try pushgateway.map { try Pushgateway(url: $0, caFile: pushgatewayCaFile) }
             // Metrics never change the run's outcome: a failed push is reported, not fatal.

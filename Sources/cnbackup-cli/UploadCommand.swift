@@ -20,6 +20,13 @@ struct UploadCommand: ParsableCommand {
     @Option(help: "The node's signing key file.") var signingKey: String
 
     @OptionGroup var progress: ProgressOptions
+    func validate() throws {
+        if recipients.isEmpty { throw ValidationError("give at least one --recipient (cnb1-x25519-pub-...), two advised: an operational and a break-glass key") }
+        if components.isEmpty { throw ValidationError("give at least one --component ROLE=FILE") }
+        if NodeKind(rawValue: kind) == nil { throw ValidationError("--kind takes sv, validator or generic") }
+        try checkEpochText(epoch)
+    }
+
     func run() throws {
         progress.install()
         var complete = false

@@ -19,9 +19,9 @@ struct Outcome {
 }
 
 @discardableResult
-func cli(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> Outcome {
+func cli(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:], executable: String? = nil) throws -> Outcome {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: cnbackupBinary())
+    process.executableURL = URL(fileURLWithPath: executable ?? cnbackupBinary())
     process.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     env.merge(environment) { _, new in new }
@@ -233,9 +233,9 @@ func temporaryDirectory() throws -> String {
         let deep = try cli(["verify"] + store + [newest, "--deep", "--identity", dir + "/ops"])
         #expect(deep.status == 0 && deep.text.contains("recovered"), "\(deep.text)")
 
-        struct Plan: Decodable { var setId: String; var steps: [String] }
+        struct Plan: Decodable { var schemaVersion: Int; var id: String; var steps: [String] }
         let plan = try JSONDecoder().decode(Plan.self, from: try cli(["restore"] + store + [newest, "--plan", "--json"]).stdout)
-        #expect(plan.setId == newest && plan.steps.count >= 3)
+        #expect(plan.id == newest && plan.steps.count >= 3 && plan.schemaVersion == 1)
 
         // On a terminal (script(1) gives one) restore shows progress; through a pipe it does not.
         let command = ([cnbackupBinary(), "restore"] + store + [newest, "--component", "data", "--to", dir + "/out", "--identity", dir + "/ops"])

@@ -47,6 +47,9 @@ public struct BackupRunner: Sendable {
     /// What the run will do: `--dry-run` prints it, `run()` executes it.
     public var plan: BackupPlan { BackupPlan(definition) }
 
+    /// The plan of a definition, without a store (`run --dry-run` needs no storage credentials).
+    public static func plan(for definition: PipelineDefinition) -> BackupPlan { BackupPlan(definition) }
+
     public func run() throws -> RunResult {
         try definition.checkDatabaseEpochs()
         try ScanEpoch.check(definition)

@@ -119,14 +119,17 @@ public struct PipelineDefinition: Sendable {
                                   warnings: recipients.count == 1 ? ["a single recipient: add an offline break-glass recipient"] : [])
     }
 
-    public static func load(path: String) throws -> PipelineDefinition {
+    /// Reads a pipeline file. `epoch` (from `--epoch` or `CNBACKUP_EPOCH`) replaces the file's
+    /// before the epoch checks run; relative paths resolve against the file's folder.
+    public static func load(path: String, epoch: Epoch? = nil) throws -> PipelineDefinition {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CNBackupError(.invalidInput, "cannot read pipeline file \(path): check the path")
         }
-        return try parse(String(decoding: data, as: UTF8.self), file: path)
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        return try parse(String(decoding: data, as: UTF8.self), file: path, epoch: epoch).resolvingRelativePaths(against: folder)
     }
 
-    public static func parse(_ text: String, file: String = "pipeline") throws -> PipelineDefinition {
+    public static func parse(_ text: String, file: String = "pipeline", epoch override: Epoch? = nil) throws -> PipelineDefinition {
         // Refused before composing: an alias repeats a node without repeating its text, so a few
         // hundred bytes of nested aliases stand for billions of nodes, and Yams hashes every mapping
         // key as it composes (its duplicate-key check), which then never ends. Found while fuzzing
@@ -302,7 +305,8 @@ public struct PipelineDefinition: Sendable {
         }
 
         let definition = PipelineDefinition(node: NodeInfo(name: nodeName, kind: kind, consensus: consensus),
-                                  epoch: Epoch(migrationId: migrationId, serial: serial, synchronizerId: synchronizerId),
+                                  epoch: Epoch(migrationId: override?.migrationId ?? migrationId, serial: override?.serial ?? serial,
+                                               synchronizerId: synchronizerId),
                                   store: store, recipients: recipients, symmetricKeyFiles: symmetricKeyFiles,
                                   signingKeyFile: signingKeyFile, compression: compression, captures: captures,
                                   readBack: readBack, parallelism: parallelism, warnings: warnings)

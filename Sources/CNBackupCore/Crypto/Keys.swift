@@ -196,6 +196,41 @@ public enum KeyFile {
         return publicLine
     }
 
+    /// What a key file holds, safe to print: its kind, its public half (none for a symmetric key)
+    /// and its key id. Reads private and public key files alike.
+    public struct Summary: Sendable, Encodable {
+        /// x25519-private, x25519-public, ed25519-private, ed25519-public, symmetric.
+        public var kind: String
+        public var isPrivate: Bool
+        public var publicKey: String?
+        public var keyId: String
+    }
+
+    public static func summary(path: String) throws -> Summary {
+        let line = try readKeyLine(path: path)
+        let (kind, key) = try KeyText.decode(line, expecting: KeyKind.allCases, what: "key file \(path)")
+        var secret = key
+        defer { wipe(&secret) }
+        switch kind {
+        case .x25519Secret:
+            let publicKey = try X25519.publicKey(privateKey: secret)
+            return Summary(kind: "x25519-private", isPrivate: true, publicKey: KeyText.encode(.x25519Public, publicKey),
+                           keyId: KeyID.ofPublicKey(publicKey).description)
+        case .x25519Public:
+            return Summary(kind: "x25519-public", isPrivate: false, publicKey: KeyText.encode(.x25519Public, key),
+                           keyId: KeyID.ofPublicKey(key).description)
+        case .ed25519Secret:
+            let publicKey = try Ed25519.publicKey(privateKey: secret)
+            return Summary(kind: "ed25519-private", isPrivate: true, publicKey: KeyText.encode(.ed25519Public, publicKey),
+                           keyId: KeyID.ofPublicKey(publicKey).description)
+        case .ed25519Public:
+            return Summary(kind: "ed25519-public", isPrivate: false, publicKey: KeyText.encode(.ed25519Public, key),
+                           keyId: KeyID.ofPublicKey(key).description)
+        case .symmetricSecret:
+            return Summary(kind: "symmetric", isPrivate: true, publicKey: nil, keyId: try KeyID.ofSymmetricKey(secret).description)
+        }
+    }
+
     /// Writes `contents` to a new file with mode 0600, refusing to replace an existing file.
     package static func writeSecretFile(path: String, contents: [UInt8]) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
@@ -231,8 +266,24 @@ public enum KeyFile {
         return .x25519(secret: SecretBytes(key), publicKey: try X25519.publicKey(privateKey: key))
     }
 
+    /// A private key file must not be open to others, as ssh refuses: readable by others is
+    /// refused always; readable by the group (or writable by anyone else) when the file is this
+    /// user's own. A Secret mounted with `defaultMode: 0400` and the pod's `fsGroup` is root's,
+    /// mode 0440, readable by the pod's group only: accepted.
+    package static func requirePrivateMode(path: String, what: String) throws {
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            throw CNBackupError(.invalidInput, "cannot read \(what) \(path): it does not exist or is not readable")
+        }
+        let mode = status.st_mode & 0o777
+        if mode & 0o004 != 0 || (status.st_uid == geteuid() && mode & 0o077 != 0) {
+            throw CNBackupError(.invalidInput, "\(what) \(path) is open to others (mode \(String(mode, radix: 8))): a private key must be readable by its owner only; run chmod 600 \(path)")
+        }
+    }
+
     /// Loads a symmetric key file to seal to.
     public static func loadSymmetricRecipient(path: String) throws -> Recipient {
+        try requirePrivateMode(path: path, what: "symmetric key file")
         let line = try readKeyLine(path: path)
         let (_, key) = try KeyText.decode(line, expecting: [.symmetricSecret], what: "symmetric key file \(path)")
         return .symmetric(try SymmetricKey(key))
@@ -240,6 +291,7 @@ public enum KeyFile {
 
     /// Loads the node's Ed25519 signing key.
     public static func loadSigningKey(path: String) throws -> SigningKey {
+        try requirePrivateMode(path: path, what: "signing key file")
         let line = try readKeyLine(path: path)
         let (_, key) = try KeyText.decode(line, expecting: [.ed25519Secret], what: "signing key file \(path)")
         return SigningKey(secret: SecretBytes(key), publicKey: SignerKey(bytes: try Ed25519.publicKey(privateKey: key)))

@@ -98,7 +98,8 @@ extension S3Store {
             do {
                 (response, value) = try attempt(try signedRequest(call, payloadHash: payloadHash))
             } catch let transport as HTTPTransportError {
-                let failure = CNBackupError(.storage, "S3 \(call.what) \(displayName)\(call.key ?? "") failed after \(number) attempt(s)",
+                let failure = CNBackupError(.storage, "S3 \(call.what) \(displayName)\(call.key ?? "") failed after \(number) attempt(s)"
+                                                + (transport.hint.map { ": " + $0 } ?? ""),
                                             cause: transport.description)
                 if transport.isRetryable { return .retry(failure) }
                 throw failure
@@ -139,11 +140,17 @@ extension S3Store {
         switch (response.status, code) {
         case (404, _), (_, "NoSuchKey"), (_, "NoSuchBucket"):
             if call.key == nil || code == "NoSuchBucket" {
-                return CNBackupError(.notFound, "bucket \(settings.bucket) does not exist", cause: cause)
+                return CNBackupError(.notFound, "bucket \(settings.bucket) does not exist at \(settings.endpoint ?? "the provider's endpoint"): check the bucket name in --store, --endpoint and --region (create the bucket first)", cause: cause)
             }
             return CNBackupError(.notFound, "\(target) does not exist", cause: cause)
+        case (_, "InvalidAccessKeyId"):
+            return CNBackupError(.authentication, "S3 does not know the access key id used for \(call.what) \(target): check AWS_ACCESS_KEY_ID (or the credentials file) and that the endpoint and region are the service the key belongs to",
+                                 cause: cause)
+        case (_, "SignatureDoesNotMatch"):
+            return CNBackupError(.authentication, "S3 rejected the request signature for \(call.what) \(target): check the secret access key (AWS_SECRET_ACCESS_KEY), the region (--region) and this host's clock (date -u)",
+                                 cause: cause)
         case (401, _), (403, _):
-            return CNBackupError(.authentication, "S3 refused \(call.what) \(target): check the access key, secret and permissions",
+            return CNBackupError(.authentication, "S3 refused \(call.what) \(target) (not retried): check the access key, secret and the bucket policy's permissions for this action, and this host's clock (date -u)",
                                  cause: cause)
         case (416, _):
             return CNBackupError(.invalidInput, "the range asked of \(target) is outside the object", cause: cause)

@@ -62,7 +62,7 @@ public struct S3Settings: Sendable {
         self.prefix = trimmed.isEmpty ? "" : trimmed + "/"
         self.endpoint = endpoint
         self.region = region
-        self.pathStyle = pathStyle ?? provider.defaultPathStyle
+        self.pathStyle = pathStyle ?? (Self.endpointNeedsPathStyle(endpoint) || provider.defaultPathStyle)
         self.caFile = caFile
         self.provider = provider
     }
@@ -83,6 +83,18 @@ public struct S3Settings: Sendable {
         }
         let doubled = base << Int64(min(20, (number - 1) / 1000))
         return Int(min(doubled, Int64(Self.maxPartSize)))
+    }
+}
+
+extension S3Settings {
+    /// An endpoint given as an IP address or `localhost` has no name under which BUCKET.HOST
+    /// could resolve: virtual-hosted addressing cannot work there, so path-style is the default.
+    public static func endpointNeedsPathStyle(_ endpoint: String?) -> Bool {
+        guard let endpoint, let host = URLComponents(string: endpoint)?.host?.lowercased(), !host.isEmpty else { return false }
+        if host == "localhost" || host.hasSuffix(".localhost") { return true }
+        let bare = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+        var v4 = in_addr(), v6 = in6_addr()
+        return inet_pton(AF_INET, bare, &v4) == 1 || inet_pton(AF_INET6, bare, &v6) == 1
     }
 }
 
