@@ -9,7 +9,7 @@
 #     in the manifest; verify --deep lists every part; restore --plan names the group once; restore
 #     --to-database --jobs 2 of the group: every table identical (row checksums, sequence values,
 #     the large object, the matview);
-#   - run 2 (jobs: 3, parallelism 1, so parts start seconds apart) while a writer inserts into two
+#   - run 2 (jobs: 4, parallelism 1, so parts start seconds apart) while a writer inserts into two
 #     tables in one transaction each time: after the restore (by a part's name) both tables hold as
 #     many rows (one snapshot), more than before the run and fewer than the writer wrote by the end;
 #   - run 3 (jobs: 2): one data part's server backend is terminated mid-dump: the run is not
@@ -105,8 +105,8 @@ CREATE TABLE big_two (id bigint PRIMARY KEY, payload text NOT NULL, n numeric);
 INSERT INTO big_two SELECT * FROM big_one;
 CREATE TABLE pair_a (id bigserial PRIMARY KEY, at timestamptz DEFAULT now());
 CREATE TABLE pair_b (id bigserial PRIMARY KEY, at timestamptz DEFAULT now());
-INSERT INTO pair_a (at) SELECT now() FROM generate_series(1, 1000);
-INSERT INTO pair_b (at) SELECT now() FROM generate_series(1, 1000);
+INSERT INTO pair_a (at) SELECT now() FROM generate_series(1, 8000);
+INSERT INTO pair_b (at) SELECT now() FROM generate_series(1, 8000);
 CREATE SCHEMA "We*ird.Schema";
 CREATE TABLE "We*ird.Schema"."Odd ""Name"" ?$" (k text PRIMARY KEY, big_id bigint REFERENCES big_one (id));
 INSERT INTO "We*ird.Schema"."Odd ""Name"" ?$" SELECT 'k' || g, g FROM generate_series(1, 500) g;
@@ -183,8 +183,8 @@ PY
 
   # ------------------------------------------------------------ run 2: one snapshot under a writer, a DROP mid-dump
   node=par$major-b
-  step "[$major] run 2: jobs 3, parallelism 1, a writer and a DROP TABLE during the dump"
-  pipeline "$node" 3 1
+  step "[$major] run 2: jobs 4, parallelism 1, a writer and a DROP TABLE during the dump"
+  pipeline "$node" 4 1
   local before_a; before_a=$(psql_su -d par_apps -At -c "select count(*) from pair_a")
   # The writer: one transaction per line pair, for as long as the dump runs.
   ( for i in $(seq 1 200000); do echo "BEGIN; INSERT INTO pair_a DEFAULT VALUES; INSERT INTO pair_b DEFAULT VALUES; COMMIT;"; done ) \
