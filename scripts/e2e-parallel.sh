@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of the parallel logical dump (`postgres: { jobs: N }`, issue 14) against
 # PostgreSQL 15 and 18 (E2E_PARALLEL_VERSIONS, default "15 18"), per version:
-#   - a throwaway cluster (as `postgres`, scram on loopback) with one database of awkward content:
+#   - a throwaway cluster (as `postgres`, scram on loopback; idle_in_transaction_session_timeout=1s,
+#     as a managed provider may set: the snapshot holder must survive it) with one database of awkward content:
 #     two large tables, a table and schema whose names need pg_dump pattern quoting, a partitioned
 #     table, an unlogged table, a free-standing sequence, a large object, a materialized view,
 #     foreign keys and indexes; a file:// store;
@@ -97,7 +98,7 @@ run_version() {
   as_postgres "$bin/initdb" -D "$d" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C --no-sync >"$W/logs/initdb$major.log" 2>&1
   CLUSTERS+=("$bin|$d")
   as_postgres "$bin/pg_ctl" -D "$d" -l "$d/server.log" -w -t 60 \
-    -o "-p $port -k $sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" start >/dev/null
+    -o "-p $port -k $sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c idle_in_transaction_session_timeout=1s" start >/dev/null
   psql_su() { as_postgres "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$sock" -p "$port" -U postgres "$@"; }
   psql_su -d postgres -c "create role cnadmin login superuser password 'parallel-e2e-pw'" -c "create database par_apps"
   psql_su -d par_apps <<'SQL'
@@ -280,13 +281,13 @@ PY
   node=par$major-d
   step "[$major] run 4: DROP TABLE while the dump runs (lockWaitTimeout 2s)"
   pipeline "$node" 2 1 ', lockWaitTimeout: "2s"'
-  # The DROP, once the pre-data part runs (the holder has listed and locked the tables): it must wait.
+  # The DROP, once the snapshot holder sits in its transaction (it has exported, locked and listed): it must wait.
   ( for _ in $(seq 1 600); do
-      if [ -n "$(psql_su -d postgres -At -c "select 1 from pg_stat_activity where application_name = 'cnbackup apps-par_apps.pre'")" ]; then
+      if [ -n "$(psql_su -d postgres -At -c "select 1 from pg_stat_activity where application_name = 'cnbackup snapshot holder' and state = 'idle in transaction'")" ]; then
         psql_su -d par_apps -c "DROP TABLE dropme"; echo dropped; exit 0
       fi
       sleep 0.05
-    done; echo "never saw the pre-data part" ) >"$W/logs/dropper-$major.log" 2>&1 &
+    done; echo "never saw the snapshot holder holding its snapshot" ) >"$W/logs/dropper-$major.log" 2>&1 &
   BG+=($!); local dropper=$!
   rc=0; cnb run "$W/$node.yaml" >"$W/logs/run4-$major.log" 2>&1 || rc=$?
   wait "$dropper" 2>/dev/null || true

@@ -117,6 +117,12 @@ enum ParallelDump {
         return (snapshot, tables)
     }
 
+    /// Turns off idle_in_transaction_session_timeout and (PostgreSQL 17+) transaction_timeout for the holder's session.
+    static let noTimeouts = "DO $cnbackup$ BEGIN "
+        + "IF current_setting('idle_in_transaction_session_timeout', true) IS NOT NULL THEN PERFORM set_config('idle_in_transaction_session_timeout', '0', false); END IF; "
+        + "IF current_setting('transaction_timeout', true) IS NOT NULL THEN PERFORM set_config('transaction_timeout', '0', false); END IF; "
+        + "END $cnbackup$;\n"
+
     /// The holder locks every table (ACCESS SHARE) right after exporting the snapshot, as pg_dump's
     /// leader does: a TRUNCATE, DROP or ALTER TABLE then waits for the whole dump, and a part that
     /// needs a table behind such a waiting statement fails after lockWaitTimeout (as pg_dump -j's
@@ -175,7 +181,11 @@ final class ParallelDumpSession: @unchecked Sendable {
         remaining = dataParts + 2
         do {
             let lockTimeout = pg.lockWaitTimeout.replacingOccurrences(of: "'", with: "''")
-            let script = "SET lock_timeout = '\(lockTimeout)';\nBEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+            // The holder sits idle in its transaction for the whole dump: a server's (or a managed
+            // provider's) idle-in-transaction or transaction timeout must not end it, as pg_dump
+            // turns them off for its own session.
+            let script = "SET lock_timeout = '\(lockTimeout)';\nSET statement_timeout = 0;\n" + ParallelDump.noTimeouts
+                + "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
                 + "SELECT 'snapshot|' || pg_export_snapshot();\n" + ParallelDump.lockStatement + "\n"
                 + ParallelDump.listingQuery + "\nSELECT 'end|';\n"
             try writeFully(fd: holder.standardInput!, Array(script.utf8), what: "psql")
