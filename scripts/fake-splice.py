@@ -42,6 +42,7 @@ def main():
     p.add_argument("--audience", required=True)
     p.add_argument("--sv-dump", help="file served at " + SV_PATH)
     p.add_argument("--validator-dump", help="file served at " + VALIDATOR_PATH)
+    p.add_argument("--active-serial", type=int, help="serve Scan's GET /api/scan/v0/active-synchronizer-serial (public, no token) with this serial")
     p.add_argument("--token-ttl", type=int, default=3600, help="expires_in of issued tokens (seconds)")
     p.add_argument("--token-log", help="append each issued token here (for tests that search for leaks)")
     p.add_argument("--status", action="append", default=[], metavar="PATH=CODE",
@@ -163,6 +164,9 @@ def main():
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
                 return self.send_json(200, {"status": "ok"})
+            if path == "/api/scan/v0/active-synchronizer-serial" and a.active_serial is not None:
+                # Scan's public endpoint (scan.yaml): no authentication, {"serial": int64}.
+                return self.send_json(200, {"serial": a.active_serial})
             if path not in (SV_PATH, VALIDATOR_PATH):
                 return self.send_json(404, {"error": "not_found", "path": path})
             if not self.authorized():

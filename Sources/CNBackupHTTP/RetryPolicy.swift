@@ -81,3 +81,33 @@ public struct RetryPolicy: Sendable, Equatable {
 
     package static func isRetryable(status: Int) -> Bool { [429, 500, 502, 503, 504].contains(status) }
 }
+
+extension RetryPolicy {
+    /// One HTTP exchange under this policy, for the callers that fetch a small answer (the OAuth
+    /// token and identities dump, a Kubernetes Secret, Scan's serial): each attempt gets a fresh
+    /// client bounded by the time left; transport failures that may pass and 429/5xx answers are
+    /// retried; any other answer is returned for the caller to judge.
+    /// - Parameters:
+    ///   - request: made anew per attempt (a body stream is consumed by each).
+    ///   - what: names the exchange in errors, e.g. "GET https://…".
+    ///   - timedOut: the error when the deadline passes before an attempt could start.
+    package func fetch(_ request: () -> HTTPRequest, caFile: String?, limit: Int, what: String,
+                       timedOut: @autoclosure () -> CNBackupError) throws -> HTTPResponse {
+        try run { _, left -> Attempt<HTTPResponse> in
+            let seconds = left.map { Int($0.rounded(.up)) } ?? 0
+            if left != nil && seconds <= 0 { throw timedOut() }
+            let client = HTTPClient(options: HTTPClientOptions(caFile: caFile, totalTimeoutSeconds: seconds))
+            do {
+                let response = try client.perform(request(), limit: limit)
+                if Self.isRetryable(status: response.status) {
+                    return .retry(CNBackupError(.capture, "\(what) answered HTTP \(response.status)"))
+                }
+                return .success(response)
+            } catch let error as HTTPTransportError {
+                let failure = CNBackupError(.capture, "\(what) failed: \(error.message)", cause: "curl error \(error.curlCode)")
+                if error.isRetryable { return .retry(left.map { $0 > 0 } ?? true ? failure : timedOut()) }
+                throw failure
+            }
+        }
+    }
+}

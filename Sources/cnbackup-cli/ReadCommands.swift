@@ -15,6 +15,8 @@ struct SetSummary: Encodable {
     /// Rebuilt by `cnbackup recover` from object headers.
     var recovered: Bool
     var signature: String
+    /// Signed by a pinned signer and without problems: the one decision readers act on.
+    var trusted: Bool
     var problems: [String]
     var components: [String]
     var keyIds: [String]
@@ -32,6 +34,7 @@ struct SetSummary: Encodable {
         complete = entry.isCompleteBackup
         recovered = entry.manifest?.recovered == true
         signature = entry.signature.shortName
+        trusted = entry.isTrusted
         problems = entry.problems
         components = entry.manifest?.components.map(\.name) ?? []
         keyIds = Array(Set(entry.manifest?.components.flatMap { $0.keyIds.map(\.description) } ?? [])).sorted()
@@ -72,7 +75,7 @@ struct ListCommand: ParsableCommand {
                     printError("note: \(ignored.count) key(s) under the prefix are not part of any set (first: \(ignored[0].key): \(ignored[0].reason)); --json lists them")
                 }
                 for s in summaries {
-                    let state = s.signature != "valid" || !s.problems.isEmpty ? "UNTRUSTED (signature \(s.signature))"
+                    let state = !s.trusted ? "UNTRUSTED (signature \(s.signature))"
                         : (s.complete ? "complete" : (s.status ?? "unreadable")) + (s.recovered ? " (recovered)" : "")
                     let drill = s.drill.map { "  drill \($0.status) \($0.at) (\(String(format: "%.1f", $0.restoreSeconds)) s)" } ?? ""
                     print("\(s.id)  \(s.node)  epoch \(s.epoch)  \(s.captureStart ?? "-")  \(state)  [\(s.components.joined(separator: ", "))]  keys \(s.keyIds.joined(separator: ","))\(drill)")

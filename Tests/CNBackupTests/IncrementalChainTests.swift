@@ -31,10 +31,10 @@ private func chainSet(_ hours: Double, _ physical: PhysicalEvidence?, trusted: B
     let start = Timestamp.format(base.addingTimeInterval(hours * 3_600))
     var components: [ComponentRecord] = []
     if let physical {
-        components.append(ComponentRecord(name: "apps", role: "apps", source: "pg_basebackup", objectKey: "apps.zst.cnb", storedSize: 1,
+        components.append(ComponentRecord(name: "apps", role: .apps, source: "pg_basebackup", objectKey: "apps.zst.cnb", storedSize: 1,
                                           storedSHA256: "", etag: nil, plaintextSize: 1000, plaintextDigestHMAC: "", codec: CodecInfo(name: "zstd", level: 3),
                                           keyIds: [], segmentSize: 65536, started: start, ended: start, startOrder: 1, endOrder: 2,
-                                          readBack: "full", postgres: nil, physical: physical))
+                                          readBack: .full, postgres: nil, physical: physical))
     }
     let manifest = Manifest(formatVersion: 1, setId: id, node: NodeInfo(name: "n", kind: .generic), epoch: setEpoch,
                             status: complete ? .complete : .partial, failures: failures, toolVersion: "t", captureStart: start,

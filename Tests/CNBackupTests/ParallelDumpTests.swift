@@ -95,9 +95,9 @@ import CNBackupCore
     }
 
     func record(_ name: String, part: DumpPart?) -> ComponentRecord {
-        ComponentRecord(name: name, role: "apps", source: "pg_dump", objectKey: name + ".cnb", storedSize: 1, storedSHA256: "", etag: nil,
+        ComponentRecord(name: name, role: .apps, source: "pg_dump", objectKey: name + ".cnb", storedSize: 1, storedSHA256: "", etag: nil,
                         plaintextSize: 1, plaintextDigestHMAC: "", codec: CodecInfo(name: "zstd", level: 3), keyIds: [], segmentSize: 1,
-                        started: "", ended: "", startOrder: 1, endOrder: 2, readBack: "full", postgres: nil, part: part)
+                        started: "", ended: "", startOrder: 1, endOrder: 2, readBack: .full, postgres: nil, part: part)
     }
 
     func manifest(_ records: [ComponentRecord], failures: [ComponentFailure] = []) -> Manifest {

@@ -45,7 +45,7 @@ import CNBackupStorage
             try Data(patternBytes(3 << 20 + 5)).write(to: URL(fileURLWithPath: dir + "/input"))
             let result = try f.run(try f.pipeline(extra: "verify: { readBack: sample }", "  - { name: dump, role: other, file: \"\(dir)/input\" }"))
             #expect(result.isComplete)
-            #expect(result.manifest.components.map(\.readBack) == ["sample"])
+            #expect(result.manifest.components.map(\.readBack) == [.sample])
             #expect(try Verifier(catalog: f.catalog).verify(setId: result.setId, identities: [f.identity]).ok)
         }
     }

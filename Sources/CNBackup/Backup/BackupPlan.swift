@@ -52,9 +52,9 @@ enum BarrierRule {
     }
 
     static func evaluate(_ records: [ComponentRecord], apps: [String]) -> Outcome {
-        let appsRecords = records.filter { $0.role == ComponentRole.apps.rawValue }
+        let appsRecords = records.filter { $0.role == .apps }
         let appsEnd = appsRecords.map(\.endOrder).max()
-        let participantStart = records.filter { $0.role == ComponentRole.participant.rawValue }.map(\.startOrder).min()
+        let participantStart = records.filter { $0.role == .participant }.map(\.startOrder).min()
         var holds = false
         if let appsEnd, let participantStart { holds = appsEnd < participantStart && appsRecords.count == apps.count }
         return Outcome(appsCompletedOrder: appsEnd, participantStartedOrder: participantStart, holds: holds)

@@ -49,6 +49,7 @@ public struct BackupRunner: Sendable {
 
     public func run() throws -> RunResult {
         try definition.checkDatabaseEpochs()
+        try ScanEpoch.check(definition)
         let recipients = try loadRecipients()
         let signingKey = try KeyFile.loadSigningKey(path: definition.signingKeyFile)
         let start = capturedAt ?? Date()
@@ -175,14 +176,14 @@ public struct BackupRunner: Sendable {
             }
             if capture.role == .apps, let physicalEvidence { context.recordAppsSnapshot(physicalEvidence.serverTimeAtStop) }
             let record = ComponentRecord(
-                name: capture.name, role: capture.role.rawValue, source: capture.summary, objectKey: objectName,
+                name: capture.name, role: capture.role, source: capture.summary, objectKey: objectName,
                 storedSize: stored.storedSize, storedSHA256: stored.storedSHA256.hex,
                 headerSHA256: SHA256Hasher.hash(sealed.header.bytes).hex, etag: stored.info.etag,
                 plaintextSize: stored.plaintextSize,
                 plaintextDigestHMAC: try sealed.dataKey.plaintextDigestMAC(stored.plaintextSHA256).hex,
                 codec: compressed.codec, keyIds: sealed.header.keyIDs, segmentSize: sealed.header.segmentSize,
                 started: Timestamp.format(started), ended: Timestamp.format(Date()),
-                startOrder: startOrder, endOrder: endOrder, readBack: verified.mode.rawValue, postgres: evidence,
+                startOrder: startOrder, endOrder: endOrder, readBack: ReadBackRecord(rawValue: verified.mode.rawValue) ?? .full, postgres: evidence,
                 epoch: capture.epoch, physical: physicalEvidence, rowCounts: counting?.counter.finish(),
                 part: capture.part.map { DumpPart(group: $0.group, database: $0.database, index: $0.index, count: $0.count,
                                                   section: $0.section.rawValue, snapshot: snapshot ?? "") })

@@ -75,7 +75,7 @@ extension HTTPSourceDefinition {
         let token = try bearerToken(deadline: deadline)
         var request = HTTPRequest(method: "GET", url: url)
         request.headers = [("Authorization", "Bearer " + token.string), ("Accept", "application/json")]
-        let response = try withRetries(what: "GET \(url)", deadline: deadline) { try $0.perform(request, limit: 256 << 20) }
+        let response = try withRetries(what: "GET \(url)", deadline: deadline) { request }
         switch response.status {
         case 200: break
         case 401:
@@ -107,10 +107,10 @@ extension HTTPSourceDefinition {
         request.headers = [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")]
         request.body = MemoryStream(form.bytes)
         request.bodyLength = Int64(form.bytes.count)
-        let response = try withRetries(what: "POST \(oauth.tokenURL)", deadline: deadline) { client throws -> HTTPResponse in
+        let response = try withRetries(what: "POST \(oauth.tokenURL)", deadline: deadline) {
             var attempt = request
             attempt.body = MemoryStream(form.bytes)
-            return try client.perform(attempt, limit: 1 << 20)
+            return attempt
         }
         guard response.status == 200 else {
             throw CNBackupError(.capture, "the OAuth token endpoint \(oauth.tokenURL) answered HTTP \(response.status): check the client id, secret and audience")
@@ -127,22 +127,10 @@ extension HTTPSourceDefinition {
 
     /// `RetryPolicy.capture`: up to 4 attempts within the time left before `deadline`, each
     /// given only that time; 5xx answers and dropped connections are retried.
-    private func withRetries(what: String, deadline: Date, _ body: (HTTPClient) throws -> HTTPResponse) throws -> HTTPResponse {
-        let timedOut = CNBackupError(.capture, "\(what) did not finish within the capture's timeout of \(timeoutSeconds)s: check the endpoint, or raise `timeout`")
-        return try RetryPolicy.capture(deadline: deadline.timeIntervalSinceNow).run { _, left in
-            let seconds = Int((left ?? 0).rounded(.up))
-            guard seconds > 0 else { throw timedOut }
-            let client = HTTPClient(options: HTTPClientOptions(caFile: caFile, totalTimeoutSeconds: seconds))
-            do {
-                let response = try body(client)
-                if response.status >= 500 { return .retry(CNBackupError(.capture, "\(what) failed: HTTP \(response.status)")) }
-                return .success(response)
-            } catch let error as HTTPTransportError {
-                let failure = CNBackupError(.capture, "\(what) failed: \(error.message)", cause: "curl error \(error.curlCode)")
-                guard error.isRetryable else { throw failure }
-                return .retry(deadline.timeIntervalSinceNow > 0 ? failure : timedOut)
-            }
-        }
+    private func withRetries(what: String, deadline: Date, _ request: () -> HTTPRequest) throws -> HTTPResponse {
+        try RetryPolicy.capture(deadline: deadline.timeIntervalSinceNow).fetch(
+            request, caFile: caFile, limit: 256 << 20, what: what,
+            timedOut: CNBackupError(.capture, "\(what) did not finish within the capture's timeout of \(timeoutSeconds)s: check the endpoint, or raise `timeout`"))
     }
 }
 

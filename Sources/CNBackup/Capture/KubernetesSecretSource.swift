@@ -58,20 +58,9 @@ public struct KubernetesSecretDefinition: Sendable, Equatable {
         var request = HTTPRequest(method: "GET", url: url)
         request.headers = [("Authorization", "Bearer " + token.string), ("Accept", "application/json")]
         let what = "GET Secret \(namespace)/\(name) from \(server)"
-        let response = try RetryPolicy.capture(deadline: TimeInterval(timeoutSeconds)).run { _, left -> RetryPolicy.Attempt<HTTPResponse> in
-            let client = HTTPClient(options: HTTPClientOptions(caFile: ca, totalTimeoutSeconds: max(1, Int((left ?? 60).rounded(.up)))))
-            do {
-                let response = try client.perform(request, limit: 4 << 20)
-                if RetryPolicy.isRetryable(status: response.status) {
-                    return .retry(CNBackupError(.capture, "\(what): HTTP \(response.status)"))
-                }
-                return .success(response)
-            } catch let error as HTTPTransportError {
-                let failure = CNBackupError(.capture, "\(what) failed: \(error.message)", cause: "curl error \(error.curlCode)")
-                if error.isRetryable { return .retry(failure) }
-                throw failure
-            }
-        }
+        let response = try RetryPolicy.capture(deadline: TimeInterval(timeoutSeconds)).fetch(
+            { request }, caFile: ca, limit: 4 << 20, what: what,
+            timedOut: CNBackupError(.capture, "\(what) did not answer within \(timeoutSeconds)s"))
         let body = SecretText(response.body)
         switch response.status {
         case 200: break

@@ -46,6 +46,13 @@ public struct NodeInfo: Codable, Sendable, Equatable {
     }
 }
 
+/// How a component was read back when it was stored, as the manifest records it.
+public enum ReadBackRecord: String, Codable, Sendable {
+    case full, sample, none
+    /// Rebuilt by `cnbackup recover` from the object itself.
+    case recovered
+}
+
 public enum SetStatus: String, Codable, Sendable {
     case complete, partial
 }
@@ -84,7 +91,7 @@ public struct ComponentFailure: Codable, Sendable, Equatable {
 /// One stored object of a set.
 public struct ComponentRecord: Codable, Sendable, Equatable {
     public var name: String
-    public var role: String
+    public var role: ComponentRole
     /// Where the bytes came from, for humans; never a secret.
     public var source: String
     /// Relative to the set's folder.
@@ -107,7 +114,7 @@ public struct ComponentRecord: Codable, Sendable, Equatable {
     /// The order in which this process saw the start and end (a counter, not a clock).
     public var startOrder: Int
     public var endOrder: Int
-    public var readBack: String
+    public var readBack: ReadBackRecord
     /// For pg_dump components: the server's clock and role at the snapshot, and the versions.
     public var postgres: PostgresEvidence?
     /// The synchronizer epoch this component belongs to when it is not the set's: the old

@@ -76,7 +76,7 @@ public struct Copier: Sendable {
                     outcome.copiedObjects += 1
                 }
                 let report = try Verifier(catalog: destinationCatalog).verify(setId: entry.setId, node: entry.layout.node)
-                outcome.verified = report.components.allSatisfy(\.ok) && report.signature.hasPrefix("valid")
+                outcome.verified = report.components.allSatisfy(\.ok) && report.signatureValid
                 if !outcome.verified { outcome.error = "verification at the destination failed" }
             } catch {
                 outcome.error = "\(error)"

@@ -1,5 +1,6 @@
 import Foundation
 import Yams
+import CNBackupHTTP
 import CNBackupCore
 import CNBackupStorage
 
@@ -54,7 +55,7 @@ public struct CaptureDefinition: Sendable, Equatable {
     public var epoch: Epoch? = nil
 }
 
-public enum ReadBackMode: String, Sendable, CaseIterable {
+public enum ReadBackMode: String, Codable, Sendable, CaseIterable {
     /// Every object is read back whole and opened with the in-memory data key.
     case full
     /// The header and a few segments (the first, the last and two at random) are read back by
@@ -69,6 +70,9 @@ public struct PipelineDefinition: Sendable {
     public var node: NodeInfo
     public var epoch: Epoch
     public var store: StoreSettings
+    /// Scan's base URL: `run` asks it for the active physical synchronizer serial and refuses an
+    /// epoch that disagrees (a pipeline not updated after a logical synchronizer upgrade).
+    public var scanURL: String? = nil
     public var recipients: [String]
     public var symmetricKeyFiles: [String]
     public var signingKeyFile: String
@@ -174,6 +178,12 @@ public struct PipelineDefinition: Sendable {
         }
         let serial = try epochMap.int("serial") ?? 0
         let synchronizerId = try epochMap.string("synchronizerId")
+        let scanURL = try epochMap.string("scanUrl")
+        if let scanURL {
+            do { try SecureURL.require(scanURL, what: "epoch.scanUrl") } catch let e as CNBackupError {
+                throw YAMLMap.error(file, epochMap.value("scanUrl") ?? epochMap.node, "epoch.scanUrl", e.message)
+            }
+        }
         try epochMap.rejectUnknown()
 
         var storeMap = try YAMLMap(try top.require("store"), path: "store", file: file)
@@ -298,6 +308,7 @@ public struct PipelineDefinition: Sendable {
                                   readBack: readBack, parallelism: parallelism, warnings: warnings)
         try definition.checkDatabaseEpochs(file: file)
         var checked = definition
+        checked.scanURL = scanURL
         let inPod = ProcessInfo.processInfo.environment["KUBERNETES_SERVICE_HOST"].map { !$0.isEmpty } ?? false
         for capture in captures {
             if case .kubernetesSecret(let secret) = capture.source, secret.apiServer == nil, !inPod {

@@ -51,9 +51,9 @@ public struct Driller: Sendable {
             guard !record.name.hasSuffix("-globals") else { return false }
             if record.postgres != nil || record.physical != nil || record.rowCounts != nil { return true }
             // A command capture of a database role (its own pg_dump, maybe compressed).
-            return Self.roleOrder.map(\.rawValue).contains(record.role) && record.source.hasPrefix("command:")
+            return Self.roleOrder.contains(record.role) && record.source.hasPrefix("command:")
         }
-        func rank(_ record: ComponentRecord) -> Int { roleOrder.firstIndex { $0.rawValue == record.role } ?? roleOrder.count }
+        func rank(_ record: ComponentRecord) -> Int { roleOrder.firstIndex { $0 == record.role } ?? roleOrder.count }
         // A parallel dump's parts are restored as one database: one entry named after the group,
         // its rows those of every data part.
         var grouped: [ComponentRecord] = [], seen = Set<String>()
@@ -119,7 +119,7 @@ public struct Driller: Sendable {
                 results.append(drillPhysical(record, entry: entry, manifest: manifest, previous: previous, options: options, log: log, versions: &versions))
                 continue
             }
-            var component = DrillReceipt.Component(name: record.name, role: record.role, status: "failed", seconds: 0, rowCounts: nil,
+            var component = DrillReceipt.Component(name: record.name, role: record.role.rawValue, status: "failed", seconds: 0, rowCounts: nil,
                                                    comparedWith: "none", mismatches: [], reason: nil, checked: [])
             var database: String?
             var scratch: ScratchPostgres?
@@ -182,7 +182,7 @@ public struct Driller: Sendable {
                                                                           : "rows compared with the \(component.comparedWith == "capture" ? "capture" : "previous drill")"]).joined(separator: "; "))
         }
         var identityIds: [String]?
-        for record in manifest.components where record.role == ComponentRole.identities.rawValue {
+        for record in manifest.components where record.role == .identities {
             do {
                 let ids = try checkIdentities(record, entry: entry, manifest: manifest, options: options)
                 identityIds = (identityIds ?? []) + ids

@@ -9,7 +9,7 @@ extension Driller {
     /// previous drill (a base backup carries no per-table counts).
     func drillPhysical(_ record: ComponentRecord, entry: CatalogEntry, manifest: Manifest, previous: DrillReceipt?,
                        options: DrillOptions, log: (String) -> Void, versions: inout Set<String>) -> DrillReceipt.Component {
-        var component = DrillReceipt.Component(name: record.name, role: record.role, status: "failed", seconds: 0, rowCounts: nil,
+        var component = DrillReceipt.Component(name: record.name, role: record.role.rawValue, status: "failed", seconds: 0, rowCounts: nil,
                                                comparedWith: "none", mismatches: [], reason: nil, checked: [])
         var buffer = Array((NSTemporaryDirectory() + "cnbackup-drill-XXXXXX").utf8CString)
         guard let made = mkdtemp(&buffer) else { component.reason = "cannot create a private temporary folder"; return component }

@@ -84,7 +84,7 @@ public struct Recoverer: Sendable {
                 failures.append(ComponentFailure(component: component, role: "unknown", reason: "not recovered: \(error)"))
             }
         }
-        let roles = Set(records.compactMap { ComponentRole(rawValue: $0.role) })
+        let roles = Set(records.map(\.role))
         let kind = options.kind ?? Self.inferKind(roles)
         for role in PipelineDefinition.requiredRoles(kind) where !roles.contains(role) {
             failures.append(ComponentFailure(component: role.rawValue, role: role.rawValue,
@@ -112,14 +112,14 @@ public struct Recoverer: Sendable {
         let totals = try reader.finish()
         let d = reader.header.description
         let record = ComponentRecord(
-            name: component, role: d.role ?? ComponentRole.other.rawValue, source: "recovered from the object header",
+            name: component, role: d.role.flatMap(ComponentRole.init(rawValue:)) ?? .other, source: "recovered from the object header",
             objectKey: name, storedSize: totals.storedSize, storedSHA256: totals.storedSHA256.hex,
             headerSHA256: SHA256Hasher.hash(reader.header.bytes).hex, etag: info.etag,
             plaintextSize: totals.plaintextSize, plaintextDigestHMAC: try reader.dataKey.plaintextDigestMAC(totals.plaintextSHA256).hex,
             // The level is not in the object; zstd frames decode whatever the level.
             codec: CodecInfo(name: "zstd", level: 0), keyIds: reader.header.keyIDs, segmentSize: reader.header.segmentSize,
             started: d.captureStart ?? Timestamp.format(info.lastModified), ended: Timestamp.format(info.lastModified),
-            startOrder: 0, endOrder: 0, readBack: "recovered", postgres: nil)
+            startOrder: 0, endOrder: 0, readBack: .recovered, postgres: nil)
         return (record, d.captureStart)
     }
 

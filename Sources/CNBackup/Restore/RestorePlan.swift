@@ -24,7 +24,7 @@ public enum RestorePlan {
     public static func steps(for manifest: Manifest, store: String, retention: TimeInterval = defaultSequencerRetention,
                              now: Date = Date(), chains: [String: [Int64]] = [:]) -> [String] {
         let components = manifest.components
-        func named(_ role: ComponentRole) -> [ComponentRecord] { components.filter { $0.role == role.rawValue } }
+        func named(_ role: ComponentRole) -> [ComponentRecord] { components.filter { $0.role == role } }
         let kind = manifest.node.kind
         var steps = ["Check the set: cnbackup verify --store \(store) --signer PUB \(manifest.setId) --deep --identity KEY"]
         if let problem = ageProblem(of: manifest, retention: retention, now: now) {

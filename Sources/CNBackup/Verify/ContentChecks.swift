@@ -21,7 +21,7 @@ final class ContentChecks {
     init(record: ComponentRecord, pgBinDirectory: String?) {
         self.record = record
         self.pgBinDirectory = pgBinDirectory
-        if record.role == ComponentRole.identities.rawValue { identities = [] }
+        if record.role == .identities { identities = [] }
         if let evidence = record.physical {
             let check = PhysicalTarCheck(evidence: evidence, component: record.name)
             physical = (TarReader(visitor: check), check)

@@ -20,6 +20,8 @@ public struct VerifyReport: Codable, Sendable {
     public var epoch: String?
     public var status: String?
     public var signature: String
+    /// The manifest's signature verified under a pinned signer (the decision; `signature` says why).
+    public var signatureValid: Bool = false
     public var deep: Bool
     public var components: [ComponentCheck]
     public var problems: [String]
@@ -67,6 +69,7 @@ public struct Verifier: Sendable {
         let deep = identities != nil
         var report = VerifyReport(setId: entry.setId, node: entry.manifest?.node.name, epoch: entry.manifest?.epoch.description,
                                   status: entry.manifest?.status.rawValue, signature: entry.signature.description,
+                                  signatureValid: entry.signature.isValid,
                                   deep: deep, components: [], problems: entry.problems, openableBy: [], ok: false)
         guard entry.isTrusted, let manifest = entry.manifest else {
             if !entry.signature.isValid { report.problems.insert("signature \(entry.signature)", at: 0) }
