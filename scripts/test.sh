@@ -44,3 +44,5 @@ echo "== scripts/e2e-pg18.sh (ran alongside e2e-faults)"; cat "$PG18_LOG"; rm -f
 if [ $faults_rc != 0 ] || [ $pg18_rc != 0 ]; then
   echo "test: end-to-end failure: e2e-faults exit $faults_rc, e2e-pg18 exit $pg18_rc"; exit 1
 fi
+# Parallel logical dump (issue 14) on PostgreSQL 15 and 18: one snapshot, a killed worker, a DROP mid-dump.
+scripts/e2e-parallel.sh "$RELEASE_BIN"

@@ -189,7 +189,7 @@ struct RestoreCommand: ParsableCommand {
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var signerOptions: SignerOptions
     @Argument(help: "The set id.") var set: String
-    @Option(help: "The component name (as in the manifest).") var component: String?
+    @Option(help: "The component name (as in the manifest); with --to-database, a parallel dump's name (<capture>-<db>) or any of its parts restores the whole dump.") var component: String?
     @Option(help: "Where to write: a path, or - for standard output.") var to: String?
     @Option(help: "Restore a pg_dump component into this NEW database (created; dropped again on failure).") var toDatabase: String?
     @Option(help: "Restore a physical component (pg_basebackup) as a data directory into this new or empty folder, checked by pg_verifybackup.")
@@ -198,7 +198,7 @@ struct RestoreCommand: ParsableCommand {
     @Option(help: "Postgres port for --to-database.") var pgPort = 5432
     @Option(help: "Postgres user for --to-database.") var pgUser = "postgres"
     @Option(help: "A file holding that user's password.") var pgPasswordFile: String?
-    @Option(help: "Parallel pg_restore jobs.") var jobs = 1
+    @Option(help: "Parallel pg_restore jobs (a parallel dump: its data parts this many at once, then post-data with pg_restore -j).") var jobs = 1
     @Flag(help: "pg_restore --no-owner: objects belong to --pg-user (when the dump's roles are not there).") var noOwner = false
     @Flag(help: "pg_restore --no-privileges: no GRANTs (with --no-owner, as Splice's Postgres migration guide restores).") var noPrivileges = false
     @Option(help: "Write the identities dump as the Kubernetes Secret NAME (key content) that participantIdentitiesDumpImport reads, to --to.")

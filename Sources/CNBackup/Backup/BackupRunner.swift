@@ -83,7 +83,8 @@ public struct BackupRunner: Sendable {
                 barrier?.wait()
                 scheduler.acquire()
                 // An apps capture may be retried (`appsRetry`): the barrier has not been passed while it runs.
-                let policy = job.role == .apps ? BackupRunner.appsRetry : RetryPolicy(maxAttempts: 1, baseDelay: 0, maxDelay: 0)
+                // A part of a parallel dump is not retried: a worker that dies fails its database's dump.
+                let policy = job.role == .apps && job.part == nil ? BackupRunner.appsRetry : RetryPolicy(maxAttempts: 1, baseDelay: 0, maxDelay: 0)
                 let outcome = Result<ComponentRecord, Error> {
                     try policy.run { attempt, _ in
                         if attempt > 1 { log.warning("retrying apps capture before the barrier", metadata: ["component": "\(job.name)"]) }
@@ -95,6 +96,10 @@ public struct BackupRunner: Sendable {
                     }
                 }.mapError { ($0 as? CNBackupError) ?? CNBackupError(.capture, "\($0)") }
                 scheduler.release()
+                if let part = job.part {
+                    // The last part of a parallel dump releases its snapshot; a failed one stops the parts not yet started.
+                    if case .failure = outcome { context.parallelDumps.finished(part, ok: false) } else { context.parallelDumps.finished(part, ok: true) }
+                }
                 results.add(job, outcome)
                 if job.role == .apps { appsDone.leave() }
                 everything.leave()
@@ -150,6 +155,7 @@ public struct BackupRunner: Sendable {
                                                 role: capture.role.rawValue, captureStart: Timestamp.format(start))
             let objectName = layout.objectName(component: capture.name)
             let (opened, evidence, physical) = try capture.open(context: context, logger: logger)
+            let snapshot = capture.part == nil ? nil : context.parallelDumps.snapshot(of: capture.part!)
             // A dump's rows are counted as it streams past (cheap: a newline scan), for `drill`.
             let counting = capture.countsRows ? RowCountingStream(opened) : nil
             let source: ByteStream = counting ?? opened
@@ -181,7 +187,9 @@ public struct BackupRunner: Sendable {
                 codec: compressed.codec, keyIds: sealed.header.keyIDs, segmentSize: sealed.header.segmentSize,
                 started: Timestamp.format(started), ended: Timestamp.format(Date()),
                 startOrder: startOrder, endOrder: endOrder, readBack: ReadBackRecord(rawValue: verified.mode.rawValue) ?? .full, postgres: evidence,
-                epoch: capture.epoch, physical: physicalEvidence, rowCounts: counting?.counter.finish())
+                epoch: capture.epoch, physical: physicalEvidence, rowCounts: counting?.counter.finish(),
+                part: capture.part.map { DumpPart(group: $0.group, database: $0.database, index: $0.index, count: $0.count,
+                                                  section: $0.section.rawValue, snapshot: snapshot ?? "") })
             if let counting, counting.counter.gaveUp != nil {
                 logger.info("no row counts recorded", metadata: ["component": "\(capture.name)", "reason": "\(counting.counter.gaveUp!)"])
             }
@@ -267,12 +275,23 @@ final class ResultCollector: @unchecked Sendable {
     func ordered(by captures: [ComponentJob]) -> ([ComponentRecord], [ComponentFailure]) {
         lock.lock(); defer { lock.unlock() }
         var records: [ComponentRecord] = [], failures: [ComponentFailure] = []
+        var failedGroups: [(group: String, role: String, parts: [String])] = []
         for capture in captures {
+            var failed = true
             switch results[capture.name] {
-            case .success(let record): records.append(record)
+            case .success(let record): records.append(record); failed = false
             case .failure(let error): failures.append(ComponentFailure(component: capture.name, role: capture.role.rawValue, reason: error.message))
             case nil: failures.append(ComponentFailure(component: capture.name, role: capture.role.rawValue, reason: "never ran"))
             }
+            if failed, let part = capture.part {
+                if let i = failedGroups.firstIndex(where: { $0.group == part.group }) { failedGroups[i].parts.append(capture.name) }
+                else { failedGroups.append((part.group, capture.role.rawValue, [capture.name])) }
+            }
+        }
+        // A parallel dump is one logical dump: one failed part fails the whole database's dump.
+        for group in failedGroups {
+            failures.append(ComponentFailure(component: group.group, role: group.role,
+                                             reason: "the parallel dump is incomplete: \(group.parts.joined(separator: ", ")) failed; its other parts cannot be restored alone"))
         }
         return (records, failures)
     }

@@ -15,6 +15,8 @@ final class CaptureContext: @unchecked Sendable {
     let chains: IncrementalChains?
     /// The set's epoch (a capture may have its own, `ComponentJob.epoch`).
     let epoch: Epoch?
+    /// The snapshots of parallel dumps (`postgres: { jobs: N }`), one per database, shared by its parts.
+    let parallelDumps = ParallelDumpSessions()
 
     init(cancellation: Cancellation, chains: IncrementalChains? = nil, epoch: Epoch? = nil) {
         self.cancellation = cancellation; self.chains = chains; self.epoch = epoch
@@ -37,10 +39,16 @@ struct ComponentJob: Sendable {
     let isGlobals: Bool
     /// The capture's own epoch, when it is not the set's (see `CaptureDefinition.epoch`).
     let epoch: Epoch?
+    /// For a parallel dump (`jobs: N`, N > 1): which part of its database's dump this is.
+    var part: ParallelDump.PartSpec? = nil
 
     var summary: String {
         if case .postgres(let pg) = source {
             if pg.method == .physical { return "pg_basebackup \(pg.user)@\(pg.host):\(pg.port)" }
+            if let part {
+                let which = part.section == .data ? "data part \(part.index) of \(part.dataParts)" : part.section.rawValue
+                return "pg_dump --section=\(part.section.rawValue) (\(which), one snapshot) \(pg.user)@\(pg.host):\(pg.port)/\(database ?? "")"
+            }
             return isGlobals ? "pg_dumpall --globals-only \(pg.user)@\(pg.host):\(pg.port)" : "pg_dump \(pg.user)@\(pg.host):\(pg.port)/\(database ?? "")"
         }
         return source.summary
@@ -82,6 +90,11 @@ struct ComponentJob: Sendable {
             let encoder = JSONEncoder(); encoder.outputFormatting = [.sortedKeys]
             return (MemoryStream(Array(try encoder.encode(reference))), nil)
         case .postgres(let pg):
+            if let part {
+                // One part of a parallel dump: the group's snapshot is opened by its first part.
+                let session = try context.parallelDumps.session(for: part, pg: pg, role: role, context: context)
+                return (KeepAlive(try session.open(part, cancellation: context.cancellation), session), session.evidence)
+            }
             let passFile = try pg.makePassFile()
             let env = pg.childEnvironment(passFile: passFile)
             if isGlobals {
@@ -129,7 +142,18 @@ extension CaptureDefinition {
         guard case .postgres(let pg) = source, pg.method == .dump else {
             return [ComponentJob(name: name, role: role, source: source, database: nil, isGlobals: false, epoch: epoch)]
         }
-        var jobs = pg.databases.map { ComponentJob(name: "\(name)-\($0)", role: role, source: source, database: $0, isGlobals: false, epoch: epoch) }
+        var jobs: [ComponentJob] = []
+        for database in pg.databases {
+            let group = "\(name)-\(database)"
+            guard pg.jobs > 1 else {
+                jobs.append(ComponentJob(name: group, role: role, source: source, database: database, isGlobals: false, epoch: epoch))
+                continue
+            }
+            for part in ParallelDump.PartSpec.all(group: group, database: database, dataParts: pg.jobs) {
+                jobs.append(ComponentJob(name: part.componentName, role: role, source: source, database: database, isGlobals: false,
+                                         epoch: epoch, part: part))
+            }
+        }
         if pg.globals { jobs.append(ComponentJob(name: "\(name)-globals", role: role, source: source, database: nil, isGlobals: true, epoch: epoch)) }
         return jobs
     }

@@ -23,6 +23,9 @@ public struct PostgresSourceDefinition: Sendable, Equatable {
     /// With `method: physical`: take incrementals against the previous backup (PostgreSQL 17+ with
     /// `summarize_wal = on`); nil takes a full backup every run.
     public var incremental: IncrementalPolicy? = nil
+    /// With `method: dump`: pg_dump workers per database sharing one exported snapshot (1: one
+    /// plain pg_dump per database). See `ParallelDump`.
+    public var jobs: Int = 1
 
     public var summary: String {
         method == .physical ? "postgres: pg_basebackup \(user)@\(host):\(port)" : "postgres: \(user)@\(host):\(port)/\(databases.joined(separator: ","))"

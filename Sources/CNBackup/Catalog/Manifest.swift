@@ -127,6 +127,27 @@ public struct ComponentRecord: Codable, Sendable, Equatable {
     /// (`schema.table` -> COPY data lines), which `cnbackup drill` compares with the restore.
     /// Absent when the archive could not be read (another format, compressed, a command's dump).
     public var rowCounts: [String: Int64]? = nil
+    /// For one part of a parallel logical dump (`postgres: { jobs: N }`): which part of which
+    /// database's dump. Readers group the parts by `group`; the dump is whole only with all `count`.
+    public var part: DumpPart? = nil
+}
+
+/// One archive of a parallel logical dump: the pre-data section (index 0), a data part (1...count-2,
+/// a share of the tables), or the post-data section (count-1), all taken with one exported snapshot.
+public struct DumpPart: Codable, Sendable, Equatable {
+    /// The dump's name, `<capture>-<database>` (what `restore --component` takes).
+    public var group: String
+    public var database: String
+    public var index: Int
+    public var count: Int
+    /// `pre-data`, `data` or `post-data` (pg_dump --section).
+    public var section: String
+    /// The snapshot the parts shared (`pg_export_snapshot()`).
+    public var snapshot: String
+
+    public init(group: String, database: String, index: Int, count: Int, section: String, snapshot: String) {
+        self.group = group; self.database = database; self.index = index; self.count = count; self.section = section; self.snapshot = snapshot
+    }
 }
 
 /// What the manifest records about a physical base backup (`pg_basebackup -Ft -X fetch`).

@@ -399,9 +399,14 @@ public struct PipelineDefinition: Sendable {
             let databases = try pg.strings("databases")
             let globals = try pg.bool("globals")
             let lockWaitTimeout = try pg.string("lockWaitTimeout")
+            let jobs = try pg.int("jobs")
+            if let jobs, !(1...64).contains(jobs) {
+                throw YAMLMap.error(file, pg.value("jobs") ?? pg.node, pg.path + ".jobs", "jobs must be 1 to 64 (pg_dump workers per database sharing one snapshot)")
+            }
             if method == .physical {
                 // A base backup is the whole instance, roles included: a database list or globals would promise a choice it cannot make.
-                for (key, given) in [("databases", databases != nil), ("globals", globals != nil), ("lockWaitTimeout", lockWaitTimeout != nil)] where given {
+                for (key, given) in [("databases", databases != nil), ("globals", globals != nil), ("lockWaitTimeout", lockWaitTimeout != nil),
+                                     ("jobs", jobs != nil)] where given {
                     throw YAMLMap.error(file, pg.value(key) ?? pg.node, pg.path + "." + key,
                                         "\(key) does not go with method: physical, which backs up the whole instance (every database and role)")
                 }
@@ -414,6 +419,7 @@ public struct PipelineDefinition: Sendable {
                 lockWaitTimeout: lockWaitTimeout ?? "60s", sslMode: try pg.string("sslmode"),
                 binDirectory: try pg.string("binDirectory"), environment: try pg.stringMap("env") ?? [:])
             source.method = method
+            source.jobs = jobs ?? 1
             if var incremental = try pg.map("incremental") {
                 guard method == .physical else {
                     throw YAMLMap.error(file, incremental.node, incremental.path, "incremental goes with method: physical (pg_basebackup --incremental)")

@@ -54,7 +54,19 @@ public struct Driller: Sendable {
             return Self.roleOrder.contains(record.role) && record.source.hasPrefix("command:")
         }
         func rank(_ record: ComponentRecord) -> Int { roleOrder.firstIndex { $0 == record.role } ?? roleOrder.count }
-        return candidates.enumerated().sorted { (rank($0.element), $0.offset) < (rank($1.element), $1.offset) }.map(\.element)
+        // A parallel dump's parts are restored as one database: one entry named after the group,
+        // its rows those of every data part.
+        var grouped: [ComponentRecord] = [], seen = Set<String>()
+        for record in candidates {
+            guard let part = record.part else { grouped.append(record); continue }
+            guard seen.insert(part.group).inserted else { continue }
+            var whole = record
+            whole.name = part.group
+            let counts = candidates.filter { $0.part?.group == part.group }.compactMap(\.rowCounts)
+            whole.rowCounts = counts.count == part.count ? counts.reduce(into: [:]) { $0.merge($1) { a, b in a + b } } : nil
+            grouped.append(whole)
+        }
+        return grouped.enumerated().sorted { (rank($0.element), $0.offset) < (rank($1.element), $1.offset) }.map(\.element)
     }
 
     /// The instance a dump came from (`user@host:port`), from its source text; the component itself otherwise.

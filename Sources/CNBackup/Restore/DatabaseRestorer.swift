@@ -31,8 +31,31 @@ public struct DatabaseRestorer: Sendable {
     public let restorer: Restorer
     public init(restorer: Restorer) { self.restorer = restorer }
 
+    /// The parts of the parallel dump that `component` names (its group's name, or any part's
+    /// name), index order; nil when it is no part of one. Throws when the group is incomplete.
+    public static func parts(of component: String, in manifest: Manifest) throws -> [ComponentRecord]? {
+        let group = manifest.components.first(where: { $0.name == component })?.part?.group ?? component
+        let parts = manifest.components.filter { $0.part?.group == group }.sorted { $0.part!.index < $1.part!.index }
+        guard let first = parts.first?.part else {
+            if manifest.failures.contains(where: { $0.component == group }) {
+                throw CNBackupError(.notFound, "the parallel dump \(group) of set \(manifest.setId) failed: none of its parts can be restored")
+            }
+            return nil
+        }
+        let complete = parts.count == first.count && parts.enumerated().allSatisfy { $0.offset == $0.element.part!.index }
+            && parts.allSatisfy { $0.part!.count == first.count && $0.part!.snapshot == first.snapshot && $0.part!.database == first.database }
+        guard complete, !manifest.failures.contains(where: { $0.component == group }) else {
+            throw CNBackupError(.integrity,
+                "the parallel dump \(group) of set \(manifest.setId) is incomplete (\(parts.count) of \(first.count) parts stored): it cannot be restored; pick a set where it is whole")
+        }
+        return parts
+    }
+
     public func restore(setId: String, component: String, node: String?, identities: [Identity], into target: Target) throws {
         let entry = try restorer.catalog.entry(setId: setId, node: node)
+        if let manifest = entry.manifest, entry.isTrusted, let parts = try Self.parts(of: component, in: manifest) {
+            return try restoreParts(parts, setId: setId, node: node, identities: identities, into: target)
+        }
         let folder = try entry.manifest?.components.first(where: { $0.name == component })
             .flatMap { try PostgresClients.restoreFolder(for: $0, binDirectory: target.binDirectory) } ?? target.binDirectory
         let pg = PostgresSourceDefinition(host: target.host, port: target.port, user: target.user, passwordFile: target.passwordFile,
@@ -73,5 +96,81 @@ public struct DatabaseRestorer: Sendable {
             try? run([pg.tool("dropdb"), "-w", "--if-exists", target.database])
             throw CNBackupError(.capture, "pg_restore into \(target.database) failed; the database was dropped again", cause: "\(error)")
         }
+    }
+
+    /// A parallel dump: every part to a private temporary file, then pre-data, the data parts
+    /// (`jobs` pg_restore at a time), and post-data with `pg_restore -j jobs`.
+    func restoreParts(_ parts: [ComponentRecord], setId: String, node: String?, identities: [Identity], into target: Target) throws {
+        let folder = try parts.compactMap { try PostgresClients.restoreFolder(for: $0, binDirectory: target.binDirectory) }.first ?? target.binDirectory
+        let pg = PostgresSourceDefinition(host: target.host, port: target.port, user: target.user, passwordFile: target.passwordFile,
+                                          databases: [target.database], globals: false, lockWaitTimeout: "60s", sslMode: nil,
+                                          binDirectory: folder, environment: [:])
+        let passFile = try pg.makePassFile()
+        let env = pg.childEnvironment(passFile: passFile)
+        let template = NSTemporaryDirectory() + "cnbackup-restore-XXXXXX"
+        var buffer = Array(template.utf8CString)
+        guard let made = mkdtemp(&buffer) else { throw CNBackupError(.io, "cannot create a private temporary folder") }
+        let directory = String(cString: made)
+        let files = ["globals.sql"] + parts.map { "part-\($0.part!.index)" }
+        for file in files { LastResort.register(file: directory + "/" + file, inPrivateFolder: true) }
+        defer {
+            try? FileManager.default.removeItem(atPath: directory)
+            for file in files { LastResort.unregister(file: directory + "/" + file) }
+        }
+        func run(_ arguments: [String]) throws {
+            _ = try ChildProcessStream(arguments: arguments, environment: env).readAll(limit: 16 << 20)
+        }
+        if let globals = target.globalsComponent {
+            try restorer.restore(setId: setId, component: globals, node: node, identities: identities,
+                                 to: .file(path: directory + "/globals.sql", overwrite: false))
+            try run([pg.tool("psql"), "-X", "-w", "-q", "-d", "postgres", "-f", directory + "/globals.sql"])
+        }
+        for part in parts {
+            try restorer.restore(setId: setId, component: part.name, node: node, identities: identities,
+                                 to: .file(path: directory + "/part-\(part.part!.index)", overwrite: false))
+        }
+        var base = [pg.tool("pg_restore"), "-w", "--exit-on-error", "-d", target.database]
+        if target.noOwner { base.append("--no-owner") }
+        if target.noPrivileges { base.append("--no-privileges") }
+        let pre = parts.first { $0.part!.section == "pre-data" }, post = parts.first { $0.part!.section == "post-data" }
+        let data = parts.filter { $0.part!.section == "data" }
+        guard let pre, let post else { throw CNBackupError(.integrity, "the parallel dump has no pre-data or post-data part") }
+        try run([pg.tool("createdb"), "-w", target.database])
+        do {
+            try run(base + [directory + "/part-\(pre.part!.index)"])
+            try Self.runAtMost(max(1, target.jobs), data.map { part in { try run(base + [directory + "/part-\(part.part!.index)"]) } })
+            try run(base + (target.jobs > 1 ? ["-j", "\(target.jobs)"] : []) + [directory + "/part-\(post.part!.index)"])
+        } catch {
+            try? run([pg.tool("dropdb"), "-w", "--if-exists", target.database])
+            throw CNBackupError(.capture, "pg_restore into \(target.database) failed; the database was dropped again", cause: "\(error)")
+        }
+    }
+
+    /// Runs the tasks, at most `limit` at once; throws the first failure once all have ended.
+    static func runAtMost(_ limit: Int, _ tasks: [() throws -> Void]) throws {
+        final class State: @unchecked Sendable {
+            // @unchecked: touched only under `lock`.
+            let lock = NSLock(); var next = 0; var error: Error?
+        }
+        let state = State(), group = DispatchGroup()
+        let work = UncheckedBox(tasks)
+        for _ in 0..<min(limit, tasks.count) {
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                while true {
+                    state.lock.lock()
+                    let index = state.next; state.next += 1
+                    let stop = state.error != nil
+                    state.lock.unlock()
+                    guard index < work.value.count, !stop else { return }
+                    do { try work.value[index]() } catch {
+                        state.lock.lock(); if state.error == nil { state.error = error }; state.lock.unlock()
+                    }
+                }
+            }
+        }
+        group.wait()
+        if let error = state.error { throw error }
     }
 }

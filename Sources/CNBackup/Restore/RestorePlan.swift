@@ -54,7 +54,17 @@ public enum RestorePlan {
                 }
                 steps.append("Restore \(role.rawValue) instance (physical base backup of PostgreSQL \(evidence.serverVersion), system \(evidence.systemIdentifier), consistent at LSN \(evidence.stopLSN) on timeline \(evidence.timeline)); needs \(bytes) bytes (\(String(format: "%.1f", Double(bytes) / 1_073_741_824)) GiB) of free disk for the data directory: cnbackup restore --store \(store) --signer PUB \(manifest.setId) --component \(record.name) --identity KEY --to-directory DIR; chown -R postgres DIR; start a PostgreSQL \(PostgresClients.majorVersion(in: evidence.serverVersion).map(String.init) ?? evidence.serverVersion) server on DIR (pg_ctl -D DIR start)")
             }
-            for record in named(role) where !record.name.hasSuffix("-globals") && record.physical == nil {
+            var groups: [String] = []
+            for record in named(role) where record.part != nil && !groups.contains(record.part!.group) { groups.append(record.part!.group) }
+            for group in groups {
+                let parts = components.filter { $0.part?.group == group }
+                let first = parts[0].part!
+                let failed = manifest.failures.contains { $0.component == group } || parts.count != first.count
+                steps.append(failed
+                    ? "WARNING: the parallel dump \(group) of database \(first.database) is incomplete (\(parts.count) of \(first.count) parts stored): it cannot be restored from this set"
+                    : "Restore \(role.rawValue) database (a parallel dump in \(first.count) parts sharing snapshot \(first.snapshot): pre-data, \(first.count - 2) data parts, post-data): cnbackup restore --store \(store) --signer PUB \(manifest.setId) --component \(group) --identity KEY --to-database \(first.database) --pg-host HOST --pg-user USER --pg-password-file FILE --jobs \(max(4, first.count - 2))")
+            }
+            for record in named(role) where !record.name.hasSuffix("-globals") && record.physical == nil && record.part == nil {
                 let database = record.source.split(separator: "/").last.map(String.init) ?? record.name
                 steps.append("Restore \(role.rawValue) database: cnbackup restore --store \(store) --signer PUB \(manifest.setId) --component \(record.name) --identity KEY --to-database \(database) --pg-host HOST --pg-user USER --pg-password-file FILE --jobs 4")
             }
