@@ -1,6 +1,16 @@
 # cnbackup container image. Docker is not available on the machine this was written on, so this
 # file has not been built there; build it with: docker build -t cnbackup:dev .
 # (.dockerignore keeps .build/ out of the context: a host build would not run in the image.)
+#
+# Base images: referenced by tag only, because their current digests could not be looked up where
+# this was written (no registry access, and no published digest could be confirmed). Before a
+# release, pin both by digest, so a rebuild cannot silently change the toolchain or the runtime:
+#   docker buildx imagetools inspect swift:6.1-bookworm
+#   docker buildx imagetools inspect debian:bookworm-slim
+# take the top-level "Digest:" line of each (the multi-platform index digest, not a per-platform
+# manifest's) and write  FROM swift:6.1-bookworm@sha256:<digest> AS build  and
+# FROM debian:bookworm-slim@sha256:<digest>. Keep the tag beside the digest: it documents intent,
+# and Docker uses the digest alone when both are given. Renovate/Dependabot can keep them current.
 
 # --- build ------------------------------------------------------------------------------------
 FROM swift:6.1-bookworm AS build
@@ -27,6 +37,8 @@ FROM debian:bookworm-slim
 # (PGDG). Each capture asks its server for its version and runs the oldest client at least as new
 # (under /usr/lib/postgresql/*/bin); a pipeline's `binDirectory` pins one instead.
 # curl: the CometBFT VolumeSnapshot script; jq: the off-cluster nightly script.
+# tini: PID 1 (below), so SIGTERM from `docker stop` or the kubelet reaches cnbackup (which then
+# commits what completed within --grace-period) and orphaned grandchildren of captures are reaped.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && install -d /usr/share/postgresql-common/pgdg \
@@ -35,7 +47,7 @@ RUN apt-get update \
       > /etc/apt/sources.list.d/pgdg.list \
  && apt-get update \
  && apt-get install -y --no-install-recommends \
-      libcurl4 libssl3 libzstd1 zstd tar jq \
+      libcurl4 libssl3 libzstd1 zstd tar jq tini \
       postgresql-client-15 postgresql-client-16 postgresql-client-17 postgresql-client-18 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 cnbackup \
@@ -43,5 +55,8 @@ RUN apt-get update \
 COPY --from=build /out/cnbackup /usr/local/bin/cnbackup
 # Numeric so Kubernetes' runAsNonRoot can check it without resolving names.
 USER 10001:10001
-ENTRYPOINT ["cnbackup"]
+# tini as PID 1: the kernel gives PID 1 no default signal actions and nobody else reaps orphans.
+# tini forwards SIGTERM/SIGINT to cnbackup and reaps zombies. In Kubernetes, set only `args:` to keep
+# this entrypoint; a `command:` replaces it (examples/kubernetes/README.md says what the examples do).
+ENTRYPOINT ["/usr/bin/tini", "--", "cnbackup"]
 CMD ["--help"]

@@ -7,6 +7,8 @@
 #   - a drill of each passes with throwaway instances (counts compared with the capture's), and
 #     `list --json` / `verify` / `check-freshness --max-drill-age` see the receipt;
 #   - a set whose dump needs a role that its globals lack fails the drill with the reason;
+#   - a set whose signed counts disagree with the restored rows (one count changed in its manifest,
+#     re-signed with the node's signing key) fails the drill, naming the table;
 #   - a receipt signed by another drill key is ignored;
 #   - a drill with --pg-host into the source server leaves no database behind.
 # Usage: scripts/e2e-drill.sh [PATH/TO/cnbackup]. Needs root (or sudo) to run PostgreSQL as `postgres`.
@@ -98,6 +100,67 @@ rc=0; cnb drill "${DR[@]}" --node ghost1 >"$W/logs/drill-ghost.out" 2>"$W/logs/d
 [ $rc = 2 ] || { cat "$W/logs/drill-ghost.out"; fail "the drill of a set needing a missing role exited $rc, not 2"; }
 grep -q "FAILED" "$W/logs/drill-ghost.out" && grep -q "pg_restore" "$W/logs/drill-ghost.out" || { cat "$W/logs/drill-ghost.out"; fail "the failed drill does not give the reason"; }
 
+step "a set whose signed counts disagree with the restored rows fails the drill"
+# A set of its own node (so the other steps' newest sets stay as they are), made by a real run: its
+# objects are sealed to this set id, so the set is edited where it lies rather than copied.
+pipeline drift1 "$(capture apps apps val_apps true)"
+SET_DIR=$(ls -d "$W"/store/drift1/migration-1/serial-0/*/); SET_DIR=${SET_DIR%/}; SET_ID=$(basename "$SET_DIR")
+# One count + 1 (every other manifest byte kept), then re-signed as the run signs: Ed25519 over the
+# exact bytes with the signing key (docs/FORMAT.md "Keys", "Manifest and signature").
+python3 - "$SET_DIR" "$W/secrets/signing.key" "$SIGNER" apps-val_apps public.t1 <<'PY' >"$W/drift-count" || fail "could not change and re-sign the drift1 manifest"
+import base64, hashlib, json, sys
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+set_dir, key_file, signer, component, table = sys.argv[1:6]
+text = open(set_dir + "/manifest.json", "rb").read().decode()
+want = json.loads(text)
+rows = next(c for c in want["components"] if c["name"] == component)["rowCounts"][table]
+next(c for c in want["components"] if c["name"] == component)["rowCounts"][table] = rows + 1
+old = '"%s" : %d' % (table, rows)
+assert text.count(old) == 1, "%s is not once in the manifest" % old
+text = text.replace(old, '"%s" : %d' % (table, rows + 1))
+assert json.loads(text) == want, "the edit changed more than one count"
+data = text.encode()
+line = next(l.strip() for l in open(key_file) if l.strip() and not l.startswith("#"))
+prefix = "CNB1-ED25519-SECRET-"
+assert line.startswith(prefix), "not a signing key"
+body = line[len(prefix):]
+raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+assert len(raw) == 36 and hashlib.sha256(prefix.encode() + raw[:32]).digest()[:4] == raw[32:], "the signing key's checksum is wrong"
+key = Ed25519PrivateKey.from_private_bytes(raw[:32])
+pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+pp = "cnb1-ed25519-pub-"
+mine = pp + base64.urlsafe_b64encode(pub + hashlib.sha256(pp.encode() + pub).digest()[:4]).decode().rstrip("=")
+assert mine == signer, "the signing key is %s, not %s" % (mine, signer)
+open(set_dir + "/manifest.json", "wb").write(data)
+open(set_dir + "/manifest.json.sig", "w").write(
+    "cnbackup-signature-v1\nsigner: %s\nsignature: %s\n" % (signer, base64.b64encode(key.sign(data)).decode()))
+print(rows + 1)
+PY
+STORED=$(cat "$W/drift-count")
+cnb list --store "$STORE" --signer "$SIGNER" --node drift1 --json >"$W/list-drift.json"
+python3 -c '
+import json, sys
+s = [s for s in json.load(open(sys.argv[1]))["sets"] if s["id"] == sys.argv[2]]
+assert len(s) == 1 and s[0]["trusted"] and s[0]["signature"] == "valid" and s[0]["status"] == "complete", s' "$W/list-drift.json" "$SET_ID" \
+  || fail "the re-signed drift1 set is not listed as trusted and complete"
+rc=0; cnb drill "${DR[@]}" --node drift1 "$SET_ID" >"$W/logs/drill-drift.out" 2>"$W/logs/drill-drift.log" || rc=$?
+[ $rc = 2 ] || { cat "$W/logs/drill-drift.out"; fail "the drill of a set whose counts disagree exited $rc, not 2"; }
+grep -q "FAILED" "$W/logs/drill-drift.out" && grep -q "mismatch: public.t1: $STORED expected, $((STORED - 1)) restored" "$W/logs/drill-drift.out" \
+  || { cat "$W/logs/drill-drift.out"; fail "the failed drill does not name public.t1 with its counts"; }
+RECEIPTS=("$SET_DIR"/drill-*.json)
+[ ${#RECEIPTS[@]} = 1 ] && [ -f "${RECEIPTS[0]}" ] && [ -f "${RECEIPTS[0]}.sig" ] || fail "no single signed receipt next to the drift1 set"
+python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+c = {c["name"]: c for c in r["components"]}["apps-val_apps"]
+assert r["status"] == "failed" and c["status"] == "failed" and c["comparedWith"] == "capture", r
+assert [m for m in c["mismatches"] if m.startswith("public.t1:")] and len(c["mismatches"]) == 1, c' "${RECEIPTS[0]}" \
+  || fail "the receipt does not record the public.t1 mismatch"
+cnb list --store "$STORE" --signer "$SIGNER" --drill-signer "$DRILL" --node drift1 --json >"$W/list-drift.json"
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["sets"][0]; assert s["drill"]["status"]=="failed", s' "$W/list-drift.json" \
+  || fail "list --json does not show the failed drill of drift1"
+
 step "--pg-host leaves the scratch server as it was"
 before=$(psql_su -d postgres -At -c "select string_agg(datname, ',' order by datname) from pg_database")
 cnb drill "${DR[@]}" --node val1 --pg-host 127.0.0.1 --pg-port "$PORT" --pg-user cnadmin --pg-password-file "$W/secrets/source.pw" \
@@ -108,4 +171,4 @@ leftover=$(find "$W/tmp" -maxdepth 1 -name 'cnbackup-drill-*' | wc -l)
 [ "$leftover" = 0 ] || fail "throwaway folders left behind in TMPDIR"
 pgrep -f "$W/tmp/cnbackup-drill" >/dev/null && fail "a throwaway PostgreSQL is still running"
 
-echo "ok: drills of an SV-like and a validator-like set pass, receipts are read back, a missing role fails the drill, a forged receipt is ignored, --pg-host leaves the server as it was ($(( $(date +%s) - START ))s)"
+echo "ok: drills of an SV-like and a validator-like set pass, receipts are read back, a missing role and a changed signed count fail the drill, a forged receipt is ignored, --pg-host leaves the server as it was ($(( $(date +%s) - START ))s)"

@@ -17,8 +17,9 @@ PRIMARY=${PRIMARY:-"s3://canton-backups/mainnet?endpoint=https://s3.eu-central-1
 DR=${DR:-"s3://canton-backups-dr/mainnet?endpoint=https://s3.eu-west-1.amazonaws.com&region=eu-west-1"}
 SIGNER=${SIGNER:?set SIGNER to the pinned cnb1-ed25519-pub-... key}
 IDENTITY=${IDENTITY:-/secrets/ops.key}
-METRICS=${METRICS:-/metrics/cnbackup.prom}
-PUSHGATEWAY=${PUSHGATEWAY:-}          # e.g. https://pushgateway.monitoring:9091; empty: textfile only
+METRICS=${METRICS:-/metrics/cnbackup.prom}   # used only without PUSHGATEWAY
+PUSHGATEWAY=${PUSHGATEWAY:-}          # e.g. https://pushgateway.monitoring:9091; empty: the METRICS file
+PUSHGATEWAY_CA=${PUSHGATEWAY_CA:-/etc/ssl/certs/ca-certificates.crt}   # CA bundle for its TLS certificate
 SAMPLE=${SAMPLE:-10}                   # percent of the history shallow-verified each night
 
 failed=""
@@ -57,9 +58,11 @@ step cleanup "$CNBACKUP" cleanup --store "$PRIMARY" --older-than 24h --apply
 
 # 5. Freshness last, so the metric reflects tonight's state; alert on cnbackup metrics going stale.
 #    With --retention-period, a gap in the history longer than pruning allows fails it too.
+#    In a cluster the metrics go to the Pushgateway (job cnbackup_freshness, grouped by node); on an
+#    ops host without one, to the METRICS file for node_exporter's textfile collector.
 if [ -n "$PUSHGATEWAY" ]; then
   step check-freshness "$CNBACKUP" check-freshness --store "$PRIMARY" --signer "$SIGNER" --node "$NODE" --max-age 4h \
-    --retention-period "$RETENTION" --metrics-file "$METRICS" --pushgateway "$PUSHGATEWAY"
+    --retention-period "$RETENTION" --pushgateway "$PUSHGATEWAY" --pushgateway-ca-file "$PUSHGATEWAY_CA"
 else
   step check-freshness "$CNBACKUP" check-freshness --store "$PRIMARY" --signer "$SIGNER" --node "$NODE" --max-age 4h \
     --retention-period "$RETENTION" --metrics-file "$METRICS"
