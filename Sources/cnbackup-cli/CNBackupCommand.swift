@@ -35,7 +35,7 @@ func reporting(_ body: () throws -> Void) throws {
             if let cause = error.cause, !cause.isEmpty { fields["cause"] = cause }
             writeJSONLine(fields)
         } else {
-            FileHandle.standardError.write(Data("cnbackup: error: \(error)\n".utf8))
+            FileHandle.standardError.write(Data(Redaction.redact("cnbackup: error: \(error)\n").utf8))
         }
         throw ExitCode(Exit.failure)
     }
@@ -49,9 +49,9 @@ func logsAreJSON(_ format: String? = nil) -> Bool {
 func writeJSONLine(_ fields: [String: String]) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    guard var data = try? encoder.encode(fields) else { return }
-    data.append(0x0A)
-    FileHandle.standardError.write(data)
+    // Every line that leaves: a child's standard error or a server's answer may repeat a secret.
+    guard let data = try? encoder.encode(fields.mapValues(Redaction.redact)) else { return }
+    FileHandle.standardError.write(data + [0x0A])
 }
 
 /// A line for the operator on standard error. With JSON logs, a line starting "warning: " is a
@@ -61,7 +61,7 @@ func printError(_ text: String) {
         writeJSONLine(["ts": Timestamp.format(Date()), "level": "warning", "logger": "cnbackup", "msg": String(text.dropFirst("warning: ".count))])
         return
     }
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    FileHandle.standardError.write(Data(Redaction.redact(text + "\n").utf8))
 }
 
 /// Logs as text on a terminal, as JSON lines otherwise (or as `CNBACKUP_LOG_FORMAT` says: text | json).

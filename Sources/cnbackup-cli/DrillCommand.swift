@@ -58,7 +58,12 @@ struct DrillCommand: ParsableCommand {
     func run() throws {
         var passed = false
         var nodeName = node ?? "unknown"
-        let gateway = try? pushgateway.map { try Pushgateway(url: $0, caFile: pushgatewayCaFile) }
+        // A bad --pushgateway is an error, as for run and check-freshness: drill metrics must not vanish silently.
+        let gateway: Pushgateway?
+        do { gateway = try pushgateway.map { try Pushgateway(url: $0, caFile: pushgatewayCaFile) } } catch let error as CNBackupError {
+            printError("cnbackup: error: \(error)")
+            throw ExitCode(Exit.failure)
+        }
         func publish(_ text: String) {
             if let metricsFile { try? writeMetricsFile(text, to: metricsFile) }
             if let gateway { do { try gateway.push(text, job: "cnbackup_drill", node: nodeName) } catch { printError("cnbackup: warning: cannot push the drill metrics: \(error)") } }

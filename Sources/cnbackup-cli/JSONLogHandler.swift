@@ -26,9 +26,9 @@ public struct JSONLogHandler: LogHandler {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard var data = try? encoder.encode(fields) else { return }
-        data.append(0x0A)
-        FileHandle.standardError.write(data)
+        // Known secrets are taken out of every line that leaves (Redaction), whatever logged them.
+        guard let data = try? encoder.encode(fields) else { return }
+        FileHandle.standardError.write(Data(Redaction.redact(String(decoding: data, as: UTF8.self)).utf8) + [0x0A])
     }
 }
 

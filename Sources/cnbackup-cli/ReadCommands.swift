@@ -225,9 +225,11 @@ struct RestoreCommand: ParsableCommand {
         if plan { return }
         if component == nil { throw ValidationError("give --component NAME (see `cnbackup list`), or --plan") }
         if identities.isEmpty { throw ValidationError("give the private key file with --identity") }
-        if to == nil && toDatabase == nil && toDirectory == nil {
+        let destinations = [to, toDatabase, toDirectory].compactMap { $0 }.count
+        if destinations == 0 {
             throw ValidationError("give --to PATH (or - for standard output), --to-database NAME or --to-directory DIR")
         }
+        if destinations > 1 { throw ValidationError("give one of --to, --to-database and --to-directory, not several") }
         if participantOnly && asKubernetesSecret == nil { throw ValidationError("--participant-only goes with --as-kubernetes-secret NAME") }
         if asKubernetesSecret != nil && to == "-" { throw ValidationError("--as-kubernetes-secret writes a file: give --to PATH") }
     }

@@ -87,6 +87,10 @@ struct ProgressAwareLogHandler: LogHandler {
     func log(event: LogEvent) {
         TerminalProgress.lock.lock(); defer { TerminalProgress.lock.unlock() }
         TerminalProgress.clearLocked()
-        inner.log(event: event)
+        // Known secrets leave no log line, whatever logged them (Redaction).
+        var redacted = event
+        redacted.message = Logger.Message(stringLiteral: Redaction.redact(event.message.description))
+        redacted.metadata = event.metadata?.mapValues { .string(Redaction.redact("\($0)")) }
+        inner.log(event: redacted)
     }
 }

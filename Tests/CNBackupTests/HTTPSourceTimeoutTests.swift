@@ -108,3 +108,15 @@ import CNBackupStorage
         #expect(error?.message.contains("https") == true, "\(String(describing: error))")
     }
 }
+
+extension ScanEpochTests {
+    /// Scan down is a warning, never a reason to skip the backup.
+    @Test func aScanThatDoesNotAnswerDoesNotStopTheBackup() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            var definition = try f.pipeline("  - { name: x, role: other, command: [ \"printf\", \"x\" ] }")
+            definition.scanURL = "http://127.0.0.1:1"
+            #expect(try f.run(definition).isComplete)
+        }
+    }
+}

@@ -67,7 +67,9 @@ import CNBackupStorage
         let copyArguments = ["copy", "--from", "file://\(dir)/source", "--to", "file://\(dir)/dest", "--signer", signer]
         struct Listing: Decodable { struct Set: Decodable { var id: String; var complete: Bool }; var sets: [Set] }
         func listed(_ store: String) throws -> [Listing.Set] {
-            try JSONDecoder().decode(Listing.self, from: try cli(["list", "--store", "file://\(dir)/\(store)", "--signer", signer, "--json"]).stdout).sets
+            // A copy killed before it created the destination leaves no store: `list` says so (exit 1).
+            if !FileManager.default.fileExists(atPath: "\(dir)/\(store)") { return [] }
+            return try JSONDecoder().decode(Listing.self, from: try cli(["list", "--store", "file://\(dir)/\(store)", "--signer", signer, "--json"]).stdout).sets
         }
 
         var generator = SystemRandomNumberGenerator()

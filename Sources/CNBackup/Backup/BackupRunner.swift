@@ -52,7 +52,7 @@ public struct BackupRunner: Sendable {
 
     public func run() throws -> RunResult {
         try definition.checkDatabaseEpochs()
-        try ScanEpoch.check(definition)
+        try ScanEpoch.check(definition, logger: logger)
         let recipients = try loadRecipients()
         let signingKey = try KeyFile.loadSigningKey(path: definition.signingKeyFile)
         let start = capturedAt ?? Date()

@@ -27,7 +27,8 @@ public struct KubernetesSecretDefinition: Sendable, Equatable {
 
     /// Namespace and name are DNS labels and subdomains: checked so they cannot change the path.
     func checkNames() throws {
-        let label = #"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"#, subdomain = #"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"#
+        // \A…\z: `$` would also match before a trailing newline, which would then reach the URL path.
+        let label = #"\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\z"#, subdomain = #"\A[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\z"#
         guard namespace.range(of: label, options: .regularExpression) != nil else {
             throw CNBackupError(.invalidInput, "\"\(namespace)\" is not a Kubernetes namespace name")
         }
@@ -52,6 +53,7 @@ public struct KubernetesSecretDefinition: Sendable, Equatable {
         guard server.lowercased().hasPrefix("https://") else {
             throw CNBackupError(.invalidInput, "the Kubernetes API server \(server) must be https:// (it serves Secrets)")
         }
+        try SecureURL.require(server, what: "the Kubernetes API server")
         let token = try HTTPSourceDefinition.readSecret(tokenFile ?? Self.serviceAccountFolder + "/token", what: "service account token")
         let ca = caFile ?? Self.serviceAccountFolder + "/ca.crt"
         let url = "\(server)/api/v1/namespaces/\(namespace)/secrets/\(name)"

@@ -1,6 +1,7 @@
 import Foundation
 import CNBackupCore
 import CNBackupHTTP
+import Logging
 
 /// Scan (Splice's public read API) reports the active physical synchronizer serial at
 /// `GET /api/scan/v0/active-synchronizer-serial` (`{"serial": N}`, no authentication; Splice's own
@@ -28,10 +29,18 @@ enum ScanEpoch {
         return serial
     }
 
-    /// Refuses a pipeline whose serial is not the one Scan reports as active.
-    static func check(_ definition: PipelineDefinition) throws {
+    /// Refuses a pipeline whose serial is not the one Scan reports as active. Scan being down or
+    /// refusing is only a warning: a Scan outage must not stop every backup.
+    static func check(_ definition: PipelineDefinition, logger: Logger) throws {
         guard let scanURL = definition.scanURL else { return }
-        let active = try activeSerial(scanURL: scanURL)
+        let active: Int
+        do {
+            active = try activeSerial(scanURL: scanURL)
+        } catch let error as CNBackupError where error.code == .capture {
+            logger.warning("Scan could not be asked for the active synchronizer serial: the epoch is not checked against it this run",
+                           metadata: ["scan": "\(scanURL)", "error": "\(error.message)"])
+            return
+        }
         guard active == definition.epoch.serial else {
             throw CNBackupError(.invalidDefinition,
                 "Scan at \(scanURL) reports active physical synchronizer serial \(active), but the pipeline's epoch is \(definition.epoch): after a logical synchronizer upgrade, set epoch.serial (or --epoch / CNBACKUP_EPOCH) to \(active) and rename the sequencer and mediator databases (sequencer_\(active), mediator_\(active)); keep the old synchronizer's captures with their own epoch while it runs")

@@ -45,6 +45,11 @@ public struct Driller: Sendable {
 
     static let roleOrder: [ComponentRole] = [.apps, .participant, .sequencer, .mediator]
 
+    /// What a receipt may say of an error: the message, without the child's text in `cause`.
+    static func receiptText(_ error: Error) -> String {
+        Redaction.redact((error as? CNBackupError)?.message ?? "\(error)")
+    }
+
     /// The components a drill restores, in order.
     static func databaseComponents(_ manifest: Manifest) -> [ComponentRecord] {
         let candidates = manifest.components.filter { record in
@@ -169,7 +174,9 @@ public struct Driller: Sendable {
                 }
             } catch {
                 component.status = "failed"
-                component.reason = Redaction.redact("\(error)")
+                // The receipt sits beside the set, unencrypted: cnbackup's own message only, never a
+                // child's standard error (pg_restore prints row data in its COPY context).
+                component.reason = Self.receiptText(error)
             }
             if let database, let scratch { scratch.dropDatabase(database) }
             results.append(component)
@@ -191,7 +198,7 @@ public struct Driller: Sendable {
                     failures.append("\(record.name): the node ids differ from the previous drill's (\(before.joined(separator: ", ")))")
                 }
             } catch {
-                failures.append("\(record.name): \(error)")
+                failures.append("\(record.name): \(Self.receiptText(error))")
             }
         }
         let receipt = DrillReceipt(formatVersion: DrillReceipt.currentFormatVersion, setId: entry.setId, node: entry.layout.node,

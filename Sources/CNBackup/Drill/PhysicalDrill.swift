@@ -76,7 +76,7 @@ extension Driller {
             component.status = component.mismatches.isEmpty ? "passed" : "failed"
             if !component.mismatches.isEmpty { component.reason = "\(component.mismatches.count) table(s) differ from the previous drill" }
         } catch {
-            component.reason = Redaction.redact("\(error)")
+            component.reason = Driller.receiptText(error)
         }
         return component
     }

@@ -122,9 +122,11 @@ final class ChildProcess: @unchecked Sendable {
     func wait() -> Termination {
         if let done = lock.withLock({ termination }) { return done }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        var reaped: pid_t = -1
+        repeat { reaped = waitpid(pid, &status, 0) } while reaped < 0 && errno == EINTR
         let low = status & 0x7f
-        let ended: Termination = low == 0 ? .exited((status >> 8) & 0xff) : .signaled(low)
+        // Reaped by someone else (ECHILD): the outcome is unknown, and unknown is never success.
+        let ended: Termination = reaped < 0 ? .exited(255) : low == 0 ? .exited((status >> 8) & 0xff) : .signaled(low)
         lock.withLock {
             termination = ended
             // Grandchildren outlive a shell that did not wait for them: they go with it.

@@ -68,10 +68,10 @@ public struct DatabaseRestorer: Sendable {
         guard let made = mkdtemp(&buffer) else { throw CNBackupError(.io, "cannot create a private temporary folder") }
         let directory = String(cString: made)
         // The plaintext dump and roles: removed however this ends, a signal that ends the process included.
-        for file in ["globals.sql", "dump"] { LastResort.register(file: directory + "/" + file, inPrivateFolder: true) }
+        LastResort.register(directory: directory)
         defer {
             try? FileManager.default.removeItem(atPath: directory)
-            for file in ["globals.sql", "dump"] { LastResort.unregister(file: directory + "/" + file) }
+            LastResort.unregister(directory: directory)
         }
 
         func run(_ arguments: [String]) throws {
@@ -111,11 +111,11 @@ public struct DatabaseRestorer: Sendable {
         var buffer = Array(template.utf8CString)
         guard let made = mkdtemp(&buffer) else { throw CNBackupError(.io, "cannot create a private temporary folder") }
         let directory = String(cString: made)
-        let files = ["globals.sql"] + parts.map { "part-\($0.part!.index)" }
-        for file in files { LastResort.register(file: directory + "/" + file, inPrivateFolder: true) }
+        // The plaintext parts and roles: removed however this ends, a signal that ends the process included.
+        LastResort.register(directory: directory)
         defer {
             try? FileManager.default.removeItem(atPath: directory)
-            for file in files { LastResort.unregister(file: directory + "/" + file) }
+            LastResort.unregister(directory: directory)
         }
         func run(_ arguments: [String]) throws {
             _ = try ChildProcessStream(arguments: arguments, environment: env).readAll(limit: 16 << 20)

@@ -63,7 +63,12 @@ public struct PhysicalRestorer: Sendable {
 
         let created = try Self.prepare(directory: directory)
         var done = false
-        defer { if !done { Self.empty(directory: directory, remove: created) } }
+        // A signal that ends the process at once must not leave a half-written data directory.
+        if created { LastResort.register(directory: directory) }
+        defer {
+            if !done { Self.empty(directory: directory, remove: created) }
+            if created { LastResort.unregister(directory: directory) }
+        }
 
         var plaintextBytes: Int64 = 0
         var members = 0
@@ -76,7 +81,8 @@ public struct PhysicalRestorer: Sendable {
                 throw CNBackupError(.io, "cannot create a private folder beside \(directory) for the chain's links: \(String(cString: strerror(errno)))")
             }
             let work = String(cString: made)
-            defer { try? FileManager.default.removeItem(atPath: work) }
+            LastResort.register(directory: work)
+            defer { try? FileManager.default.removeItem(atPath: work); LastResort.unregister(directory: work) }
             var folders: [String] = []
             for (index, link) in links.enumerated() {
                 let folder = work + "/link-\(index)"

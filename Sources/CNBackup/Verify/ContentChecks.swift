@@ -92,6 +92,7 @@ final class PgRestoreListCheck {
         }
         let base = NSTemporaryDirectory() + "cnbackup-pglist-\(UUID().uuidString)"
         outputPath = base + ".out"; errorPath = base + ".err"
+        LastResort.register(file: outputPath); LastResort.register(file: errorPath)
         let output = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         let errors = open(errorPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         defer { if output >= 0 { close(output) }; if errors >= 0 { close(errors) } }
@@ -135,6 +136,7 @@ final class PgRestoreListCheck {
 
     private func removeFiles() {
         unlink(outputPath); unlink(errorPath)
+        LastResort.unregister(file: outputPath); LastResort.unregister(file: errorPath)
     }
 
     deinit {
