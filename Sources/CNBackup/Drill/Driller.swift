@@ -237,9 +237,12 @@ public struct Driller: Sendable {
         try PhysicalQuery(run: { try server.query($0, database: $1) }).countRows(database)
     }
 
+    /// One statement list, no extension needed: a temporary PL/pgSQL function counts each table
+    /// (`query_to_xml` would need a server built with libxml, which not every build has).
     static let countSQL = """
-            select n.nspname || '.' || c.relname, \
-            (xpath('/row/c/text()', query_to_xml(format('select count(*) as c from %I.%I', n.nspname, c.relname), false, true, '')))[1]::text \
+            create function pg_temp.cnbackup_rows(regclass) returns bigint language plpgsql as \
+            $cnb$ declare n bigint; begin execute 'select count(*) from ' || $1::text into n; return n; end $cnb$; \
+            select n.nspname || '.' || c.relname, pg_temp.cnbackup_rows(c.oid)::text \
             from pg_class c join pg_namespace n on n.oid = c.relnamespace \
             where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_toast%' \
             and n.nspname not like 'pg\\_temp%'
