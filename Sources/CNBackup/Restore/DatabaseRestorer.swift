@@ -58,91 +58,92 @@ public struct DatabaseRestorer: Sendable {
         }
         let folder = try entry.manifest?.components.first(where: { $0.name == component })
             .flatMap { try PostgresClients.restoreFolder(for: $0, binDirectory: target.binDirectory) } ?? target.binDirectory
+        try withSession(clientFolder: folder, setId: setId, node: node, identities: identities, into: target) { session in
+            try restorer.restore(setId: setId, component: component, node: node, identities: identities,
+                                 to: .file(path: session.directory + "/dump", overwrite: false))
+            try session.intoNewDatabase {
+                try session.run(session.restoreArguments + (target.jobs > 1 ? ["-j", "\(target.jobs)"] : []) + [session.directory + "/dump"])
+            }
+        }
+    }
+
+    /// What both restores share: the client tools, a private pgpass file, a private temporary
+    /// folder for the plaintext (removed however this ends, a signal that ends the process
+    /// included), and the instance's roles restored first when asked.
+    struct Session {
+        let pg: PostgresSourceDefinition
+        let directory: String
+        let environment: [String: String]
+        let target: Target
+
+        func run(_ arguments: [String]) throws {
+            _ = try ChildProcessStream(arguments: arguments, environment: environment).readAll(limit: 16 << 20)
+        }
+
+        /// pg_restore into the target database, with the owner and privilege choices.
+        var restoreArguments: [String] {
+            var arguments = [pg.tool("pg_restore"), "-w", "--exit-on-error", "-d", target.database]
+            if target.noOwner { arguments.append("--no-owner") }
+            if target.noPrivileges { arguments.append("--no-privileges") }
+            return arguments
+        }
+
+        /// Creates the database, runs `body`, and drops the database again if `body` fails.
+        func intoNewDatabase(_ body: () throws -> Void) throws {
+            try run([pg.tool("createdb"), "-w", target.database])
+            do {
+                try body()
+            } catch {
+                try? run([pg.tool("dropdb"), "-w", "--if-exists", target.database])
+                throw CNBackupError(.capture, "pg_restore into \(target.database) failed; the database was dropped again", cause: "\(error)")
+            }
+        }
+    }
+
+    func withSession(clientFolder: String?, setId: String, node: String?, identities: [Identity], into target: Target,
+                     _ body: (Session) throws -> Void) throws {
         let pg = PostgresSourceDefinition(host: target.host, port: target.port, user: target.user, passwordFile: target.passwordFile,
                                           databases: [target.database], globals: false, lockWaitTimeout: "60s", sslMode: nil,
-                                          binDirectory: folder, environment: [:])
+                                          binDirectory: clientFolder, environment: [:])
         let passFile = try pg.makePassFile()
-        let env = pg.childEnvironment(passFile: passFile)
         let template = NSTemporaryDirectory() + "cnbackup-restore-XXXXXX"
         var buffer = Array(template.utf8CString)
         guard let made = mkdtemp(&buffer) else { throw CNBackupError(.io, "cannot create a private temporary folder") }
         let directory = String(cString: made)
-        // The plaintext dump and roles: removed however this ends, a signal that ends the process included.
         LastResort.register(directory: directory)
         defer {
             try? FileManager.default.removeItem(atPath: directory)
             LastResort.unregister(directory: directory)
         }
-
-        func run(_ arguments: [String]) throws {
-            _ = try ChildProcessStream(arguments: arguments, environment: env).readAll(limit: 16 << 20)
-        }
+        let session = Session(pg: pg, directory: directory, environment: pg.childEnvironment(passFile: passFile), target: target)
         if let globals = target.globalsComponent {
             try restorer.restore(setId: setId, component: globals, node: node, identities: identities,
                                  to: .file(path: directory + "/globals.sql", overwrite: false))
             // Roles that exist already (the bootstrap superuser) make psql report errors; go on past them.
-            try run([pg.tool("psql"), "-X", "-w", "-q", "-d", "postgres", "-f", directory + "/globals.sql"])
+            try session.run([pg.tool("psql"), "-X", "-w", "-q", "-d", "postgres", "-f", directory + "/globals.sql"])
         }
-        try restorer.restore(setId: setId, component: component, node: node, identities: identities,
-                             to: .file(path: directory + "/dump", overwrite: false))
-        try run([pg.tool("createdb"), "-w", target.database])
-        do {
-            var arguments = [pg.tool("pg_restore"), "-w", "--exit-on-error", "-d", target.database]
-            if target.jobs > 1 { arguments += ["-j", "\(target.jobs)"] }
-            if target.noOwner { arguments.append("--no-owner") }
-            if target.noPrivileges { arguments.append("--no-privileges") }
-            try run(arguments + [directory + "/dump"])
-        } catch {
-            try? run([pg.tool("dropdb"), "-w", "--if-exists", target.database])
-            throw CNBackupError(.capture, "pg_restore into \(target.database) failed; the database was dropped again", cause: "\(error)")
-        }
+        try withExtendedLifetime(passFile) { try body(session) }
     }
 
     /// A parallel dump: every part to a private temporary file, then pre-data, the data parts
     /// (`jobs` pg_restore at a time), and post-data with `pg_restore -j jobs`.
     func restoreParts(_ parts: [ComponentRecord], setId: String, node: String?, identities: [Identity], into target: Target) throws {
         let folder = try parts.compactMap { try PostgresClients.restoreFolder(for: $0, binDirectory: target.binDirectory) }.first ?? target.binDirectory
-        let pg = PostgresSourceDefinition(host: target.host, port: target.port, user: target.user, passwordFile: target.passwordFile,
-                                          databases: [target.database], globals: false, lockWaitTimeout: "60s", sslMode: nil,
-                                          binDirectory: folder, environment: [:])
-        let passFile = try pg.makePassFile()
-        let env = pg.childEnvironment(passFile: passFile)
-        let template = NSTemporaryDirectory() + "cnbackup-restore-XXXXXX"
-        var buffer = Array(template.utf8CString)
-        guard let made = mkdtemp(&buffer) else { throw CNBackupError(.io, "cannot create a private temporary folder") }
-        let directory = String(cString: made)
-        // The plaintext parts and roles: removed however this ends, a signal that ends the process included.
-        LastResort.register(directory: directory)
-        defer {
-            try? FileManager.default.removeItem(atPath: directory)
-            LastResort.unregister(directory: directory)
-        }
-        func run(_ arguments: [String]) throws {
-            _ = try ChildProcessStream(arguments: arguments, environment: env).readAll(limit: 16 << 20)
-        }
-        if let globals = target.globalsComponent {
-            try restorer.restore(setId: setId, component: globals, node: node, identities: identities,
-                                 to: .file(path: directory + "/globals.sql", overwrite: false))
-            try run([pg.tool("psql"), "-X", "-w", "-q", "-d", "postgres", "-f", directory + "/globals.sql"])
-        }
-        for part in parts {
-            try restorer.restore(setId: setId, component: part.name, node: node, identities: identities,
-                                 to: .file(path: directory + "/part-\(part.part!.index)", overwrite: false))
-        }
-        var base = [pg.tool("pg_restore"), "-w", "--exit-on-error", "-d", target.database]
-        if target.noOwner { base.append("--no-owner") }
-        if target.noPrivileges { base.append("--no-privileges") }
         let pre = parts.first { $0.part!.section == "pre-data" }, post = parts.first { $0.part!.section == "post-data" }
         let data = parts.filter { $0.part!.section == "data" }
         guard let pre, let post else { throw CNBackupError(.integrity, "the parallel dump has no pre-data or post-data part") }
-        try run([pg.tool("createdb"), "-w", target.database])
-        do {
-            try run(base + [directory + "/part-\(pre.part!.index)"])
-            try Self.runAtMost(max(1, target.jobs), data.map { part in { try run(base + [directory + "/part-\(part.part!.index)"]) } })
-            try run(base + (target.jobs > 1 ? ["-j", "\(target.jobs)"] : []) + [directory + "/part-\(post.part!.index)"])
-        } catch {
-            try? run([pg.tool("dropdb"), "-w", "--if-exists", target.database])
-            throw CNBackupError(.capture, "pg_restore into \(target.database) failed; the database was dropped again", cause: "\(error)")
+        try withSession(clientFolder: folder, setId: setId, node: node, identities: identities, into: target) { session in
+            func file(_ part: ComponentRecord) -> String { session.directory + "/part-\(part.part!.index)" }
+            for part in parts {
+                try restorer.restore(setId: setId, component: part.name, node: node, identities: identities,
+                                     to: .file(path: file(part), overwrite: false))
+            }
+            let base = session.restoreArguments
+            try session.intoNewDatabase {
+                try session.run(base + [file(pre)])
+                try Self.runAtMost(max(1, target.jobs), data.map { part in { try session.run(base + [file(part)]) } })
+                try session.run(base + (target.jobs > 1 ? ["-j", "\(target.jobs)"] : []) + [file(post)])
+            }
         }
     }
 
