@@ -1,19 +1,26 @@
-# cnbackup container image. Docker is not available on the machine this was written on, so this
-# file has not been built there; build it with: docker build -t cnbackup:dev .
+# cnbackup container image: docker build -t cnbackup:dev .
+# Docker is not available where this was written: CI proves the build stage instead, by building the
+# package from exactly the files it copies with its own `swift build` line, and checks that the
+# runtime stage installs every shared library the binary needs (scripts/build-image-context.sh).
 # (.dockerignore keeps .build/ out of the context: a host build would not run in the image.)
 #
-# Base images: referenced by tag only, because their current digests could not be looked up where
-# this was written (no registry access, and no published digest could be confirmed). Before a
-# release, pin both by digest, so a rebuild cannot silently change the toolchain or the runtime:
-#   docker buildx imagetools inspect swift:6.1-bookworm
+# Base images are pinned by digest (the tag beside it documents intent; Docker uses the digest), so
+# a rebuild cannot silently change the toolchain or the runtime. These digests were taken from
+# public pins of the same tags (swift:6.1-bookworm: its linux/amd64 image; debian:bookworm-slim: a
+# multi-platform index), not confirmed against the registry where this was written (no registry
+# access there). A wrong or expired digest fails `docker build` at its FROM, loudly. To refresh or
+# to build for arm64, look them up and pass them as build arguments (or edit the defaults):
+#   docker buildx imagetools inspect swift:6.1-bookworm      (the top "Digest:" line is the index)
 #   docker buildx imagetools inspect debian:bookworm-slim
-# take the top-level "Digest:" line of each (the multi-platform index digest, not a per-platform
-# manifest's) and write  FROM swift:6.1-bookworm@sha256:<digest> AS build  and
-# FROM debian:bookworm-slim@sha256:<digest>. Keep the tag beside the digest: it documents intent,
-# and Docker uses the digest alone when both are given. Renovate/Dependabot can keep them current.
+#   docker build --build-arg SWIFT_IMAGE=swift:6.1-bookworm@sha256:<digest> \
+#                --build-arg RUNTIME_IMAGE=debian:bookworm-slim@sha256:<digest> -t cnbackup:dev .
+# Renovate/Dependabot can keep them current. scripts/build-image-context.sh (run by CI) refuses a FROM
+# without a digest and builds the package from exactly the files the build stage copies.
+ARG SWIFT_IMAGE=swift:6.1-bookworm@sha256:48a6d9c230cd654b262f805978d1d56b2aadf5b3c0d2fc088643296692cbca62
+ARG RUNTIME_IMAGE=debian:bookworm-slim@sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251
 
 # --- build ------------------------------------------------------------------------------------
-FROM swift:6.1-bookworm AS build
+FROM ${SWIFT_IMAGE} AS build
 # Headers for the system-library targets (CCurl, COpenSSL, CZstd).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libcurl4-openssl-dev libssl-dev libzstd-dev pkg-config \
@@ -31,11 +38,13 @@ RUN swift build -c release --product cnbackup --static-swift-stdlib \
  && install -D -m 0755 "$(swift build -c release --show-bin-path)/cnbackup" /out/cnbackup
 
 # --- runtime ----------------------------------------------------------------------------------
-FROM debian:bookworm-slim
+FROM ${RUNTIME_IMAGE}
 # pg_dump must be at least the server's major version (pg_restore at least the dump's), and Splice
 # asks for PostgreSQL 17: the clients for 15 to 18 come from PostgreSQL's own apt repository
 # (PGDG). Each capture asks its server for its version and runs the oldest client at least as new
 # (under /usr/lib/postgresql/*/bin); a pipeline's `binDirectory` pins one instead.
+# libxml2: Foundation's XMLParser (S3 answers); scripts/build-image-context.sh checks that every
+# shared library the binary needs comes from a package installed here or from the base image.
 # curl: the CometBFT VolumeSnapshot script; jq: the off-cluster nightly script.
 # tini: PID 1 (below), so SIGTERM from `docker stop` or the kubelet reaches cnbackup (which then
 # commits what completed within --grace-period) and orphaned grandchildren of captures are reaped.
@@ -47,7 +56,7 @@ RUN apt-get update \
       > /etc/apt/sources.list.d/pgdg.list \
  && apt-get update \
  && apt-get install -y --no-install-recommends \
-      libcurl4 libssl3 libzstd1 zstd tar jq tini \
+      libcurl4 libssl3 libzstd1 libxml2 zstd tar jq tini \
       postgresql-client-15 postgresql-client-16 postgresql-client-17 postgresql-client-18 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 cnbackup \

@@ -12,7 +12,9 @@
 #     the object must fail it;
 #   - restore --plan states the disk; restore --to-directory into a non-empty folder is refused;
 #     restore --to-directory, then PostgreSQL (as postgres, another port) starts on it and every
-#     table's checksum equals the source's at the backup.
+#     table's checksum equals the source's at the backup;
+#   - `cnbackup drill` of the set twice: restored, started, rows counted into a signed receipt; the
+#     second drill compares with the first's counts; `list --json` shows the receipt.
 #
 # Usage: scripts/e2e-physical.sh [PATH/TO/cnbackup]   (default: $(swift build --show-bin-path)/cnbackup)
 # Needs root (or sudo) to run PostgreSQL as the `postgres` user.
@@ -60,6 +62,7 @@ unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGPASSFILE PGSERVICE PGSSLMODE
 
 R1=$("$CNB" keys generate --out "$W/secrets/ops.key" 2>>"$W/logs/keys.log") || fail "keys generate"
 SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/signing.key" 2>>"$W/logs/keys.log") || fail "keys generate --signing"
+DRILL=$("$CNB" keys generate --signing --out "$W/secrets/drill.key" 2>>"$W/logs/keys.log") || fail "keys generate --signing (drill key)"
 
 checksums() {   # checksums PSQL-ARGS...: one line per table of every database, in a stable order
   local db t
@@ -183,6 +186,27 @@ PY
   echo "   $(echo "$AFTER" | wc -l) tables equal; $N of the writer's rows were in the backup"
   [ "$(psr -d postgres -At -c "select rolreplication from pg_roles where rolname = 'cnadmin'")" = t ] || fail "roles did not come back ($V)"
   as_postgres "$BIN/pg_ctl" -D "$RD" -m fast -w stop >/dev/null
+
+  step "PostgreSQL $V: drill of the physical set, twice (the second compares with the first's counts)"
+  # A base backup carries no per-table counts: the first drill records the restored counts in its
+  # signed receipt, the next drill of the set compares with them.
+  touch "$W/drill-start$V"
+  DR=(--store "file://$W/store" --signer "$SIGNER" --identity "$W/secrets/ops.key" --drill-key "$W/secrets/drill.key" --pg-bin "$BIN" --no-progress)
+  for n in 1 2; do
+    "$CNB" drill "${DR[@]}" "$SET" >"$W/logs/drill$V-$n.out" 2>"$W/logs/drill$V-$n.log" || { cat "$W/logs/drill$V-$n.out" "$W/logs/drill$V-$n.log"; fail "drill $n of the physical set ($V)"; }
+    grep -q "drill PASSED" "$W/logs/drill$V-$n.out" || fail "drill $n of the physical set did not say PASSED ($V)"
+  done
+  grep -q "rows counted, nothing to compare with" "$W/logs/drill$V-1.out" || fail "the first physical drill claims a comparison ($V): $(cat "$W/logs/drill$V-1.out")"
+  grep -q "compared with the previous drill" "$W/logs/drill$V-2.out" || fail "the second physical drill did not compare with the first ($V): $(cat "$W/logs/drill$V-2.out")"
+  grep -q "pg_verifybackup" "$W/logs/drill$V-1.out" || fail "the physical drill does not report pg_verifybackup ($V)"
+  "$CNB" list --store "file://$W/store" --signer "$SIGNER" --drill-signer "$DRILL" --node physical-$V --json >"$W/list$V.json"
+  python3 - "$W/list$V.json" <<'PY2' || fail "list --json does not show the physical drill's receipt ($V)"
+import json, sys
+s = json.load(open(sys.argv[1]))["sets"][0]
+d = s["drill"]
+assert d["status"] == "passed" and d["restoreSeconds"] > 0, d
+PY2
+  [ -z "$(find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'cnbackup-drill-*' -newer "$W/drill-start$V")" ] || fail "a physical drill left its private folder behind ($V)"
 
   step "PostgreSQL $V: a damaged object fails verify --deep"
   OBJ=$(dirname "$M")/apps.zst.cnb

@@ -14,8 +14,10 @@ if [ -f ../shared/checks/core-smoke.sh ]; then
 fi
 scripts/check-examples.sh "$CNBACKUP_BIN"
 # The end-to-end runs move tens of MiB through every stage: the release binary keeps them short.
-swift build -c release --product cnbackup
-RELEASE_BIN="$(swift build -c release --show-bin-path)/cnbackup"
+# It is built as the Dockerfile builds it (issue 17): from exactly the files its build stage copies,
+# with its own `swift build` line; the script also refuses unpinned base images and a runtime stage
+# that lacks a shared library the binary needs.
+RELEASE_BIN=$(scripts/build-image-context.sh .build-image/out | tail -n 1)
 scripts/e2e-canton.sh "$RELEASE_BIN"
 # Restore drills (~25 s): SV-like and validator-like sets drilled into throwaway PostgreSQL 15, a missing role failing the drill, a forged receipt ignored, --pg-host left as it was.
 scripts/e2e-drill.sh "$RELEASE_BIN"
