@@ -191,14 +191,16 @@ PY
   # A base backup carries no per-table counts: the first drill records the restored counts in its
   # signed receipt, the next drill of the set compares with them.
   touch "$W/drill-start$V"
-  DR=(--store "file://$W/store" --signer "$SIGNER" --identity "$W/secrets/ops.key" --drill-key "$W/secrets/drill.key" --pg-bin "$BIN" --no-progress)
+  DR=(--store "file://$W/store" --signer "$SIGNER" --identity "$W/secrets/ops.key" --drill-key "$W/secrets/drill.key" --pg-bin "$BIN")
   for n in 1 2; do
     "$CNB" drill "${DR[@]}" "$SET" >"$W/logs/drill$V-$n.out" 2>"$W/logs/drill$V-$n.log" || { cat "$W/logs/drill$V-$n.out" "$W/logs/drill$V-$n.log"; fail "drill $n of the physical set ($V)"; }
     grep -q "drill PASSED" "$W/logs/drill$V-$n.out" || fail "drill $n of the physical set did not say PASSED ($V)"
   done
-  grep -q "rows counted, nothing to compare with" "$W/logs/drill$V-1.out" || fail "the first physical drill claims a comparison ($V): $(cat "$W/logs/drill$V-1.out")"
-  grep -q "compared with the previous drill" "$W/logs/drill$V-2.out" || fail "the second physical drill did not compare with the first ($V): $(cat "$W/logs/drill$V-2.out")"
-  grep -q "pg_verifybackup" "$W/logs/drill$V-1.out" || fail "the physical drill does not report pg_verifybackup ($V)"
+  grep -q "compared with none" "$W/logs/drill$V-1.out" || fail "the first physical drill claims a comparison ($V): $(cat "$W/logs/drill$V-1.out")"
+  grep -q "compared with previous-drill" "$W/logs/drill$V-2.out" || fail "the second physical drill did not compare with the first ($V): $(cat "$W/logs/drill$V-2.out")"
+  RECEIPT=$(sed -n 's/^  receipt: //p' "$W/logs/drill$V-1.out")
+  grep -q "pg_verifybackup" "$W/store/$RECEIPT" || fail "the physical drill's receipt does not record pg_verifybackup ($V)"
+  grep -q '"participant_4/public.contracts" *: *50000' "$W/store/$RECEIPT" || fail "the physical drill's receipt lacks participant_4's contracts count ($V)"
   "$CNB" list --store "file://$W/store" --signer "$SIGNER" --drill-signer "$DRILL" --node physical-$V --json >"$W/list$V.json"
   python3 - "$W/list$V.json" <<'PY2' || fail "list --json does not show the physical drill's receipt ($V)"
 import json, sys
