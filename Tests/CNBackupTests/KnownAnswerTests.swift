@@ -4,9 +4,48 @@ import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
 
-/// Published vectors: NIST/McGrew-Viega GCM test cases, RFC 7748, RFC 5869, RFC 8032.
+/// Published vectors: NIST/McGrew-Viega GCM test cases, RFC 7748, RFC 5869, RFC 8032, RFC 3720 (CRC-32C).
 @Suite struct KnownAnswerTests {
     func hex(_ s: String) -> [UInt8] { [UInt8](hex: s)! }
+
+    func crc32c(_ bytes: [UInt8], splits: [Int] = []) -> CRC32C {
+        var crc = CRC32C()
+        var start = 0
+        for end in splits + [bytes.count] {
+            bytes[start..<end].withUnsafeBytes { crc.update($0) }
+            start = end
+        }
+        return crc
+    }
+
+    @Test func crc32cRFC3720Vectors() {
+        #expect(crc32c(Array("123456789".utf8)).value == 0xE306_9283)
+        #expect(crc32c([UInt8](repeating: 0, count: 32)).value == 0x8A91_36AA)
+        #expect(crc32c([UInt8](repeating: 0xFF, count: 32)).value == 0x62A8_AB43)
+        #expect(crc32c((0..<32).map { UInt8($0) }).value == 0x46DD_794E)
+        #expect(crc32c((0..<32).map { UInt8(31 - $0) }).value == 0x113F_DB5C)
+        #expect(crc32c([]).value == 0)
+    }
+
+    @Test func crc32cInPiecesEqualsWhole() {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<100_003).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let whole = crc32c(bytes).value
+        // Pieces that leave the 8-byte steps misaligned, and empty pieces.
+        #expect(crc32c(bytes, splits: [1, 1, 8, 13, 4_096, 4_099, 65_537]).value == whole)
+        var flipped = bytes; flipped[50_000] ^= 0x10
+        #expect(crc32c(flipped).value != whole)
+    }
+
+    @Test func crc32cAsBackupManifestWritesIt() {
+        // PostgreSQL lists the value's little-endian bytes (checked against a real backup_manifest).
+        let crc = crc32c(Array("123456789".utf8))
+        #expect(crc.matches(manifestHex: "839206e3"))
+        #expect(crc.matches(manifestHex: "839206E3"))
+        #expect(crc.matches(manifestHex: "e3069283"))   // a big-endian server's order
+        #expect(!crc.matches(manifestHex: "839206e4"))
+        #expect(!crc.matches(manifestHex: ""))
+    }
 
     @Test func aesGCMTestCase13And14() throws {
         let key = [UInt8](repeating: 0, count: 32), nonce = [UInt8](repeating: 0, count: 12)

@@ -127,9 +127,9 @@ private func read(_ tar: [UInt8], chunk: Int) throws -> Collector {
 }
 
 @Suite struct BackupManifestScannerTests {
-    func manifest(files: [(String, Int64, String)], damage: Bool = false) -> [UInt8] {
+    func manifest(files: [(String, Int64, String)], damage: Bool = false, algorithm: String = "SHA256") -> [UInt8] {
         var body = "{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n\"System-Identifier\": 7713544280439765404,\n\"Files\": [\n"
-        body += files.map { "{ \"Path\": \"\($0.0)\", \"Size\": \($0.1), \"Last-Modified\": \"2026-11-29 10:51:29 GMT\", \"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"\($0.2)\" }" }
+        body += files.map { "{ \"Path\": \"\($0.0)\", \"Size\": \($0.1), \"Last-Modified\": \"2026-11-29 10:51:29 GMT\", \"Checksum-Algorithm\": \"\(algorithm)\", \"Checksum\": \"\($0.2)\" }" }
             .joined(separator: ",\n")
         body += "\n],\n\"WAL-Ranges\": [\n{ \"Timeline\": 1, \"Start-LSN\": \"0/2000028\", \"End-LSN\": \"0/2000120\" }\n],\n"
         let checksum = SHA256Hasher.hash(Array(body.utf8)).hex
@@ -159,6 +159,53 @@ private func read(_ tar: [UInt8], chunk: Int) throws -> Collector {
         let cut = BackupManifestScanner(onFile: nil)
         try cut.consume(bytes[0..<(bytes.count - 90)])
         #expect(throws: CNBackupError.self) { _ = try cut.finish() }
+    }
+
+    /// A tar as pg_basebackup writes it (backup_manifest last), checked by verify --deep's visitor.
+    func deepCheck(algorithm: String, recorded: String?, damageChecksum: Bool = false) throws -> String {
+        let dir = NSTemporaryDirectory() + "cnbackup-physical-check-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/base/1", withIntermediateDirectories: true)
+        let data = Array("relation bytes".utf8), label = Array("START TIME: 2026-11-29 10:51:29 GMT\n".utf8)
+        FileManager.default.createFile(atPath: dir + "/base/1/1234", contents: Data(data))
+        FileManager.default.createFile(atPath: dir + "/backup_label", contents: Data(label))
+        func checksum(_ bytes: [UInt8]) -> String {
+            if algorithm == "SHA256" { return SHA256Hasher.hash(bytes).hex }
+            var crc = CRC32C(); bytes.withUnsafeBytes { crc.update($0) }
+            let v = crc.value ^ (damageChecksum ? 1 : 0)
+            return [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF), UInt8((v >> 16) & 0xFF), UInt8(v >> 24)].hex
+        }
+        let manifestBytes = manifest(files: [("base/1/1234", Int64(data.count), checksum(data)), ("backup_label", Int64(label.count), checksum(label))],
+                                     algorithm: algorithm)
+        FileManager.default.createFile(atPath: dir + "/backup_manifest", contents: Data(manifestBytes))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["tar", "-C", dir, "-cf", dir + "/out.tar", "base/1/1234", "backup_label", "backup_manifest"]
+        try process.run(); process.waitUntilExit()
+        let evidence = PhysicalEvidence(tool: "pg_basebackup (PostgreSQL) 18.1", serverVersion: "18.1", systemIdentifier: "7713544280439765404",
+                                        timeline: 1, startTimeline: 1, startLSN: "0/2000028", stopLSN: "0/2000120",
+                                        serverTimeBeforeStart: "2026-11-29T10:51:29.000Z", backupStartTime: nil, serverTimeAtStop: "2026-11-29T10:51:30.000Z",
+                                        isReplica: false, replayTimestamp: nil, backupManifestSHA256: SHA256Hasher.hash(manifestBytes).hex,
+                                        backupManifestSize: Int64(manifestBytes.count), walRetention: "none", fileChecksums: recorded)
+        let check = PhysicalTarCheck(evidence: evidence, component: "apps")
+        let reader = TarReader(visitor: check)
+        try reader.consume(Array(FileManager.default.contents(atPath: dir + "/out.tar")!))
+        try reader.finish()
+        // This tar holds no WAL, so finish() always finds that problem; the test reads what else it found.
+        do { _ = try check.finish(); return "" } catch let error as CNBackupError { return error.cause ?? "" }
+    }
+
+    @Test func deepVerifyChecksEveryFileAgainstTheListedChecksum() throws {
+        let crcGood = try deepCheck(algorithm: "CRC32C", recorded: "CRC32C")
+        #expect(crcGood.contains("WAL") && !crcGood.contains("CRC-32C") && !crcGood.contains("backup_label"))
+        let crcBad = try deepCheck(algorithm: "CRC32C", recorded: "CRC32C", damageChecksum: true)
+        #expect(crcBad.contains("base/1/1234 has another CRC-32C than backup_manifest lists"))
+        // A set recorded before `fileChecksums` existed used SHA-256.
+        let shaGood = try deepCheck(algorithm: "SHA256", recorded: nil)
+        #expect(!shaGood.contains("SHA-256") && !shaGood.contains("base/1/1234"))
+        // A backup_manifest with another algorithm than the signed manifest records is not the one it vouches for.
+        let swapped = try deepCheck(algorithm: "SHA256", recorded: "CRC32C")
+        #expect(swapped.contains("is listed with SHA256 checksums, the signed manifest records CRC-32C"))
     }
 
     @Test func walFileNames() {

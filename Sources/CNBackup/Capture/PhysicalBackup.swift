@@ -88,13 +88,20 @@ final class PhysicalCaptureStream: ByteStream {
             serverTimeBeforeStart: before.serverNow, backupStartTime: visitor.labelStartTime, serverTimeAtStop: serverNow,
             isReplica: before.isReplica, replayTimestamp: before.replayTimestamp,
             backupManifestSHA256: manifest.sha256, backupManifestSize: manifest.size,
-            walRetention: slot.map { "temporary replication slot \($0.name)" } ?? "none")
+            walRetention: slot.map { "temporary replication slot \($0.name)" } ?? "none",
+            fileChecksums: Self.fileChecksums)
         switch chain {
         case .full(let reason): evidence.fullBackupReason = reason
         case .incremental(let link, _): evidence.incremental = link
         }
         return evidence
     }
+
+    /// backup_manifest's per-file checksums: CRC32C, PostgreSQL's default. It cross-checks the tar
+    /// against the server's account of its files (authenticity comes from the sealed object and
+    /// the signed manifest); SHA-256 would cost the server's walsender a core for the whole
+    /// backup (PostgreSQL 18 without OpenSSL: 8.3 s against 0.9 s for a 1 GiB instance here).
+    static let fileChecksums = "CRC32C"
 
     private func release() {
         slot?.drop(); slot = nil
@@ -355,7 +362,7 @@ extension PostgresSourceDefinition {
             }
         }
         let slot = try TemporarySlot(pg: self, psql: tool("psql"), environment: env)
-        var arguments = ["\(folder)/pg_basebackup", "-D", "-", "-Ft", "-X", "fetch", "--no-password", "--manifest-checksums=SHA256",
+        var arguments = ["\(folder)/pg_basebackup", "-D", "-", "-Ft", "-X", "fetch", "--no-password", "--manifest-checksums=\(PhysicalCaptureStream.fileChecksums)",
                          "--checkpoint=fast", "--label=cnbackup"]
         if case .incremental(_, let file) = chain { arguments.append("--incremental=\(file.path)") }
         return try PhysicalCaptureStream(pg: self, arguments: arguments, environment: env, passFile: passFile, slot: slot,

@@ -176,6 +176,10 @@ public struct PhysicalEvidence: Codable, Sendable, Equatable {
     public var backupManifestSize: Int64
     /// How the WAL the backup needs was kept on the server while it ran.
     public var walRetention: String
+    /// The per-file checksum algorithm of the tar's backup_manifest (`pg_basebackup
+    /// --manifest-checksums`): `CRC32C`, PostgreSQL's default. Absent in sets taken before it was
+    /// recorded, which used `SHA256` (computed by the server's walsender, several times the CPU).
+    public var fileChecksums: String? = nil
     /// The set-relative key of the clear copy of this backup's `backup_manifest`
     /// (`<component>.backup_manifest`), which the next run reads to take an incremental against
     /// this one without any key that opens backup data. Its SHA-256 is `backupManifestSHA256`.

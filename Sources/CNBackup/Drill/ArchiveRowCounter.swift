@@ -156,11 +156,27 @@ public final class ArchiveRowCounter {
 
     @inline(__always)
     private func countLines(_ slice: Slice<UnsafeBufferPointer<UInt8>>) {
+        // memchr (glibc's is vectorised) from one newline to the next instead of comparing byte by
+        // byte, which with a tail copy per row cost 6% of a capture's CPU (issue 15 allows 3%).
         var n: Int64 = 0
-        for byte in slice where byte == 0x0A { n += 1 }
+        if let base = slice.base.baseAddress {
+            var position = base + slice.startIndex
+            let end = base + slice.endIndex
+            while position < end, let hit = memchr(position, 0x0A, end - position) {
+                n += 1
+                position = UnsafePointer(hit.assumingMemoryBound(to: UInt8.self)) + 1
+            }
+        }
         currentLines += n
         currentBytes += slice.count
-        if slice.count >= 16 { tail = Array(slice.suffix(16)) } else { tail = Array((tail + slice).suffix(16)) }
+        // pg_dump writes each COPY row as its own chunk: keep the tail without allocating per row.
+        if slice.count >= 16 {
+            tail.removeAll(keepingCapacity: true)
+            tail.append(contentsOf: slice.suffix(16))
+        } else {
+            tail.append(contentsOf: slice)
+            if tail.count > 16 { tail.removeFirst(tail.count - 16) }
+        }
     }
 
     /// Reads one int (a sign byte, then `intSize` bytes little-endian), across chunk boundaries.

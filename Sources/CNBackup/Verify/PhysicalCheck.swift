@@ -2,7 +2,8 @@ import Foundation
 import CNBackupCore
 
 /// Deep verify of a physical component without extracting it: as the tar streams past, each
-/// member's size and SHA-256 are computed (the data itself is not kept), then the tar's own
+/// member's size and checksum (CRC-32C, or SHA-256 for sets that recorded no `fileChecksums`) are
+/// computed (the data itself is not kept), then the tar's own
 /// `backup_manifest` (its last member), read line by line, must list exactly those files with
 /// those sizes and checksums, and must itself be the one the signed manifest records
 /// (`backupManifestSHA256`). The WAL segments the backup's WAL-Ranges need must be in `pg_wal/`.
@@ -11,8 +12,11 @@ import CNBackupCore
 final class PhysicalTarCheck: TarVisitor {
     private let evidence: PhysicalEvidence
     private let name: String
-    private var computed: [String: (size: Int64, sha256: [UInt8])] = [:]
+    private var computed: [String: (size: Int64, checksum: Checksum)] = [:]
     private var walSegments: [String: Int64] = [:]
+    /// The algorithm backup_manifest lists, as the signed manifest records it.
+    private let useCRC32C: Bool
+    private var crc: CRC32C?
     private var hasher: SHA256Hasher?
     private var size: Int64 = 0
     private var scanner: BackupManifestScanner?
@@ -24,7 +28,15 @@ final class PhysicalTarCheck: TarVisitor {
     init(evidence: PhysicalEvidence, component: String) {
         self.evidence = evidence
         self.name = component
+        useCRC32C = (evidence.fileChecksums ?? "SHA256").uppercased() == "CRC32C"
     }
+
+    enum Checksum {
+        case crc32c(CRC32C)
+        case sha256([UInt8])
+    }
+
+    var algorithm: String { useCRC32C ? "CRC-32C" : "SHA-256" }
 
     static func ignored(_ path: String) -> Bool {
         path == "backup_manifest" || path == "pg_wal" || path.hasPrefix("pg_wal/") || path == "postgresql.auto.conf"
@@ -47,11 +59,15 @@ final class PhysicalTarCheck: TarVisitor {
         if entry.path.hasPrefix("pg_wal/"), !entry.path.dropFirst("pg_wal/".count).contains("/") {
             walSegments[String(entry.path.dropFirst("pg_wal/".count))] = entry.size
         }
-        if !Self.ignored(entry.path) { hasher = SHA256Hasher(); size = 0 }
+        if !Self.ignored(entry.path) {
+            if useCRC32C { crc = CRC32C() } else { hasher = SHA256Hasher() }
+            size = 0
+        }
     }
 
     func data(_ bytes: ArraySlice<UInt8>) throws {
         if let scanner { try scanner.consume(bytes); return }
+        if crc != nil { bytes.withUnsafeBytes { crc!.update($0) }; size += Int64(bytes.count) }
         if let hasher { bytes.withUnsafeBytes { hasher.update($0) }; size += Int64(bytes.count) }
     }
 
@@ -61,10 +77,12 @@ final class PhysicalTarCheck: TarVisitor {
             self.scanner = nil
             return
         }
-        if let hasher {
+        let checksum: Checksum?
+        if let crc { checksum = .crc32c(crc) } else if let hasher { checksum = .sha256(hasher.finalize()) } else { checksum = nil }
+        crc = nil; hasher = nil
+        if let checksum {
             if computed[entry.path] != nil { problem("\(entry.path) is in the tar twice") }
-            computed[entry.path] = (size, hasher.finalize())
-            self.hasher = nil
+            computed[entry.path] = (size, checksum)
         }
     }
 
@@ -75,8 +93,15 @@ final class PhysicalTarCheck: TarVisitor {
         }
         filesChecked += 1
         if seen.size != file.size { problem("\(file.path) holds \(seen.size) bytes, backup_manifest says \(file.size)"); return }
-        if file.algorithm.uppercased() == "SHA256", seen.sha256.hex != file.checksum {
-            problem("\(file.path) has another SHA-256 than backup_manifest lists")
+        let listed = file.algorithm.uppercased()
+        switch seen.checksum {
+        case .crc32c(let crc) where listed == "CRC32C":
+            if !crc.matches(manifestHex: file.checksum) { problem("\(file.path) has another CRC-32C than backup_manifest lists") }
+        case .sha256(let digest) where listed == "SHA256":
+            if digest.hex != file.checksum.lowercased() { problem("\(file.path) has another SHA-256 than backup_manifest lists") }
+        default:
+            // The signed manifest names the algorithm; a backup_manifest using another is not the one it vouches for.
+            problem("\(file.path) is listed with \(listed) checksums, the signed manifest records \(algorithm)")
         }
     }
 
@@ -116,7 +141,7 @@ final class PhysicalTarCheck: TarVisitor {
             throw CNBackupError(.integrity, "\(name): the base backup does not match its backup_manifest (\(problemCount) problem(s))",
                                 cause: problems.joined(separator: "; "))
         }
-        return ["tar well formed", "\(filesChecked) files match backup_manifest (size, SHA-256)", "backup_manifest bound",
+        return ["tar well formed", "\(filesChecked) files match backup_manifest (size, \(algorithm))", "backup_manifest bound",
                 "\(segmentsChecked) WAL segment(s) present"]
     }
 
