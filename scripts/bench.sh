@@ -7,6 +7,8 @@
 #  2. the database to S3: cnbackup run (postgres capture; readBack full and none) vs
 #     `pg_dump -Fc -Z0 | zstd -3 -T0 | openssl enc -aes-256-ctr | aws s3 cp - s3://...`
 #  3. the same vs `pg_dump -Fc -Z0 | restic backup --stdin` into a fresh restic repo on that S3
+#  14. cnbackup run with `jobs: 2` (two pg_dump workers on one snapshot) vs the shell pipeline, and
+#     a model of throughput against cores from each party's CPU seconds per GiB
 #  4. peak RSS of cnbackup runs over 1 GiB and LARGE_MIB of streamed input (file store)
 #  5. cnbackup verify --deep and restore --to FILE vs `zstd -d` of the same data
 #  6. the retention planner over 100,000 synthetic sets (cnbackup-bench)
@@ -191,6 +193,10 @@ PGCAP="{ name: db, role: other, postgres: { host: 127.0.0.1, port: $PGPORT_, use
 S3YAML="endpoint: \"$S3\", region: us-east-1, pathStyle: true, provider: seaweedfs }"
 pipeline s3full "{ url: \"s3://bench/cnb-full\", $S3YAML" "$PGCAP" full
 pipeline s3none "{ url: \"s3://bench/cnb-none\", $S3YAML" "$PGCAP" none
+# Issue 14: the same capture with two pg_dump workers on one exported snapshot.
+pipeline s3jobs2 "{ url: \"s3://bench/cnb-jobs2\", $S3YAML" "${PGCAP/databases: \[ benchdb \],/databases: [ benchdb ], jobs: 2,}" full
+sed -i 's/^captures:/parallelism: 4   # jobs + 2: the data parts and the schema parts at once (README)\ncaptures:/' "$W/s3jobs2.yaml"
+grep -q 'jobs: 2' "$W/s3jobs2.yaml" || { echo "bench: the jobs-2 pipeline was not written" >&2; exit 1; }
 openssl rand -hex 32 >"$W/enc.key"; openssl rand -hex 16 >"$W/restic.pw"
 export RESTIC_PASSWORD_FILE=$W/restic.pw
 SHELL_PIPE="set -o pipefail; ${DUMP[*]} | zstd -3 -T0 -q | openssl enc -aes-256-ctr -pbkdf2 -pass file:$W/enc.key | aws --endpoint-url $S3 s3 cp - s3://bench/shell/db.dump.zst.enc"
@@ -198,6 +204,7 @@ for i in $(seq "$RUNS"); do   # interleaved, so that load from elsewhere spreads
   OUT=$W/r-pgdump measure bash -c "${DUMP[*]} >/dev/null"   # the floor: no backup can be faster
   OUT=$W/r-s3full measure "$CNB" run "$W/s3full.yaml"; s3rm cnb-full
   OUT=$W/r-s3none measure "$CNB" run "$W/s3none.yaml"; s3rm cnb-none
+  OUT=$W/r-s3jobs2 measure "$CNB" run "$W/s3jobs2.yaml"; s3rm cnb-jobs2
   OUT=$W/r-shell measure bash -c "$SHELL_PIPE"; s3rm shell
   export RESTIC_REPOSITORY=s3:$S3/bench/restic-$i; restic init -q >/dev/null
   OUT=$W/r-restic measure bash -c "set -o pipefail; ${DUMP[*]} | restic backup -q --stdin --stdin-filename db.dump"
@@ -206,10 +213,26 @@ done
 header "2, 3. the database ($(printf %.0f "$MIB") MiB dumped) to S3 (SeaweedFS on this machine)"
 row s3full "cnbackup run (postgres capture, readBack full)"
 row s3none "cnbackup run (postgres capture, readBack none)"
+row s3jobs2 "cnbackup run (postgres capture, jobs: 2, readBack full)"
 row shell "pg_dump | zstd -3 -T0 | openssl enc | aws s3 cp -"
 row restic "pg_dump | restic backup --stdin (fresh repo)"
 row pgdump "pg_dump -Fc -Z0 > /dev/null (alone: the floor)"
 printf 'pg_dump alone is %.2f times as fast as the shell pipeline: the most any backup of this database can gain\n' "$(ratio pgdump shell)"
+# Issue 14's model: CPU seconds per GiB dumped of each party, from the jobs-2 medians (the tool tree
+# includes its pg_dump workers), and the throughput each party allows with C cores of its own. The
+# database server runs one backend per job (jobs = C here), the backup job and the S3 server are
+# given C cores too; the slowest party bounds the run. An estimate: it assumes CPU per byte stays
+# what it was here and the disk and network keep up.
+GIB=$(echo "$MIB / 1024" | bc -l)
+per_gib() { echo "$(med s3jobs2 "$1") / $GIB" | bc -l; }
+PG_PER=$(per_gib 5); TOOL_PER=$(per_gib 2); S3_PER=$(per_gib 4)
+printf '\nissue 14 model (from the jobs-2 run): CPU s per GiB dumped: PostgreSQL %.2f, cnbackup+pg_dump %.2f, S3 server %.2f\n' "$PG_PER" "$TOOL_PER" "$S3_PER"
+printf '%-6s %-20s %-20s %-20s %-12s\n' cores "PostgreSQL MiB/s" "cnbackup MiB/s" "S3 server MiB/s" "bound MiB/s"
+for c in 1 2 4 8 16; do
+  awk -v c="$c" -v p="$PG_PER" -v t="$TOOL_PER" -v s="$S3_PER" 'BEGIN {
+    a = c * 1024 / p; b = c * 1024 / t; d = c * 1024 / s; m = a; if (b < m) m = b; if (d < m) m = d
+    printf "%-6d %-20.0f %-20.0f %-20.0f %-12.0f\n", c, a, b, d, m }'
+done
 if [ -n "${PERF:-}" ]; then
   perf record -q -F 499 -g -o "$PERF" -- "$CNB" run "$W/s3full.yaml" >/dev/null 2>&1; s3rm cnb-full
   echo "perf: recorded one cnbackup database-to-S3 run in $PERF"
@@ -234,6 +257,7 @@ printf '\n6. retention plan over 100,000 sets: median %s s (min %s s) of 5; keep
 check "1. local pipeline / zstd -3 -T0 throughput" ">= 0.95" "$(printf %.2f "$(ratio local zstd)")" 0.95 ">=" "$(cpu_ratio local zstd)"
 check "2. cnbackup to S3 (readBack full) / shell pipeline throughput" ">= 1.5" "$(printf %.2f "$(ratio s3full shell)")" 1.5 ">=" "$(cpu_ratio s3full shell)"
 check "2. cnbackup to S3 (readBack none) / shell pipeline throughput" ">= 1.5" "$(printf %.2f "$(ratio s3none shell)")" 1.5 ">=" "$(cpu_ratio s3none shell)"
+check "14. cnbackup to S3, jobs: 2 / shell pipeline throughput" ">= 1.3" "$(printf %.2f "$(ratio s3jobs2 shell)")" 1.3 ">=" "$(cpu_ratio s3jobs2 shell)"
 check "3. cnbackup to S3 (readBack full) / restic throughput" ">= 1.2" "$(printf %.2f "$(ratio s3full restic)")" 1.2 ">=" "$(cpu_ratio s3full restic)"
 check "3. cnbackup to S3 (readBack none) / restic throughput" ">= 1.2" "$(printf %.2f "$(ratio s3none restic)")" 1.2 ">=" "$(cpu_ratio s3none restic)"
 for mib in $MEM_SIZES; do
