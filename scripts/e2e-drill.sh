@@ -10,7 +10,9 @@
 #   - a set whose signed counts disagree with the restored rows (one count changed in its manifest,
 #     re-signed with the node's signing key) fails the drill, naming the table;
 #   - a receipt signed by another drill key is ignored;
-#   - a drill with --pg-host into the source server leaves no database behind.
+#   - a drill with --pg-host into the source server leaves no database behind;
+#   - SIGTERM during a --pg-host drill and during restore --to-database: the database each created
+#     is dropped, no temporary file or pg_restore is left.
 # Usage: scripts/e2e-drill.sh [PATH/TO/cnbackup]. Needs root (or sudo) to run PostgreSQL as `postgres`.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
@@ -171,4 +173,39 @@ leftover=$(find "$W/tmp" -maxdepth 1 -name 'cnbackup-drill-*' | wc -l)
 [ "$leftover" = 0 ] || fail "throwaway folders left behind in TMPDIR"
 pgrep -f "$W/tmp/cnbackup-drill" >/dev/null && fail "a throwaway PostgreSQL is still running"
 
-echo "ok: drills of an SV-like and a validator-like set pass, receipts are read back, a missing role and a changed signed count fail the drill, a forged receipt is ignored, --pg-host leaves the server as it was ($(( $(date +%s) - START ))s)"
+step "SIGTERM during a --pg-host drill or a restore --to-database drops the half-restored database"
+# Both end at once on SIGTERM (only `run` has a grace period): the database they created must go
+# with them, with their private folders. A database big enough that pg_restore runs for a while.
+psql_su -d postgres -c "create database big_apps"
+psql_su -d big_apps -c "create table rows (id int primary key, note text); insert into rows select g, md5(g::text) || md5((g * 3)::text) from generate_series(1, 600000) g"
+pipeline big1 "$(capture apps apps big_apps false)"
+wait_for_database() {   # wait_for_database PATTERN: up to 60 s for a database named like PATTERN
+  local i
+  for i in $(seq 1200); do
+    [ -z "$(psql_su -d postgres -At -c "select datname from pg_database where datname like '$1'")" ] || return 0
+    sleep 0.05
+  done
+  return 1
+}
+killed_cleanly() {   # killed_cleanly PID PATTERN WHAT
+  kill -TERM "$1"
+  local rc=0; wait "$1" || rc=$?
+  [ $rc = 143 ] || fail "$3 exited $rc after SIGTERM, not 143"
+  [ -z "$(psql_su -d postgres -At -c "select datname from pg_database where datname like '$2'")" ] || fail "$3 left its database behind after SIGTERM"
+  [ -z "$(find "$W/tmp" -mindepth 1 -maxdepth 1)" ] || fail "$3 left temporary files after SIGTERM: $(ls "$W/tmp")"
+  ! pgrep -f "pg_restore.*$2" >/dev/null || fail "$3 left pg_restore running after SIGTERM"
+}
+TMPDIR=$W/tmp "$CNB" drill "${DR[@]}" --node big1 --pg-host 127.0.0.1 --pg-port "$PORT" --pg-user cnadmin \
+  --pg-password-file "$W/secrets/source.pw" >"$W/logs/drill-killed.out" 2>"$W/logs/drill-killed.log" &
+pid=$!
+wait_for_database 'cnbdrill_%' || { kill "$pid"; fail "the --pg-host drill of big1 created no database within 60 s"; }
+killed_cleanly "$pid" 'cnbdrill_%' "a --pg-host drill"
+BIGSET=$(cnb list --store "$STORE" --signer "$SIGNER" --node big1 | awk 'END {print $1}')
+TMPDIR=$W/tmp "$CNB" restore --store "$STORE" --signer "$SIGNER" --node big1 "$BIGSET" --component apps-big_apps --identity "$W/secrets/ops.key" \
+  --to-database big_copy --pg-host 127.0.0.1 --pg-port "$PORT" --pg-user cnadmin --pg-password-file "$W/secrets/source.pw" \
+  --pg-bin "$PG_BIN" --no-progress >"$W/logs/restore-killed.out" 2>"$W/logs/restore-killed.log" &
+pid=$!
+wait_for_database 'big_copy' || { kill "$pid"; cat "$W/logs/restore-killed.log"; fail "restore --to-database created no database within 60 s"; }
+killed_cleanly "$pid" 'big_copy' "restore --to-database"
+
+echo "ok: drills of an SV-like and a validator-like set pass, receipts are read back, a missing role and a changed signed count fail the drill, a forged receipt is ignored, --pg-host leaves the server as it was, SIGTERM drops what a drill or restore created ($(( $(date +%s) - START ))s)"

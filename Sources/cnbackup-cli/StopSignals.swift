@@ -35,6 +35,7 @@ enum StopSignals {
             source.resume()
             state.lock.withLock { state.sources.append(source) }
         }
+        atexit { StopSignals.atExit() }
     }
 
     /// From now on, the first signal cancels and waits up to `period` seconds for the command to
@@ -69,10 +70,23 @@ enum StopSignals {
         }
     }
 
+    /// Held by the thread that ends the process, never released: whoever else gets here (the main
+    /// thread leaving through `exit` because a child it waited for was just killed) waits for the
+    /// undo work (dropping a half-restored database, removing files) and the 128 + signal exit.
+    private static let ending = NSLock()
+
     private static func endNow(_ number: Int32) -> Never {
+        ending.lock()
         cancellation.cancel()
         LastResort.run()
         _exit(128 + number)
+    }
+
+    /// Registered with atexit in `install`: a command that ends on its own after a signal arrived
+    /// (its children were killed, so it failed) ends through `endNow` instead, with 128 + the
+    /// signal's number and after the undo work, not with its own error's exit code.
+    private static func atExit() {
+        if let number = stoppedBy { endNow(number) }
     }
 
     private static func name(_ number: Int32) -> String { number == SIGTERM ? "SIGTERM" : number == SIGINT ? "SIGINT" : "signal \(number)" }

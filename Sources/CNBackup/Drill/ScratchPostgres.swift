@@ -21,6 +21,10 @@ public final class ScratchPostgres: @unchecked Sendable {
     private let folder: String?
     private var server: ChildProcess?
     private var created: [String] = []
+    /// On a server the drill was pointed at: each database it made, dropped by `LastResort` if the
+    /// process ends at once, with a pgpass file held for that as long as the server is in use.
+    private var pending: [String: CreatedDatabase] = [:]
+    private var heldPassFile: TemporaryPassFile?
     private let runId: String
     private var counter = 0
 
@@ -30,6 +34,7 @@ public final class ScratchPostgres: @unchecked Sendable {
         self.binDirectory = binDirectory; isThrowaway = false; folder = nil
         runId = (try randomBytes(4)).hex
         serverVersion = try query("show server_version", database: "postgres").trimmingCharacters(in: .whitespacesAndNewlines)
+        heldPassFile = try definition.makePassFile()
     }
 
     /// Starts a throwaway instance of at least PostgreSQL `major` (the oldest found that is).
@@ -166,15 +171,19 @@ public final class ScratchPostgres: @unchecked Sendable {
         let clean = String(component.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }.prefix(30))
         let name = "cnbdrill_\(runId)_\(counter)_\(clean)"
         created.append(name)
+        if !isThrowaway {
+            let pg = definition
+            pending[name] = CreatedDatabase(name: name, dropdb: pg.tool("dropdb"), environment: pg.childEnvironment(passFile: heldPassFile))
+        }
         return name
     }
 
-    /// Drops the databases it made.
+    /// Drops a database it made.
     public func dropDatabase(_ name: String) {
         let pg = definition
         guard let passFile = try? pg.makePassFile() else { return }
-        _ = try? ChildProcessStream(arguments: [pg.tool("dropdb"), "-w", "--if-exists", name],
-                                    environment: pg.childEnvironment(passFile: passFile)).readAll(limit: 1 << 20)
+        CreatedDatabase.drop(name, dropdb: pg.tool("dropdb"), environment: pg.childEnvironment(passFile: passFile))
+        pending.removeValue(forKey: name)?.release()
     }
 
     /// Drops every database it made (on a server it was pointed at) or stops and removes the
@@ -187,6 +196,7 @@ public final class ScratchPostgres: @unchecked Sendable {
             for name in created { dropDatabase(name) }
         }
         created = []
+        heldPassFile = nil
         if let folder { Self.removeFolder(folder) }
     }
 

@@ -88,9 +88,12 @@ public struct DatabaseRestorer: Sendable {
             return arguments
         }
 
-        /// Creates the database, runs `body`, and drops the database again if `body` fails.
+        /// Creates the database, runs `body`, and drops the database again if `body` fails (or,
+        /// through `LastResort`, if the process ends at once while `body` runs).
         func intoNewDatabase(_ body: () throws -> Void) throws {
             try run([pg.tool("createdb"), "-w", target.database])
+            let created = CreatedDatabase(name: target.database, dropdb: pg.tool("dropdb"), environment: environment)
+            defer { created.release() }
             do {
                 try body()
             } catch {
