@@ -135,7 +135,7 @@ final class PrivateTemporaryFile {
         path = directory + "/" + name
         LastResort.register(file: path, inPrivateFolder: true)
         do {
-            try KeyFile.writeSecretFile(path: path, contents: contents)
+            try KeyFile.writeSecretFile(path: path, contents: contents, what: "copy of the parent's backup_manifest")
         } catch {
             LastResort.unregister(file: path); unlink(path); rmdir(directory)
             throw error

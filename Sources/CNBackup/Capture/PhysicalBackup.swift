@@ -261,7 +261,8 @@ final class TemporarySlot {
     private let child: ChildProcess
     private var dropped = false
 
-    init(pg: PostgresSourceDefinition, psql: String, environment: [String: String], timeout: TimeInterval = 60) throws {
+    init(pg: PostgresSourceDefinition, psql: String, environment: [String: String], timeout: TimeInterval = 60,
+         cancellation: Cancellation? = nil) throws {
         name = "cnbackup_" + (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         child = try ChildProcess(arguments: [psql, "-X", "-w", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", "replication=true"],
                                  environment: ChildProcess.environment(adding: environment), inputPipe: true)
@@ -275,6 +276,7 @@ final class TemporarySlot {
             while !String(decoding: output, as: UTF8.self).contains("\(name)|") {
                 let left = deadline.timeIntervalSinceNow
                 guard left > 0 else { throw CNBackupError(.capture, "the server did not create the replication slot within \(Int(timeout)) s") }
+                try cancellation?.check("creating the temporary replication slot")
                 var poller = pollfd(fd: child.standardOutput!, events: Int16(POLLIN), revents: 0)
                 let ready = poll(&poller, 1, Int32(min(left, 1) * 1000))
                 if ready <= 0 { continue }
@@ -361,7 +363,7 @@ extension PostgresSourceDefinition {
                 }
             }
         }
-        let slot = try TemporarySlot(pg: self, psql: tool("psql"), environment: env)
+        let slot = try TemporarySlot(pg: self, psql: tool("psql"), environment: env, cancellation: context.cancellation)
         var arguments = ["\(folder)/pg_basebackup", "-D", "-", "-Ft", "-X", "fetch", "--no-password", "--manifest-checksums=\(PhysicalCaptureStream.fileChecksums)",
                          "--checkpoint=fast", "--label=cnbackup"]
         if case .incremental(_, let file) = chain { arguments.append("--incremental=\(file.path)") }

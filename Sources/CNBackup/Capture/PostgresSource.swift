@@ -78,7 +78,7 @@ final class TemporaryPassFile {
         path = directory + "/pgpass"
         LastResort.register(file: path, inPrivateFolder: true)
         do {
-            try KeyFile.writeSecretFile(path: path, contents: line)
+            try KeyFile.writeSecretFile(path: path, contents: line, what: "pgpass file")
         } catch {
             LastResort.unregister(file: path); rmdir(directory)
             throw error

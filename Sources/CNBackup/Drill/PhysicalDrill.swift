@@ -35,7 +35,7 @@ extension Driller {
                                                                          binDirectory: options.pgBinDirectory)
             component.checked.append(outcome.verification)
             let owner = try ScratchPostgres.unprivilegedOwner()
-            try KeyFile.writeSecretFile(path: folder + "/hba.conf", contents: Array("local all all trust\n".utf8))
+            try KeyFile.writeSecretFile(path: folder + "/hba.conf", contents: Array("local all all trust\n".utf8), what: "pg_hba file")
             if let owner {
                 _ = try ChildProcessStream(arguments: ["chown", "-R", "\(owner.uid):\(owner.gid)", folder]).readAll(limit: 1 << 20)
             }

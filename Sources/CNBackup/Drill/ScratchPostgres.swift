@@ -58,7 +58,7 @@ public final class ScratchPostgres: @unchecked Sendable {
         let owner = try Self.unprivilegedOwner()
         if let owner { guard chown(folder, owner.uid, owner.gid) == 0 else { throw CNBackupError(.io, "cannot hand \(folder) to uid \(owner.uid)") } }
         let password = (try randomBytes(24)).hex
-        try KeyFile.writeSecretFile(path: passwordFile!, contents: Array(password.utf8))
+        try KeyFile.writeSecretFile(path: passwordFile!, contents: Array(password.utf8), what: "password file")
         Redaction.register(password)
         if let owner { chown(passwordFile!, owner.uid, owner.gid) }
 

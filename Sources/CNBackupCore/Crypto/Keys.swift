@@ -232,15 +232,16 @@ public enum KeyFile {
     }
 
     /// Writes `contents` to a new file with mode 0600, refusing to replace an existing file.
-    package static func writeSecretFile(path: String, contents: [UInt8]) throws {
+    /// `what` names the file in errors ("key file", "pgpass file", ...).
+    package static func writeSecretFile(path: String, contents: [UInt8], what: String = "key file") throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            let reason = errno == EEXIST ? "it already exists (cnbackup never overwrites a key)" : String(cString: strerror(errno))
-            throw CNBackupError(.io, "cannot create key file \(path): \(reason)")
+            let reason = errno == EEXIST ? "it already exists (cnbackup never overwrites a secret file)" : String(cString: strerror(errno))
+            throw CNBackupError(.io, "cannot create \(what) \(path): \(reason)")
         }
         defer { close(fd) }
-        try writeFully(fd: fd, contents, what: "key file \(path)")
-        guard fsync(fd) == 0 else { throw CNBackupError(.io, "cannot sync key file \(path)") }
+        try writeFully(fd: fd, contents, what: "\(what) \(path)")
+        guard fsync(fd) == 0 else { throw CNBackupError(.io, "cannot sync \(what) \(path)") }
     }
 
     package static func readKeyLine(path: String) throws -> String {
