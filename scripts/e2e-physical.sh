@@ -147,12 +147,13 @@ assert lsn(p["startLSN"]) < lsn(p["stopLSN"]), p
 assert p["serverTimeBeforeStart"] <= p["serverTimeAtStop"], p
 assert p["walRetention"].startswith("temporary replication slot cnbackup_"), p
 assert len(p["backupManifestSHA256"]) == 64
+assert p["fileChecksums"] == "CRC32C", p.get("fileChecksums")
 print("evidence ok:", p["startLSN"], "->", p["stopLSN"], "system", p["systemIdentifier"])
 PY
   step "PostgreSQL $V: verify --deep, and a damaged copy must fail it"
   "$CNB" verify --store "file://$W/store" --signer "$SIGNER" "$SET" --deep --identity "$W/secrets/ops.key" --no-progress \
     >"$W/logs/verify$V.out" 2>"$W/logs/verify$V.log" || { cat "$W/logs/verify$V.out"; fail "verify --deep ($V)"; }
-  grep -q "files match backup_manifest" "$W/logs/verify$V.out" || fail "verify --deep did not check the tar against backup_manifest ($V)"
+  grep -q "files match backup_manifest (size, CRC-32C)" "$W/logs/verify$V.out" || fail "verify --deep did not check the tar against backup_manifest's CRC-32C ($V)"
   grep -q "WAL segment(s) present" "$W/logs/verify$V.out" || fail "verify --deep did not check the WAL segments ($V)"
 
   step "PostgreSQL $V: restore --plan and --to-directory"
