@@ -189,24 +189,12 @@ final class ParallelDumpSession: @unchecked Sendable {
                 + "SELECT 'snapshot|' || pg_export_snapshot();\n" + ParallelDump.lockStatement + "\n"
                 + ParallelDump.listingQuery + "\nSELECT 'end|';\n"
             try writeFully(fd: holder.standardInput!, Array(script.utf8), what: "psql")
-            var output: [UInt8] = []
-            let deadline = Date().addingTimeInterval(timeout)
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while !(output.count >= 5 && (output.starts(with: Array("end|\n".utf8)) || output.suffix(6).elementsEqual(Array("\nend|\n".utf8)))) {
-                let left = deadline.timeIntervalSinceNow
-                guard left > 0 else { throw CNBackupError(.capture, "the snapshot holder of \(database) did not answer within \(Int(timeout)) s") }
-                try context.cancellation.check("the snapshot of \(database)")
-                var poller = pollfd(fd: holder.standardOutput!, events: Int16(POLLIN), revents: 0)
-                let ready = poll(&poller, 1, Int32(min(left, 1) * 1000))
-                if ready <= 0 { continue }
-                let n = read(holder.standardOutput!, &buffer, buffer.count)
-                if n <= 0 {
-                    let errors = (try? FileDescriptorStream(fd: holder.standardError!, owns: false, chunkSize: 4096, what: "psql").readAll(limit: 1 << 16)) ?? []
-                    throw CNBackupError(.capture, "cannot export a snapshot of \(database) on \(pg.host):\(pg.port)",
-                                        cause: String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-                }
-                output += buffer[0..<n]
-            }
+            let end = Array("end|\n".utf8), endLine = Array("\nend|\n".utf8)
+            let output = try holder.readAnswer(
+                timeout: timeout, cancellation: context.cancellation, what: "the snapshot of \(database)",
+                until: { $0.starts(with: end) || $0.suffix(endLine.count).elementsEqual(endLine) },
+                timedOut: { CNBackupError(.capture, "the snapshot holder of \(database) did not answer within \(Int(timeout)) s") },
+                closed: { CNBackupError(.capture, "cannot export a snapshot of \(database) on \(pg.host):\(pg.port)", cause: $0) })
             let lines = String(decoding: output, as: UTF8.self).split(separator: "\n").map(String.init)
             let listing = try ParallelDump.parseListing(lines)
             snapshot = listing.snapshot

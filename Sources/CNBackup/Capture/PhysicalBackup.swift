@@ -270,25 +270,14 @@ final class TemporarySlot {
             try writeFully(fd: child.standardInput!, Array("CREATE_REPLICATION_SLOT \(name) TEMPORARY PHYSICAL RESERVE_WAL;\n".utf8),
                            what: "psql")
             // The slot exists once psql printed its row (slot name first).
-            var output: [UInt8] = []
-            let deadline = Date().addingTimeInterval(timeout)
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while !String(decoding: output, as: UTF8.self).contains("\(name)|") {
-                let left = deadline.timeIntervalSinceNow
-                guard left > 0 else { throw CNBackupError(.capture, "the server did not create the replication slot within \(Int(timeout)) s") }
-                try cancellation?.check("creating the temporary replication slot")
-                var poller = pollfd(fd: child.standardOutput!, events: Int16(POLLIN), revents: 0)
-                let ready = poll(&poller, 1, Int32(min(left, 1) * 1000))
-                if ready <= 0 { continue }
-                let n = read(child.standardOutput!, &buffer, buffer.count)
-                if n <= 0 {
-                    let errors = (try? FileDescriptorStream(fd: child.standardError!, owns: false, chunkSize: 4096, what: "psql").readAll(limit: 1 << 16)) ?? []
-                    throw CNBackupError(.capture,
-                        "cannot create a temporary replication slot on \(pg.host):\(pg.port): the user needs the REPLICATION attribute, a `host replication \(pg.user) ...` line in pg_hba.conf, and a free max_wal_senders and max_replication_slots entry",
-                        cause: String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-                }
-                output += buffer[0..<n]
-            }
+            let row = Array("\(name)|".utf8)
+            _ = try child.readAnswer(
+                timeout: timeout, cancellation: cancellation, what: "creating the temporary replication slot",
+                until: { $0.firstRange(of: row) != nil },
+                timedOut: { CNBackupError(.capture, "the server did not create the replication slot within \(Int(timeout)) s") },
+                closed: { CNBackupError(.capture,
+                    "cannot create a temporary replication slot on \(pg.host):\(pg.port): the user needs the REPLICATION attribute, a `host replication \(pg.user) ...` line in pg_hba.conf, and a free max_wal_senders and max_replication_slots entry",
+                    cause: $0) })
         } catch {
             drop()
             throw error

@@ -164,3 +164,30 @@ final class ChildProcess: @unchecked Sendable {
         return wait()
     }
 }
+
+extension ChildProcess {
+    /// For a session this process holds open (psql reading its commands from our pipe): reads the
+    /// child's standard output until `complete` says the answer is all there. Throws `.cancelled`
+    /// once `cancellation` is, `timedOut` after `timeout` seconds, and `closed(its stderr)` when the
+    /// child ends its output first (it refused the command, or its connection failed).
+    func readAnswer(timeout: TimeInterval, cancellation: Cancellation?, what: String, until complete: ([UInt8]) -> Bool,
+                    timedOut: () -> CNBackupError, closed: (String) -> CNBackupError) throws -> [UInt8] {
+        var output: [UInt8] = []
+        let deadline = Date().addingTimeInterval(timeout)
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !complete(output) {
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { throw timedOut() }
+            try cancellation?.check(what)
+            var poller = pollfd(fd: standardOutput!, events: Int16(POLLIN), revents: 0)
+            if poll(&poller, 1, Int32(min(left, 1) * 1000)) <= 0 { continue }
+            let n = read(standardOutput!, &buffer, buffer.count)
+            if n <= 0 {
+                let errors = (try? FileDescriptorStream(fd: standardError!, owns: false, chunkSize: 4096, what: name).readAll(limit: 1 << 16)) ?? []
+                throw closed(String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+            output += buffer[0..<n]
+        }
+        return output
+    }
+}
