@@ -25,6 +25,8 @@
 #   CNB_BENCH to .build/release/cnbackup-bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/bench-data.sh
+. scripts/lib/bench-data.sh
 DB_MIB=${1:-1024}; RUNS=${2:-1}
 # STEPS: which groups run (default all): dump (a b c b'), physical (d d1 e), restore (f; needs
 # physical), drill (g; needs dump), count (h). E.g. STEPS="physical restore" scripts/bench-scale.sh 4400 3
@@ -76,26 +78,7 @@ pb() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U bench "$@
 echo "generating about $DB_MIB MiB on disk ..."
 G0=$(date +%s)
 contracts=$((DB_MIB * 916)); transfers=$((DB_MIB * 1247))
-pb -d benchdb <<SQL
-CREATE TABLE contracts (contract_id uuid PRIMARY KEY, template_id text NOT NULL, created_at timestamptz NOT NULL,
-  archived_at timestamptz, round bigint NOT NULL, payload jsonb NOT NULL);
-CREATE TABLE transfers (id bigserial PRIMARY KEY, tx_id uuid NOT NULL, contract_id uuid NOT NULL,
-  record_time timestamptz NOT NULL, sender text NOT NULL, receiver text NOT NULL,
-  amount numeric(38,10) NOT NULL, fee numeric(38,10) NOT NULL, round bigint NOT NULL);
-INSERT INTO contracts SELECT gen_random_uuid(), 'Splice.Amulet:' || (ARRAY['Amulet','LockedAmulet','ValidatorRight','AppRewardCoupon'])[1 + i % 4],
-  timestamptz '2026-01-01' + i * interval '37 ms', CASE WHEN i % 3 = 0 THEN timestamptz '2026-01-02' + i * interval '41 ms' END, i / 600,
-  jsonb_build_object('dso', 'DSO::1220' || md5('dso'), 'owner', 'party-' || (i % 5000) || '::1220' || md5((i % 5000)::text),
-    'amount', jsonb_build_object('initialAmount', round((random() * 100000)::numeric, 10)::text,
-      'createdAt', jsonb_build_object('number', (i / 600)::text), 'ratePerRound', jsonb_build_object('rate', '0.0038051750')),
-    'lock', CASE WHEN i % 4 = 1 THEN jsonb_build_object('holders', jsonb_build_array('party-' || (i % 97) || '::1220' || md5((i % 97)::text)),
-      'expiresAt', to_char(timestamptz '2026-03-01' + i * interval '1 s', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')) END,
-    'meta', jsonb_build_object('traceId', md5(random()::text), 'workflowId', 'wf-' || md5((i / 10)::text), 'tags', jsonb_build_array('transfer', 'round-' || (i / 600))))
-  FROM generate_series(1, $contracts) i;
-INSERT INTO transfers (tx_id, contract_id, record_time, sender, receiver, amount, fee, round)
-  SELECT gen_random_uuid(), gen_random_uuid(), timestamptz '2026-01-01' + i * interval '23 ms',
-    'party-' || (i % 5000) || '::1220' || md5((i % 5000)::text), 'party-' || ((i * 7) % 5000) || '::1220' || md5(((i * 7) % 5000)::text),
-    round((random() * 1e6)::numeric, 10), round((random() * 10)::numeric, 10), i / 900
-  FROM generate_series(1, $transfers) i;
+{ ledger_sql "$contracts" "$transfers"; cat <<SQL
 ALTER TABLE transfers CLUSTER ON transfers_pkey;
 -- Secondary indexes as a participant's tables carry them (Canton's lapi_events_create has four:
 -- contract id, key hash + sequential id, offset, sequential id; lapi_command_completions five):
@@ -105,6 +88,7 @@ CREATE INDEX contracts_created_at_idx ON contracts (created_at);
 CREATE INDEX transfers_contract_id_idx ON transfers (contract_id, id);
 CREATE INDEX transfers_record_time_idx ON transfers (record_time);
 SQL
+} | pb -d benchdb
 pb -d benchdb -c "VACUUM (FREEZE, ANALYZE)" -c "CHECKPOINT"
 GEN_S=$(( $(date +%s) - G0 ))
 DISK=$(pb -d benchdb -At -c "select pg_database_size('benchdb')")
