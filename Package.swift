@@ -6,7 +6,12 @@ import PackageDescription
 //   CNBackupCore     errors, byte streams and channels, zstd, the OpenSSL wrapper, keys, the sealed format
 //   CNBackupHTTP     the libcurl client and the one retry policy every network caller uses
 //   CNBackupStorage  the ObjectStore protocol and its guarantees, the file store, S3, store decorators
-//   CNBackup         the domain: catalog, pipeline definition, capture, runner, verify, restore,
+//   CNBackupProcess  child processes: launch, stream, reap, kill with their groups
+//   CNBackupPostgres everything that talks to PostgreSQL: connections, pass files, client lookup,
+//                    scratch and created databases, archive reading and row counting
+//   CNBackupCatalog  what a store holds: layout, manifest, signatures, committer, component
+//                    reader, incremental chains, the barrier rule, drill receipts
+//   CNBackup         the operations: pipeline definition, capture, backup, verify, restore, drill,
 //                    recover, retention, metrics, copy
 //   cnbackup-cli     the `cnbackup` executable: flags, output, signals, process set-up
 //   CNBackupTesting  stores for tests only (in memory, fault-injecting), in no product
@@ -15,7 +20,8 @@ let package = Package(
     name: "cnbackup",
     platforms: [.macOS(.v14)],
     products: [
-        .library(name: "CNBackup", targets: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackup"]),
+        .library(name: "CNBackup", targets: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackupProcess",
+                                             "CNBackupPostgres", "CNBackupCatalog", "CNBackup"]),
         .executable(name: "cnbackup", targets: ["cnbackup-cli"]),
         .executable(name: "cnbackup-bench", targets: ["cnbackup-bench"]),
         // For the fuzz package (Fuzz/) only: stores for tests, not part of the CNBackup library.
@@ -37,10 +43,13 @@ let package = Package(
             name: "CNBackupStorage",
             dependencies: ["CNBackupCore", "CNBackupHTTP"]
         ),
+        .target(name: "CNBackupProcess", dependencies: ["CNBackupCore"]),
+        .target(name: "CNBackupPostgres", dependencies: ["CNBackupCore", "CNBackupProcess"]),
+        .target(name: "CNBackupCatalog", dependencies: ["CNBackupCore", "CNBackupStorage"]),
         .target(
             name: "CNBackup",
             dependencies: [
-                "CNBackupCore", "CNBackupHTTP", "CNBackupStorage",
+                "CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackupProcess", "CNBackupPostgres", "CNBackupCatalog",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -48,25 +57,27 @@ let package = Package(
         .executableTarget(
             name: "cnbackup-cli",
             dependencies: [
-                "CNBackupCore", "CNBackupStorage", "CNBackup", "CMalloc",
+                "CNBackupCore", "CNBackupStorage", "CNBackupProcess", "CNBackupPostgres", "CNBackupCatalog", "CNBackup", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // scripts/bench.sh: times the retention planner over 100,000 synthetic sets.
-        .executableTarget(name: "cnbackup-bench", dependencies: ["CNBackupCore", "CNBackup"]),
+        .executableTarget(name: "cnbackup-bench", dependencies: ["CNBackupCore", "CNBackupPostgres", "CNBackupCatalog", "CNBackup"]),
         // Stores for tests (in memory; fault-injecting): not in any product.
         .target(name: "CNBackupTesting", dependencies: ["CNBackupCore", "CNBackupStorage"]),
         // Ignores SIGPIPE in the test process, as the executable does (a C constructor).
         .target(name: "TestProcessSetup", path: "Tests/TestProcessSetup"),
         .testTarget(
             name: "CNBackupTests",
-            dependencies: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackup", "CNBackupTesting", "TestProcessSetup"],
+            dependencies: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackupProcess", "CNBackupPostgres", "CNBackupCatalog",
+                           "CNBackup", "CNBackupTesting", "TestProcessSetup"],
             resources: [.copy("Resources")]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackup", "CNBackupTesting", "TestProcessSetup"],
+            dependencies: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackupProcess", "CNBackupPostgres", "CNBackupCatalog",
+                           "CNBackup", "CNBackupTesting", "TestProcessSetup"],
             resources: [.copy("Resources")]
         ),
     ],

@@ -2,6 +2,7 @@ import CNBackup
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupPostgres
 
 // `cnbackup-bench retention [COUNT] [RUNS]`: times RetentionPlanner.plan over COUNT synthetic sets
 // (RetentionPlanner.benchmarkInput, deterministic) and prints "median_s min_s kept deleted" on one

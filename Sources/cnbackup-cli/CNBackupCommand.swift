@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import CNBackupCore
 import CNBackupStorage
+import CNBackupCatalog
 
 struct CNBackupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,6 +3,7 @@ import CNBackup
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupCatalog
 
 /// The drill keys whose receipts readers trust: `--drill-signer PUB` (repeatable) or CNBACKUP_DRILL_SIGNER (comma-separated).
 struct DrillSignerOptions: ParsableArguments {

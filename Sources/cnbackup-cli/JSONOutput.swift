@@ -2,6 +2,7 @@ import CNBackup
 import CNBackupCore
 import CNBackupStorage
 import Foundation
+import CNBackupCatalog
 
 // The one JSON contract of every `--json` output (docs/JSON.md, docs/schemas/*.schema.json):
 // one object with `schemaVersion: 1`; timestamps RFC 3339 UTC strings; a set's own id is `id`

@@ -3,6 +3,7 @@ import CNBackup
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupCatalog
 
 struct UploadCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,6 +2,8 @@ import Foundation
 import Testing
 @testable import CNBackup
 import CNBackupCore
+import CNBackupProcess
+import CNBackupPostgres
 
 /// The row counter against real pg_dump output (PostgreSQL 15, and 18 when installed), fed in
 /// chunks of every size; skipped when no PostgreSQL 15 server is installed.
@@ -34,7 +36,7 @@ import CNBackupCore
         defer { server.finish() }
         _ = try server.query("create database counted", database: "postgres")
         _ = try server.query(Self.setup, database: "counted")
-        let pg = server.definition
+        let pg = server.connection
         let passFile = try pg.makePassFile()
         return try ChildProcessStream(arguments: [bin + "/pg_dump", "--format=custom", "--compress=\(compress)", "--no-password", "--dbname=counted"],
                                       environment: pg.childEnvironment(passFile: passFile)).readAll(limit: 64 << 20)

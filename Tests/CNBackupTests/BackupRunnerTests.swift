@@ -5,6 +5,7 @@ import Testing
 import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
+import CNBackupCatalog
 
 /// A node's keys and a file store in a temporary folder.
 struct Fixture {

@@ -4,6 +4,7 @@ import Testing
 import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
+import CNBackupCatalog
 
 @Suite struct CleanupTests {
     @Test func removesOnlyOldOrphansNeverCommittedSets() throws {

@@ -6,6 +6,7 @@ import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
 import CNBackupTesting
+import CNBackupCatalog
 
 /// The fuzz targets' readers (Fuzz/Sources), run here on their seed corpora (Fuzz/corpus and the
 /// shipped pipelines/*.yaml), on cut and bit-flipped copies of the seeds, and on every input that

@@ -3,6 +3,7 @@ import Testing
 @testable import CNBackup
 import CNBackupCore
 import CNBackupStorage
+import CNBackupCatalog
 
 private let epoch = Epoch(migrationId: 4, serial: 1)
 private let base = Date(timeIntervalSince1970: 1_800_000_000)

@@ -4,6 +4,7 @@ import Testing
 import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
+import CNBackupCatalog
 
 @Suite struct CopyTests {
     @Test func copiesSignedSetsUnchangedResumesAndSkipsForgeries() throws {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import CNBackup
 import CNBackupCore
+import CNBackupCatalog
 
 /// The parallel logical dump's pure parts: the table balancing, pg_dump's pattern quoting, the
 /// holder's listing, the jobs a capture expands into, and grouping in restore and the barrier.

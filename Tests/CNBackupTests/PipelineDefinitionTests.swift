@@ -4,6 +4,7 @@ import Testing
 import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
+import CNBackupCatalog
 
 @Suite struct PipelineDefinitionTests {
     let recipient = KeyText.encode(.x25519Public, patternBytes(32, seed: 5))

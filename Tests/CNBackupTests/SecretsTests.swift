@@ -4,6 +4,7 @@ import Testing
 import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
+import CNBackupProcess
 
 /// Secrets never reach a child's arguments or environment, a log, an error, the manifest or a
 /// file left behind. The Postgres tools are replaced by scripts that record what they were given.

@@ -5,6 +5,7 @@ import Testing
 import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
+import CNBackupCatalog
 
 /// prune and check-freshness over a history someone with write access to the bucket tampered
 /// with: an edited manifest, a set re-signed by another key, a forged set sealed to the public

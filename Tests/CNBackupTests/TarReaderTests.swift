@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import CNBackup
 import CNBackupCore
+import CNBackupCatalog
 
 /// Collects every member and the SHA-256 of its data.
 private final class Collector: TarVisitor {

@@ -5,6 +5,7 @@ import Testing
 import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
+import CNBackupCatalog
 
 @Suite struct SampledReadBackTests {
     @Test func segmentsOpenOneByOneAndTamperingIsCaught() throws {

@@ -7,6 +7,8 @@ import Logging
 import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
+import CNBackupPostgres
+import CNBackupCatalog
 
 public let cnbackupVersion = "0.1.0"
 

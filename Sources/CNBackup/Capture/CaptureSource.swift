@@ -2,6 +2,8 @@ import Foundation
 import Logging
 import CNBackupCore
 import CNBackupStorage
+import CNBackupProcess
+import CNBackupCatalog
 
 /// What the runner needs to know while capturing: the apps snapshots taken so far, for the
 /// replica rule on participant captures.
@@ -98,7 +100,7 @@ struct ComponentJob: Sendable {
             let passFile = try pg.makePassFile()
             let env = pg.childEnvironment(passFile: passFile)
             if isGlobals {
-                let major = try pg.serverMajorVersion(database: pg.databases.first ?? "postgres", passFile: passFile)
+                let major = try pg.connection.serverMajorVersion(database: pg.databases.first ?? "postgres", passFile: passFile)
                 let folder = try pg.clientFolder(serverMajor: major)
                 return (KeepAlive(try ChildProcessStream(arguments: pg.globalsArguments(clientFolder: folder), environment: env,
                                                          cancellation: context.cancellation), passFile), nil)

@@ -3,29 +3,6 @@ import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
 
-/// The identities dump over HTTPS with a bearer token (CANTON.md: the SV endpoint
-/// `/api/sv/v0/admin/domain/identities-dump`, the validator one
-/// `/api/validator/v0/admin/participant/identities`).
-public struct HTTPSourceDefinition: Sendable, Equatable {
-    public struct OAuth: Sendable, Equatable {
-        public var tokenURL: String
-        public var clientId: String
-        public var clientSecretFile: String
-        public var audience: String?
-        public var scope: String?
-    }
-    public var url: String
-    public var caFile: String?
-    public var tokenFile: String?
-    public var oauth: OAuth?
-    /// Check the body against the documented identities shapes before the set is committed.
-    public var expectIdentities: Bool
-    /// The whole fetch (token, dump and their retries) takes at most this long: a server that
-    /// trickles or stalls fails the capture instead of holding the run.
-    public var timeoutSeconds: Int = 300
-
-    public var summary: String { "https: \(url)" + (oauth != nil ? " (oauth2 client credentials)" : tokenFile != nil ? " (token file)" : "") }
-}
 
 /// Streams a secret held in memory; the secret is wiped when the stream is released.
 final class SecretStream: ByteStream {

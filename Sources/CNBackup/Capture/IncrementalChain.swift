@@ -1,6 +1,8 @@
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupPostgres
+import CNBackupCatalog
 
 /// What the server says before a physical capture, for the chain choice.
 struct PhysicalServerState: Sendable, Equatable {
@@ -129,9 +131,7 @@ final class PrivateTemporaryFile {
     private let directory: String
 
     init(name: String, contents: [UInt8]) throws {
-        var buffer = Array((NSTemporaryDirectory() + "cnbackup-incr-XXXXXX").utf8CString)
-        guard let made = mkdtemp(&buffer) else { throw CNBackupError(.io, "cannot create a private temporary folder") }
-        directory = String(cString: made)
+        directory = try PrivateFolder.create(prefix: "cnbackup-incr-")
         path = directory + "/" + name
         LastResort.register(file: path, inPrivateFolder: true)
         do {

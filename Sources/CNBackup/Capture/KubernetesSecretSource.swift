@@ -3,28 +3,8 @@ import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
 
-/// A Kubernetes Secret read through the API server with the pod's service account (Splice tells
-/// SVs to keep `splice-app-sv-key` and `cometbft-keys` off the cluster). What is stored is the
-/// Secret as `kubectl apply -f` takes it back: apiVersion, kind, name, namespace, labels, type and
-/// data; never the server's bookkeeping (uid, resourceVersion, managedFields) nor the
-/// last-applied annotation, which repeats the data. The values stay in memory, never on disk.
-public struct KubernetesSecretDefinition: Sendable, Equatable {
-    public var namespace: String
-    public var name: String
-    /// `https://HOST:PORT`; default from KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT.
-    public var apiServer: String?
-    /// Default: the service account's token and CA in its mounted folder.
-    public var tokenFile: String?
-    public var caFile: String?
-
-    public static let serviceAccountFolder = "/var/run/secrets/kubernetes.io/serviceaccount"
-
-    public init(namespace: String, name: String, apiServer: String? = nil, tokenFile: String? = nil, caFile: String? = nil) {
-        self.namespace = namespace; self.name = name; self.apiServer = apiServer; self.tokenFile = tokenFile; self.caFile = caFile
-    }
-
-    public var summary: String { "kubernetes secret \(namespace)/\(name)" }
-
+/// Reading the Secret: the API server is reached with the pod's service account token and CA.
+extension KubernetesSecretDefinition {
     /// Namespace and name are DNS labels and subdomains: checked so they cannot change the path.
     func checkNames() throws {
         // \A…\z: `$` would also match before a trailing newline, which would then reach the URL path.

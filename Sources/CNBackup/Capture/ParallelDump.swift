@@ -2,6 +2,9 @@ import Foundation
 import Logging
 import CNBackupCore
 import CNBackupStorage
+import CNBackupProcess
+import CNBackupPostgres
+import CNBackupCatalog
 
 /// A parallel logical dump of one database (`postgres: { jobs: N }`, N > 1): one snapshot, several
 /// pg_dump workers, no temporary disk.

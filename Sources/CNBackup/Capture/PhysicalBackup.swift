@@ -2,6 +2,9 @@ import Foundation
 import Logging
 import CNBackupCore
 import CNBackupStorage
+import CNBackupProcess
+import CNBackupPostgres
+import CNBackupCatalog
 
 /// A physical capture: `pg_basebackup -D - -Ft -X fetch` of the whole instance, its one tar
 /// streamed through the pipeline as it is produced (no local copy, no compression of its own).
@@ -72,7 +75,7 @@ final class PhysicalCaptureStream: ByteStream {
     }
 
     private func complete() throws -> PhysicalEvidence {
-        let serverNow = try pg.query("select to_char(now() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')", passFile: passFile)
+        let serverNow = try pg.connection.query("select to_char(now() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')", passFile: passFile)
         guard let manifest = visitor.manifest else {
             throw CNBackupError(.capture, "pg_basebackup's tar holds no backup_manifest: cnbackup cannot vouch for it (is it pg_basebackup 13 or newer?)")
         }
@@ -298,13 +301,6 @@ final class TemporarySlot {
 }
 
 extension PostgresSourceDefinition {
-    /// One value from a query on the `postgres` database (any psql talks to any server).
-    func query(_ sql: String, passFile: TemporaryPassFile?) throws -> String {
-        let answer = try ChildProcessStream(arguments: [tool("psql"), "-X", "-w", "-A", "-t", "-F", "|", "-d", "postgres", "-c", sql],
-                                            environment: childEnvironment(passFile: passFile)).readAll(limit: 4096)
-        return String(decoding: answer, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
     /// Starts a physical capture (see `PhysicalCaptureStream`), enforcing the replica rule for a
     /// participant.
     func openPhysical(role: ComponentRole, component: String, epoch: Epoch, context: CaptureContext, logger: Logger? = nil) throws -> PhysicalCaptureStream {
@@ -314,7 +310,7 @@ extension PostgresSourceDefinition {
             + "coalesce(to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), ''), "
             + "current_setting('server_version'), (select system_identifier from pg_control_system()), "
             + "(select timeline_id from pg_control_checkpoint()), coalesce(current_setting('summarize_wal', true), '')"
-        let fields = try self.query(query, passFile: passFile).split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+        let fields = try connection.query(query, passFile: passFile).split(separator: "|", omittingEmptySubsequences: false).map(String.init)
         guard fields.count == 7 else { throw CNBackupError(.capture, "unexpected answer from \(host):\(port) to the evidence query") }
         guard let major = PostgresClients.majorVersion(in: fields[3]) else {
             throw CNBackupError(.capture, "\(host):\(port) reports server version \"\(fields[3])\", which cnbackup cannot read")

@@ -1,6 +1,7 @@
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupCatalog
 
 /// Copies sets between stores byte for byte (same set ids, objects, manifests and signatures; no
 /// key needed): the off-cluster disaster copy. Only sets whose manifest is signed by a pinned

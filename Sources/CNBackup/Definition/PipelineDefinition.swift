@@ -3,11 +3,7 @@ import Yams
 import CNBackupHTTP
 import CNBackupCore
 import CNBackupStorage
-
-/// What a component is in a Canton node; the plan orders captures by role, never by file order.
-public enum ComponentRole: String, Codable, Sendable, CaseIterable {
-    case apps, participant, sequencer, mediator, identities, cometbft, other
-}
+import CNBackupCatalog
 
 /// Where a capture's bytes come from.
 public enum CaptureSourceDefinition: Sendable, Equatable {

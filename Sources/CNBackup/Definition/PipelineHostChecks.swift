@@ -1,5 +1,6 @@
 import Foundation
 import CNBackupCore
+import CNBackupProcess
 
 /// What `run` needs of the host it runs on, checked without side effects by `validate` (issue 17):
 /// key files exist, are readable and private ones are not open to others; commands exist on the

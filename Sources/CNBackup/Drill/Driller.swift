@@ -1,6 +1,8 @@
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupPostgres
+import CNBackupCatalog
 
 /// Where a drill restores.
 public enum DrillScratch: Sendable {

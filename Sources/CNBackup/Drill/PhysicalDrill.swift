@@ -1,6 +1,9 @@
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupProcess
+import CNBackupPostgres
+import CNBackupCatalog
 
 extension Driller {
     /// A physical component: restored to a data directory in a private folder (pg_verifybackup
@@ -11,9 +14,7 @@ extension Driller {
                        options: DrillOptions, log: (String) -> Void, versions: inout Set<String>) -> DrillReceipt.Component {
         var component = DrillReceipt.Component(name: record.name, role: record.role.rawValue, status: "failed", seconds: 0, rowCounts: nil,
                                                comparedWith: "none", mismatches: [], reason: nil, checked: [])
-        var buffer = Array((NSTemporaryDirectory() + "cnbackup-drill-XXXXXX").utf8CString)
-        guard let made = mkdtemp(&buffer) else { component.reason = "cannot create a private temporary folder"; return component }
-        let folder = String(cString: made)
+        guard let folder = try? PrivateFolder.create(prefix: "cnbackup-drill-") else { component.reason = "cannot create a private temporary folder"; return component }
         LastResort.register(directory: folder)
         var server: ChildProcess?
         defer {
@@ -50,8 +51,7 @@ extension Driller {
                                          environment: ChildProcess.environment(adding: ["LANG": "C"]), output: .file(logFd), error: .file(logFd))
             close(logFd)
             server = child
-            let pg = PostgresSourceDefinition(host: folder, port: port, user: options.physicalUser, passwordFile: nil, databases: [], globals: false,
-                                              lockWaitTimeout: "60s", sslMode: nil, binDirectory: tools, environment: [:])
+            let pg = PostgresConnection(host: folder, port: port, user: options.physicalUser, binDirectory: tools)
             func query(_ sql: String, _ database: String) throws -> String {
                 String(decoding: try ChildProcessStream(arguments: [pg.tool("psql"), "-X", "-w", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\u{1F}",
                                                                     "-d", database, "-c", sql], environment: pg.childEnvironment(passFile: nil)).readAll(limit: 256 << 20),

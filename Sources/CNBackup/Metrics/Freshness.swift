@@ -1,6 +1,7 @@
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupCatalog
 
 /// How fresh a node's backups are, from trusted manifests only.
 public struct FreshnessReport: Sendable, Codable {

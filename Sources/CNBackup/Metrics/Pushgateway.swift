@@ -2,6 +2,7 @@ import Foundation
 import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
+import CNBackupCatalog
 
 /// Pushes Prometheus text to a Pushgateway: `PUT <gateway>/metrics/job/<job>/node/<node>`, which
 /// replaces that group's metrics, so a series that stopped (a component removed) disappears.

@@ -1,6 +1,7 @@
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupCatalog
 
 /// Rebuilds the manifest of an orphan set (objects stored, manifest never written: the run was
 /// killed, or lost its connection, before the commit) from what each object says of itself.

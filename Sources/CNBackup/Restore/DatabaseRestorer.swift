@@ -1,6 +1,9 @@
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupProcess
+import CNBackupPostgres
+import CNBackupCatalog
 
 /// Restores a pg_dump component into a fresh database: the authenticated dump goes to a private
 /// temporary file (pg_restore's parallel mode needs a seekable file), the database is created,
@@ -57,7 +60,7 @@ public struct DatabaseRestorer: Sendable {
             return try restoreParts(parts, setId: setId, node: node, identities: identities, into: target)
         }
         let folder = try entry.manifest?.components.first(where: { $0.name == component })
-            .flatMap { try PostgresClients.restoreFolder(for: $0, binDirectory: target.binDirectory) } ?? target.binDirectory
+            .flatMap { try PostgresClients.restoreFolder(forArchive: $0.name, writtenBy: $0.postgres?.pgDumpVersion, binDirectory: target.binDirectory) } ?? target.binDirectory
         try withSession(clientFolder: folder, setId: setId, node: node, identities: identities, into: target) { session in
             try restorer.restore(setId: setId, component: component, node: node, identities: identities,
                                  to: .file(path: session.directory + "/dump", overwrite: false))
@@ -71,7 +74,7 @@ public struct DatabaseRestorer: Sendable {
     /// folder for the plaintext (removed however this ends, a signal that ends the process
     /// included), and the instance's roles restored first when asked.
     struct Session {
-        let pg: PostgresSourceDefinition
+        let pg: PostgresConnection
         let directory: String
         let environment: [String: String]
         let target: Target
@@ -105,14 +108,10 @@ public struct DatabaseRestorer: Sendable {
 
     func withSession(clientFolder: String?, setId: String, node: String?, identities: [Identity], into target: Target,
                      _ body: (Session) throws -> Void) throws {
-        let pg = PostgresSourceDefinition(host: target.host, port: target.port, user: target.user, passwordFile: target.passwordFile,
-                                          databases: [target.database], globals: false, lockWaitTimeout: "60s", sslMode: nil,
-                                          binDirectory: clientFolder, environment: [:])
+        let pg = PostgresConnection(host: target.host, port: target.port, user: target.user, passwordFile: target.passwordFile,
+                                    binDirectory: clientFolder)
         let passFile = try pg.makePassFile()
-        let template = NSTemporaryDirectory() + "cnbackup-restore-XXXXXX"
-        var buffer = Array(template.utf8CString)
-        guard let made = mkdtemp(&buffer) else { throw CNBackupError(.io, "cannot create a private temporary folder") }
-        let directory = String(cString: made)
+        let directory = try PrivateFolder.create(prefix: "cnbackup-restore-")
         LastResort.register(directory: directory)
         defer {
             try? FileManager.default.removeItem(atPath: directory)
@@ -131,7 +130,7 @@ public struct DatabaseRestorer: Sendable {
     /// A parallel dump: every part to a private temporary file, then pre-data, the data parts
     /// (`jobs` pg_restore at a time), and post-data with `pg_restore -j jobs`.
     func restoreParts(_ parts: [ComponentRecord], setId: String, node: String?, identities: [Identity], into target: Target) throws {
-        let folder = try parts.compactMap { try PostgresClients.restoreFolder(for: $0, binDirectory: target.binDirectory) }.first ?? target.binDirectory
+        let folder = try parts.compactMap { try PostgresClients.restoreFolder(forArchive: $0.name, writtenBy: $0.postgres?.pgDumpVersion, binDirectory: target.binDirectory) }.first ?? target.binDirectory
         let pre = parts.first { $0.part!.section == "pre-data" }, post = parts.first { $0.part!.section == "post-data" }
         let data = parts.filter { $0.part!.section == "data" }
         guard let pre, let post else { throw CNBackupError(.integrity, "the parallel dump has no pre-data or post-data part") }

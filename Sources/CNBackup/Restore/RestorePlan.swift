@@ -1,6 +1,8 @@
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupPostgres
+import CNBackupCatalog
 
 /// The whole node's restore from one set, in the order the Splice runbooks give: stop the apps
 /// and the node, restore every store from the same set (so the apps stay strictly older than the

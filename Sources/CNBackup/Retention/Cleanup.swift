@@ -1,6 +1,7 @@
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupCatalog
 
 /// What `cleanup` would remove: objects of sets that never got a manifest and are older than the
 /// longest run could take, and multipart uploads left behind. Sets with a manifest (complete or

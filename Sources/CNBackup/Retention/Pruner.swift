@@ -1,6 +1,7 @@
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupCatalog
 
 /// Applies retention to a node's sets in a store, deciding only from signed manifests.
 public struct Pruner: Sendable {

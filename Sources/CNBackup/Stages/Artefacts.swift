@@ -1,6 +1,7 @@
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupCatalog
 
 // The type of an artefact says what has been done to its bytes. Each stage takes one type and
 // returns the next, so a pipeline that uploads plaintext, or encrypts before compressing, does

@@ -1,6 +1,7 @@
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupCatalog
 
 /// Captured -> Compressed: zstd on a thread of its own.
 public struct Compress: Stage {

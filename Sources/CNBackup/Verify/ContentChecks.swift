@@ -1,6 +1,9 @@
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupProcess
+import CNBackupPostgres
+import CNBackupCatalog
 
 /// What deep verify checks in a component's plaintext beyond its digest, as the bytes stream past:
 /// a pg_dump custom-format archive (it starts with `PGDMP`) must pass `pg_restore --list`, and an
@@ -33,7 +36,7 @@ final class ContentChecks {
         if first {
             first = false
             if chunk.starts(with: Array("PGDMP".utf8)) {
-                listCheck = try PgRestoreListCheck(binDirectory: try PostgresClients.restoreFolder(for: record, binDirectory: pgBinDirectory),
+                listCheck = try PgRestoreListCheck(binDirectory: try PostgresClients.restoreFolder(forArchive: record.name, writtenBy: record.postgres?.pgDumpVersion, binDirectory: pgBinDirectory),
                                                    component: record.name)
             }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import CNBackupCore
+import CNBackupCatalog
 
 /// Deep verify of a physical component without extracting it: as the tar streams past, each
 /// member's size and checksum (CRC-32C, or SHA-256 for sets that recorded no `fileChecksums`) are

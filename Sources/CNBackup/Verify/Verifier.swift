@@ -1,6 +1,7 @@
 import Foundation
 import CNBackupCore
 import CNBackupStorage
+import CNBackupCatalog
 
 /// The outcome of checking one set.
 public struct VerifyReport: Codable, Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import CNBackupCore
+import CNBackupProcess
 
 /// Counts each table's rows in a pg_dump custom-format archive as it streams past, without
 /// keeping it: the header and table of contents are parsed (pg_backup_archiver.c `ReadHead` and
@@ -14,9 +15,9 @@ import CNBackupCore
 /// recorded. It never fails the capture.
 public final class ArchiveRowCounter {
     /// The archive versions whose layout this reader knows (major, minor).
-    static let oldest = (1, 12), newest = (1, 16)
+    package static let oldest = (1, 12), newest = (1, 16)
     /// The header and table of contents are buffered whole; past this, give up.
-    static let tocLimit = 256 << 20
+    package static let tocLimit = 256 << 20
 
     private enum Phase {
         case toc
@@ -144,7 +145,7 @@ public final class ArchiveRowCounter {
     /// pg_dump ends each table's COPY data with `\.` and two empty lines (`\.\n\n\n`): those
     /// lines are no rows. A row is never `\.` (a backslash in data is written `\\`), so the
     /// terminator is recognised by that line, followed only by empty lines, at the block's end.
-    static func terminatorLines(_ tail: [UInt8], wholeBlock: Bool) -> Int64 {
+    package static func terminatorLines(_ tail: [UInt8], wholeBlock: Bool) -> Int64 {
         var end = tail.count
         var empty: Int64 = 0
         while end >= 2, tail[end - 1] == 0x0A, tail[end - 2] == 0x0A { end -= 1; empty += 1 }
@@ -195,7 +196,7 @@ public final class ArchiveRowCounter {
         return Self.int(buffer[...], intSize: intSize)
     }
 
-    static func int<C: Collection>(_ bytes: C, intSize: Int) -> Int where C.Element == UInt8 {
+    package static func int<C: Collection>(_ bytes: C, intSize: Int) -> Int where C.Element == UInt8 {
         var value = 0
         var shift = 0
         var sign: UInt8 = 0
@@ -296,15 +297,15 @@ public final class ArchiveRowCounter {
 }
 
 /// Passes a stream through unchanged while an `ArchiveRowCounter` reads it.
-final class RowCountingStream: ByteStream {
+package final class RowCountingStream: ByteStream {
     private let upstream: ByteStream
-    let counter = ArchiveRowCounter()
-    init(_ upstream: ByteStream) { self.upstream = upstream }
-    func next() throws -> [UInt8]? {
+    package let counter = ArchiveRowCounter()
+    package init(_ upstream: ByteStream) { self.upstream = upstream }
+    package func next() throws -> [UInt8]? {
         guard let chunk = try upstream.next() else { return nil }
         if counter.gaveUp == nil { counter.consume(chunk) }
         // (the counts are read with `counter.finish()` once the stream ended)
         return chunk
     }
-    func close() { upstream.close() }
+    package func close() { upstream.close() }
 }

@@ -3,6 +3,12 @@ import CNBackupCore
 import CNBackupStorage
 
 /// The synchronizer epoch a backup belongs to: a migration (major upgrade) increments
+/// What a component is to its node: the role decides the capture order and the restore order.
+/// What a component is in a Canton node; the plan orders captures by role, never by file order.
+public enum ComponentRole: String, Codable, Sendable, CaseIterable {
+    case apps, participant, sequencer, mediator, identities, cometbft, other
+}
+
 /// `migrationId`; a logical synchronizer upgrade increments the physical synchronizer `serial`.
 public struct Epoch: Codable, Sendable, Equatable, Hashable, Comparable, CustomStringConvertible {
     public var migrationId: Int
@@ -80,12 +86,33 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var barrier: BarrierEvidence?
 
     public var captureStartDate: Date? { Timestamp.parse(captureStart) }
+
+    package init(formatVersion: Int, setId: String, node: NodeInfo, epoch: Epoch, status: SetStatus, failures: [ComponentFailure], toolVersion: String, captureStart: String, captureEnd: String, recovered: Bool? = nil, components: [ComponentRecord], barrier: BarrierEvidence? = nil) {
+        self.formatVersion = formatVersion
+        self.setId = setId
+        self.node = node
+        self.epoch = epoch
+        self.status = status
+        self.failures = failures
+        self.toolVersion = toolVersion
+        self.captureStart = captureStart
+        self.captureEnd = captureEnd
+        self.recovered = recovered
+        self.components = components
+        self.barrier = barrier
+    }
 }
 
 public struct ComponentFailure: Codable, Sendable, Equatable {
     public var component: String
     public var role: String
     public var reason: String
+
+    package init(component: String, role: String, reason: String) {
+        self.component = component
+        self.role = role
+        self.reason = reason
+    }
 }
 
 /// One stored object of a set.
@@ -130,6 +157,32 @@ public struct ComponentRecord: Codable, Sendable, Equatable {
     /// For one part of a parallel logical dump (`postgres: { jobs: N }`): which part of which
     /// database's dump. Readers group the parts by `group`; the dump is whole only with all `count`.
     public var part: DumpPart? = nil
+
+    package init(name: String, role: ComponentRole, source: String, objectKey: String, storedSize: Int64, storedSHA256: String, headerSHA256: String? = nil, etag: String? = nil, plaintextSize: Int64, plaintextDigestHMAC: String, codec: CodecInfo, keyIds: [KeyID], segmentSize: Int, started: String, ended: String, startOrder: Int, endOrder: Int, readBack: ReadBackRecord, postgres: PostgresEvidence? = nil, epoch: Epoch? = nil, physical: PhysicalEvidence? = nil, rowCounts: [String: Int64]? = nil, part: DumpPart? = nil) {
+        self.name = name
+        self.role = role
+        self.source = source
+        self.objectKey = objectKey
+        self.storedSize = storedSize
+        self.storedSHA256 = storedSHA256
+        self.headerSHA256 = headerSHA256
+        self.etag = etag
+        self.plaintextSize = plaintextSize
+        self.plaintextDigestHMAC = plaintextDigestHMAC
+        self.codec = codec
+        self.keyIds = keyIds
+        self.segmentSize = segmentSize
+        self.started = started
+        self.ended = ended
+        self.startOrder = startOrder
+        self.endOrder = endOrder
+        self.readBack = readBack
+        self.postgres = postgres
+        self.epoch = epoch
+        self.physical = physical
+        self.rowCounts = rowCounts
+        self.part = part
+    }
 }
 
 /// One archive of a parallel logical dump: the pre-data section (index 0), a data part (1...count-2,
@@ -193,6 +246,28 @@ public struct PhysicalEvidence: Codable, Sendable, Equatable {
 
     /// 0 for a full backup, else the incremental's place in its chain.
     public var chainPosition: Int { incremental?.position ?? 0 }
+
+    package init(tool: String, serverVersion: String, systemIdentifier: String, timeline: Int, startTimeline: Int, startLSN: String, stopLSN: String, serverTimeBeforeStart: String, backupStartTime: String? = nil, serverTimeAtStop: String, isReplica: Bool, replayTimestamp: String? = nil, backupManifestSHA256: String, backupManifestSize: Int64, walRetention: String, fileChecksums: String? = nil, backupManifestObject: String? = nil, incremental: IncrementalLink? = nil, fullBackupReason: String? = nil) {
+        self.tool = tool
+        self.serverVersion = serverVersion
+        self.systemIdentifier = systemIdentifier
+        self.timeline = timeline
+        self.startTimeline = startTimeline
+        self.startLSN = startLSN
+        self.stopLSN = stopLSN
+        self.serverTimeBeforeStart = serverTimeBeforeStart
+        self.backupStartTime = backupStartTime
+        self.serverTimeAtStop = serverTimeAtStop
+        self.isReplica = isReplica
+        self.replayTimestamp = replayTimestamp
+        self.backupManifestSHA256 = backupManifestSHA256
+        self.backupManifestSize = backupManifestSize
+        self.walRetention = walRetention
+        self.fileChecksums = fileChecksums
+        self.backupManifestObject = backupManifestObject
+        self.incremental = incremental
+        self.fullBackupReason = fullBackupReason
+    }
 }
 
 /// An incremental backup's link to the backup it was taken against. Restoring it needs every link
@@ -228,11 +303,24 @@ public struct PostgresEvidence: Codable, Sendable, Equatable {
     public var replayTimestamp: String?
     public var serverVersion: String
     public var pgDumpVersion: String
+
+    package init(serverNowBeforeSnapshot: String, isReplica: Bool, replayTimestamp: String? = nil, serverVersion: String, pgDumpVersion: String) {
+        self.serverNowBeforeSnapshot = serverNowBeforeSnapshot
+        self.isReplica = isReplica
+        self.replayTimestamp = replayTimestamp
+        self.serverVersion = serverVersion
+        self.pgDumpVersion = pgDumpVersion
+    }
 }
 
 public struct CodecInfo: Codable, Sendable, Equatable {
     public var name: String
     public var level: Int
+
+    package init(name: String, level: Int) {
+        self.name = name
+        self.level = level
+    }
 }
 
 /// Evidence that every apps snapshot was fixed before any participant capture started.
@@ -243,6 +331,14 @@ public struct BarrierEvidence: Codable, Sendable, Equatable {
     public var appsCompletedOrder: Int?
     public var participantStartedOrder: Int?
     public var holds: Bool
+
+    package init(appsComponents: [String], participantComponents: [String], appsCompletedOrder: Int? = nil, participantStartedOrder: Int? = nil, holds: Bool) {
+        self.appsComponents = appsComponents
+        self.participantComponents = participantComponents
+        self.appsCompletedOrder = appsCompletedOrder
+        self.participantStartedOrder = participantStartedOrder
+        self.holds = holds
+    }
 }
 
 extension Manifest {

@@ -47,7 +47,7 @@ public struct CatalogEntry: Sendable {
     /// allowance: never fresh, never the newest for retention.
     public let isFutureDated: Bool
     /// Whether recovered sets count as complete backups (an operator's explicit choice).
-    let countsRecovered: Bool
+    package let countsRecovered: Bool
 
     public var isTrusted: Bool { signature.isValid && manifest != nil && problems.isEmpty }
     /// A backup counts only when its manifest is trusted and says complete; a set rebuilt by
@@ -56,6 +56,16 @@ public struct CatalogEntry: Sendable {
         isTrusted && manifest?.status == .complete && (countsRecovered || manifest?.recovered != true)
     }
     public var setId: String { layout.setId }
+
+    package init(layout: SetLayout, manifest: Manifest?, manifestBytes: [UInt8], signature: SignatureStatus, problems: [String], isFutureDated: Bool, countsRecovered: Bool) {
+        self.layout = layout
+        self.manifest = manifest
+        self.manifestBytes = manifestBytes
+        self.signature = signature
+        self.problems = problems
+        self.isFutureDated = isFutureDated
+        self.countsRecovered = countsRecovered
+    }
 }
 
 /// The signers readers trust: some for any node, some pinned to one node (`--signer NODE=PUB`).
@@ -74,6 +84,11 @@ public struct SignerPins: Sendable, Equatable {
 public struct IgnoredKey: Sendable, Codable, Equatable {
     public var key: String
     public var reason: String
+
+    package init(key: String, reason: String) {
+        self.key = key
+        self.reason = reason
+    }
 }
 
 /// Reads sets from a store, deciding only from manifests signed by a pinned signer. S3 tags and
@@ -132,7 +147,7 @@ public struct Catalog: Sendable {
     }
 
     /// Keys as a writer chose them may hold control characters: shown escaped, never raw.
-    static func printable(_ key: String) -> String {
+    package static func printable(_ key: String) -> String {
         String(key.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined().prefix(300))
     }
 
@@ -158,7 +173,7 @@ public struct Catalog: Sendable {
         throw CNBackupError(.integrity, "set id \(setId) appears \(layouts.count) times in \(store.displayName) (\(trusted.count) trusted): name the node with --node")
     }
 
-    func load(_ layout: SetLayout, now: Date = Date()) throws -> CatalogEntry {
+    package func load(_ layout: SetLayout, now: Date = Date()) throws -> CatalogEntry {
         var problems: [String] = []
         let bytes: [UInt8]
         do {

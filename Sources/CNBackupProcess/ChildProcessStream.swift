@@ -38,7 +38,7 @@ public final class ChildProcessStream: ByteStream {
         cancelRegistration = cancellation?.onCancel { child.signalGroup(SIGTERM) }
     }
 
-    static func resolve(_ program: String, path: String) -> String? { ChildProcess.resolve(program, path: path) }
+    package static func resolve(_ program: String, path: String) -> String? { ChildProcess.resolve(program, path: path) }
 
     public func next() throws -> [UInt8]? {
         if finished { return nil }
@@ -78,19 +78,19 @@ public final class ChildProcessStream: ByteStream {
 }
 
 /// The last few KiB of a child's standard error.
-final class ErrorTail: @unchecked Sendable {
+package final class ErrorTail: @unchecked Sendable {
     // @unchecked: `bytes` is only touched under `lock`.
     private let lock = NSLock()
     private var bytes: [UInt8] = []
     private let limit = 4096
 
-    func append(_ chunk: [UInt8]) {
+    package func append(_ chunk: [UInt8]) {
         lock.lock(); defer { lock.unlock() }
         bytes += chunk
         if bytes.count > limit { bytes.removeFirst(bytes.count - limit) }
     }
 
-    var text: String {
+    package var text: String {
         lock.lock(); defer { lock.unlock() }
         return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }

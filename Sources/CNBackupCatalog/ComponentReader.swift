@@ -15,9 +15,9 @@ import CNBackupStorage
 ///   decompressed plaintext never goes past the signed plaintext size.
 /// - `finish()` then checks what only the end can tell: the stored SHA-256, the plaintext size and
 ///   its digest HMAC.
-final class ComponentReader {
+package final class ComponentReader {
     /// What opens the object.
-    enum Keys {
+    package enum Keys {
         /// Private keys (verify, restore, recover).
         case identities([Identity])
         /// The data key the run still holds and the header it wrote (read-back: no private key).
@@ -25,7 +25,7 @@ final class ComponentReader {
     }
 
     /// What the object must be.
-    enum Expectation {
+    package enum Expectation {
         /// A component of a trusted manifest.
         case record(ComponentRecord, manifest: Manifest, layout: SetLayout)
         /// An object without a manifest yet (recover): its header must name this place.
@@ -35,14 +35,14 @@ final class ComponentReader {
         case written(name: String, storedSize: Int64, plaintextSize: Int64)
     }
 
-    let plaintext: DigestingStream
-    let header: SealedHeader
-    let dataKey: DataKey
+    package let plaintext: DigestingStream
+    package let header: SealedHeader
+    package let dataKey: DataKey
     private let stored: DigestingStream
     private let expectation: Expectation
     private let name: String
 
-    init(store: any ObjectStore, key: String, expect expectation: Expectation, keys: Keys) throws {
+    package init(store: any ObjectStore, key: String, expect expectation: Expectation, keys: Keys) throws {
         self.expectation = expectation
         var source = try store.get(key: key)
         switch expectation {
@@ -90,7 +90,7 @@ final class ComponentReader {
     }
 
     /// The header binding and the place the header names.
-    static func check(header: SealedHeader, against expectation: Expectation) throws {
+    package static func check(header: SealedHeader, against expectation: Expectation) throws {
         let description = header.description
         switch expectation {
         case .record(let record, let manifest, _):
@@ -124,16 +124,23 @@ final class ComponentReader {
     }
 
     /// What the whole read saw; call once `plaintext` has ended.
-    struct Totals {
-        var storedSize: Int64
-        var storedSHA256: [UInt8]
-        var plaintextSize: Int64
-        var plaintextSHA256: [UInt8]
+    package struct Totals {
+        package var storedSize: Int64
+        package var storedSHA256: [UInt8]
+        package var plaintextSize: Int64
+        package var plaintextSHA256: [UInt8]
+
+        package init(storedSize: Int64, storedSHA256: [UInt8], plaintextSize: Int64, plaintextSHA256: [UInt8]) {
+            self.storedSize = storedSize
+            self.storedSHA256 = storedSHA256
+            self.plaintextSize = plaintextSize
+            self.plaintextSHA256 = plaintextSHA256
+        }
     }
 
     /// Checks the ends against the manifest (for a record) and returns what was read.
     @discardableResult
-    func finish() throws -> Totals {
+    package func finish() throws -> Totals {
         guard let storedDigest = stored.digest, let plaintextDigest = plaintext.digest else {
             throw CNBackupError(.integrity, "object \(name) ended before it was read whole")
         }

@@ -1,5 +1,6 @@
 import Foundation
 import CNBackupCore
+import CNBackupProcess
 
 /// Where a drill restores: a server it was pointed at (`--pg-host`: uniquely named databases,
 /// dropped afterwards), or a throwaway PostgreSQL instance it starts itself (initdb of the
@@ -34,7 +35,7 @@ public final class ScratchPostgres: @unchecked Sendable {
         self.binDirectory = binDirectory; isThrowaway = false; folder = nil
         runId = (try randomBytes(4)).hex
         serverVersion = try query("show server_version", database: "postgres").trimmingCharacters(in: .whitespacesAndNewlines)
-        heldPassFile = try definition.makePassFile()
+        heldPassFile = try connection.makePassFile()
     }
 
     /// Starts a throwaway instance of at least PostgreSQL `major` (the oldest found that is).
@@ -44,9 +45,7 @@ public final class ScratchPostgres: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: tools + "/postgres") else {
             throw CNBackupError(.invalidInput, "\(tools) has initdb but no postgres server: install the PostgreSQL \(major) server or pass --pg-bin")
         }
-        var buffer = Array((NSTemporaryDirectory() + "cnbackup-drill-XXXXXX").utf8CString)
-        guard let made = mkdtemp(&buffer) else { throw CNBackupError(.io, "cannot create a private temporary folder") }
-        let folder = String(cString: made)
+        let folder = try PrivateFolder.create(prefix: "cnbackup-drill-")
         LastResort.register(directory: folder)
         self.folder = folder
         host = "127.0.0.1"; user = "cnbackup_drill"; self.binDirectory = tools; isThrowaway = true
@@ -98,7 +97,7 @@ public final class ScratchPostgres: @unchecked Sendable {
 
     /// Runs `arguments` from inside `folder` (an unprivileged user may not read the caller's
     /// working directory), as `owner` when given (cnbackup runs as root).
-    static func command(_ arguments: [String], as owner: (name: String, uid: uid_t, gid: gid_t)?, in folder: String) -> [String] {
+    package static func command(_ arguments: [String], as owner: (name: String, uid: uid_t, gid: gid_t)?, in folder: String) -> [String] {
         var prefix: [String] = []
         if let owner {
             prefix = FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") || FileManager.default.isExecutableFile(atPath: "/bin/setpriv")
@@ -109,7 +108,7 @@ public final class ScratchPostgres: @unchecked Sendable {
     }
 
     /// Polls `check` until it holds, the child ends or `seconds` pass.
-    static func waitReady(check: () -> Bool, child: ChildProcess, seconds: Double) -> Bool {
+    package static func waitReady(check: () -> Bool, child: ChildProcess, seconds: Double) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if check() { return true }
@@ -121,7 +120,7 @@ public final class ScratchPostgres: @unchecked Sendable {
     }
 
     /// The user a throwaway instance runs as when cnbackup runs as root: `postgres`, else `nobody`.
-    static func unprivilegedOwner() throws -> (name: String, uid: uid_t, gid: gid_t)? {
+    package static func unprivilegedOwner() throws -> (name: String, uid: uid_t, gid: gid_t)? {
         guard geteuid() == 0 else { return nil }
         for name in ["postgres", "nobody"] {
             if let entry = getpwnam(name) { return (name, entry.pointee.pw_uid, entry.pointee.pw_gid) }
@@ -129,7 +128,7 @@ public final class ScratchPostgres: @unchecked Sendable {
         throw CNBackupError(.invalidInput, "cnbackup runs as root and there is no postgres or nobody user to run the throwaway PostgreSQL as")
     }
 
-    static func freeLoopbackPort() throws -> Int {
+    package static func freeLoopbackPort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw CNBackupError(.io, "cannot open a socket") }
         defer { close(fd) }
@@ -145,19 +144,20 @@ public final class ScratchPostgres: @unchecked Sendable {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    static func removeFolder(_ folder: String) {
+    package static func removeFolder(_ folder: String) {
         try? FileManager.default.removeItem(atPath: folder)
         LastResort.unregister(directory: folder)
     }
 
-    var definition: PostgresSourceDefinition {
-        PostgresSourceDefinition(host: host, port: port, user: user, passwordFile: passwordFile, databases: [], globals: false,
-                                 lockWaitTimeout: "60s", sslMode: isThrowaway ? "disable" : nil, binDirectory: binDirectory, environment: [:])
+    /// How to reach the server.
+    public var connection: PostgresConnection {
+        PostgresConnection(host: host, port: port, user: user, passwordFile: passwordFile,
+                           sslMode: isThrowaway ? "disable" : nil, binDirectory: binDirectory)
     }
 
     /// Runs one SQL statement and returns psql's unaligned, tuples-only output (fields split by 0x1F).
     public func query(_ sql: String, database: String) throws -> String {
-        let pg = definition
+        let pg = connection
         let passFile = try pg.makePassFile()
         let output = try ChildProcessStream(arguments: [pg.tool("psql"), "-X", "-w", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\u{1F}",
                                                         "-d", database, "-c", sql],
@@ -172,7 +172,7 @@ public final class ScratchPostgres: @unchecked Sendable {
         let name = "cnbdrill_\(runId)_\(counter)_\(clean)"
         created.append(name)
         if !isThrowaway {
-            let pg = definition
+            let pg = connection
             pending[name] = CreatedDatabase(name: name, dropdb: pg.tool("dropdb"), environment: pg.childEnvironment(passFile: heldPassFile))
         }
         return name
@@ -180,7 +180,7 @@ public final class ScratchPostgres: @unchecked Sendable {
 
     /// Drops a database it made.
     public func dropDatabase(_ name: String) {
-        let pg = definition
+        let pg = connection
         guard let passFile = try? pg.makePassFile() else { return }
         CreatedDatabase.drop(name, dropdb: pg.tool("dropdb"), environment: pg.childEnvironment(passFile: passFile))
         pending.removeValue(forKey: name)?.release()

@@ -48,7 +48,7 @@ public struct SetLayout: Sendable, Equatable {
         return "a segment is not what cnbackup writes (node name, numbers without leading zeros, set id, object name)"
     }
 
-    static func canonicalNumber(_ text: Substring) -> Int? {
+    package static func canonicalNumber(_ text: Substring) -> Int? {
         guard text.range(of: #"^(0|[1-9][0-9]{0,8})$"#, options: .regularExpression) != nil else { return nil }
         return Int(text)
     }
@@ -66,13 +66,13 @@ public struct SetLayout: Sendable, Equatable {
         Timestamp.compact(start) + "-" + (try randomBytes(4)).hex
     }
 
-    static func isValidSetId(_ id: String) -> Bool {
+    package static func isValidSetId(_ id: String) -> Bool {
         id.range(of: #"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"#, options: .regularExpression) != nil
     }
 }
 
 /// Node names become key segments and tag values: keep them to a safe alphabet.
-func validateNodeName(_ name: String) throws {
+package func validateNodeName(_ name: String) throws {
     guard name.range(of: #"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"#, options: .regularExpression) != nil else {
         throw CNBackupError(.invalidInput, "node name \"\(name)\" is not allowed: use letters, digits, '.', '_' and '-' (at most 63)")
     }

@@ -12,7 +12,12 @@ public struct ManifestSignature: Sendable, Equatable {
     public let signer: SignerKey
     public let signature: [UInt8]
 
-    static let header = "cnbackup-signature-v1"
+    package init(signer: SignerKey, signature: [UInt8]) {
+        self.signer = signer
+        self.signature = signature
+    }
+
+    package static let header = "cnbackup-signature-v1"
 
     public static func sign(_ manifestBytes: [UInt8], with key: SigningKey) throws -> ManifestSignature {
         ManifestSignature(signer: key.publicKey, signature: try Ed25519.sign(privateKey: key.secret.bytes, message: manifestBytes))

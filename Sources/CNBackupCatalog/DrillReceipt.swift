@@ -23,6 +23,18 @@ public struct DrillReceipt: Codable, Sendable, Equatable {
         public var reason: String?
         /// What was checked, for humans.
         public var checked: [String]
+
+        package init(name: String, role: String, status: String, seconds: Double, rowCounts: [String: Int64]? = nil, comparedWith: String, mismatches: [String], reason: String? = nil, checked: [String]) {
+            self.name = name
+            self.role = role
+            self.status = status
+            self.seconds = seconds
+            self.rowCounts = rowCounts
+            self.comparedWith = comparedWith
+            self.mismatches = mismatches
+            self.reason = reason
+            self.checked = checked
+        }
     }
 
     public var formatVersion: Int
@@ -53,6 +65,25 @@ public struct DrillReceipt: Codable, Sendable, Equatable {
     public var passed: Bool { status == "passed" }
     public var atDate: Date? { Timestamp.parse(at) }
 
+    package init(formatVersion: Int, setId: String, node: String, epoch: Epoch, manifestSHA256: String, status: String, at: String, toolVersion: String, scratch: String, postgresVersions: [String], checked: [String], failures: [String], components: [Component], identityIds: [String]? = nil, restoreSeconds: Double, sampled: Bool? = nil) {
+        self.formatVersion = formatVersion
+        self.setId = setId
+        self.node = node
+        self.epoch = epoch
+        self.manifestSHA256 = manifestSHA256
+        self.status = status
+        self.at = at
+        self.toolVersion = toolVersion
+        self.scratch = scratch
+        self.postgresVersions = postgresVersions
+        self.checked = checked
+        self.failures = failures
+        self.components = components
+        self.identityIds = identityIds
+        self.restoreSeconds = restoreSeconds
+        self.sampled = sampled
+    }
+
     public func encoded() throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
@@ -82,6 +113,11 @@ public struct DrillReceipt: Codable, Sendable, Equatable {
 public struct FoundReceipt: Sendable {
     public var key: String
     public var receipt: DrillReceipt
+
+    package init(key: String, receipt: DrillReceipt) {
+        self.key = key
+        self.receipt = receipt
+    }
 }
 
 /// Writes and reads receipts. Only receipts signed by a pinned drill signer, about the set they
@@ -127,7 +163,7 @@ public struct DrillReceipts: Sendable {
         try trusted(entries: [entry], prefix: entry.layout.directory + "/")[entry.layout.directory] ?? []
     }
 
-    func load(key: String, entry: CatalogEntry) -> DrillReceipt? {
+    package func load(key: String, entry: CatalogEntry) -> DrillReceipt? {
         guard let bytes = try? store.getBytes(key: key, limit: 4 << 20),
               let signatureBytes = try? store.getBytes(key: key + DrillReceipt.signatureSuffix, limit: 4096),
               let signature = try? ManifestSignature.decode(signatureBytes),
@@ -151,28 +187,6 @@ public struct DrillSummary: Codable, Sendable, Equatable {
         status = receipt.status; at = receipt.at; restoreSeconds = receipt.restoreSeconds
         failures = receipt.failures.isEmpty ? nil : receipt.failures
     }
-}
-
-/// The drill metrics (`cnbackup_drill_*`): the newest trusted drill's status and seconds per
-/// component, and the age of the newest passing one; `failedToRun` when the drill could not run at all.
-public func drillMetricsText(node: String, newest: DrillReceipt?, newestPassing: DrillReceipt?, failedToRun: Bool = false, now: Date = Date()) -> String {
-    let n = "node=\"\(PrometheusText.label(node))\""
-    var lines: [String] = []
-    lines += PrometheusText.gauge("cnbackup_drill_status", "1 when the newest restore drill passed, 0 when it failed or could not run.",
-                                  [(n, !failedToRun && newest?.passed == true ? "1" : "0")])
-    lines += PrometheusText.gauge("cnbackup_drill_last_success_timestamp_seconds", "When the newest passing restore drill ended.",
-                                  [(n, newestPassing?.atDate.map { String(format: "%.3f", $0.timeIntervalSince1970) } ?? "0")])
-    lines += PrometheusText.gauge("cnbackup_drill_age_seconds", "Age of the newest passing restore drill.",
-                                  [(n, newestPassing?.atDate.map { String(format: "%.3f", now.timeIntervalSince($0)) } ?? "+Inf")])
-    if let newest {
-        lines += PrometheusText.gauge("cnbackup_drill_restore_seconds", "The whole node's restore in the newest drill.",
-                                      [(n, String(format: "%.3f", newest.restoreSeconds))])
-        lines += PrometheusText.gauge("cnbackup_drill_component_seconds", "Seconds until each component was queryable in the newest drill.",
-                                      newest.components.map { ("\(n),component=\"\(PrometheusText.label($0.name))\"", String(format: "%.3f", $0.seconds)) })
-        lines += PrometheusText.gauge("cnbackup_drill_component_ok", "1 when the component restored and its rows matched in the newest drill.",
-                                      newest.components.map { ("\(n),component=\"\(PrometheusText.label($0.name))\"", $0.status == "passed" ? "1" : "0") })
-    }
-    return lines.joined(separator: "\n") + "\n"
 }
 
 /// The newest drills of a node's sets, for check-freshness, list and metrics.

@@ -5,25 +5,25 @@ import CNBackupCore
 /// too (a shell's grandchildren, pg_dump's helpers). It is spawned with the signals this process
 /// ignores (SIGPIPE) or handles (SIGTERM, SIGINT) back at their defaults, is registered with
 /// `LastResort` until it is reaped, and is waited for by whoever owns it.
-final class ChildProcess: @unchecked Sendable {
+package final class ChildProcess: @unchecked Sendable {
     // @unchecked: `status` and `reaped` are only touched under `lock`; the rest is set in init.
-    enum Output { case pipe, discard, file(Int32) }
-    enum Termination: Equatable { case exited(Int32), signaled(Int32) }
+    package enum Output { case pipe, discard, file(Int32) }
+    package enum Termination: Equatable { case exited(Int32), signaled(Int32) }
 
-    let pid: pid_t
-    let name: String
+    package let pid: pid_t
+    package let name: String
     /// The parent's ends of the pipes asked for; the owner closes them (FileDescriptorStream, close(2)).
-    let standardInput: Int32?
-    let standardOutput: Int32?
-    let standardError: Int32?
+    package let standardInput: Int32?
+    package let standardOutput: Int32?
+    package let standardError: Int32?
     private let lock = NSLock()
     private var termination: Termination?
 
     /// Variables a child may inherit; everything else, including credentials, stays behind.
-    static let inheritedVariables = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "KUBECONFIG"]
+    package static let inheritedVariables = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "KUBECONFIG"]
 
     /// The minimal environment plus `extra`.
-    static func environment(adding extra: [String: String]) -> [String: String] {
+    package static func environment(adding extra: [String: String]) -> [String: String] {
         let parent = ProcessInfo.processInfo.environment
         var environment: [String: String] = [:]
         for key in inheritedVariables { if let value = parent[key] { environment[key] = value } }
@@ -32,7 +32,7 @@ final class ChildProcess: @unchecked Sendable {
         return environment
     }
 
-    static func resolve(_ program: String, path: String) -> String? {
+    package static func resolve(_ program: String, path: String) -> String? {
         if program.contains("/") { return FileManager.default.isExecutableFile(atPath: program) ? program : nil }
         for directory in path.split(separator: ":") {
             let candidate = "\(directory)/\(program)"
@@ -45,7 +45,7 @@ final class ChildProcess: @unchecked Sendable {
     ///   - arguments: the program (a path, or a name looked up on the child's PATH) and its arguments.
     ///   - environment: the child's whole environment (see `environment(adding:)`).
     ///   - inputPipe: give the child a pipe on standard input (else /dev/null).
-    init(arguments: [String], environment: [String: String], inputPipe: Bool = false,
+    package init(arguments: [String], environment: [String: String], inputPipe: Bool = false,
          output: Output = .pipe, error: Output = .pipe) throws {
         guard let program = arguments.first else { throw CNBackupError(.invalidInput, "empty command") }
         name = (program as NSString).lastPathComponent
@@ -119,7 +119,7 @@ final class ChildProcess: @unchecked Sendable {
 
     /// Waits for the child to end, then stops anything it left running in its group.
     @discardableResult
-    func wait() -> Termination {
+    package func wait() -> Termination {
         if let done = lock.withLock({ termination }) { return done }
         var status: Int32 = 0
         var reaped: pid_t = -1
@@ -138,13 +138,13 @@ final class ChildProcess: @unchecked Sendable {
 
     /// Sends `signal` to the child's whole group, unless it was already reaped (its pid may
     /// belong to someone else by then).
-    func signalGroup(_ signal: Int32) {
+    package func signalGroup(_ signal: Int32) {
         lock.withLock { if termination == nil { _ = kill(-pid, signal) } }
     }
 
     /// SIGTERM to the group, then SIGKILL after `grace` seconds if the child has not ended; waits.
     @discardableResult
-    func stop(grace: TimeInterval = 5) -> Termination {
+    package func stop(grace: TimeInterval = 5) -> Termination {
         signalGroup(SIGTERM)
         let deadline = Date().addingTimeInterval(grace)
         var status: Int32 = 0
@@ -170,7 +170,7 @@ extension ChildProcess {
     /// child's standard output until `complete` says the answer is all there. Throws `.cancelled`
     /// once `cancellation` is, `timedOut` after `timeout` seconds, and `closed(its stderr)` when the
     /// child ends its output first (it refused the command, or its connection failed).
-    func readAnswer(timeout: TimeInterval, cancellation: Cancellation?, what: String, until complete: ([UInt8]) -> Bool,
+    package func readAnswer(timeout: TimeInterval, cancellation: Cancellation?, what: String, until complete: ([UInt8]) -> Bool,
                     timedOut: () -> CNBackupError, closed: (String) -> CNBackupError) throws -> [UInt8] {
         var output: [UInt8] = []
         let deadline = Date().addingTimeInterval(timeout)
