@@ -33,6 +33,38 @@ public enum SignatureStatus: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// A set that passed every trust check of docs/FORMAT.md: a manifest that parses, signed by a
+/// signer pinned for its node, sitting where it says it belongs, captured no later than now. Only
+/// the catalog makes one (`CatalogEntry.trusted`, `Catalog.trustedSet`), so whatever takes a
+/// `TrustedSet` acts on a trusted manifest without checking again.
+public struct TrustedSet: Sendable {
+    public let layout: SetLayout
+    public let manifest: Manifest
+    /// The manifest as stored and signed (receipts bind its digest).
+    public let manifestBytes: [UInt8]
+    /// The signer that vouches for it.
+    public let signer: KeyID
+    public var setId: String { layout.setId }
+    public var node: String { layout.node }
+    /// Rebuilt by `recover` from what the store held, not committed by the run that captured it.
+    public var recovered: Bool { manifest.recovered == true }
+
+    fileprivate init(layout: SetLayout, manifest: Manifest, manifestBytes: [UInt8], signer: KeyID) {
+        self.layout = layout
+        self.manifest = manifest
+        self.manifestBytes = manifestBytes
+        self.signer = signer
+    }
+
+    /// The component named `name`; `.notFound` lists the names the set has.
+    public func component(_ name: String) throws -> ComponentRecord {
+        guard let record = manifest.components.first(where: { $0.name == name }) else {
+            throw CNBackupError(.notFound, "set \(setId) has no component \"\(name)\"; it has: \(manifest.components.map(\.name).joined(separator: ", "))")
+        }
+        return record
+    }
+}
+
 /// One set as found in a store.
 public struct CatalogEntry: Sendable {
     public let layout: SetLayout
@@ -49,13 +81,28 @@ public struct CatalogEntry: Sendable {
     /// Whether recovered sets count as complete backups (an operator's explicit choice).
     package let countsRecovered: Bool
 
-    public var isTrusted: Bool { signature.isValid && manifest != nil && problems.isEmpty }
+    public var isTrusted: Bool { trusted != nil }
     /// A backup counts only when its manifest is trusted and says complete; a set rebuilt by
     /// `recover` counts only when the operator said so (`--count-recovered`).
     public var isCompleteBackup: Bool {
         isTrusted && manifest?.status == .complete && (countsRecovered || manifest?.recovered != true)
     }
     public var setId: String { layout.setId }
+
+    /// The set as a `TrustedSet`, when every trust check passed.
+    public var trusted: TrustedSet? {
+        guard problems.isEmpty, case .valid(let signer) = signature, let manifest else { return nil }
+        return TrustedSet(layout: layout, manifest: manifest, manifestBytes: manifestBytes, signer: signer)
+    }
+
+    /// The set as a `TrustedSet`, or `.authentication` saying why it cannot be trusted.
+    public func requireTrusted() throws -> TrustedSet {
+        guard let trusted else {
+            throw CNBackupError(.authentication,
+                "set \(setId) cannot be trusted: signature \(signature)\(problems.isEmpty ? "" : "; " + problems.joined(separator: "; "))")
+        }
+        return trusted
+    }
 
     package init(layout: SetLayout, manifest: Manifest?, manifestBytes: [UInt8], signature: SignatureStatus, problems: [String], isFutureDated: Bool, countsRecovered: Bool) {
         self.layout = layout
@@ -171,6 +218,11 @@ public struct Catalog: Sendable {
         let trusted = loaded.filter(\.isTrusted)
         if trusted.count == 1 { return trusted[0] }
         throw CNBackupError(.integrity, "set id \(setId) appears \(layouts.count) times in \(store.displayName) (\(trusted.count) trusted): name the node with --node")
+    }
+
+    /// The set with this id, trusted, or an error saying why not (`.notFound`, `.authentication`).
+    public func trustedSet(setId: String, node: String? = nil) throws -> TrustedSet {
+        try entry(setId: setId, node: node).requireTrusted()
     }
 
     package func load(_ layout: SetLayout, now: Date = Date()) throws -> CatalogEntry {

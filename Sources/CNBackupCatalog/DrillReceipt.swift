@@ -8,23 +8,36 @@ import CNBackupStorage
 public struct DrillReceipt: Codable, Sendable, Equatable {
     public static let currentFormatVersion = 1
 
+    /// A drill's or a component's verdict; the raw values are what receipts store.
+    public enum Status: String, Codable, Sendable {
+        case passed, failed, skipped
+    }
+
+    /// What a component's restored rows were compared with; the raw values are what receipts store.
+    public enum Comparison: String, Codable, Sendable {
+        /// The row counts the capture recorded in the signed manifest.
+        case capture
+        /// The previous passing drill of the same set (a base backup carries no row counts).
+        case previousDrill = "previous-drill"
+        case none
+    }
+
     public struct Component: Codable, Sendable, Equatable {
         public var name: String
         public var role: String
-        /// passed | failed | skipped
-        public var status: String
+        public var status: Status
         /// From the start of its restore until its database answered a query.
         public var seconds: Double
         /// `schema.table` -> rows after the restore (for a physical backup: `database/schema.table`).
         public var rowCounts: [String: Int64]?
-        /// What the rows were compared with: capture | previous-drill | none.
-        public var comparedWith: String
+        /// What the rows were compared with.
+        public var comparedWith: Comparison
         public var mismatches: [String]
         public var reason: String?
         /// What was checked, for humans.
         public var checked: [String]
 
-        package init(name: String, role: String, status: String, seconds: Double, rowCounts: [String: Int64]? = nil, comparedWith: String, mismatches: [String], reason: String? = nil, checked: [String]) {
+        package init(name: String, role: String, status: Status, seconds: Double, rowCounts: [String: Int64]? = nil, comparedWith: Comparison, mismatches: [String], reason: String? = nil, checked: [String]) {
             self.name = name
             self.role = role
             self.status = status
@@ -43,8 +56,8 @@ public struct DrillReceipt: Codable, Sendable, Equatable {
     public var epoch: Epoch
     /// SHA-256 of the manifest's exact bytes: the receipt speaks about this manifest only.
     public var manifestSHA256: String
-    /// passed | failed
-    public var status: String
+    /// passed or failed.
+    public var status: Status
     /// UTC, milliseconds.
     public var at: String
     public var toolVersion: String
@@ -62,10 +75,10 @@ public struct DrillReceipt: Codable, Sendable, Equatable {
     /// Sampled drills (`--sample`) name it.
     public var sampled: Bool?
 
-    public var passed: Bool { status == "passed" }
+    public var passed: Bool { status == .passed }
     public var atDate: Date? { Timestamp.parse(at) }
 
-    package init(formatVersion: Int, setId: String, node: String, epoch: Epoch, manifestSHA256: String, status: String, at: String, toolVersion: String, scratch: String, postgresVersions: [String], checked: [String], failures: [String], components: [Component], identityIds: [String]? = nil, restoreSeconds: Double, sampled: Bool? = nil) {
+    package init(formatVersion: Int, setId: String, node: String, epoch: Epoch, manifestSHA256: String, status: Status, at: String, toolVersion: String, scratch: String, postgresVersions: [String], checked: [String], failures: [String], components: [Component], identityIds: [String]? = nil, restoreSeconds: Double, sampled: Bool? = nil) {
         self.formatVersion = formatVersion
         self.setId = setId
         self.node = node
@@ -139,11 +152,11 @@ public struct DrillReceipts: Sendable {
     }
 
     /// The trusted receipts of each set (by its folder), oldest first, from one listing of `prefix`.
-    public func trusted(entries: [CatalogEntry], prefix: String = "") throws -> [String: [DrillReceipt]] {
+    public func trusted(sets: [TrustedSet], prefix: String = "") throws -> [String: [DrillReceipt]] {
         guard !signers.isEmpty else { return [:] }
-        let wanted = Dictionary(entries.filter(\.isTrusted).map { ($0.layout.directory, $0) }, uniquingKeysWith: { a, _ in a })
+        let wanted = Dictionary(sets.map { ($0.layout.directory, $0) }, uniquingKeysWith: { a, _ in a })
         var keys = Set<String>()
-        var candidates: [(CatalogEntry, String)] = []
+        var candidates: [(TrustedSet, String)] = []
         for info in try store.list(prefix: prefix) {
             keys.insert(info.key)
             guard let (layout, name) = SetLayout.parse(key: info.key), DrillReceipt.isReceiptName(name),
@@ -152,18 +165,18 @@ public struct DrillReceipts: Sendable {
         }
         var result: [String: [DrillReceipt]] = [:]
         for (entry, key) in candidates where keys.contains(key + DrillReceipt.signatureSuffix) {
-            if let receipt = load(key: key, entry: entry) { result[entry.layout.directory, default: []].append(receipt) }
+            if let receipt = load(key: key, for: entry) { result[entry.layout.directory, default: []].append(receipt) }
         }
         for key in result.keys { result[key]!.sort { $0.at < $1.at } }
         return result
     }
 
     /// The trusted receipts of one set, oldest first.
-    public func trusted(entry: CatalogEntry) throws -> [DrillReceipt] {
-        try trusted(entries: [entry], prefix: entry.layout.directory + "/")[entry.layout.directory] ?? []
+    public func trusted(set: TrustedSet) throws -> [DrillReceipt] {
+        try trusted(sets: [set], prefix: set.layout.directory + "/")[set.layout.directory] ?? []
     }
 
-    package func load(key: String, entry: CatalogEntry) -> DrillReceipt? {
+    package func load(key: String, for entry: TrustedSet) -> DrillReceipt? {
         guard let bytes = try? store.getBytes(key: key, limit: 4 << 20),
               let signatureBytes = try? store.getBytes(key: key + DrillReceipt.signatureSuffix, limit: 4096),
               let signature = try? ManifestSignature.decode(signatureBytes),
@@ -178,7 +191,7 @@ public struct DrillReceipts: Sendable {
 
 /// The newest trusted drill of a set, as `list --json` and `verify` show it.
 public struct DrillSummary: Codable, Sendable, Equatable {
-    public var status: String
+    public var status: DrillReceipt.Status
     public var at: String
     public var restoreSeconds: Double
     public var failures: [String]?

@@ -5,24 +5,21 @@ import CNBackupCore
 /// manifest, each the parent its child names (set, component, backup_manifest digest, position).
 public enum IncrementalChainLinks {
     public struct Link: Sendable {
-        public var entry: CatalogEntry
-        public var manifest: Manifest
+        /// The set that holds this link.
+        public var inSet: TrustedSet
         public var record: ComponentRecord
+        public var manifest: Manifest { inSet.manifest }
 
-        package init(entry: CatalogEntry, manifest: Manifest, record: ComponentRecord) {
-            self.entry = entry
-            self.manifest = manifest
+        package init(inSet: TrustedSet, record: ComponentRecord) {
+            self.inSet = inSet
             self.record = record
         }
     }
 
-    public static func resolve(record: ComponentRecord, entry: CatalogEntry, catalog: Catalog) throws -> [Link] {
-        guard let manifest = entry.manifest, entry.isTrusted else {
-            throw CNBackupError(.authentication, "set \(entry.setId) is not trusted")
-        }
-        var links = [Link(entry: entry, manifest: manifest, record: record)]
+    public static func resolve(record: ComponentRecord, set: TrustedSet, catalog: Catalog) throws -> [Link] {
+        var links = [Link(inSet: set, record: record)]
         var current = record
-        var seen: Set<String> = [entry.setId]
+        var seen: Set<String> = [set.setId]
         while let up = current.physical?.incremental {
             guard !seen.contains(up.parentSetId), links.count <= 10_000 else {
                 throw CNBackupError(.integrity, "the chain of \(record.name) loops at \(up.parentSetId)")
@@ -30,13 +27,14 @@ public enum IncrementalChainLinks {
             seen.insert(up.parentSetId)
             let parent: CatalogEntry
             do {
-                parent = try catalog.entry(setId: up.parentSetId, node: entry.layout.node)
+                parent = try catalog.entry(setId: up.parentSetId, node: set.node)
             } catch let error as CNBackupError where error.code == .notFound {
                 throw CNBackupError(.notFound, "link \(up.position - 1) of the chain, set \(up.parentSetId), is gone (the full is \(up.fullSetId))")
             }
-            guard parent.isTrusted, let parentManifest = parent.manifest else {
+            guard let parentSet = parent.trusted else {
                 throw CNBackupError(.authentication, "link \(up.position - 1) of the chain, set \(up.parentSetId), is untrusted: signature \(parent.signature)")
             }
+            let parentManifest = parentSet.manifest
             guard parentManifest.status == .complete else {
                 throw CNBackupError(.integrity, "link \(up.position - 1) of the chain, set \(up.parentSetId), is partial")
             }
@@ -52,7 +50,7 @@ public enum IncrementalChainLinks {
             if evidence.incremental == nil, up.parentSetId != up.fullSetId {
                 throw CNBackupError(.integrity, "the chain ends at the full \(up.parentSetId), but its child names the full \(up.fullSetId)")
             }
-            links.append(Link(entry: parent, manifest: parentManifest, record: parentRecord))
+            links.append(Link(inSet: parentSet, record: parentRecord))
             current = parentRecord
         }
         return links.reversed()

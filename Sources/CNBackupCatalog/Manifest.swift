@@ -185,6 +185,13 @@ public struct ComponentRecord: Codable, Sendable, Equatable {
     }
 }
 
+/// A section of a logical dump, as `pg_dump --section` names it (the raw values are what manifests store).
+public enum DumpSection: String, Codable, Sendable, CaseIterable {
+    case preData = "pre-data"
+    case data
+    case postData = "post-data"
+}
+
 /// One archive of a parallel logical dump: the pre-data section (index 0), a data part (1...count-2,
 /// a share of the tables), or the post-data section (count-1), all taken with one exported snapshot.
 public struct DumpPart: Codable, Sendable, Equatable {
@@ -193,12 +200,11 @@ public struct DumpPart: Codable, Sendable, Equatable {
     public var database: String
     public var index: Int
     public var count: Int
-    /// `pre-data`, `data` or `post-data` (pg_dump --section).
-    public var section: String
+    public var section: DumpSection
     /// The snapshot the parts shared (`pg_export_snapshot()`).
     public var snapshot: String
 
-    public init(group: String, database: String, index: Int, count: Int, section: String, snapshot: String) {
+    public init(group: String, database: String, index: Int, count: Int, section: DumpSection, snapshot: String) {
         self.group = group; self.database = database; self.index = index; self.count = count; self.section = section; self.snapshot = snapshot
     }
 }

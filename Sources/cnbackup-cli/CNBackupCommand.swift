@@ -19,10 +19,31 @@ struct CNBackupCommand: ParsableCommand {
                       RestoreCommand.self, DrillCommand.self, RecoverCommand.self, CopyCommand.self, PruneCommand.self, CheckFreshnessCommand.self, CleanupCommand.self, CheckStoreCommand.self, KeysCommand.self, EncryptCommand.self, DecryptCommand.self])
 }
 
-/// Exit codes documented in README.md.
-enum Exit {
-    static let failure: Int32 = 1
-    static let incomplete: Int32 = 2
+/// Why a command ends other than with 0. Each cause maps to the numeric code README.md's "Exit
+/// codes" documents; several causes share code 2 ("what was asked for does not hold"), so scripts
+/// keep working while the code says which cause it is.
+enum ExitCause {
+    /// Bad input, an unreadable key, a store failure: the message says what to do.
+    case error
+    /// `run` or `upload` committed a partial set; `recover` rebuilt one.
+    case partialSet
+    /// A set is untrusted (`list`) or failed its checks (`verify`, `copy`'s verification).
+    case checkFailed
+    /// A restore drill failed.
+    case drillFailed
+    /// The newest set (or drill) is older than allowed, or the history has a gap.
+    case stale
+    /// `check-store` or `cleanup` found something to warn about.
+    case warning
+
+    var code: Int32 {
+        switch self {
+        case .error: return 1
+        case .partialSet, .checkFailed, .drillFailed, .stale, .warning: return 2
+        }
+    }
+
+    var exit: ExitCode { ExitCode(code) }
 }
 
 /// Runs a command body, printing a library error as one clear line and exiting non-zero.
@@ -38,7 +59,7 @@ func reporting(_ body: () throws -> Void) throws {
         } else {
             FileHandle.standardError.write(Data(Redaction.redact("cnbackup: error: \(error)\n").utf8))
         }
-        throw ExitCode(Exit.failure)
+        throw ExitCause.error.exit
     }
 }
 
@@ -57,7 +78,7 @@ func writeJSONLine(_ fields: [String: String]) {
 
 /// A line for the operator on standard error. With JSON logs, a line starting "warning: " is a
 /// JSON line of level warning; other lines stay text (progress notes, dry-run summaries).
-func printError(_ text: String) {
+func printToStandardError(_ text: String) {
     if text.hasPrefix("warning: "), logsAreJSON() {
         writeJSONLine(["ts": Timestamp.format(Date()), "level": "warning", "logger": "cnbackup", "msg": String(text.dropFirst("warning: ".count))])
         return

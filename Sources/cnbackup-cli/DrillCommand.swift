@@ -62,12 +62,12 @@ struct DrillCommand: ParsableCommand {
         // A bad --pushgateway is an error, as for run and check-freshness: drill metrics must not vanish silently.
         let gateway: Pushgateway?
         do { gateway = try pushgateway.map { try Pushgateway(url: $0, caFile: pushgatewayCaFile) } } catch let error as CNBackupError {
-            printError("cnbackup: error: \(error)")
-            throw ExitCode(Exit.failure)
+            printToStandardError("cnbackup: error: \(error)")
+            throw ExitCause.error.exit
         }
         func publish(_ text: String) {
             if let metricsFile { try? writeMetricsFile(text, to: metricsFile) }
-            if let gateway { do { try gateway.push(text, job: "cnbackup_drill", node: nodeName) } catch { printError("cnbackup: warning: cannot push the drill metrics: \(error)") } }
+            if let gateway { do { try gateway.push(text, job: "cnbackup_drill", node: nodeName) } catch { printToStandardError("cnbackup: warning: cannot push the drill metrics: \(error)") } }
         }
         do {
             try reporting {
@@ -92,8 +92,8 @@ struct DrillCommand: ParsableCommand {
                 nodeName = entries.last?.layout.node ?? nodeName
                 var receipts: [DrillReceipt] = []
                 for entry in entries {
-                    let outcome = try Driller(catalog: catalog).drill(entry: entry, options: options) { line in
-                        if !json { printError("drill \(entry.setId): \(line)") }
+                    let outcome = try Driller(catalog: catalog).drill(try entry.requireTrusted(), options: options) { line in
+                        if !json { printToStandardError("drill \(entry.setId): \(line)") }
                     }
                     receipts.append(outcome.receipt)
                     if !json { printText(outcome) }
@@ -110,7 +110,7 @@ struct DrillCommand: ParsableCommand {
             publish(drillMetricsText(node: nodeName, newest: nil, newestPassing: nil, failedToRun: true))
             throw error
         }
-        if !passed { throw ExitCode(Exit.incomplete) }
+        if !passed { throw ExitCause.drillFailed.exit }
     }
 
     func printText(_ outcome: Driller.Outcome) {

@@ -29,13 +29,13 @@ struct KeysGenerate: ParsableCommand {
             let publicString = try KeyFile.generate(kind: kind, at: out)
             switch kind {
             case .ed25519:
-                printError("wrote the node's signing key to \(out) (mode 0600): this private key is the one that lives on the cluster, in the backup job's Secret (signing.keyFile); keep a copy off the cluster to re-sign after a loss")
-                printError("the public key below is what readers pin: cnbackup list/verify/restore/prune --signer KEY (or CNBACKUP_SIGNER)")
+                printToStandardError("wrote the node's signing key to \(out) (mode 0600): this private key is the one that lives on the cluster, in the backup job's Secret (signing.keyFile); keep a copy off the cluster to re-sign after a loss")
+                printToStandardError("the public key below is what readers pin: cnbackup list/verify/restore/prune --signer KEY (or CNBACKUP_SIGNER)")
             case .x25519:
-                printError("wrote private key to \(out) (mode 0600): it opens every set sealed to it; keep it off the cluster and backed up")
-                printError("the public key below goes in the pipeline's encryption.recipients")
+                printToStandardError("wrote private key to \(out) (mode 0600): it opens every set sealed to it; keep it off the cluster and backed up")
+                printToStandardError("the public key below goes in the pipeline's encryption.recipients")
             case .symmetric:
-                printError("wrote symmetric key to \(out) (mode 0600): it seals and opens; the key id below names it")
+                printToStandardError("wrote symmetric key to \(out) (mode 0600): it seals and opens; the key id below names it")
             }
             print(publicString)
         }
@@ -68,57 +68,6 @@ struct KeysShow: ParsableCommand {
             print("\(file): \(role)")
             if let publicKey = summary.publicKey { print("public key: \(publicKey)") }
             print("key id: \(summary.keyId)")
-        }
-    }
-}
-
-struct EncryptCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "encrypt", abstract: "Seal standard input to recipients, writing the sealed object to standard output.")
-
-    @Option(name: .customLong("recipient"), help: "A recipient (cnb1-x25519-pub-...); repeat for several.")
-    var recipients: [String] = []
-    @Option(name: .customLong("key-file"), help: "A symmetric key file to seal to; repeat for several.")
-    var keyFiles: [String] = []
-
-    func validate() throws {
-        if recipients.isEmpty && keyFiles.isEmpty { throw ValidationError("give at least one --recipient or --key-file") }
-    }
-
-    func run() throws {
-        try reporting {
-            var sealTo = try recipients.map { try Recipient(parsing: $0) }
-            sealTo += try keyFiles.map { try KeyFile.loadSymmetricRecipient(path: $0) }
-            guard !sealTo.isEmpty else { throw CNBackupError(.invalidInput, "give at least one --recipient or --key-file") }
-            if isatty(STDOUT_FILENO) == 1 {
-                throw CNBackupError(.invalidInput, "standard output is a terminal: redirect it to a file (> out.cnb)")
-            }
-            let input = PipelinedStream(FileDescriptorStream(fd: STDIN_FILENO, owns: false, what: "standard input"), name: "stdin")
-            let sealed = try SealingStream(input, recipients: sealTo, description: ObjectDescription())
-            _ = try writeAll(PipelinedStream(sealed, name: "seal"), to: STDOUT_FILENO, what: "standard output")
-        }
-    }
-}
-
-struct DecryptCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "decrypt",
-        abstract: "Open a sealed object from standard input, writing the plaintext to standard output.",
-        discussion: "Each segment is authenticated before it is written; only exit code 0 means the output is whole. Break-glass: cnbackup decrypt --identity KEY < OBJECT.zst.cnb | zstd -d | pg_restore ...")
-
-    @Option(name: .customLong("identity"), help: "A private key file (X25519 or symmetric); repeat to offer several.")
-    var identities: [String] = []
-
-    func validate() throws {
-        if identities.isEmpty { throw ValidationError("give the private key file with --identity") }
-    }
-
-    func run() throws {
-        try reporting {
-            let keys = try identities.map { try KeyFile.loadIdentity(path: $0) }
-            let input = PipelinedStream(FileDescriptorStream(fd: STDIN_FILENO, owns: false, what: "standard input"), name: "stdin")
-            let opened = try OpeningStream(input, identities: keys)
-            _ = try writeAll(PipelinedStream(opened, name: "open"), to: STDOUT_FILENO, what: "standard output")
         }
     }
 }

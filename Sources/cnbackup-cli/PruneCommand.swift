@@ -49,10 +49,10 @@ struct PruneCommand: ParsableCommand {
                 if !nodes.isEmpty {
                     throw CNBackupError(.notFound, "no sets for node \(node) in \(storeOptions.store): check --node; this store holds \(nodes.joined(separator: ", "))")
                 }
-                printError("no sets in \(storeOptions.store): nothing to prune")
+                printToStandardError("no sets in \(storeOptions.store): nothing to prune")
             }
             gaps = plan.gaps.count
-            for broken in plan.brokenChains { printError("cnbackup: broken incremental chain: \(broken)") }
+            for broken in plan.brokenChains { printToStandardError("cnbackup: broken incremental chain: \(broken)") }
             if json {
                 try printJSON(PruneJSON(node: node, plan: plan, applied: apply))
             } else {
@@ -65,14 +65,14 @@ struct PruneCommand: ParsableCommand {
             }
             if apply {
                 let deleted = try pruner.apply(plan, entries: entries)
-                printError("deleted \(deleted) set(s)")
+                printToStandardError("deleted \(deleted) set(s)")
             } else if !plan.deletedSetIds.isEmpty {
-                printError("dry run: \(plan.deletedSetIds.count) set(s) would be deleted; pass --apply")
+                printToStandardError("dry run: \(plan.deletedSetIds.count) set(s) would be deleted; pass --apply")
             }
         }
         if gaps > 0 {
-            printError("cnbackup: the history has \(gaps) gap(s) longer than the retention period allows: a restore from before a gap could not catch up")
-            throw ExitCode(Exit.incomplete)
+            printToStandardError("cnbackup: the history has \(gaps) gap(s) longer than the retention period allows: a restore from before a gap could not catch up")
+            throw ExitCause.stale.exit
         }
     }
 }

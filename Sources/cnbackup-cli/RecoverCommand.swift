@@ -53,6 +53,6 @@ struct RecoverCommand: ParsableCommand {
                 print("\(dryRun ? "would write" : "wrote") a \(manifest.status.rawValue) manifest for \(manifest.setId), flagged as recovered")
             }
         }
-        if !complete { throw ExitCode(Exit.incomplete) }
+        if !complete { throw ExitCause.partialSet.exit }
     }
 }

@@ -62,10 +62,10 @@ enum StopSignals {
             return (first, state.grace)
         }
         guard first, let grace else { endNow(number) }
-        printError("cnbackup: \(name(number)) received: stopping captures and aborting uploads; committing what completed as a partial set within \(Int(grace)) s (a second signal ends at once)")
+        printToStandardError("cnbackup: \(name(number)) received: stopping captures and aborting uploads; committing what completed as a partial set within \(Int(grace)) s (a second signal ends at once)")
         cancellation.cancel()
         queue.asyncAfter(deadline: .now() + grace) {
-            printError("cnbackup: the grace period of \(Int(grace)) s ran out: ending now")
+            printToStandardError("cnbackup: the grace period of \(Int(grace)) s ran out: ending now")
             endNow(number)
         }
     }

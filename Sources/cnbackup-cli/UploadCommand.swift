@@ -51,12 +51,12 @@ struct UploadCommand: ParsableCommand {
                                              pathStyle: storeOptions.pathStyle ? true : nil, caFile: storeOptions.caFile, provider: storeOptions.provider)
             let definition = try PipelineDefinition.forUpload(node: NodeInfo(name: node, kind: nodeKind), epoch: try Epoch(parsing: epoch),
                                                               store: settings, recipients: recipients, signingKeyFile: signingKey, files: files)
-            for warning in definition.warnings { printError("warning: \(warning)") }
+            for warning in definition.warnings { printToStandardError("warning: \(warning)") }
             let result = try BackupRunner(definition: definition, store: try settings.open(), logger: makeLogger(), capturedAt: captured).run()
             complete = result.isComplete
             print("set \(result.setId) \(result.manifest.status.rawValue): \(result.manifest.components.count) components")
-            for failure in result.manifest.failures { printError("missing or failed: \(failure.component): \(failure.reason)") }
+            for failure in result.manifest.failures { printToStandardError("missing or failed: \(failure.component): \(failure.reason)") }
         }
-        if !complete { throw ExitCode(Exit.incomplete) }
+        if !complete { throw ExitCause.partialSet.exit }
     }
 }

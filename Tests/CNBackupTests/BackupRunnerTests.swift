@@ -68,7 +68,7 @@ struct Fixture {
 
             let report = try Verifier(catalog: f.catalog).verify(setId: result.setId, identities: [f.identity])
             #expect(report.ok, "\(report)")
-            try Restorer(catalog: f.catalog).restore(setId: result.setId, component: "dump", identities: [f.identity],
+            try Restorer(catalog: f.catalog).restore(f.catalog.trustedSet(setId: result.setId), component: "dump", identities: [f.identity],
                                                      to: .file(path: dir + "/restored", overwrite: false))
             #expect(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/restored"))) == input)
             // The plaintext digest in the manifest is an HMAC, not a bare hash.
@@ -132,7 +132,7 @@ struct Fixture {
             try FileManager.default.copyItem(atPath: objectB, toPath: objectA)
             #expect(try !Verifier(catalog: f.catalog).verify(setId: a.setId).ok)
             #expect(throws: CNBackupError.self) {
-                try Restorer(catalog: f.catalog).restore(setId: a.setId, component: "one", identities: [f.identity], to: .file(path: dir + "/out", overwrite: false))
+                try Restorer(catalog: f.catalog).restore(f.catalog.trustedSet(setId: a.setId), component: "one", identities: [f.identity], to: .file(path: dir + "/out", overwrite: false))
             }
             #expect(!FileManager.default.fileExists(atPath: dir + "/out"))
             try saved.write(to: URL(fileURLWithPath: objectA))

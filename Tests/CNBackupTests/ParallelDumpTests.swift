@@ -109,11 +109,11 @@ import CNBackupCatalog
     }
 
     @Test func restoreFindsTheWholeGroupAndRefusesAnIncompleteOne() throws {
-        func part(_ i: Int, _ section: String, count: Int = 3) -> DumpPart {
+        func part(_ i: Int, _ section: DumpSection, count: Int = 3) -> DumpPart {
             DumpPart(group: "apps-db", database: "db", index: i, count: count, section: section, snapshot: "1-2-3")
         }
-        let whole = [record("apps-db.post", part: part(2, "post-data")), record("apps-db.pre", part: part(0, "pre-data")),
-                     record("apps-db.data-1", part: part(1, "data")), record("other", part: nil)]
+        let whole = [record("apps-db.post", part: part(2, .postData)), record("apps-db.pre", part: part(0, .preData)),
+                     record("apps-db.data-1", part: part(1, .data)), record("other", part: nil)]
         let byGroup = try DatabaseRestorer.parts(of: "apps-db", in: manifest(whole))
         #expect(byGroup?.map(\.name) == ["apps-db.pre", "apps-db.data-1", "apps-db.post"])
         #expect(try DatabaseRestorer.parts(of: "apps-db.data-1", in: manifest(whole))?.count == 3)
@@ -129,7 +129,7 @@ import CNBackupCatalog
         #expect(!steps.contains { $0.contains("--component apps-db.") })
         // The drill restores the group as one database.
         var counted = whole
-        for i in counted.indices where counted[i].part != nil { counted[i].rowCounts = counted[i].part!.section == "data" ? ["public.t": 5] : [:] }
+        for i in counted.indices where counted[i].part != nil { counted[i].rowCounts = counted[i].part!.section == .data ? ["public.t": 5] : [:] }
         let drilled = Driller.databaseComponents(manifest(counted))
         #expect(drilled.map(\.name) == ["apps-db", "other"] || drilled.map(\.name) == ["apps-db"])
         #expect(drilled.first?.rowCounts == ["public.t": 5])

@@ -53,7 +53,7 @@ struct S3EndToEndTests {
             #expect(tags["cnb-set-id"] == result.setId && tags["cnb-serial"] == "2")
             let report = try Verifier(catalog: catalog).verify(setId: result.setId, identities: [f.identity])
             #expect(report.ok, "\(report)")
-            try Restorer(catalog: catalog).restore(setId: result.setId, component: "dump", identities: [f.identity],
+            try Restorer(catalog: catalog).restore(catalog.trustedSet(setId: result.setId), component: "dump", identities: [f.identity],
                                                    to: .file(path: dir + "/restored", overwrite: false))
             #expect(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/restored"))) == input)
 

@@ -3,6 +3,7 @@ import FuzzSupport
 import CNBackupCore
 import CNBackupStorage
 import CNBackupTesting
+import CNBackupCatalog
 
 // The manifest and signature reader: `manifest.json.sig` parsing and Ed25519 verification against
 // a pinned signer, manifest JSON decoding, the catalog's load of a set (as `list`, `verify`,

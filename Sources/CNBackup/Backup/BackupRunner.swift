@@ -191,7 +191,7 @@ public struct BackupRunner: Sendable {
                 startOrder: startOrder, endOrder: endOrder, readBack: ReadBackRecord(rawValue: verified.mode.rawValue) ?? .full, postgres: evidence,
                 epoch: capture.epoch, physical: physicalEvidence, rowCounts: counting?.counter.finish(),
                 part: capture.part.map { DumpPart(group: $0.group, database: $0.database, index: $0.index, count: $0.count,
-                                                  section: $0.section.rawValue, snapshot: snapshot ?? "") })
+                                                  section: $0.section, snapshot: snapshot ?? "") })
             if let counting, counting.counter.gaveUp != nil {
                 logger.info("no row counts recorded", metadata: ["component": "\(capture.name)", "reason": "\(counting.counter.gaveUp!)"])
             }

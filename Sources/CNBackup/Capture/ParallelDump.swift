@@ -21,11 +21,10 @@ import CNBackupCatalog
 enum ParallelDump {
     /// Which part of the group a component job is.
     struct PartSpec: Sendable, Equatable {
-        enum Section: String, Sendable { case pre = "pre-data", data = "data", post = "post-data" }
         /// The group's name, `<capture>-<database>`: what `restore --component` takes.
         var group: String
         var database: String
-        var section: Section
+        var section: DumpSection
         /// 0 for pre-data, 1...dataParts for the data parts, dataParts + 1 for post-data.
         var index: Int
         var dataParts: Int
@@ -34,16 +33,16 @@ enum ParallelDump {
         /// The component's name: `<group>.pre`, `<group>.data-<i>`, `<group>.post`.
         var componentName: String {
             switch section {
-            case .pre: return group + ".pre"
+            case .preData: return group + ".pre"
             case .data: return group + ".data-\(index)"
-            case .post: return group + ".post"
+            case .postData: return group + ".post"
             }
         }
 
         static func all(group: String, database: String, dataParts: Int) -> [PartSpec] {
-            [PartSpec(group: group, database: database, section: .pre, index: 0, dataParts: dataParts)]
+            [PartSpec(group: group, database: database, section: .preData, index: 0, dataParts: dataParts)]
                 + (1...dataParts).map { PartSpec(group: group, database: database, section: .data, index: $0, dataParts: dataParts) }
-                + [PartSpec(group: group, database: database, section: .post, index: dataParts + 1, dataParts: dataParts)]
+                + [PartSpec(group: group, database: database, section: .postData, index: dataParts + 1, dataParts: dataParts)]
         }
     }
 

@@ -37,9 +37,10 @@ public struct Copier: Sendable {
         return entries.map { entry in
             var outcome = Outcome(setId: entry.setId, copiedObjects: 0, skippedObjects: 0, verified: false, error: nil)
             do {
-                guard entry.isTrusted, let manifest = entry.manifest else {
+                guard let set = entry.trusted else {
                     throw CNBackupError(.authentication, "not copied: signature \(entry.signature)")
                 }
+                let manifest = set.manifest
                 if setIds == nil, try destination.head(key: entry.layout.manifestKey) != nil {
                     outcome.skippedObjects = manifest.components.count + 2
                     outcome.verified = try Verifier(catalog: destinationCatalog).verify(setId: entry.setId, node: entry.layout.node).ok

@@ -85,13 +85,10 @@ public struct Driller: Sendable {
         return "component:" + record.name
     }
 
-    public func drill(entry: CatalogEntry, options: DrillOptions, log: (String) -> Void = { _ in }) throws -> Outcome {
-        guard entry.isTrusted, let manifest = entry.manifest else {
-            throw CNBackupError(.authentication,
-                "set \(entry.setId) cannot be trusted: signature \(entry.signature)\(entry.problems.isEmpty ? "" : "; " + entry.problems.joined(separator: "; "))")
-        }
+    public func drill(_ set: TrustedSet, options: DrillOptions, log: (String) -> Void = { _ in }) throws -> Outcome {
+        let manifest = set.manifest
         let previous = try DrillReceipts(store: catalog.store, signers: options.drillSigners + [options.drillKey.publicKey])
-            .trusted(entry: entry).last
+            .trusted(set: set).last
         let started = Date()
         var results: [DrillReceipt.Component] = []
         var failures: [String] = []
@@ -123,11 +120,11 @@ public struct Driller: Sendable {
                 if remaining.count(for: instance) == 0, let server = servers.removeValue(forKey: instance) { server.finish() }
             }
             if record.physical != nil {
-                results.append(drillPhysical(record, entry: entry, manifest: manifest, previous: previous, options: options, log: log, versions: &versions))
+                results.append(drillPhysical(record, of: set, previous: previous, options: options, log: log, versions: &versions))
                 continue
             }
-            var component = DrillReceipt.Component(name: record.name, role: record.role.rawValue, status: "failed", seconds: 0, rowCounts: nil,
-                                                   comparedWith: "none", mismatches: [], reason: nil, checked: [])
+            var component = DrillReceipt.Component(name: record.name, role: record.role.rawValue, status: .failed, seconds: 0, rowCounts: nil,
+                                                   comparedWith: .none, mismatches: [], reason: nil, checked: [])
             var database: String?
             var scratch: ScratchPostgres?
             do {
@@ -162,7 +159,7 @@ public struct Driller: Sendable {
                 target.noPrivileges = !server.isThrowaway
                 log("restoring \(record.name) into \(name)")
                 let t0 = Date()
-                try DatabaseRestorer(restorer: restorer).restore(setId: entry.setId, component: record.name, node: entry.layout.node,
+                try DatabaseRestorer(restorer: restorer).restore(set, component: record.name,
                                                                  identities: options.identities, into: target)
                 _ = try server.query("select 1", database: name)
                 component.seconds = Date().timeIntervalSince(t0)
@@ -170,12 +167,12 @@ public struct Driller: Sendable {
                 let counts = try Self.countRows(server: server, database: name)
                 component.rowCounts = counts
                 compare(counts, record: record, previous: previous, into: &component)
-                component.status = component.mismatches.isEmpty ? "passed" : "failed"
+                component.status = component.mismatches.isEmpty ? .passed : .failed
                 if !component.mismatches.isEmpty {
-                    component.reason = "\(component.mismatches.count) table(s) differ from the \(component.comparedWith == "capture" ? "capture's counts" : "previous drill")"
+                    component.reason = "\(component.mismatches.count) table(s) differ from the \(component.comparedWith == .capture ? "capture's counts" : "previous drill")"
                 }
             } catch {
-                component.status = "failed"
+                component.status = .failed
                 // The receipt sits beside the set, unencrypted: cnbackup's own message only, never a
                 // child's standard error (pg_restore prints row data in its COPY context).
                 component.reason = Self.receiptText(error)
@@ -183,17 +180,17 @@ public struct Driller: Sendable {
             if let database, let scratch { scratch.dropDatabase(database) }
             results.append(component)
         }
-        for component in results where component.status == "failed" {
+        for component in results where component.status == .failed {
             failures.append("\(component.name): \(component.reason ?? "failed")")
         }
         for component in results {
-            checked.append("\(component.name): " + (component.checked + [component.comparedWith == "none" ? "rows counted, nothing to compare with"
-                                                                          : "rows compared with the \(component.comparedWith == "capture" ? "capture" : "previous drill")"]).joined(separator: "; "))
+            checked.append("\(component.name): " + (component.checked + [component.comparedWith == .none ? "rows counted, nothing to compare with"
+                                                                          : "rows compared with the \(component.comparedWith == .capture ? "capture" : "previous drill")"]).joined(separator: "; "))
         }
         var identityIds: [String]?
         for record in manifest.components where record.role == .identities {
             do {
-                let ids = try checkIdentities(record, entry: entry, manifest: manifest, options: options)
+                let ids = try checkIdentities(record, of: set, options: options)
                 identityIds = (identityIds ?? []) + ids
                 checked.append("\(record.name): identities dump shape; node ids \(ids.joined(separator: ", "))")
                 if let before = previous?.identityIds, !before.isEmpty, Set(before) != Set(ids) {
@@ -203,13 +200,13 @@ public struct Driller: Sendable {
                 failures.append("\(record.name): \(Self.receiptText(error))")
             }
         }
-        let receipt = DrillReceipt(formatVersion: DrillReceipt.currentFormatVersion, setId: entry.setId, node: entry.layout.node,
-                                   epoch: entry.layout.epoch, manifestSHA256: SHA256Hasher.hash(entry.manifestBytes).hex,
-                                   status: failures.isEmpty ? "passed" : "failed", at: Timestamp.format(Date()), toolVersion: cnbackupVersion,
+        let receipt = DrillReceipt(formatVersion: DrillReceipt.currentFormatVersion, setId: set.setId, node: set.node,
+                                   epoch: set.layout.epoch, manifestSHA256: SHA256Hasher.hash(set.manifestBytes).hex,
+                                   status: failures.isEmpty ? .passed : .failed, at: Timestamp.format(Date()), toolVersion: cnbackupVersion,
                                    scratch: scratchText, postgresVersions: versions.sorted(), checked: checked, failures: failures,
                                    components: results, identityIds: identityIds, restoreSeconds: Date().timeIntervalSince(started),
                                    sampled: options.sampled ? true : nil)
-        let key = try DrillReceipts.write(receipt, layout: entry.layout, store: catalog.store, key: options.drillKey)
+        let key = try DrillReceipts.write(receipt, layout: set.layout, store: catalog.store, key: options.drillKey)
         return Outcome(receipt: receipt, receiptKey: key)
     }
 
@@ -217,9 +214,9 @@ public struct Driller: Sendable {
     func compare(_ counts: [String: Int64], record: ComponentRecord, previous: DrillReceipt?, into component: inout DrillReceipt.Component) {
         let expected: [String: Int64]
         if let captured = record.rowCounts {
-            expected = captured; component.comparedWith = "capture"
+            expected = captured; component.comparedWith = .capture
         } else if let before = previous?.components.first(where: { $0.name == record.name })?.rowCounts {
-            expected = before; component.comparedWith = "previous-drill"
+            expected = before; component.comparedWith = .previousDrill
             component.checked.append("no capture counts: compared with the previous drill")
         } else {
             component.checked.append("no capture counts and no previous drill: rows recorded for the next drill")
@@ -261,9 +258,9 @@ public struct Driller: Sendable {
 
     /// The identities dump: its documented shape, and its node ids (an SV's participant, sequencer
     /// and mediator must share the SV party's namespace).
-    func checkIdentities(_ record: ComponentRecord, entry: CatalogEntry, manifest: Manifest, options: DrillOptions) throws -> [String] {
-        let reader = try ComponentReader(store: catalog.store, key: entry.layout.key(relative: record.objectKey),
-                                         expect: .record(record, manifest: manifest, layout: entry.layout), keys: .identities(options.identities))
+    func checkIdentities(_ record: ComponentRecord, of set: TrustedSet, options: DrillOptions) throws -> [String] {
+        let reader = try ComponentReader(store: catalog.store, key: set.layout.key(relative: record.objectKey),
+                                         expect: .record(record, manifest: set.manifest, layout: set.layout), keys: .identities(options.identities))
         var bytes = try reader.plaintext.readAll(limit: 64 << 20)
         defer { wipe(&bytes) }
         try reader.finish()

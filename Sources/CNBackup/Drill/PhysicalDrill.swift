@@ -10,10 +10,10 @@ extension Driller {
     /// checks it), a server of its major version started on it (only a socket in that folder,
     /// trust for local connections), every database's rows counted and compared with the
     /// previous drill (a base backup carries no per-table counts).
-    func drillPhysical(_ record: ComponentRecord, entry: CatalogEntry, manifest: Manifest, previous: DrillReceipt?,
+    func drillPhysical(_ record: ComponentRecord, of set: TrustedSet, previous: DrillReceipt?,
                        options: DrillOptions, log: (String) -> Void, versions: inout Set<String>) -> DrillReceipt.Component {
-        var component = DrillReceipt.Component(name: record.name, role: record.role.rawValue, status: "failed", seconds: 0, rowCounts: nil,
-                                               comparedWith: "none", mismatches: [], reason: nil, checked: [])
+        var component = DrillReceipt.Component(name: record.name, role: record.role.rawValue, status: .failed, seconds: 0, rowCounts: nil,
+                                               comparedWith: .none, mismatches: [], reason: nil, checked: [])
         guard let folder = try? PrivateFolder.create(prefix: "cnbackup-drill-") else { component.reason = "cannot create a private temporary folder"; return component }
         LastResort.register(directory: folder)
         var server: ChildProcess?
@@ -31,7 +31,7 @@ extension Driller {
             }
             let t0 = Date()
             log("restoring \(record.name) to a data directory")
-            let outcome = try PhysicalRestorer(catalog: catalog).restore(setId: entry.setId, component: record.name, node: entry.layout.node,
+            let outcome = try PhysicalRestorer(catalog: catalog).restore(set, component: record.name,
                                                                          identities: options.identities, directory: folder + "/data",
                                                                          binDirectory: options.pgBinDirectory)
             component.checked.append(outcome.verification)
@@ -73,7 +73,7 @@ extension Driller {
             }
             component.rowCounts = counts
             compare(counts, record: record, previous: previous, into: &component)
-            component.status = component.mismatches.isEmpty ? "passed" : "failed"
+            component.status = component.mismatches.isEmpty ? .passed : .failed
             if !component.mismatches.isEmpty { component.reason = "\(component.mismatches.count) table(s) differ from the previous drill" }
         } catch {
             component.reason = Driller.receiptText(error)

@@ -19,7 +19,7 @@ public func drillMetricsText(node: String, newest: DrillReceipt?, newestPassing:
         lines += PrometheusText.gauge("cnbackup_drill_component_seconds", "Seconds until each component was queryable in the newest drill.",
                                       newest.components.map { ("\(n),component=\"\(PrometheusText.label($0.name))\"", String(format: "%.3f", $0.seconds)) })
         lines += PrometheusText.gauge("cnbackup_drill_component_ok", "1 when the component restored and its rows matched in the newest drill.",
-                                      newest.components.map { ("\(n),component=\"\(PrometheusText.label($0.name))\"", $0.status == "passed" ? "1" : "0") })
+                                      newest.components.map { ("\(n),component=\"\(PrometheusText.label($0.name))\"", $0.status == .passed ? "1" : "0") })
     }
     return lines.joined(separator: "\n") + "\n"
 }

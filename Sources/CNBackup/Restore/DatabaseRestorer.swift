@@ -54,15 +54,15 @@ public struct DatabaseRestorer: Sendable {
         return parts
     }
 
-    public func restore(setId: String, component: String, node: String?, identities: [Identity], into target: Target) throws {
-        let entry = try restorer.catalog.entry(setId: setId, node: node)
-        if let manifest = entry.manifest, entry.isTrusted, let parts = try Self.parts(of: component, in: manifest) {
-            return try restoreParts(parts, setId: setId, node: node, identities: identities, into: target)
+    public func restore(_ set: TrustedSet, component: String, identities: [Identity], into target: Target) throws {
+        if let parts = try Self.parts(of: component, in: set.manifest) {
+            return try restoreParts(parts, of: set, identities: identities, into: target)
         }
-        let folder = try entry.manifest?.components.first(where: { $0.name == component })
-            .flatMap { try PostgresClients.restoreFolder(forArchive: $0.name, writtenBy: $0.postgres?.pgDumpVersion, binDirectory: target.binDirectory) } ?? target.binDirectory
-        try withSession(clientFolder: folder, setId: setId, node: node, identities: identities, into: target) { session in
-            try restorer.restore(setId: setId, component: component, node: node, identities: identities,
+        let record = try set.component(component)
+        let folder = try PostgresClients.restoreFolder(forArchive: record.name, writtenBy: record.postgres?.pgDumpVersion,
+                                                       binDirectory: target.binDirectory)
+        try withSession(clientFolder: folder, of: set, identities: identities, into: target) { session in
+            try restorer.restore(set, component: component, identities: identities,
                                  to: .file(path: session.directory + "/dump", overwrite: false))
             try session.intoNewDatabase {
                 try session.run(session.restoreArguments + (target.jobs > 1 ? ["-j", "\(target.jobs)"] : []) + [session.directory + "/dump"])
@@ -106,7 +106,7 @@ public struct DatabaseRestorer: Sendable {
         }
     }
 
-    func withSession(clientFolder: String?, setId: String, node: String?, identities: [Identity], into target: Target,
+    func withSession(clientFolder: String?, of set: TrustedSet, identities: [Identity], into target: Target,
                      _ body: (Session) throws -> Void) throws {
         let pg = PostgresConnection(host: target.host, port: target.port, user: target.user, passwordFile: target.passwordFile,
                                     binDirectory: clientFolder)
@@ -119,7 +119,7 @@ public struct DatabaseRestorer: Sendable {
         }
         let session = Session(pg: pg, directory: directory, environment: pg.childEnvironment(passFile: passFile), target: target)
         if let globals = target.globalsComponent {
-            try restorer.restore(setId: setId, component: globals, node: node, identities: identities,
+            try restorer.restore(set, component: globals, identities: identities,
                                  to: .file(path: directory + "/globals.sql", overwrite: false))
             // Roles that exist already (the bootstrap superuser) make psql report errors; go on past them.
             try session.run([pg.tool("psql"), "-X", "-w", "-q", "-d", "postgres", "-f", directory + "/globals.sql"])
@@ -129,15 +129,15 @@ public struct DatabaseRestorer: Sendable {
 
     /// A parallel dump: every part to a private temporary file, then pre-data, the data parts
     /// (`jobs` pg_restore at a time), and post-data with `pg_restore -j jobs`.
-    func restoreParts(_ parts: [ComponentRecord], setId: String, node: String?, identities: [Identity], into target: Target) throws {
+    func restoreParts(_ parts: [ComponentRecord], of set: TrustedSet, identities: [Identity], into target: Target) throws {
         let folder = try parts.compactMap { try PostgresClients.restoreFolder(forArchive: $0.name, writtenBy: $0.postgres?.pgDumpVersion, binDirectory: target.binDirectory) }.first ?? target.binDirectory
-        let pre = parts.first { $0.part!.section == "pre-data" }, post = parts.first { $0.part!.section == "post-data" }
-        let data = parts.filter { $0.part!.section == "data" }
+        let pre = parts.first { $0.part!.section == .preData }, post = parts.first { $0.part!.section == .postData }
+        let data = parts.filter { $0.part!.section == .data }
         guard let pre, let post else { throw CNBackupError(.integrity, "the parallel dump has no pre-data or post-data part") }
-        try withSession(clientFolder: folder, setId: setId, node: node, identities: identities, into: target) { session in
+        try withSession(clientFolder: folder, of: set, identities: identities, into: target) { session in
             func file(_ part: ComponentRecord) -> String { session.directory + "/part-\(part.part!.index)" }
             for part in parts {
-                try restorer.restore(setId: setId, component: part.name, node: node, identities: identities,
+                try restorer.restore(set, component: part.name, identities: identities,
                                      to: .file(path: file(part), overwrite: false))
             }
             let base = session.restoreArguments

@@ -35,23 +35,14 @@ public struct PhysicalRestorer: Sendable {
     }
 
     /// The plaintext sizes of the chain's links, full first (empty for a full backup).
-    public func chainSizes(setId: String, component: String, node: String?) throws -> [Int64] {
-        let entry = try catalog.entry(setId: setId, node: node)
-        guard entry.isTrusted, let record = entry.manifest?.components.first(where: { $0.name == component }),
-              record.physical?.incremental != nil else { return [] }
-        return try IncrementalChainLinks.resolve(record: record, entry: entry, catalog: catalog).map(\.record.plaintextSize)
+    public func chainSizes(_ set: TrustedSet, component: String) throws -> [Int64] {
+        guard let record = try? set.component(component), record.physical?.incremental != nil else { return [] }
+        return try IncrementalChainLinks.resolve(record: record, set: set, catalog: catalog).map(\.record.plaintextSize)
     }
 
-    public func restore(setId: String, component: String, node: String?, identities: [Identity], directory: String,
+    public func restore(_ set: TrustedSet, component: String, identities: [Identity], directory: String,
                         binDirectory: String?) throws -> Outcome {
-        let entry = try catalog.entry(setId: setId, node: node)
-        guard entry.isTrusted, let manifest = entry.manifest else {
-            throw CNBackupError(.authentication,
-                "set \(setId) cannot be trusted: signature \(entry.signature)\(entry.problems.isEmpty ? "" : "; " + entry.problems.joined(separator: "; "))")
-        }
-        guard let record = manifest.components.first(where: { $0.name == component }) else {
-            throw CNBackupError(.notFound, "set \(setId) has no component \"\(component)\"; it has: \(manifest.components.map(\.name).joined(separator: ", "))")
-        }
+        let record = try set.component(component)
         guard let evidence = record.physical else {
             throw CNBackupError(.invalidInput, "\(component) is not a physical base backup: restore it with --to PATH (or --to-database for a pg_dump)")
         }
@@ -60,7 +51,7 @@ public struct PhysicalRestorer: Sendable {
         }
         // Pick the tools before anything is written: a missing tool should not cost a download.
         let verifier = try Self.verifier(major: major, binDirectory: binDirectory)
-        let links = evidence.incremental == nil ? [] : try IncrementalChainLinks.resolve(record: record, entry: entry, catalog: catalog)
+        let links = evidence.incremental == nil ? [] : try IncrementalChainLinks.resolve(record: record, set: set, catalog: catalog)
         let combiner = links.isEmpty ? nil : try PostgresClients.folder(for: "pg_combinebackup", atLeast: major, binDirectory: binDirectory,
                                                                         what: "the PostgreSQL \(major) incremental backup")
 
@@ -86,7 +77,7 @@ public struct PhysicalRestorer: Sendable {
             for (index, link) in links.enumerated() {
                 let folder = work + "/link-\(index)"
                 guard mkdir(folder, 0o700) == 0 else { throw CNBackupError(.io, "cannot create \(folder)") }
-                members += try Self.extract(link.record, manifest: link.manifest, layout: link.entry.layout, store: catalog.store,
+                members += try Self.extract(link.record, manifest: link.manifest, layout: link.inSet.layout, store: catalog.store,
                                             identities: identities, into: folder)
                 plaintextBytes += link.record.plaintextSize
                 folders.append(folder)
@@ -103,7 +94,7 @@ public struct PhysicalRestorer: Sendable {
                 throw CNBackupError(.io, "pg_combinebackup of the \(links.count) links into \(directory) failed", cause: message.trimmingCharacters(in: .whitespacesAndNewlines))
             }
         } else {
-            members = try Self.extract(record, manifest: manifest, layout: entry.layout, store: catalog.store, identities: identities, into: directory)
+            members = try Self.extract(record, manifest: set.manifest, layout: set.layout, store: catalog.store, identities: identities, into: directory)
             plaintextBytes = record.plaintextSize
         }
         var arguments = ["\(verifier.folder)/pg_verifybackup"]
@@ -120,7 +111,7 @@ public struct PhysicalRestorer: Sendable {
             ? "pg_verifybackup \(major) (every file against backup_manifest, WAL parsed)"
             : "pg_verifybackup \(verifier.major) --no-parse-wal (no pg_waldump \(major) found: files checked, WAL not parsed)"
         return Outcome(plaintextBytes: plaintextBytes, members: members, serverVersion: evidence.serverVersion,
-                       verification: links.isEmpty ? checked : "pg_combinebackup of \(links.count) links (full \(links[0].entry.setId)), then " + checked)
+                       verification: links.isEmpty ? checked : "pg_combinebackup of \(links.count) links (full \(links[0].inSet.setId)), then " + checked)
     }
 
     /// Extracts one physical object into `folder` (new and empty), checking the tar and that its

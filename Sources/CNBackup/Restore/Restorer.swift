@@ -23,19 +23,11 @@ public struct Restorer: Sendable {
     }
 
     @discardableResult
-    public func restore(setId: String, component: String, node: String? = nil, identities: [Identity],
+    public func restore(_ set: TrustedSet, component: String, identities: [Identity],
                         to destination: Destination) throws -> Int64 {
-        let entry = try catalog.entry(setId: setId, node: node)
-        guard entry.isTrusted, let manifest = entry.manifest else {
-            throw CNBackupError(.authentication,
-                "set \(setId) cannot be trusted: signature \(entry.signature)\(entry.problems.isEmpty ? "" : "; " + entry.problems.joined(separator: "; "))")
-        }
-        guard let record = manifest.components.first(where: { $0.name == component }) else {
-            let names = manifest.components.map(\.name).joined(separator: ", ")
-            throw CNBackupError(.notFound, "set \(setId) has no component \"\(component)\"; it has: \(names)")
-        }
-        let reader = try ComponentReader(store: catalog.store, key: entry.layout.key(relative: record.objectKey),
-                                         expect: .record(record, manifest: manifest, layout: entry.layout), keys: .identities(identities))
+        let record = try set.component(component)
+        let reader = try ComponentReader(store: catalog.store, key: set.layout.key(relative: record.objectKey),
+                                         expect: .record(record, manifest: set.manifest, layout: set.layout), keys: .identities(identities))
 
         switch destination {
         case .standardOutput:

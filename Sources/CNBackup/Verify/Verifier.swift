@@ -72,10 +72,11 @@ public struct Verifier: Sendable {
                                   status: entry.manifest?.status.rawValue, signature: entry.signature.description,
                                   signatureValid: entry.signature.isValid,
                                   deep: deep, components: [], problems: entry.problems, openableBy: [], ok: false)
-        guard entry.isTrusted, let manifest = entry.manifest else {
+        guard let set = entry.trusted else {
             if !entry.signature.isValid { report.problems.insert("signature \(entry.signature)", at: 0) }
             return report
         }
+        let manifest = set.manifest
         if manifest.status != .complete {
             report.problems.append("the set is partial: " + manifest.failures.map { "\($0.component): \($0.reason)" }.joined(separator: "; "))
         }
@@ -95,7 +96,7 @@ public struct Verifier: Sendable {
             // An incremental restores only with every link of its chain, back to its full.
             if record.physical?.incremental != nil {
                 do {
-                    _ = try IncrementalChainLinks.resolve(record: record, entry: entry, catalog: catalog)
+                    _ = try IncrementalChainLinks.resolve(record: record, set: set, catalog: catalog)
                 } catch {
                     report.problems.append("the incremental chain of \(record.name) is broken: \(error)")
                 }
