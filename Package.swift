@@ -14,7 +14,8 @@ import PackageDescription
 //   CNBackup         the operations: pipeline definition, capture, backup, verify, restore, drill,
 //                    recover, retention, metrics, copy
 //   cnbackup-cli     the `cnbackup` executable: flags, output, signals, process set-up
-//   CNBackupTesting  stores for tests only (in memory, fault-injecting), in no product
+//   CNBackupTesting  stores for tests only (in memory, fault-injecting), a product for Fuzz/ alone
+//   CNBackupTestKit  the conformance suite, the SeaweedFS fixture and test helpers: in no product
 // Symbols that cross a layer without being public API use `package` access.
 let package = Package(
     name: "cnbackup",
@@ -68,10 +69,29 @@ let package = Package(
         .target(name: "CNBackupTesting", dependencies: ["CNBackupCore", "CNBackupStorage"]),
         // Ignores SIGPIPE in the test process, as the executable does (a C constructor).
         .target(name: "TestProcessSetup", path: "Tests/TestProcessSetup"),
+        // Test support, in no product: the ObjectStore conformance suite (it imports Testing), the
+        // SeaweedFS fixture and small helpers, for every store's tests to reuse.
+        .target(
+            name: "CNBackupTestKit",
+            dependencies: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackupTesting"],
+            path: "Tests/CNBackupTestKit"
+        ),
+        // One unit-test target per library target, importing only that layer and those below it.
+        .testTarget(name: "CNBackupCoreTests", dependencies: ["CNBackupCore", "CNBackupTestKit", "TestProcessSetup"],
+                    resources: [.copy("Resources")]),
+        .testTarget(name: "CNBackupHTTPTests", dependencies: ["CNBackupCore", "CNBackupHTTP", "TestProcessSetup"]),
+        .testTarget(name: "CNBackupStorageTests",
+                    dependencies: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackupTesting", "CNBackupTestKit", "TestProcessSetup"],
+                    resources: [.copy("Resources")]),
+        .testTarget(name: "CNBackupProcessTests", dependencies: ["CNBackupCore", "CNBackupProcess", "TestProcessSetup"]),
+        .testTarget(name: "CNBackupPostgresTests",
+                    dependencies: ["CNBackupCore", "CNBackupProcess", "CNBackupPostgres", "CNBackupTestKit", "TestProcessSetup"]),
+        .testTarget(name: "CNBackupCatalogTests",
+                    dependencies: ["CNBackupCore", "CNBackupStorage", "CNBackupCatalog", "CNBackupTesting", "CNBackupTestKit", "TestProcessSetup"]),
         .testTarget(
             name: "CNBackupTests",
             dependencies: ["CNBackupCore", "CNBackupHTTP", "CNBackupStorage", "CNBackupProcess", "CNBackupPostgres", "CNBackupCatalog",
-                           "CNBackup", "CNBackupTesting", "TestProcessSetup"],
+                           "CNBackup", "CNBackupTesting", "CNBackupTestKit", "TestProcessSetup"],
             resources: [.copy("Resources")]
         ),
         .testTarget(

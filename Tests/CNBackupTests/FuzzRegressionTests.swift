@@ -3,6 +3,7 @@ import Logging
 import Testing
 @testable import CNBackup
 import CNBackupCore
+import CNBackupTestKit
 import CNBackupHTTP
 import CNBackupStorage
 import CNBackupTesting
@@ -267,7 +268,7 @@ import CNBackupCatalog
         let recipients = ids.map(\.recipient)
         let description = ObjectDescription(setId: "20260101T000000Z-00000000", node: "fuzz-node", migrationId: 0, serial: 0,
                                             component: "dump", role: "other", captureStart: "2026-01-01T00:00:00.000Z")
-        try write("sealed", "golden-v1.cnb", try SealedFormatTests.goldenObject())
+        try write("sealed", "golden-v1.cnb", try GoldenVector.object())
         try write("sealed", "multisegment.cnb", try SealingStream(MemoryStream(patternBytes(3000)), recipients: recipients,
                                                                  description: description, segmentSize: 1024).readAll(limit: 1 << 20))
         try write("sealed", "empty-symmetric.cnb", try SealingStream(MemoryStream([]), recipients: [recipients[1]],

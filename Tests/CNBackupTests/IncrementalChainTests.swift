@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import CNBackup
 import CNBackupCore
+import CNBackupTestKit
 import CNBackupStorage
 import CNBackupCatalog
 

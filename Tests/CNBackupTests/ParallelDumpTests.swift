@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import CNBackup
 import CNBackupCore
+import CNBackupTestKit
 import CNBackupCatalog
 
 /// The parallel logical dump's pure parts: the table balancing, pg_dump's pattern quoting, the

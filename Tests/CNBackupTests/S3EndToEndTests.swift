@@ -3,6 +3,7 @@ import Logging
 import Testing
 @testable import CNBackup
 import CNBackupCore
+import CNBackupTestKit
 import CNBackupHTTP
 import CNBackupStorage
 import CNBackupCatalog

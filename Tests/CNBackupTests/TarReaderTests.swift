@@ -1,8 +1,9 @@
 import Foundation
 import Testing
-@testable import CNBackup
 import CNBackupCore
+@testable import CNBackup
 import CNBackupCatalog
+import CNBackupTestKit
 
 /// Collects every member and the SHA-256 of its data.
 private final class Collector: TarVisitor {

@@ -1,8 +1,7 @@
 import Foundation
 import Testing
 import CNBackupCore
-import CNBackupHTTP
-import CNBackupStorage
+import CNBackupTestKit
 
 /// Writes the golden vector when CNBACKUP_WRITE_GOLDEN names a path (used once, when the format
 /// is defined; the committed file is what every later run is checked against).
@@ -10,7 +9,7 @@ import CNBackupStorage
     @Test(.enabled(if: ProcessInfo.processInfo.environment["CNBACKUP_WRITE_GOLDEN"] != nil))
     func write() throws {
         let path = ProcessInfo.processInfo.environment["CNBACKUP_WRITE_GOLDEN"]!
-        let hex = try SealedFormatTests.goldenObject().hex
+        let hex = try GoldenVector.object().hex
         var lines: [String] = []
         var index = hex.startIndex
         while index < hex.endIndex {

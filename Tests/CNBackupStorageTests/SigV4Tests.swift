@@ -1,7 +1,7 @@
 import Foundation
 import Testing
-@testable import CNBackup
 import CNBackupCore
+import CNBackupTestKit
 import CNBackupHTTP
 import CNBackupStorage
 

@@ -1,6 +1,5 @@
 import Foundation
 import Testing
-@testable import CNBackup
 import CNBackupCore
 import CNBackupHTTP
 import CNBackupStorage
@@ -8,16 +7,16 @@ import CNBackupTesting
 
 /// Every store the project has, for the conformance suite: each guarantee of `ObjectStore` is one
 /// test, run against each of them.
-enum StoreUnderTest: String, CaseIterable, CustomTestStringConvertible, Sendable {
+package enum StoreUnderTest: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case memory, file, s3HTTP = "s3-http", s3TLS = "s3-tls"
     /// A memory store behind `FaultyStore`, which fails the first call of every read operation
     /// with a transient error, behind `RetryingStore`, which must absorb them.
     case faultyRetried = "faulty+retrying"
 
-    var testDescription: String { rawValue }
+    package var testDescription: String { rawValue }
 
     /// A fresh store and the prefix to use in it; `cleanup` removes what the test made locally.
-    func make() throws -> (store: any ObjectStore, prefix: String, cleanup: () -> Void) {
+    package func make() throws -> (store: any ObjectStore, prefix: String, cleanup: () -> Void) {
         let prefix = "conformance-\(UUID().uuidString.prefix(8))"
         switch self {
         case .memory:
@@ -40,21 +39,21 @@ enum StoreUnderTest: String, CaseIterable, CustomTestStringConvertible, Sendable
         }
     }
 
-    static var available: [StoreUnderTest] {
+    package static var available: [StoreUnderTest] {
         SeaweedFSServer.executable == nil ? [.memory, .file, .faultyRetried] : allCases
     }
 }
 
 /// The guarantees written on `ObjectStore`, one test each, for every store.
-@Suite struct ObjectStoreConformance {
-    func with(_ kind: StoreUnderTest, _ body: (any ObjectStore, String) throws -> Void) throws {
+@Suite package struct ObjectStoreConformance {
+    package func with(_ kind: StoreUnderTest, _ body: (any ObjectStore, String) throws -> Void) throws {
         let (store, prefix, cleanup) = try kind.make()
         defer { cleanup() }
         try body(store, prefix)
     }
 
     @Test(arguments: StoreUnderTest.available)
-    func readAfterWrite(_ kind: StoreUnderTest) throws {
+    package func readAfterWrite(_ kind: StoreUnderTest) throws {
         try with(kind) { (store, prefix) throws in
             let key = "\(prefix)/a/object.bin"
             let bytes = patternBytes(3 << 20 + 123)
@@ -68,7 +67,7 @@ enum StoreUnderTest: String, CaseIterable, CustomTestStringConvertible, Sendable
     }
 
     @Test(arguments: StoreUnderTest.available)
-    func rangedGetHasInclusiveBounds(_ kind: StoreUnderTest) throws {
+    package func rangedGetHasInclusiveBounds(_ kind: StoreUnderTest) throws {
         try with(kind) { (store, prefix) throws in
             let key = "\(prefix)/ranged.bin"
             let bytes = patternBytes(70_000)
@@ -80,7 +79,7 @@ enum StoreUnderTest: String, CaseIterable, CustomTestStringConvertible, Sendable
     }
 
     @Test(arguments: StoreUnderTest.available)
-    func missingObjectsAreNotFound(_ kind: StoreUnderTest) throws {
+    package func missingObjectsAreNotFound(_ kind: StoreUnderTest) throws {
         try with(kind) { (store, prefix) throws in
             #expect(try store.head(key: "\(prefix)/missing") == nil)
             let missing = #expect(throws: CNBackupError.self) { try store.getBytes(key: "\(prefix)/missing") }
@@ -90,7 +89,7 @@ enum StoreUnderTest: String, CaseIterable, CustomTestStringConvertible, Sendable
     }
 
     @Test(arguments: StoreUnderTest.available)
-    func aFailingSourceLeavesNothing(_ kind: StoreUnderTest) throws {
+    package func aFailingSourceLeavesNothing(_ kind: StoreUnderTest) throws {
         try with(kind) { (store, prefix) throws in
             let broken = "\(prefix)/a/broken.bin"
             #expect(throws: CNBackupError.self) {
@@ -110,7 +109,7 @@ enum StoreUnderTest: String, CaseIterable, CustomTestStringConvertible, Sendable
     }
 
     @Test(arguments: StoreUnderTest.available)
-    func putIfAbsentNeverReplaces(_ kind: StoreUnderTest) throws {
+    package func putIfAbsentNeverReplaces(_ kind: StoreUnderTest) throws {
         try with(kind) { (store, prefix) throws in
             let once = "\(prefix)/b/manifest.json"
             try store.putBytes(key: once, Array("one".utf8), options: PutOptions(ifAbsent: true))
@@ -124,7 +123,7 @@ enum StoreUnderTest: String, CaseIterable, CustomTestStringConvertible, Sendable
     }
 
     @Test(arguments: StoreUnderTest.available)
-    func listIsSortedCompleteAndByPrefix(_ kind: StoreUnderTest) throws {
+    package func listIsSortedCompleteAndByPrefix(_ kind: StoreUnderTest) throws {
         try with(kind) { (store, prefix) throws in
             for name in ["a/2.bin", "a/0.bin", "a/1.bin", "b/0.bin"] { try store.putBytes(key: "\(prefix)/\(name)", [1]) }
             #expect(try store.list(prefix: "\(prefix)/a/").map(\.key) == ["0.bin", "1.bin", "2.bin"].map { "\(prefix)/a/\($0)" })
@@ -133,7 +132,7 @@ enum StoreUnderTest: String, CaseIterable, CustomTestStringConvertible, Sendable
     }
 
     @Test(arguments: StoreUnderTest.available)
-    func deleteIgnoresMissingKeys(_ kind: StoreUnderTest) throws {
+    package func deleteIgnoresMissingKeys(_ kind: StoreUnderTest) throws {
         try with(kind) { (store, prefix) throws in
             try store.putBytes(key: "\(prefix)/x", [1])
             try store.delete(keys: ["\(prefix)/x", "\(prefix)/never-was"])
@@ -142,73 +141,11 @@ enum StoreUnderTest: String, CaseIterable, CustomTestStringConvertible, Sendable
     }
 
     @Test(arguments: StoreUnderTest.available)
-    func keysThatEscapeAreRefused(_ kind: StoreUnderTest) throws {
+    package func keysThatEscapeAreRefused(_ kind: StoreUnderTest) throws {
         try with(kind) { (store, _) throws in
             for key in ["../escape", "/absolute", "a//b", "a/./b", "a/\u{1}b"] {
                 #expect(throws: CNBackupError.self, "\(key)") { try store.putBytes(key: key, [1]) }
             }
         }
-    }
-}
-
-/// The decorator and the fault injector themselves.
-@Suite struct RetryingAndFaultyStoreTests {
-    @Test func transientFaultsAreRetriedPermanentOnesAreNot() throws {
-        let faulty = FaultyStore(MemoryStore())
-        let store = RetryingStore(faulty, policy: RetryPolicy(maxAttempts: 3, baseDelay: 0.001, maxDelay: 0.01))
-        try store.putBytes(key: "k", [1, 2, 3])
-        faulty.inject(.transientError, into: .head, times: 2)
-        #expect(try store.head(key: "k")?.size == 3)
-        #expect(faulty.callCount(.head) == 3)
-        faulty.inject(.transientError, into: .list, times: 3)
-        let exhausted = #expect(throws: CNBackupError.self) { try store.list(prefix: "") }
-        #expect(exhausted?.isTransient == true)
-        faulty.inject(.permanentError, into: .get)
-        let before = faulty.callCount(.get)
-        #expect(throws: CNBackupError.self) { try store.getBytes(key: "k") }
-        #expect(faulty.callCount(.get) == before + 1)
-    }
-
-    @Test func aPutWhoseSourceDiesLeavesNothingAndIsNotRetried() throws {
-        let faulty = FaultyStore(MemoryStore())
-        let store = RetryingStore(faulty, policy: RetryPolicy(maxAttempts: 3, baseDelay: 0.001, maxDelay: 0.01))
-        faulty.inject(.sourceFailsAfter(bytes: 1000), into: .put)
-        #expect(throws: CNBackupError.self) { try store.putBytes(key: "k", patternBytes(5000)) }
-        #expect(faulty.callCount(.put) == 1)
-        #expect(try store.head(key: "k") == nil)
-    }
-
-    @Test func retryPolicyHonoursItsDeadline() throws {
-        let policy = RetryPolicy(maxAttempts: 100, baseDelay: 0.05, maxDelay: 0.05, deadline: 0.3)
-        var attempts = 0
-        let started = Date()
-        #expect(throws: CNBackupError.self) {
-            try policy.run { (_, _) -> RetryPolicy.Attempt<Void> in
-                attempts += 1
-                return .retry(CNBackupError(.storage, "down"))
-            }
-        }
-        #expect(attempts > 1 && attempts < 100)
-        #expect(Date().timeIntervalSince(started) < 2)
-    }
-}
-
-@Suite struct FileSystemStoreTests {
-    @Test func unwritableStoreGivesAClearError() throws {
-        guard getuid() != 0 else { return }  // root writes anywhere; the message is checked as non-root in CI images too
-        let error = #expect(throws: CNBackupError.self) { try FileSystemStore(root: "/proc/cnbackup").putBytes(key: "x", [1]) }
-        #expect(error?.code == .storage)
-    }
-
-    @Test func storeURLs() throws {
-        #expect(try StoreSettings(parsing: "file:///var/backups").open().displayName == "file:///var/backups")
-        #expect(throws: CNBackupError.self) { try StoreSettings(parsing: "file://relative/path").open() }
-        #expect(throws: CNBackupError.self) { try StoreSettings(parsing: "ftp://x/y") }
-        #expect(throws: CNBackupError.self) { try StoreSettings(parsing: "s3://b/p?colour=red") }
-        let s3 = try StoreSettings(parsing: "s3://bucket/prefix?endpoint=https://s3.example&region=eu-1&pathStyle=true")
-        #expect(s3.url == "s3://bucket/prefix")
-        #expect(s3.endpoint == "https://s3.example" && s3.region == "eu-1" && s3.pathStyle == true)
-        let tuned = try StoreSettings(parsing: "s3://bucket/p?partSizeMiB=16&parallelParts=2&maxBytesPerSecond=1000000")
-        #expect(tuned.partSizeMiB == 16 && tuned.parallelParts == 2 && tuned.maxBytesPerSecond == 1_000_000)
     }
 }

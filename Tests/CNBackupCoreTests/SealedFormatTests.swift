@@ -1,9 +1,7 @@
 import Foundation
 import Testing
-@testable import CNBackup
 import CNBackupCore
-import CNBackupHTTP
-import CNBackupStorage
+import CNBackupTestKit
 
 @Suite struct SealedFormatTests {
     let segment = 64
@@ -13,16 +11,16 @@ import CNBackupStorage
         let identity = try newIdentity(), other = try newIdentity()
         let plaintext = patternBytes(size, seed: UInt64(size) + 1)
         let sealed = try seal(plaintext, to: [identity.recipient, other.recipient], segmentSize: segment)
-        #expect(try open(sealed, with: [identity]) == plaintext)
-        #expect(try open(sealed, with: [other]) == plaintext)
+        #expect(try openSealed(sealed, with: [identity]) == plaintext)
+        #expect(try openSealed(sealed, with: [other]) == plaintext)
     }
 
     @Test func symmetricRecipientRoundTrip() throws {
         let key = try SymmetricKey(try randomBytes(32))
         let plaintext = patternBytes(300)
         let sealed = try seal(plaintext, to: [.symmetric(key)])
-        #expect(try open(sealed, with: [.symmetric(key)]) == plaintext)
-        #expect(throws: CNBackupError.self) { try open(sealed, with: [.symmetric(try SymmetricKey(try randomBytes(32)))]) }
+        #expect(try openSealed(sealed, with: [.symmetric(key)]) == plaintext)
+        #expect(throws: CNBackupError.self) { try openSealed(sealed, with: [.symmetric(try SymmetricKey(try randomBytes(32)))]) }
     }
 
     /// Every flipped bit of the header, the stanzas, the body and the tags is refused.
@@ -33,7 +31,7 @@ import CNBackupStorage
         for bit in 0..<(sealed.count * 8) {
             var tampered = sealed
             tampered[bit / 8] ^= UInt8(1 << (bit % 8))
-            if (try? open(tampered, with: [identity])) != nil { accepted.append(bit) }
+            if (try? openSealed(tampered, with: [identity])) != nil { accepted.append(bit) }
         }
         #expect(accepted.isEmpty, "flipped bits accepted: \(accepted)")
     }
@@ -43,10 +41,10 @@ import CNBackupStorage
         let identity = try newIdentity()
         let sealed = try seal(patternBytes(64 * 3), to: [identity.recipient], segmentSize: segment)
         for length in 0..<sealed.count {
-            #expect(throws: CNBackupError.self, "truncated to \(length)") { try open(Array(sealed[0..<length]), with: [identity]) }
+            #expect(throws: CNBackupError.self, "truncated to \(length)") { try openSealed(Array(sealed[0..<length]), with: [identity]) }
         }
-        #expect(throws: CNBackupError.self) { try open(sealed + [0], with: [identity]) }
-        #expect(throws: CNBackupError.self) { try open(sealed + patternBytes(80), with: [identity]) }
+        #expect(throws: CNBackupError.self) { try openSealed(sealed + [0], with: [identity]) }
+        #expect(throws: CNBackupError.self) { try openSealed(sealed + patternBytes(80), with: [identity]) }
     }
 
     @Test func swappedAndDroppedSegmentsAreRefused() throws {
@@ -61,16 +59,16 @@ import CNBackupStorage
         let dropped = header + segments[0] + segments[2] + segments[3]
         let droppedLast = header + segments[0] + segments[1] + segments[2]
         for variant in [swapped, dropped, droppedLast] {
-            #expect(throws: CNBackupError.self) { try open(variant, with: [identity]) }
+            #expect(throws: CNBackupError.self) { try openSealed(variant, with: [identity]) }
         }
-        let error = #expect(throws: CNBackupError.self) { try open(droppedLast, with: [identity]) }
+        let error = #expect(throws: CNBackupError.self) { try openSealed(droppedLast, with: [identity]) }
         #expect(error?.message.contains("cut short") == true)
     }
 
     @Test func wrongKeyErrorNamesTheKeyIDs() throws {
         let a = try newIdentity(), b = try newIdentity(), wrong = try newIdentity()
         let sealed = try seal(patternBytes(10), to: [a.recipient, b.recipient])
-        let error = #expect(throws: CNBackupError.self) { try open(sealed, with: [wrong]) }
+        let error = #expect(throws: CNBackupError.self) { try openSealed(sealed, with: [wrong]) }
         #expect(error?.code == .wrongKey)
         #expect(error?.message.contains(a.keyID.description) == true)
         #expect(error?.message.contains(b.keyID.description) == true)
@@ -83,44 +81,27 @@ import CNBackupStorage
         let two = try seal(patternBytes(100, seed: 2), to: [identity.recipient])
         let h1 = try SealedHeader.read(from: ChunkReader(MemoryStream(one))).bytes.count
         let h2 = try SealedHeader.read(from: ChunkReader(MemoryStream(two))).bytes.count
-        #expect(throws: CNBackupError.self) { try open(Array(one[0..<h1]) + Array(two[h2...]), with: [identity]) }
+        #expect(throws: CNBackupError.self) { try openSealed(Array(one[0..<h1]) + Array(two[h2...]), with: [identity]) }
     }
 
     @Test func notASealedObject() throws {
-        let error = #expect(throws: CNBackupError.self) { try open(Array("hello, this is plain text".utf8), with: [try newIdentity()]) }
+        let error = #expect(throws: CNBackupError.self) { try openSealed(Array("hello, this is plain text".utf8), with: [try newIdentity()]) }
         #expect(error?.message.contains("not a cnbackup sealed object") == true)
     }
 
     // MARK: golden vector
 
-    /// The fixed inputs of the golden vector in docs/FORMAT.md and Resources/golden-v1.hex.
-    static func goldenObject() throws -> [UInt8] {
-        let recipientSecret = [UInt8](hex: String(repeating: "11", count: 32))!
-        let symmetric = try SymmetricKey([UInt8](hex: String(repeating: "22", count: 32))!)
-        let dataKey = try DataKey([UInt8](hex: String(repeating: "33", count: 32))!)
-        let ephemeral = [UInt8](hex: String(repeating: "44", count: 32))!
-        let salt = [UInt8](hex: String(repeating: "55", count: 16))!
-        let description = ObjectDescription(setId: "20261125T040000Z-0a1b2c3d", node: "sv-1", migrationId: 3, serial: 0,
-                                            component: "identities", role: "identities", captureStart: "2026-11-25T04:00:00.000Z")
-        let plaintext = Array("cnbackup golden vector: two segments of 64 bytes and a short last one.\n".utf8)
-            + Array("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef!".utf8)
-        let stream = try SealingStream(MemoryStream(plaintext), recipients: [.x25519(publicKey: try X25519.publicKey(privateKey: recipientSecret)), .symmetric(symmetric)],
-                                       description: description, segmentSize: 64, dataKey: dataKey,
-                                       ephemeralSecrets: [ephemeral], symmetricSalts: [salt])
-        return try stream.readAll(limit: 1 << 20)
-    }
-
     @Test func goldenVector() throws {
         let url = try #require(Bundle.module.url(forResource: "golden-v1", withExtension: "hex", subdirectory: "Resources"))
         let expected = try String(contentsOf: url, encoding: .utf8).filter { !$0.isWhitespace }
-        let produced = try Self.goldenObject()
+        let produced = try GoldenVector.object()
         #expect(produced.hex == expected)
         // And it opens with the fixed recipient key and the symmetric key alike.
         let secret = [UInt8](hex: String(repeating: "11", count: 32))!
         let identity = Identity.x25519(secret: SecretBytes(secret), publicKey: try X25519.publicKey(privateKey: secret))
         let symmetric = Identity.symmetric(try SymmetricKey([UInt8](hex: String(repeating: "22", count: 32))!))
         let golden = [UInt8](hex: expected)!
-        #expect(try open(golden, with: [identity]).count == 136)
-        #expect(try open(golden, with: [identity]) == open(golden, with: [symmetric]))
+        #expect(try openSealed(golden, with: [identity]).count == 136)
+        #expect(try openSealed(golden, with: [identity]) == openSealed(golden, with: [symmetric]))
     }
 }

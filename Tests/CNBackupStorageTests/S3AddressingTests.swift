@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import CNBackupCore
+import CNBackupTestKit
 import CNBackupHTTP
 import CNBackupStorage
 

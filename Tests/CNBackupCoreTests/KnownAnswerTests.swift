@@ -1,8 +1,6 @@
 import Testing
-@testable import CNBackup
 import CNBackupCore
-import CNBackupHTTP
-import CNBackupStorage
+import CNBackupTestKit
 
 /// Published vectors: NIST/McGrew-Viega GCM test cases, RFC 7748, RFC 5869, RFC 8032, RFC 3720 (CRC-32C).
 @Suite struct KnownAnswerTests {

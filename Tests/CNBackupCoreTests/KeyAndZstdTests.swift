@@ -1,9 +1,7 @@
 import Foundation
 import Testing
-@testable import CNBackup
 import CNBackupCore
-import CNBackupHTTP
-import CNBackupStorage
+import CNBackupTestKit
 
 @Suite struct KeyTests {
     @Test func generatedKeyFilesAreSecretAndRoundTrip() throws {
