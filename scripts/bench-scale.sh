@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scale measurements of issues 13 (physical, incremental), 14 (parallel dump) and 15 (drill) on ONE
+# Scale measurements of physical and incremental capture, the parallel dump and the restore drill on ONE
 # PostgreSQL 18 cluster (initdb --data-checksums, wal_level=replica, summarize_wal=on, a `host
 # replication` line) holding a generated database of about DB_MIB MiB on disk (uuid, timestamptz,
 # jsonb, numeric, text; `transfers`, the large table, inserted in id order and marked CLUSTER ON its
@@ -19,7 +19,7 @@
 #  d1 the same as d with compression level 1
 #  g  cnbackup drill --pg-host of b's jobs-1 dump set into the source server  vs  by hand: cnbackup
 #     decrypt | zstd -d > file; createdb; pg_restore (one job, as the drill) into the same server
-#  h  cnbackup-bench count-rows: the CPU that counting rows adds to a capture (issue 15: <= 3%)
+#  h  cnbackup-bench count-rows: the CPU that counting rows adds to a capture (meant to stay <= 3%)
 # Usage: [CNB=cnbackup] [CNB_BENCH=cnbackup-bench] scripts/bench-scale.sh [DB_MIB=1024] [RUNS=1]
 #   (as root; no swift build: CNB defaults to .build-image/out/cnbackup, which scripts/test.sh builds,
 #   CNB_BENCH to .build/release/cnbackup-bench)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks of issue 7; docs/BENCHMARKS.md records the results and how they were taken.
+# Benchmarks of cnbackup's throughput, CPU and memory against the shell pipeline and restic that an
+# operator would otherwise use; docs/BENCHMARKS.md records the results and how they were taken.
 # One run, one generated PostgreSQL database (uuid, timestamptz, jsonb, numeric, bigint), one local
 # SeaweedFS; every figure is the median of RUNS runs of wall time and CPU seconds (user+sys of the
 # tool's whole process tree, /usr/bin/time), MiB/s over the size `pg_dump -Fc -Z0` gives:
@@ -175,7 +176,7 @@ PGCAP="{ name: db, role: other, postgres: { host: 127.0.0.1, port: $PGPORT_, use
 S3YAML="endpoint: \"$S3\", region: us-east-1, pathStyle: true, provider: seaweedfs }"
 pipeline s3full "{ url: \"s3://bench/cnb-full\", $S3YAML" "$PGCAP" full
 pipeline s3none "{ url: \"s3://bench/cnb-none\", $S3YAML" "$PGCAP" none
-# Issue 14: the same capture with two pg_dump workers on one exported snapshot.
+# The parallel dump: the same capture with two pg_dump workers on one exported snapshot.
 pipeline s3jobs2 "{ url: \"s3://bench/cnb-jobs2\", $S3YAML" "${PGCAP/databases: \[ benchdb \],/databases: [ benchdb ], jobs: 2,}" full
 sed -i 's/^captures:/parallelism: 4   # jobs + 2: the data parts and the schema parts at once (README)\ncaptures:/' "$W/s3jobs2.yaml"
 grep -q 'jobs: 2' "$W/s3jobs2.yaml" || { echo "bench: the jobs-2 pipeline was not written" >&2; exit 1; }
@@ -200,7 +201,7 @@ row shell "pg_dump | zstd -3 -T0 | openssl enc | aws s3 cp -"
 row restic "pg_dump | restic backup --stdin (fresh repo)"
 row pgdump "pg_dump -Fc -Z0 > /dev/null (alone: the floor)"
 printf 'pg_dump alone is %.2f times as fast as the shell pipeline: the most any backup of this database can gain\n' "$(ratio pgdump shell)"
-# Issue 14's model: CPU seconds per GiB dumped of each party, from the jobs-2 medians (the tool tree
+# The parallel dump's scaling model: CPU seconds per GiB dumped of each party, from the jobs-2 medians (the tool tree
 # includes its pg_dump workers), and the throughput each party allows with C cores of its own. The
 # database server runs one backend per job (jobs = C here), the backup job and the S3 server are
 # given C cores too; the slowest party bounds the run. An estimate: it assumes CPU per byte stays
@@ -208,7 +209,7 @@ printf 'pg_dump alone is %.2f times as fast as the shell pipeline: the most any 
 GIB=$(echo "$MIB / 1024" | bc -l)
 per_gib() { echo "$(med s3jobs2 "$1") / $GIB" | bc -l; }
 PG_PER=$(per_gib 5); TOOL_PER=$(per_gib 2); S3_PER=$(per_gib 4)
-printf '\nissue 14 model (from the jobs-2 run): CPU s per GiB dumped: PostgreSQL %.2f, cnbackup+pg_dump %.2f, S3 server %.2f\n' "$PG_PER" "$TOOL_PER" "$S3_PER"
+printf '\nparallel dump model (from the jobs-2 run): CPU s per GiB dumped: PostgreSQL %.2f, cnbackup+pg_dump %.2f, S3 server %.2f\n' "$PG_PER" "$TOOL_PER" "$S3_PER"
 printf '%-6s %-20s %-20s %-20s %-12s\n' cores "PostgreSQL MiB/s" "cnbackup MiB/s" "S3 server MiB/s" "bound MiB/s"
 for c in 1 2 4 8 16; do
   awk -v c="$c" -v p="$PG_PER" -v t="$TOOL_PER" -v s="$S3_PER" 'BEGIN {

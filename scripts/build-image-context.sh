@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds cnbackup the way the Dockerfile's build stage does, from exactly the files it copies, so CI
-# proves the image builds on a machine without Docker (issue 17): a Dockerfile that forgets a folder
+# proves the image builds on a machine without Docker (CI has none): a Dockerfile that forgets a folder
 # Package.swift needs fails here, not on an operator's `docker build`.
 #
 #   scripts/build-image-context.sh OUT_DIR    -> OUT_DIR/cnbackup (and prints its path)

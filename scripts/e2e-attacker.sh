@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# End-to-end test of issue 11 through the CLI: the bucket writer is an adversary. Whoever holds the
-# in-cluster S3 write credentials can put any object anywhere under the prefix, and read every
-# object's header, but holds no private key and cannot sign. This script plays that writer, with
+# End-to-end test, through the CLI, of the bucket writer as an adversary: nothing it writes may reach
+# a reader of cnbackup's or break the sound sets. Whoever holds the in-cluster S3 write credentials
+# can put any object anywhere under the prefix, and read every object's header, but holds no private
+# key and cannot sign. This script plays that writer, with
 # scripts/independent-sealer.py (a second reading of docs/FORMAT.md) to forge sealed objects, once
 # against a file store (the writer writes files) and once against SeaweedFS (the writer uses boto3
 # with the job's own credentials):
@@ -34,6 +35,8 @@ START=$(date +%s)
 
 # shellcheck source=lib/e2e-common.sh
 . scripts/lib/e2e-common.sh
+# shellcheck source=lib/servers.sh
+. scripts/lib/servers.sh
 E2E_QUIET_LOGS=("*/keys.log" "*/weed.log" "*/file-*" "*/s3-*")
 
 step "dependencies"
@@ -46,12 +49,10 @@ if ! python3 -c 'import cryptography' 2>/dev/null; then
 fi
 python3 -c 'import cryptography' 2>/dev/null || fail "python3 cannot import cryptography (pip install cryptography)"
 STORES=${E2E_STORES:-file s3}
-WEED=""
-[[ " $STORES " != *" s3 "* ]] || WEED=$(command -v weed) || fail "weed is not on PATH"
+[[ " $STORES " != *" s3 "* ]] || command -v weed >/dev/null 2>&1 || fail "weed is not on PATH"
 
-W=$(mktemp -d /tmp/cnbackup-e2e-attacker.XXXXXX)
-mkdir -p "$W/logs" "$W/secrets" "$W/tmp" "$W/p" "$W/forge" "$W/out"
-chmod 700 "$W/secrets" "$W/tmp"
+e2e_tempdir attacker tmp p forge out
+chmod 700 "$W/tmp"
 SEALER=$ROOT/scripts/independent-sealer.py
 python3 "$SEALER" selftest >/dev/null || fail "scripts/independent-sealer.py selftest failed: it does not follow docs/FORMAT.md"
 MARK=cnbevil$(openssl rand -hex 6)          # in every byte the attacker forges: must never reach a reader

@@ -20,26 +20,19 @@ START=$(date +%s)
 
 # shellcheck source=lib/e2e-common.sh
 . scripts/lib/e2e-common.sh
+# shellcheck source=lib/servers.sh
+. scripts/lib/servers.sh
+# shellcheck source=lib/postgres.sh
+. scripts/lib/postgres.sh
 E2E_QUIET_LOGS=("*/keys.log" "*/validate-*")
-PGBIN=/usr/lib/postgresql/15/bin
-CLUSTERS=()   # PostgreSQL data dirs this script started
-as_postgres() {   # from /, so an unreadable working directory cannot trip pg_ctl's self-lookup
-  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -u postgres "$@"); fi
-}
-e2e_stop_servers() {
-  local d
-  for d in "${CLUSTERS[@]}"; do as_postgres "$PGBIN/pg_ctl" -D "$d" -m immediate -w -t 20 stop >/dev/null 2>&1; done
-}
 
 # ---------------------------------------------------------------- dependencies
 step "dependencies"
 e2e_dependencies "${1:-}"
 
-for t in initdb pg_ctl psql pg_restore pg_dump pg_dumpall; do
-  [ -x "$PGBIN/$t" ] || fail "$PGBIN/$t is missing (postgresql-15 not installed?)"
-done
+pg_require 15
+PGBIN=$PG15_BIN
 for t in weed openssl python3 zstd; do command -v "$t" >/dev/null 2>&1 || fail "$t is not on PATH"; done
-WEED=$(command -v weed)
 
 e2e_binary "${1:-}"
 
@@ -48,38 +41,14 @@ SV_DUMP=$ROOT/$FIXTURES/sv-identities-dump.json
 VALIDATOR_DUMP=$ROOT/$FIXTURES/validator-participant-identities.json
 [ -f "$SV_DUMP" ] && [ -f "$VALIDATOR_DUMP" ] || fail "fixtures missing under $FIXTURES"
 
-# ---------------------------------------------------------------- temp dir, cleanup
-W=$(mktemp -d /tmp/cnbackup-e2e.XXXXXX)
-chmod 755 "$W"                      # the postgres user must reach its data dirs and sockets
-mkdir -p "$W/logs" "$W/secrets" "$W/out" "$W/tmp"
-chmod 700 "$W/secrets"
-
-export PGTZ=UTC PGDATESTYLE=ISO PGCLIENTENCODING=UTF8
-unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGPASSFILE PGSERVICE
+# ---------------------------------------------------------------- temp dir
+e2e_tempdir canton out tmp
 
 # ---------------------------------------------------------------- PostgreSQL
-# start_cluster NAME PORT: an initdb'd cluster in $W/pg-NAME, TCP on 127.0.0.1:PORT (scram-sha-256),
-# its Unix socket in $W/sock-NAME (trust: setup and restores run as `postgres` over it).
-start_cluster() {
-  local name=$1 port=$2 d=$W/pg-$1 sock=$W/sock-$1
-  mkdir -p "$d" "$sock"; chmod 700 "$d"; chmod 755 "$sock"; $SUDO chown postgres: "$d" "$sock"
-  as_postgres "$PGBIN/initdb" -D "$d" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
-    -E UTF8 --locale=C.UTF-8 --no-sync >"$W/logs/initdb-$name.log" 2>&1 || { cat "$W/logs/initdb-$name.log"; fail "initdb $name"; }
-  rm -f "$W/logs/initdb-$name.log"
-  CLUSTERS+=("$d")
-  as_postgres "$PGBIN/pg_ctl" -D "$d" -l "$d/server.log" -w -t 60 \
-    -o "-p $port -k $sock -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off" \
-    start >/dev/null || { cat "$d/server.log" >&2; fail "PostgreSQL ($name) did not start on port $port"; }
-}
-psql_su() {   # psql_su NAME [psql args...]: superuser `postgres` over the cluster's Unix socket
-  local name=$1 port; shift
-  port=${PORTS_PG[$name]}
-  "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$W/sock-$name" -p "$port" -U postgres "$@"
-}
-declare -A PORTS_PG
-read -r PORTS_PG[apps] PORTS_PG[participant] PORTS_PG[restore] < <(free_ports 3)
-step "PostgreSQL 15: apps :${PORTS_PG[apps]}, participant :${PORTS_PG[participant]}, restore :${PORTS_PG[restore]}"
-for c in apps participant restore; do start_cluster "$c" "${PORTS_PG[$c]}"; done
+# Setup and restores run as `postgres` over each cluster's Unix socket; the backups log in as
+# cnadmin with its password over TCP.
+for c in apps participant restore; do pg_cluster "$c" 15 --fast; done
+step "PostgreSQL 15: apps :${PG_PORT[apps]}, participant :${PG_PORT[participant]}, restore :${PG_PORT[restore]}"
 
 APPS_PW=$(openssl rand -hex 18); PART_PW=$(openssl rand -hex 18)
 printf '%s\n' "$APPS_PW" >"$W/secrets/apps.pw"
@@ -209,9 +178,9 @@ INSERT INTO par_sequenced_events SELECT 1767225600000000 + g::bigint * 500000, s
 SQL
 
 # The password auth works as the backup will use it (scram over TCP, not the trusted socket).
-PGPASSWORD=$APPS_PW "$PGBIN/psql" -X -At -h 127.0.0.1 -p "${PORTS_PG[apps]}" -U cnadmin -d cantonnet_sv -c 'select 1' >/dev/null \
+PGPASSWORD=$APPS_PW "$PGBIN/psql" -X -At -h 127.0.0.1 -p "${PG_PORT[apps]}" -U cnadmin -d cantonnet_sv -c 'select 1' >/dev/null \
   || fail "cnadmin cannot log in with its password over TCP"
-if PGPASSWORD=wrong "$PGBIN/psql" -X -At -h 127.0.0.1 -p "${PORTS_PG[apps]}" -U cnadmin -d cantonnet_sv -c 'select 1' >/dev/null 2>&1; then
+if PGPASSWORD=wrong "$PGBIN/psql" -X -At -h 127.0.0.1 -p "${PG_PORT[apps]}" -U cnadmin -d cantonnet_sv -c 'select 1' >/dev/null 2>&1; then
   fail "the apps cluster accepts a wrong password: the password file would not be exercised"
 fi
 
@@ -220,28 +189,17 @@ start_seaweedfs cnbackup-e2e
 
 # ---------------------------------------------------------------- fake Splice (HTTPS + OAuth2)
 step "fake Splice API with a private CA"
-(
-  cd "$W/secrets"
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=cnbackup e2e CA" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=127.0.0.1" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >server.ext
-  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext 2>/dev/null
-) || fail "could not make the test CA and server certificate with openssl"
+make_test_ca   # shellcheck disable=SC2119  # no other CA here
 CLIENT_ID=sv-backup
 AUDIENCE=https://canton.network.global
 openssl rand -hex 24 | tr -d '\n' >"$W/secrets/client.secret"
 printf 'not-the-secret-%s\n' "$(openssl rand -hex 8)" >"$W/secrets/wrong-client.secret"
 chmod 600 "$W/secrets/client.secret" "$W/secrets/wrong-client.secret"
-python3 "$ROOT/scripts/fake-splice.py" --port 0 --port-file "$W/splice.port" \
+start_standin fake-splice "$W/splice.port" python3 "$ROOT/scripts/fake-splice.py" --port 0 --port-file "$W/splice.port" \
   --cert "$W/secrets/server.pem" --key "$W/secrets/server.key" \
   --client-id "$CLIENT_ID" --client-secret-file "$W/secrets/client.secret" --audience "$AUDIENCE" \
-  --sv-dump "$SV_DUMP" --validator-dump "$VALIDATOR_DUMP" --token-log "$W/secrets/issued-tokens" >/dev/null 2>"$W/logs/fake-splice.log" </dev/null &
-PIDS+=($!); SPLICE_PID=$!
-for _ in $(seq 100); do [ -s "$W/splice.port" ] && break; kill -0 "$SPLICE_PID" 2>/dev/null || break; sleep 0.1; done
-[ -s "$W/splice.port" ] || fail "fake-splice.py did not start (see logs/fake-splice.log)"
-SPLICE_PORT=$(cat "$W/splice.port")
-SPLICE=https://127.0.0.1:$SPLICE_PORT
+  --sv-dump "$SV_DUMP" --validator-dump "$VALIDATOR_DUMP" --token-log "$W/secrets/issued-tokens"
+SPLICE=https://127.0.0.1:$STANDIN_PORT
 # Its contract, checked with an independent client (Python's TLS stack and our CA).
 E2E_SPLICE=$SPLICE E2E_CA=$W/secrets/ca.pem E2E_SECRET_FILE=$W/secrets/client.secret E2E_AUDIENCE=$AUDIENCE E2E_CLIENT_ID=$CLIENT_ID \
 E2E_SV_DUMP=$SV_DUMP python3 - <<'PY' || fail "fake-splice.py does not behave as specified"
@@ -315,10 +273,10 @@ signing: { keyFile: "$W/secrets/signing.key" }
 captures:
   - name: apps
     role: apps
-    postgres: { host: 127.0.0.1, port: ${PORTS_PG[apps]}, user: cnadmin, passwordFile: "$W/secrets/apps.pw", databases: [cantonnet_sv, cantonnet_scan, cantonnet_validator], globals: true }
+    postgres: { host: 127.0.0.1, port: ${PG_PORT[apps]}, user: cnadmin, passwordFile: "$W/secrets/apps.pw", databases: [cantonnet_sv, cantonnet_scan, cantonnet_validator], globals: true }
   - name: participant
     role: participant
-    postgres: { host: 127.0.0.1, port: ${PORTS_PG[participant]}, user: cnadmin, passwordFile: "$W/secrets/participant.pw", databases: [participant_3] }
+    postgres: { host: 127.0.0.1, port: ${PG_PORT[participant]}, user: cnadmin, passwordFile: "$W/secrets/participant.pw", databases: [participant_3] }
   - name: sequencer
     role: sequencer
     command: [ "sh", "-c", "printf 'sequencer placeholder'" ]
@@ -348,10 +306,10 @@ signing: { keyFile: "$W/secrets/signing.key" }
 captures:
   - name: apps
     role: apps
-    postgres: { host: 127.0.0.1, port: ${PORTS_PG[apps]}, user: cnadmin, passwordFile: "$W/secrets/apps.pw", databases: [cantonnet_validator] }
+    postgres: { host: 127.0.0.1, port: ${PG_PORT[apps]}, user: cnadmin, passwordFile: "$W/secrets/apps.pw", databases: [cantonnet_validator] }
   - name: participant
     role: participant
-    postgres: { host: 127.0.0.1, port: ${PORTS_PG[participant]}, user: cnadmin, passwordFile: "$W/secrets/participant.pw", databases: [participant_3] }
+    postgres: { host: 127.0.0.1, port: ${PG_PORT[participant]}, user: cnadmin, passwordFile: "$W/secrets/participant.pw", databases: [participant_3] }
   - name: identities
     role: identities
     http:
@@ -438,43 +396,20 @@ if grep 'ERROR' "$W/logs/globals.err" | grep -v 'role "postgres" already exists'
   cat "$W/logs/globals.err"; fail "applying apps-globals failed"
 fi
 
-table_sums() {   # table_sums CLUSTER DB: "schema.table owner acl md5" per table, sorted
-  psql_su "$1" -d "$2" -At -F ' ' <<'SQL'
-CREATE TEMP TABLE sums (line text);
-DO $$
-DECLARE r record; h text;
-BEGIN
-  FOR r IN SELECT n.nspname, c.relname, c.relowner::regrole::text AS owner, coalesce(c.relacl::text, '-') AS acl, c.relkind
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE c.relkind IN ('r', 'v', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_temp%'
-  LOOP
-    IF r.relkind = 'r' THEN
-      EXECUTE format('SELECT count(*) || '':'' || coalesce(md5(string_agg(t::text, '','' ORDER BY t::text)), ''-'') FROM %I.%I t', r.nspname, r.relname) INTO h;
-    ELSIF r.relkind = 'S' THEN
-      EXECUTE format('SELECT last_value::text FROM %I.%I', r.nspname, r.relname) INTO h;
-    ELSE
-      h := 'view';
-    END IF;
-    INSERT INTO sums VALUES (format('%s.%s %s %s %s', r.nspname, r.relname, r.owner, r.acl, h));
-  END LOOP;
-END $$;
-SELECT line FROM sums ORDER BY line;
-SQL
-}
 compare_db() {   # compare_db SRC_CLUSTER DB COMPONENT
   local src=$1 db=$2 comp=$3 a b
   restore "$comp" "$W/out/$comp.dump"
   head -c 5 "$W/out/$comp.dump" | grep -q PGDMP || fail "$comp is not a pg_dump custom-format archive"
   psql_su restore -d postgres -c "CREATE DATABASE $db"
-  "$PGBIN/pg_restore" -h "$W/sock-restore" -p "${PORTS_PG[restore]}" -U postgres -d "$db" --exit-on-error "$W/out/$comp.dump" \
+  "$PGBIN/pg_restore" -h "${PG_SOCK[restore]}" -p "${PG_PORT[restore]}" -U postgres -d "$db" --exit-on-error "$W/out/$comp.dump" \
     >"$W/logs/pg_restore-$comp.log" 2>&1 || { cat "$W/logs/pg_restore-$comp.log"; fail "pg_restore of $comp (without --no-owner) failed"; }
-  a=$(table_sums "$src" "$db"); b=$(table_sums restore "$db")
-  [ -n "$a" ] || fail "no tables found in $src/$db"
+  a=$(table_sums "$src" "$db" --owners); b=$(table_sums restore "$db" --owners)
+  grep -q ' r ' <<<"$a" || fail "no tables found in $src/$db"
   if [ "$a" != "$b" ]; then
     diff <(echo "$a") <(echo "$b") || true
     fail "$db: restored tables differ from the source (rows, owner or grants)"
   fi
-  echo "   $db: $(echo "$a" | wc -l) relations identical (rows, owners, grants)"
+  echo "   $db: $(grep -vcE '^(large objects|constraints|indexes) ' <<<"$a") relations identical (rows, owners, grants)"
 }
 compare_db apps cantonnet_sv apps-cantonnet_sv
 compare_db apps cantonnet_scan apps-cantonnet_scan
@@ -519,15 +454,12 @@ PY
 # ---------------------------------------------------------------- failing identities endpoints
 step "identities endpoint answering 500, then malformed JSON (expect partial sets, exit 2)"
 printf '{"id": "participant::1220", "keys": [' >"$W/malformed.json"
-python3 "$ROOT/scripts/fake-splice.py" --port 0 --port-file "$W/broken.port" \
+start_standin broken-splice "$W/broken.port" python3 "$ROOT/scripts/fake-splice.py" --port 0 --port-file "$W/broken.port" \
   --cert "$W/secrets/server.pem" --key "$W/secrets/server.key" \
   --client-id "$CLIENT_ID" --client-secret-file "$W/secrets/client.secret" --audience "$AUDIENCE" \
   --status /api/sv/v0/admin/domain/identities-dump=500 --validator-dump "$W/malformed.json" \
-  --token-log "$W/secrets/issued-tokens" >/dev/null 2>"$W/logs/broken-splice.log" </dev/null &
-PIDS+=($!)
-for _ in $(seq 100); do [ -s "$W/broken.port" ] && break; sleep 0.1; done
-[ -s "$W/broken.port" ] || fail "the second fake-splice.py did not start"
-BROKEN=https://127.0.0.1:$(cat "$W/broken.port")
+  --token-log "$W/secrets/issued-tokens"
+BROKEN=https://127.0.0.1:$STANDIN_PORT
 broken_run() {   # broken_run NAME PATH EXPECTED-MESSAGE
   cat >"$W/$1.yaml" <<YAML
 version: 1

@@ -19,36 +19,28 @@ cd "$(dirname "$0")/.."
 START=$(date +%s)
 # shellcheck source=lib/e2e-common.sh
 . scripts/lib/e2e-common.sh
+# shellcheck source=lib/postgres.sh
+. scripts/lib/postgres.sh
 E2E_QUIET_LOGS=("*/keys.log")
-PG_BIN=/usr/lib/postgresql/15/bin
-CLUSTERS=()
-as_postgres() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -u postgres "$@"); fi; }
-e2e_stop_servers() { local d; for d in "${CLUSTERS[@]}"; do as_postgres "$PG_BIN/pg_ctl" -D "$d" -m immediate -w -t 20 stop >/dev/null 2>&1; done; }
 
 step "dependencies"
-for t in initdb pg_ctl postgres psql pg_dump pg_restore; do [ -x "$PG_BIN/$t" ] || fail "$PG_BIN/$t is missing (postgresql-15)"; done
+pg_require 15
+PG_BIN=$PG15_BIN
 e2e_binary "${1:-}"
-W=$(mktemp -d /tmp/cnbackup-e2e-drill.XXXXXX)
-chmod 755 "$W"; mkdir -p "$W/logs" "$W/secrets" "$W/store" "$W/tmp"; chmod 700 "$W/secrets"
-unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGPASSFILE PGSERVICE PGSSLMODE
+e2e_tempdir drill store tmp
 
 step "source cluster"
-read -r PORT < <(free_ports 1)
-D=$W/pg-source; SOCK=$W/sock
-mkdir -p "$D" "$SOCK"; chmod 700 "$D"; $SUDO chown postgres: "$D" "$SOCK"
-as_postgres "$PG_BIN/initdb" -D "$D" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C --no-sync >"$W/logs/initdb.log" 2>&1
-CLUSTERS+=("$D")
-as_postgres "$PG_BIN/pg_ctl" -D "$D" -l "$D/server.log" -w -t 60 -o "-p $PORT -k $SOCK -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
-psql_su() { as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres "$@"; }
+pg_cluster source 15 --locale C --fast
+PORT=${PG_PORT[source]}
 echo 'drill-e2e-pw' >"$W/secrets/source.pw"
-psql_su -d postgres -c "create role cnadmin login superuser password 'drill-e2e-pw'" -c "create role app_owner nologin" -c "create role ghost nologin"
+psql_su source -d postgres -c "create role cnadmin login superuser password 'drill-e2e-pw'" -c "create role app_owner nologin" -c "create role ghost nologin"
 for db in sv_apps sv_participant sv_sequencer sv_mediator val_apps val_participant ghostly; do
-  psql_su -d postgres -c "create database $db"
-  psql_su -d "$db" -c "create table t1 (id int primary key, note text); insert into t1 select g, 'row ' || g || E'\\nsecond line' from generate_series(1, 500 + length('$db') * 10) g;" \
+  psql_su source -d postgres -c "create database $db"
+  psql_su source -d "$db" -c "create table t1 (id int primary key, note text); insert into t1 select g, 'row ' || g || E'\\nsecond line' from generate_series(1, 500 + length('$db') * 10) g;" \
     -c "create table t2 (k text); insert into t2 select md5(g::text) from generate_series(1, 77) g;" -c "create table t3 (x int)" \
     -c "alter table t2 owner to app_owner"
 done
-psql_su -d ghostly -c "create table owned_by_ghost (x int); insert into owned_by_ghost values (1); alter table owned_by_ghost owner to ghost"
+psql_su source -d ghostly -c "create table owned_by_ghost (x int); insert into owned_by_ghost values (1); alter table owned_by_ghost owner to ghost"
 
 step "keys and sets"
 R1=$("$CNB" keys generate --out "$W/secrets/ops.key" 2>>"$W/logs/keys.log")
@@ -164,10 +156,10 @@ python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["sets"][0]; assert s
   || fail "list --json does not show the failed drill of drift1"
 
 step "--pg-host leaves the scratch server as it was"
-before=$(psql_su -d postgres -At -c "select string_agg(datname, ',' order by datname) from pg_database")
+before=$(psql_su source -d postgres -At -c "select string_agg(datname, ',' order by datname) from pg_database")
 cnb drill "${DR[@]}" --node val1 --pg-host 127.0.0.1 --pg-port "$PORT" --pg-user cnadmin --pg-password-file "$W/secrets/source.pw" \
   >"$W/logs/drill-host.out" 2>"$W/logs/drill-host.log" || { cat "$W/logs/drill-host.out"; fail "the --pg-host drill failed"; }
-after=$(psql_su -d postgres -At -c "select string_agg(datname, ',' order by datname) from pg_database")
+after=$(psql_su source -d postgres -At -c "select string_agg(datname, ',' order by datname) from pg_database")
 [ "$before" = "$after" ] || fail "the scratch server's databases changed: $before -> $after"
 leftover=$(find "$W/tmp" -maxdepth 1 -name 'cnbackup-drill-*' | wc -l)
 [ "$leftover" = 0 ] || fail "throwaway folders left behind in TMPDIR"
@@ -176,13 +168,13 @@ pgrep -f "$W/tmp/cnbackup-drill" >/dev/null && fail "a throwaway PostgreSQL is s
 step "SIGTERM during a --pg-host drill or a restore --to-database drops the half-restored database"
 # Both end at once on SIGTERM (only `run` has a grace period): the database they created must go
 # with them, with their private folders. A database big enough that pg_restore runs for a while.
-psql_su -d postgres -c "create database big_apps"
-psql_su -d big_apps -c "create table rows (id int primary key, note text); insert into rows select g, md5(g::text) || md5((g * 3)::text) from generate_series(1, 600000) g"
+psql_su source -d postgres -c "create database big_apps"
+psql_su source -d big_apps -c "create table rows (id int primary key, note text); insert into rows select g, md5(g::text) || md5((g * 3)::text) from generate_series(1, 600000) g"
 pipeline big1 "$(capture apps apps big_apps false)"
 wait_for_database() {   # wait_for_database PATTERN: up to 60 s for a database named like PATTERN
   local i
   for i in $(seq 1200); do
-    [ -z "$(psql_su -d postgres -At -c "select datname from pg_database where datname like '$1'")" ] || return 0
+    [ -z "$(psql_su source -d postgres -At -c "select datname from pg_database where datname like '$1'")" ] || return 0
     sleep 0.05
   done
   return 1
@@ -191,7 +183,7 @@ killed_cleanly() {   # killed_cleanly PID PATTERN WHAT
   kill -TERM "$1"
   local rc=0; wait "$1" || rc=$?
   [ $rc = 143 ] || fail "$3 exited $rc after SIGTERM, not 143"
-  [ -z "$(psql_su -d postgres -At -c "select datname from pg_database where datname like '$2'")" ] || fail "$3 left its database behind after SIGTERM"
+  [ -z "$(psql_su source -d postgres -At -c "select datname from pg_database where datname like '$2'")" ] || fail "$3 left its database behind after SIGTERM"
   [ -z "$(find "$W/tmp" -mindepth 1 -maxdepth 1)" ] || fail "$3 left temporary files after SIGTERM: $(ls "$W/tmp")"
   ! pgrep -f "pg_restore.*$2" >/dev/null || fail "$3 left pg_restore running after SIGTERM"
 }

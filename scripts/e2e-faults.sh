@@ -25,6 +25,8 @@ BUDGET=${E2E_FAULTS_BUDGET:-200}
 
 # shellcheck source=lib/e2e-common.sh
 . scripts/lib/e2e-common.sh
+# shellcheck source=lib/servers.sh
+. scripts/lib/servers.sh
 E2E_QUIET_LOGS=("*/keys.log" "*/validate*" "*/run-*" "*/weed.log")
 FULL_MOUNT=""   # the tmpfs of the full-disk step, while mounted
 e2e_stop_servers() { [ -z "$FULL_MOUNT" ] || $SUDO umount "$FULL_MOUNT" 2>/dev/null; }
@@ -33,14 +35,11 @@ e2e_stop_servers() { [ -z "$FULL_MOUNT" ] || $SUDO umount "$FULL_MOUNT" 2>/dev/n
 step "dependencies"
 e2e_dependencies "${1:-}"
 for t in weed openssl python3 cmp; do command -v "$t" >/dev/null 2>&1 || fail "$t is not on PATH"; done
-WEED=$(command -v weed)
 
 e2e_binary "${1:-}"
 
 # ---------------------------------------------------------------- temp dir
-W=$(mktemp -d /tmp/cnbackup-e2e-faults.XXXXXX)
-mkdir -p "$W/logs" "$W/secrets" "$W/out" "$W/tmp" "$W/data"
-chmod 700 "$W/secrets"
+e2e_tempdir faults out tmp data
 
 # ---------------------------------------------------------------- SeaweedFS
 start_seaweedfs cnbackup-faults

@@ -23,61 +23,33 @@ START=$(date +%s)
 
 # shellcheck source=lib/e2e-common.sh
 . scripts/lib/e2e-common.sh
-# shellcheck source=lib/pg18.sh
-. scripts/lib/pg18.sh
+# shellcheck source=lib/postgres.sh
+. scripts/lib/postgres.sh
 E2E_QUIET_LOGS=("*/keys.log" "*/broken*.log" "*/killed.log")
-CLUSTERS=()
-as_postgres() {
-  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -u postgres "$@"); fi
-}
-e2e_stop_servers() {
-  local c
-  for c in "${CLUSTERS[@]}"; do
-    # shellcheck disable=SC2086
-    set -- $c
-    as_postgres "$1/pg_ctl" -D "$2" -m immediate -w -t 20 stop >/dev/null 2>&1
-  done
-}
 
 step "dependencies"
 command -v python3 >/dev/null 2>&1 || fail "python3 is not on PATH"
-install_pg18 >/dev/null || fail "could not install PostgreSQL 18 (scripts/lib/pg18.sh)"
+pg_require 18
 e2e_binary "${1:-}"
 BIN=$PG18_BIN
-
-W=$(mktemp -d /tmp/cnbackup-e2e-incremental.XXXXXX)
-chmod 755 "$W"
-mkdir -p "$W/logs" "$W/secrets"
-chmod 700 "$W/secrets"
-export PGTZ=UTC PGCLIENTENCODING=UTF8
-unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGPASSFILE PGSERVICE PGSSLMODE
+e2e_tempdir incremental
 
 R1=$("$CNB" keys generate --out "$W/secrets/ops.key" 2>>"$W/logs/keys.log") || fail "keys generate"
 SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/signing.key" 2>>"$W/logs/keys.log") || fail "keys generate --signing"
 STORE="file://$W/store"
 SETS=$W/store/incr-18/migration-4/serial-1
 
-checksums() {
-  local db t
-  for db in cantonnet_validator participant_4; do
-    for t in $("$@" -d "$db" -At -c "select relname from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.relkind = 'r' and n.nspname = 'public' order by 1"); do
-      echo "$db.$t $("$@" -d "$db" -At -c "select count(*) || ' ' || md5(coalesce(string_agg(x::text, ',' order by x::text), '')) from public.\"$t\" x")"
-    done
-  done
+checksums() {   # checksums CLUSTER: table_sums of both databases, each line led by the database
+  local db
+  for db in cantonnet_validator participant_4; do table_sums "$1" "$db" | sed "s/^/$db /"; done
 }
 
-read -r PORT RPORT < <(free_ports 2)
-D=$W/pg18; SOCK=$W/sock; RD=$W/restored
+RD=$W/restored
+pg_cluster source 18 --checksums --hba "host replication cnadmin 127.0.0.1/32 scram-sha-256" \
+  -c wal_level=replica -c max_wal_senders=5 -c max_replication_slots=5 -c summarize_wal=on
+PORT=${PG_PORT[source]}
 step "PostgreSQL 18 with summarize_wal = on: source :$PORT"
-mkdir -p "$D" "$SOCK"; chmod 700 "$D"; chmod 755 "$SOCK"; $SUDO chown postgres: "$D" "$SOCK"
-as_postgres "$BIN/initdb" -D "$D" -U postgres --data-checksums --auth-local=trust --auth-host=scram-sha-256 \
-  -E UTF8 --locale=C.UTF-8 --no-sync >"$W/logs/initdb.log" 2>&1 || { cat "$W/logs/initdb.log"; fail "initdb"; }
-echo "host replication cnadmin 127.0.0.1/32 scram-sha-256" | $SUDO tee -a "$D/pg_hba.conf" >/dev/null
-CLUSTERS+=("$BIN $D")
-as_postgres "$BIN/pg_ctl" -D "$D" -l "$D/server.log" -w -t 60 \
-  -o "-p $PORT -k $SOCK -c listen_addresses=127.0.0.1 -c wal_level=replica -c max_wal_senders=5 -c max_replication_slots=5 -c summarize_wal=on" \
-  start >/dev/null || { cat "$D/server.log" >&2; fail "PostgreSQL 18 did not start"; }
-psu() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres "$@"; }
+psu() { psql_su source "$@"; }
 PW=$(openssl rand -hex 16); printf '%s\n' "$PW" >"$W/secrets/pw"; chmod 600 "$W/secrets/pw"
 psu -d postgres <<SQL
 CREATE ROLE cnadmin LOGIN REPLICATION CREATEDB PASSWORD '$PW';
@@ -167,7 +139,7 @@ PY
 echo "   stored sizes full/incr/incr: $SIZES"
 read -r F1 I1 I2 <<<"$SIZES"
 [ "$I1" -lt "$F1" ] && [ "$I2" -lt "$F1" ] || fail "the incrementals are not smaller than the full ($SIZES)"
-BEFORE=$(checksums psu)
+BEFORE=$(checksums source)
 
 step "verify --deep, list, restore --plan"
 "$CNB" verify --store "$STORE" --signer "$SIGNER" "$S3" --deep --identity "$W/secrets/ops.key" --no-progress \
@@ -184,15 +156,11 @@ step "restore --to-directory of the newest incremental, a server on it"
   --to-directory "$RD" --pg-bin "$BIN" --no-progress 2>"$W/logs/restore.log" || { cat "$W/logs/restore.log"; fail "restore --to-directory of the chain"; }
 grep -q "pg_combinebackup of 3 links" "$W/logs/restore.log" || fail "restore did not combine the 3 links: $(cat "$W/logs/restore.log")"
 [ -z "$(ls -A "$W" | grep '^\.cnbackup-chain-' || true)" ] || fail "the chain's private folder was left behind"
-$SUDO chown -R postgres: "$RD"
-CLUSTERS+=("$BIN $RD")
-as_postgres "$BIN/pg_ctl" -D "$RD" -l "$SOCK/restored.log" -w -t 120 \
-  -o "-p $RPORT -k $SOCK -c listen_addresses=127.0.0.1" start >/dev/null || { tail -20 "$SOCK/restored.log"; fail "PostgreSQL did not start on the combined data directory"; }
-psr() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$RPORT" -U postgres "$@"; }
-AFTER=$(checksums psr)
+pg_cluster restored 18 --data "$RD"
+AFTER=$(checksums restored)
 [ "$BEFORE" = "$AFTER" ] || { diff <(echo "$BEFORE") <(echo "$AFTER") | head; fail "tables differ after the chain restore"; }
-echo "   $(echo "$AFTER" | wc -l) tables equal"
-as_postgres "$BIN/pg_ctl" -D "$RD" -m fast -w stop >/dev/null
+echo "   $(grep -c ' r ' <<<"$AFTER") tables equal"
+pg_stop restored
 
 step "prune keeps the chain a kept set depends on"
 "$CNB" prune --store "$STORE" --signer "$SIGNER" --node incr-18 --retention-period 30d --keep-within 0s --keep-last 1 >"$W/logs/prune.out" 2>"$W/logs/prune.log" || true

@@ -15,22 +15,17 @@ ROOT=$PWD
 START=$(date +%s)
 # shellcheck source=lib/e2e-common.sh
 . scripts/lib/e2e-common.sh
+# shellcheck source=lib/servers.sh
+. scripts/lib/servers.sh
 E2E_QUIET_LOGS=("*/keys.log")
-MOTO_PID=""
-e2e_stop_servers() { [ -z "$MOTO_PID" ] || kill "$MOTO_PID" 2>/dev/null || true; }
 
 step "dependencies"
 e2e_dependencies "${1:-}"
 e2e_binary "${1:-}"
-command -v moto_server >/dev/null 2>&1 || fail "moto_server is not on PATH (pip install 'moto[server]'; scripts/setup.sh does)"
 
-W=$(mktemp -d /tmp/cnbackup-e2e-objectlock.XXXXXX)
-mkdir -p "$W/logs" "$W/secrets"; chmod 700 "$W/secrets"
-read -r PORT < <(free_ports 1)
-step "moto on 127.0.0.1:$PORT"
-moto_server -H 127.0.0.1 -p "$PORT" >"$W/logs/moto.log" 2>&1 </dev/null &
-MOTO_PID=$!; PIDS+=($MOTO_PID)
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing-secret-key E2E_ENDPOINT="http://127.0.0.1:$PORT"
+e2e_tempdir objectlock
+start_moto
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing-secret-key E2E_ENDPOINT=$MOTO_ENDPOINT
 mb() { python3 - "$@" <<'PY'
 import os, sys, time, datetime, boto3
 c = boto3.client("s3", endpoint_url=os.environ["E2E_ENDPOINT"], region_name="us-east-1")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end test of the parallel logical dump (`postgres: { jobs: N }`, issue 14) against
+# End-to-end test of the parallel logical dump (`postgres: { jobs: N }`: pg_dump workers sharing one
+# exported snapshot, each part stored as its own component) against
 # PostgreSQL 15 and 18 (E2E_PARALLEL_VERSIONS, default "15 18"), per version:
 #   - a throwaway cluster (as `postgres`, scram on loopback; idle_in_transaction_session_timeout=1s,
 #     as a managed provider may set: the snapshot holder must survive it) with one database of awkward content:
@@ -24,32 +25,17 @@ cd "$(dirname "$0")/.."
 START=$(date +%s)
 # shellcheck source=lib/e2e-common.sh
 . scripts/lib/e2e-common.sh
-# shellcheck source=lib/pg18.sh
-. scripts/lib/pg18.sh
+# shellcheck source=lib/postgres.sh
+. scripts/lib/postgres.sh
 E2E_QUIET_LOGS=("*/keys.log" "*/writer-*" "*/run3-*" "*/restore3-*" "*/run4-*")
 read -r -a VERSIONS <<<"${E2E_PARALLEL_VERSIONS:-15 18}"
-CLUSTERS=()
 BG=()   # background helpers of this script (writer, killer, dropper)
-as_postgres() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -u postgres "$@"); fi; }
-e2e_stop_servers() {
-  local p d
-  for p in "${BG[@]}"; do kill "$p" 2>/dev/null; done
-  for d in "${CLUSTERS[@]}"; do as_postgres "${d%%|*}/pg_ctl" -D "${d#*|}" -m immediate -w -t 20 stop >/dev/null 2>&1; done
-}
+e2e_stop_servers() { local p; for p in "${BG[@]}"; do kill "$p" 2>/dev/null; done; }
 
 step "dependencies"
-for v in "${VERSIONS[@]}"; do
-  case $v in
-    15) [ -x /usr/lib/postgresql/15/bin/pg_dump ] || fail "PostgreSQL 15 is not installed (/usr/lib/postgresql/15/bin)" ;;
-    18) install_pg18 >/dev/null || fail "could not install PostgreSQL 18 (scripts/lib/pg18.sh)" ;;
-    *) fail "unknown version in E2E_PARALLEL_VERSIONS: $v (15 or 18)" ;;
-  esac
-done
+pg_require "${VERSIONS[@]}"
 e2e_binary "${1:-}"
-W=$(mktemp -d /tmp/cnbackup-e2e-parallel.XXXXXX)
-chmod 755 "$W"; mkdir -p "$W/logs" "$W/secrets" "$W/store" "$W/tmp"; chmod 700 "$W/secrets"
-unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGPASSFILE PGSERVICE PGSSLMODE
-export PGTZ=UTC PGCLIENTENCODING=UTF8
+e2e_tempdir parallel store tmp
 
 R1=$("$CNB" keys generate --out "$W/secrets/ops.key" 2>>"$W/logs/keys.log")
 SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/signing.key" 2>>"$W/logs/keys.log")
@@ -58,50 +44,17 @@ STORE="file://$W/store"
 cnb() { TMPDIR=$W/tmp timeout 300 "$CNB" "$@"; }
 echo 'parallel-e2e-pw' >"$W/secrets/pg.pw"
 
-table_sums() {   # table_sums PSQL-FUNCTION DB: "schema.table rows:md5" per table, sequence values, large objects
-  "$1" -d "$2" -At -F ' ' <<'SQL'
-CREATE TEMP TABLE sums (line text);
-DO $$
-DECLARE r record; h text;
-BEGIN
-  FOR r IN SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE c.relkind IN ('r', 'S', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_temp%'
-           AND n.nspname NOT LIKE 'pg\_toast%'
-  LOOP
-    IF r.relkind = 'S' THEN
-      EXECUTE format('SELECT last_value || '':'' || is_called FROM %I.%I', r.nspname, r.relname) INTO h;
-    ELSE
-      EXECUTE format('SELECT count(*) || '':'' || coalesce(md5(string_agg(t::text, '','' ORDER BY t::text)), ''-'') FROM %I.%I t', r.nspname, r.relname) INTO h;
-    END IF;
-    INSERT INTO sums VALUES (format('%s.%s %s %s', r.nspname, r.relname, r.relkind, h));
-  END LOOP;
-  INSERT INTO sums SELECT 'large objects ' || count(*) || ':' || coalesce(md5(string_agg(encode(lo_get(oid), 'hex'), ',' ORDER BY oid)), '-')
-    FROM pg_largeobject_metadata;
-  INSERT INTO sums SELECT 'constraints ' || count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema');
-  INSERT INTO sums SELECT 'indexes ' || count(*) FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog');
-END $$;
-SELECT line FROM sums ORDER BY line;
-SQL
-}
-
 manifest_of() {   # manifest_of NODE: the path of the node's newest manifest.json
   ls -t "$W"/store/"$1"/migration-0/serial-0/*/manifest.json | head -1
 }
 
 run_version() {
-  local major=$1 bin port d sock node set a b n rc
-  if [ "$major" = 18 ]; then bin=$PG18_BIN; else bin=/usr/lib/postgresql/15/bin; fi
-  read -r port < <(free_ports 1)
-  d=$W/pg$major; sock=$W/sock$major
+  local major=$1 c=pg$1 bin port node set a b n rc
+  pg_cluster "$c" "$major" --locale C --fast -c idle_in_transaction_session_timeout=1s
+  bin=${PG_BINS[$c]}; port=${PG_PORT[$c]}
   step "[$major] cluster on :$port"
-  mkdir -p "$d" "$sock"; chmod 700 "$d"; $SUDO chown postgres: "$d" "$sock"
-  as_postgres "$bin/initdb" -D "$d" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C --no-sync >"$W/logs/initdb$major.log" 2>&1
-  CLUSTERS+=("$bin|$d")
-  as_postgres "$bin/pg_ctl" -D "$d" -l "$d/server.log" -w -t 60 \
-    -o "-p $port -k $sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c idle_in_transaction_session_timeout=1s" start >/dev/null
-  psql_su() { as_postgres "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$sock" -p "$port" -U postgres "$@"; }
-  psql_su -d postgres -c "create role cnadmin login superuser password 'parallel-e2e-pw'" -c "create database par_apps"
-  psql_su -d par_apps <<'SQL'
+  psql_su "$c" -d postgres -c "create role cnadmin login superuser password 'parallel-e2e-pw'" -c "create database par_apps"
+  psql_su "$c" -d par_apps <<'SQL'
 CREATE TABLE big_one (id bigint PRIMARY KEY, payload text NOT NULL, n numeric);
 INSERT INTO big_one SELECT g, repeat(md5(g::text), 4), g / 7.0 FROM generate_series(1, 150000) g;
 CREATE TABLE big_two (id bigint PRIMARY KEY, payload text NOT NULL, n numeric);
@@ -126,7 +79,6 @@ CREATE MATERIALIZED VIEW big_summary AS SELECT count(*) AS n, sum(n) AS total FR
 CREATE INDEX big_two_payload ON big_two (payload);
 CREATE TABLE dropme (x int); INSERT INTO dropme VALUES (7);
 SQL
-  PSQL_SRC=psql_su
 
   pipeline() {   # pipeline NODE JOBS PARALLELISM [EXTRA-POSTGRES-SETTINGS]
     cat >"$W/$1.yaml" <<YAML
@@ -182,7 +134,7 @@ PY
   grep -q -- '--component apps-par_apps --identity' "$W/logs/plan1-$major.log" || fail "[$major] restore --plan does not name the group"
   grep -q 'parallel dump in 4 parts' "$W/logs/plan1-$major.log" || fail "[$major] restore --plan does not describe the parts"
   restore_db "$node" "$set" apps-par_apps restored1 "restore1-$major.log" || fail "[$major] restore --to-database of the group"
-  a=$(table_sums psql_su par_apps); b=$(table_sums psql_su restored1)
+  a=$(table_sums "$c" par_apps); b=$(table_sums "$c" restored1)
   if [ "$a" != "$b" ]; then diff <(echo "$a") <(echo "$b") || true; fail "[$major] the restored database differs from the source"; fi
   echo "   restored identical: $(echo "$a" | wc -l) lines ($(echo "$a" | grep -c ' r ') tables, sequences, matview, large objects, constraints, indexes)"
   # The README's break-glass path: decrypt and decompress each part, pg_restore pre, data parts, post.
@@ -191,7 +143,7 @@ PY
     "$CNB" decrypt --identity "$W/secrets/ops.key" <"$dir/apps-par_apps.$p.zst.cnb" | zstd -q -d >"$W/tmp/bg-$p.dump" \
       || fail "[$major] break-glass: decrypt | zstd -d of part $p"
   done
-  psql_su -d postgres -c "create database breakglass"
+  psql_su "$c" -d postgres -c "create database breakglass"
   PGPASSWORD=parallel-e2e-pw "$bin/pg_restore" -h 127.0.0.1 -p "$port" -U cnadmin --exit-on-error -d breakglass "$W/tmp/bg-pre.dump"
   for p in data-1 data-2; do
     PGPASSWORD=parallel-e2e-pw "$bin/pg_restore" -h 127.0.0.1 -p "$port" -U cnadmin --exit-on-error -d breakglass "$W/tmp/bg-$p.dump" &
@@ -199,7 +151,7 @@ PY
   wait
   PGPASSWORD=parallel-e2e-pw "$bin/pg_restore" -h 127.0.0.1 -p "$port" -U cnadmin --exit-on-error -j 2 -d breakglass "$W/tmp/bg-post.dump"
   rm -f "$W"/tmp/bg-*.dump
-  b=$(table_sums psql_su breakglass)
+  b=$(table_sums "$c" breakglass)
   if [ "$a" != "$b" ]; then diff <(echo "$a") <(echo "$b") || true; fail "[$major] the break-glass restore differs from the source"; fi
   echo "   break-glass (decrypt | zstd -d, pg_restore pre, data parts, post): identical"
   # A drill restores the parts as one database and compares the rows counted at capture (on 15
@@ -216,14 +168,14 @@ PY
   node=par$major-b
   step "[$major] run 2: jobs 4, parallelism 1, a writer during the dump"
   pipeline "$node" 4 1
-  local before_a; before_a=$(psql_su -d par_apps -At -c "select count(*) from pair_a")
+  local before_a; before_a=$(psql_su "$c" -d par_apps -At -c "select count(*) from pair_a")
   # The writer: one transaction per line pair, for as long as the dump runs.
   yes "BEGIN; INSERT INTO pair_a DEFAULT VALUES; INSERT INTO pair_b DEFAULT VALUES; COMMIT;" | head -n 3000000 \
-    | as_postgres "$bin/psql" -X -q -h "$sock" -p "$port" -U postgres -d "dbname=par_apps application_name=e2e-writer" >"$W/logs/writer-$major.log" 2>&1 &
+    | as_postgres "$bin/psql" -X -q -h "${PG_SOCK[$c]}" -p "$port" -U postgres -d "dbname=par_apps application_name=e2e-writer" >"$W/logs/writer-$major.log" 2>&1 &
   BG+=($!); local writer=$!
   sleep 1
   rc=0; cnb run "$W/$node.yaml" >"$W/logs/run2-$major.log" 2>&1 || rc=$?
-  psql_su -d postgres -At -c "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'e2e-writer'" >/dev/null
+  psql_su "$c" -d postgres -At -c "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'e2e-writer'" >/dev/null
   kill "$writer" 2>/dev/null || true; wait "$writer" 2>/dev/null || true
   [ $rc = 0 ] || fail "[$major] run 2 exited $rc"
   set=$(basename "$(dirname "$(manifest_of "$node")")")
@@ -240,8 +192,8 @@ print("   pair_a in", where["public.pair_a"], "pair_b in", where["public.pair_b"
 PY
   restore_db "$node" "$set" apps-par_apps.data-2 restored2 "restore2-$major.log" || fail "[$major] restore by a part's name"
   local ra rb fa
-  ra=$(psql_su -d restored2 -At -c "select count(*) from pair_a"); rb=$(psql_su -d restored2 -At -c "select count(*) from pair_b")
-  fa=$(psql_su -d par_apps -At -c "select count(*) from pair_a")
+  ra=$(psql_su "$c" -d restored2 -At -c "select count(*) from pair_a"); rb=$(psql_su "$c" -d restored2 -At -c "select count(*) from pair_b")
+  fa=$(psql_su "$c" -d par_apps -At -c "select count(*) from pair_a")
   echo "   pair_a/pair_b: $before_a before the run, $ra/$rb restored, $fa when the writer stopped"
   [ "$ra" = "$rb" ] || fail "[$major] pair_a ($ra) and pair_b ($rb) disagree after the restore: the parts did not share one snapshot"
   [ "$ra" -gt "$before_a" ] && [ "$ra" -lt "$fa" ] || fail "[$major] the writer did not write during the dump ($before_a < $ra < $fa does not hold)"
@@ -251,7 +203,7 @@ PY
   step "[$major] run 3: a data part's backend terminated mid-dump"
   pipeline "$node" 2 4
   ( for _ in $(seq 1 1200); do
-      if [ "$(psql_su -d postgres -At -c "select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name = 'cnbackup apps-par_apps.data-1'")" != 0 ]; then
+      if [ "$(psql_su "$c" -d postgres -At -c "select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name = 'cnbackup apps-par_apps.data-1'")" != 0 ]; then
         echo terminated; exit 0
       fi
       sleep 0.02
@@ -273,7 +225,7 @@ PY
   set=$(basename "$(dirname "$(manifest_of "$node")")")
   if restore_db "$node" "$set" apps-par_apps restored3 "restore3-$major.log"; then fail "[$major] restore of an incomplete parallel dump succeeded"; fi
   grep -q 'failed\|incomplete' "$W/logs/restore3-$major.log" || fail "[$major] restore refused, but not for the incomplete dump"
-  [ -z "$(psql_su -d postgres -At -c "select 1 from pg_database where datname = 'restored3'")" ] || fail "[$major] the refused restore left a database"
+  [ -z "$(psql_su "$c" -d postgres -At -c "select 1 from pg_database where datname = 'restored3'")" ] || fail "[$major] the refused restore left a database"
   # ------------------------------------------------------------ run 4: a table dropped mid-dump
   # The holder locks every table, so the DROP waits; the parts that need that table queue behind it
   # and fail after lockWaitTimeout (as pg_dump -j's workers fail): the database's dump fails, the
@@ -283,8 +235,8 @@ PY
   pipeline "$node" 2 1 ', lockWaitTimeout: "2s"'
   # The DROP, once the snapshot holder sits in its transaction (it has exported, locked and listed): it must wait.
   ( for _ in $(seq 1 600); do
-      if [ -n "$(psql_su -d postgres -At -c "select 1 from pg_stat_activity where application_name = 'cnbackup snapshot holder' and state = 'idle in transaction'")" ]; then
-        psql_su -d par_apps -c "DROP TABLE dropme"; echo dropped; exit 0
+      if [ -n "$(psql_su "$c" -d postgres -At -c "select 1 from pg_stat_activity where application_name = 'cnbackup snapshot holder' and state = 'idle in transaction'")" ]; then
+        psql_su "$c" -d par_apps -c "DROP TABLE dropme"; echo dropped; exit 0
       fi
       sleep 0.05
     done; echo "never saw the snapshot holder holding its snapshot" ) >"$W/logs/dropper-$major.log" 2>&1 &
@@ -301,10 +253,10 @@ failed = [f["component"] for f in m["failures"]]
 assert "apps-par_apps" in failed, failed
 print("   partial; failures:", failed)
 PY
-  [ -z "$(psql_su -d par_apps -At -c "select 1 from pg_class where relname = 'dropme'")" ] || fail "[$major] the DROP TABLE did not happen after the dump"
+  [ -z "$(psql_su "$c" -d par_apps -At -c "select 1 from pg_class where relname = 'dropme'")" ] || fail "[$major] the DROP TABLE did not happen after the dump"
 
   # No snapshot holder or pg_dump left connected.
-  [ "$(psql_su -d postgres -At -c "select count(*) from pg_stat_activity where application_name like 'cnbackup%'")" = 0 ] \
+  [ "$(psql_su "$c" -d postgres -At -c "select count(*) from pg_stat_activity where application_name like 'cnbackup%'")" = 0 ] \
     || fail "[$major] cnbackup sessions are still connected after the runs"
 }
 for v in "${VERSIONS[@]}"; do run_version "$v"; done

@@ -25,66 +25,30 @@ START=$(date +%s)
 
 # shellcheck source=lib/e2e-common.sh
 . scripts/lib/e2e-common.sh
-# shellcheck source=lib/pg18.sh
-. scripts/lib/pg18.sh
+# shellcheck source=lib/servers.sh
+. scripts/lib/servers.sh
+# shellcheck source=lib/postgres.sh
+. scripts/lib/postgres.sh
 E2E_QUIET_LOGS=("*/keys.log" "*/validate-*" "*/weed.log" "*/pg_dump15.log" "*/toc15-*" "*/run-pg15only.*")
 read -r -a VARIANTS <<<"${E2E_PG18_VARIANTS:-bindir path}"
-PG15_BIN=/usr/lib/postgresql/15/bin
-CLUSTERS=()   # PostgreSQL data dirs this script started
-as_postgres() {   # from /, so an unreadable working directory cannot trip pg_ctl's self-lookup
-  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -u postgres "$@"); fi
-}
-e2e_stop_servers() {
-  local d
-  for d in "${CLUSTERS[@]}"; do as_postgres "$PG18_BIN/pg_ctl" -D "$d" -m immediate -w -t 20 stop >/dev/null 2>&1; done
-}
 
 # ---------------------------------------------------------------- dependencies
 step "dependencies"
 e2e_dependencies "${1:-}"
-install_pg18 >/dev/null || fail "could not install PostgreSQL 18 (scripts/lib/pg18.sh)"
-for t in initdb pg_ctl postgres psql pg_dump pg_dumpall pg_restore createdb dropdb; do
-  [ -x "$PG18_BIN/$t" ] || fail "$PG18_BIN/$t is missing"
-done
-"$PG18_BIN/pg_dump" --version | grep -q 'PostgreSQL) 18\.' || fail "$PG18_BIN/pg_dump is not version 18: $("$PG18_BIN/pg_dump" --version)"
-for t in pg_dump pg_restore; do [ -x "$PG15_BIN/$t" ] || fail "$PG15_BIN/$t is missing (postgresql-15 not installed?)"; done
+pg_require 18 15
 for t in weed openssl python3; do command -v "$t" >/dev/null 2>&1 || fail "$t is not on PATH"; done
-WEED=$(command -v weed)
 for v in "${VARIANTS[@]}"; do case $v in bindir|path) ;; *) fail "unknown E2E_PG18_VARIANTS entry: $v (bindir or path)" ;; esac; done
 
 e2e_binary "${1:-}"
 
 # ---------------------------------------------------------------- temp dir
-W=$(mktemp -d /tmp/cnbackup-e2e-pg18.XXXXXX)
-chmod 755 "$W"                      # the postgres user must reach its data dirs and sockets
-mkdir -p "$W/logs" "$W/secrets" "$W/out" "$W/tmp"
-chmod 700 "$W/secrets"
-
-export PGTZ=UTC PGDATESTYLE=ISO PGCLIENTENCODING=UTF8
-unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGPASSFILE PGSERVICE PGSSLMODE
+e2e_tempdir pg18 out tmp
 
 # ---------------------------------------------------------------- PostgreSQL 18
-# start_cluster NAME PORT: an initdb'd cluster (data checksums) in $W/pg-NAME, TCP on 127.0.0.1:PORT
-# (scram-sha-256), its Unix socket in $W/sock-NAME (trust: setup and checks run as `postgres` over it).
-start_cluster() {
-  local name=$1 port=$2 d=$W/pg-$1 sock=$W/sock-$1
-  mkdir -p "$d" "$sock"; chmod 700 "$d"; chmod 755 "$sock"; $SUDO chown postgres: "$d" "$sock"
-  as_postgres "$PG18_BIN/initdb" -D "$d" -U postgres --data-checksums --auth-local=trust --auth-host=scram-sha-256 \
-    -E UTF8 --locale=C.UTF-8 --no-sync >"$W/logs/initdb-$name.log" 2>&1 || { cat "$W/logs/initdb-$name.log"; fail "initdb $name"; }
-  rm -f "$W/logs/initdb-$name.log"
-  CLUSTERS+=("$d")
-  as_postgres "$PG18_BIN/pg_ctl" -D "$d" -l "$d/server.log" -w -t 60 \
-    -o "-p $port -k $sock -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off" \
-    start >/dev/null || { cat "$d/server.log" >&2; fail "PostgreSQL 18 ($name) did not start on port $port"; }
-}
-psql_su() {   # psql_su NAME [psql args...]: superuser `postgres` over the cluster's Unix socket
-  local name=$1; shift
-  "$PG18_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$W/sock-$name" -p "${PORTS_PG[$name]}" -U postgres "$@"
-}
-declare -A PORTS_PG
-read -r PORTS_PG[source] PORTS_PG[restore] < <(free_ports 2)
-step "PostgreSQL 18: source :${PORTS_PG[source]}, restore :${PORTS_PG[restore]}"
-for c in source restore; do start_cluster "$c" "${PORTS_PG[$c]}"; done
+# Setup and checks run as `postgres` over each cluster's Unix socket; cnbackup logs in as cnadmin
+# with its password over TCP.
+for c in source restore; do pg_cluster "$c" 18 --checksums --fast; done
+step "PostgreSQL 18: source :${PG_PORT[source]}, restore :${PG_PORT[restore]}"
 for c in source restore; do
   [ "$(psql_su "$c" -d postgres -At -c "select current_setting('server_version_num')::int / 10000 || ' ' || current_setting('data_checksums')")" = "18 on" ] \
     || fail "the $c cluster is not PostgreSQL 18 with data checksums"
@@ -186,7 +150,7 @@ SQL
 
 # ---------------------------------------------------------------- pg_dump 15 refuses the server
 step "pg_dump 15 against the 18 server must fail"
-rc=0; "$PG15_BIN/pg_dump" -h "$W/sock-source" -p "${PORTS_PG[source]}" -U postgres -Fc -f "$W/out/pg15.dump" cantonnet_validator \
+rc=0; "$PG15_BIN/pg_dump" -h "${PG_SOCK[source]}" -p "${PG_PORT[source]}" -U postgres -Fc -f "$W/out/pg15.dump" cantonnet_validator \
   >"$W/logs/pg_dump15.log" 2>&1 || rc=$?
 [ $rc != 0 ] || fail "pg_dump 15 dumped a PostgreSQL 18 server (expected a server version mismatch)"
 grep -q 'server version mismatch' "$W/logs/pg_dump15.log" || { cat "$W/logs/pg_dump15.log"; fail "pg_dump 15 failed, but not for the server version"; }
@@ -220,35 +184,11 @@ signing: { keyFile: "$W/secrets/signing.key" }
 captures:
   - name: apps
     role: apps
-    postgres: { host: 127.0.0.1, port: ${PORTS_PG[source]}, user: cnadmin, passwordFile: "$W/secrets/source.pw", databases: [cantonnet_validator], globals: true$3 }
+    postgres: { host: 127.0.0.1, port: ${PG_PORT[source]}, user: cnadmin, passwordFile: "$W/secrets/source.pw", databases: [cantonnet_validator], globals: true$3 }
   - name: participant
     role: participant
-    postgres: { host: 127.0.0.1, port: ${PORTS_PG[source]}, user: cnadmin, passwordFile: "$W/secrets/source.pw", databases: [participant_4]$3 }
+    postgres: { host: 127.0.0.1, port: ${PG_PORT[source]}, user: cnadmin, passwordFile: "$W/secrets/source.pw", databases: [participant_4]$3 }
 YAML
-}
-
-table_sums() {   # table_sums CLUSTER DB: "schema.table owner acl rows:md5" per relation, sorted
-  psql_su "$1" -d "$2" -At -F ' ' <<'SQL'
-CREATE TEMP TABLE sums (line text);
-DO $$
-DECLARE r record; h text;
-BEGIN
-  FOR r IN SELECT n.nspname, c.relname, c.relowner::regrole::text AS owner, coalesce(c.relacl::text, '-') AS acl, c.relkind
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE c.relkind IN ('r', 'v', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_temp%'
-  LOOP
-    IF r.relkind = 'r' THEN
-      EXECUTE format('SELECT count(*) || '':'' || coalesce(md5(string_agg(t::text, '','' ORDER BY t::text)), ''-'') FROM %I.%I t', r.nspname, r.relname) INTO h;
-    ELSIF r.relkind = 'S' THEN
-      EXECUTE format('SELECT last_value::text FROM %I.%I', r.nspname, r.relname) INTO h;
-    ELSE
-      h := 'view';
-    END IF;
-    INSERT INTO sums VALUES (format('%s.%s %s %s %s', r.nspname, r.relname, r.owner, r.acl, h));
-  END LOOP;
-END $$;
-SELECT line FROM sums ORDER BY line;
-SQL
 }
 
 # ---------------------------------------------------------------- one client variant
@@ -310,16 +250,16 @@ for n in ['apps-cantonnet_validator', 'apps-globals', 'participant-participant_4
     local globals=()
     [ "$comp" = apps-cantonnet_validator ] && globals=(--globals apps-globals)
     cnb restore "${STORE_ARGS[@]}" --node "$node" "$set" --component "$comp" --to-database "${db}_$v" "${globals[@]}" \
-      --pg-host 127.0.0.1 --pg-port "${PORTS_PG[restore]}" --pg-user cnadmin --pg-password-file "$W/secrets/restore.pw" \
+      --pg-host 127.0.0.1 --pg-port "${PG_PORT[restore]}" --pg-user cnadmin --pg-password-file "$W/secrets/restore.pw" \
       "${pg_bin[@]}" --identity "$W/secrets/ops.key" >"$W/logs/restore-$v-$comp.log" 2>&1 \
       || { cat "$W/logs/restore-$v-$comp.log"; fail "[$v] cnbackup restore --component $comp --to-database ${db}_$v"; }
-    a=$(table_sums source "$db"); b=$(table_sums restore "${db}_$v")
-    [ -n "$a" ] || fail "no tables found in source/$db"
+    a=$(table_sums source "$db" --owners); b=$(table_sums restore "${db}_$v" --owners)
+    grep -q ' r ' <<<"$a" || fail "no tables found in source/$db"
     if [ "$a" != "$b" ]; then
       diff <(echo "$a") <(echo "$b") || true
       fail "[$v] $db: restored tables differ from the source (rows, owner or grants)"
     fi
-    echo "   $db -> ${db}_$v: $(echo "$a" | wc -l) relations identical (rows, owners, grants)"
+    echo "   $db -> ${db}_$v: $(grep -vcE '^(large objects|constraints|indexes) ' <<<"$a") relations identical (rows, owners, grants)"
   done
   [ "$(psql_su restore -d "cantonnet_validator_$v" -At -c "select tableowner from pg_tables where tablename='validator_txlog_store'")" = validator_app ] \
     || fail "[$v] validator_txlog_store is not owned by validator_app after the restore"

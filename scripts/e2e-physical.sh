@@ -25,70 +25,38 @@ START=$(date +%s)
 
 # shellcheck source=lib/e2e-common.sh
 . scripts/lib/e2e-common.sh
-# shellcheck source=lib/pg18.sh
-. scripts/lib/pg18.sh
+# shellcheck source=lib/postgres.sh
+. scripts/lib/postgres.sh
 E2E_QUIET_LOGS=("*/keys.log")
 read -r -a VERSIONS <<<"${E2E_PHYSICAL_VERSIONS:-15 18}"
-CLUSTERS=()   # "BIN DATADIR" of every cluster this script started
-as_postgres() {   # from /, so an unreadable working directory cannot trip pg_ctl's self-lookup
-  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -u postgres "$@"); fi
-}
-e2e_stop_servers() {
-  local c
-  for c in "${CLUSTERS[@]}"; do
-    # shellcheck disable=SC2086  # "BIN DATADIR"
-    set -- $c
-    as_postgres "$1/pg_ctl" -D "$2" -m immediate -w -t 20 stop >/dev/null 2>&1
-  done
-}
 
 step "dependencies"
 command -v python3 >/dev/null 2>&1 || fail "python3 is not on PATH"
-for v in "${VERSIONS[@]}"; do
-  case $v in
-    15) [ -x /usr/lib/postgresql/15/bin/pg_basebackup ] || fail "PostgreSQL 15 is not installed (scripts/setup.sh)" ;;
-    18) install_pg18 >/dev/null || fail "could not install PostgreSQL 18 (scripts/lib/pg18.sh)" ;;
-    *) fail "unknown E2E_PHYSICAL_VERSIONS entry: $v (15 or 18)" ;;
-  esac
-done
+pg_require "${VERSIONS[@]}"
 e2e_binary "${1:-}"
-
-W=$(mktemp -d /tmp/cnbackup-e2e-physical.XXXXXX)
-chmod 755 "$W"
-mkdir -p "$W/logs" "$W/secrets"
-chmod 700 "$W/secrets"
-export PGTZ=UTC PGCLIENTENCODING=UTF8
-unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGPASSFILE PGSERVICE PGSSLMODE
+e2e_tempdir physical
 
 R1=$("$CNB" keys generate --out "$W/secrets/ops.key" 2>>"$W/logs/keys.log") || fail "keys generate"
 SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/signing.key" 2>>"$W/logs/keys.log") || fail "keys generate --signing"
 DRILL=$("$CNB" keys generate --signing --out "$W/secrets/drill.key" 2>>"$W/logs/keys.log") || fail "keys generate --signing (drill key)"
 
-checksums() {   # checksums PSQL-ARGS...: one line per table of every database, in a stable order
-  local db t
-  for db in cantonnet_validator participant_4; do
-    for t in $("$@" -d "$db" -At -c "select relname from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.relkind = 'r' and n.nspname = 'public' order by 1"); do
-      echo "$db.$t $("$@" -d "$db" -At -c "select count(*) || ' ' || md5(coalesce(string_agg(x::text, ',' order by x::text), '')) from public.\"$t\" x")"
-    done
-  done
+# checksums CLUSTER: table_sums of both databases, each line led by the database, but for the
+# writer's log table and its sequence (compared below by what the restore holds being a prefix).
+checksums() {
+  local db
+  for db in cantonnet_validator participant_4; do table_sums "$1" "$db" | sed "s/^/$db /"; done \
+    | grep -v -e '^participant_4 public\.log ' -e '^participant_4 public\.log_id_seq '
 }
 
 for V in "${VERSIONS[@]}"; do
-  if [ "$V" = 18 ]; then BIN=$PG18_BIN; else BIN=/usr/lib/postgresql/$V/bin; fi
-  read -r PORT RPORT < <(free_ports 2)
-  D=$W/pg$V; SOCK=$W/sock$V; RD=$W/restored$V
-  step "PostgreSQL $V: source :$PORT"
-  mkdir -p "$D" "$SOCK"; chmod 700 "$D"; chmod 755 "$SOCK"; $SUDO chown postgres: "$D" "$SOCK"
-  as_postgres "$BIN/initdb" -D "$D" -U postgres --data-checksums --auth-local=trust --auth-host=scram-sha-256 \
-    -E UTF8 --locale=C.UTF-8 --no-sync >"$W/logs/initdb$V.log" 2>&1 || { cat "$W/logs/initdb$V.log"; fail "initdb $V"; }
+  BIN=$(pg_bin "$V"); RD=$W/restored$V
   # What a physical capture needs on the server (README, "Physical capture"): the default
   # wal_level=replica and max_wal_senders=10, a replication line in pg_hba.conf.
-  echo "host replication cnadmin 127.0.0.1/32 scram-sha-256" | $SUDO tee -a "$D/pg_hba.conf" >/dev/null
-  CLUSTERS+=("$BIN $D")
-  as_postgres "$BIN/pg_ctl" -D "$D" -l "$D/server.log" -w -t 60 \
-    -o "-p $PORT -k $SOCK -c listen_addresses=127.0.0.1 -c wal_level=replica -c max_wal_senders=5 -c max_replication_slots=5" \
-    start >/dev/null || { cat "$D/server.log" >&2; fail "PostgreSQL $V did not start"; }
-  psu() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres "$@"; }
+  pg_cluster "src$V" "$V" --checksums --hba "host replication cnadmin 127.0.0.1/32 scram-sha-256" \
+    -c wal_level=replica -c max_wal_senders=5 -c max_replication_slots=5
+  PORT=${PG_PORT[src$V]}
+  step "PostgreSQL $V: source :$PORT"
+  psu() { psql_su "src$V" "$@"; }
   PW=$(openssl rand -hex 16); printf '%s\n' "$PW" >"$W/secrets/pw$V"; chmod 600 "$W/secrets/pw$V"
   psu -d postgres <<SQL
 CREATE ROLE cnadmin LOGIN REPLICATION CREATEDB PASSWORD '$PW';
@@ -172,21 +140,18 @@ PY
 
   # The source's state at the backup: its tables minus the writer's rows after the stop. The
   # writer's log table is compared by what the restore holds being a prefix of the source's.
-  BEFORE=$(checksums psu -U postgres | grep -v '^participant_4.log ')
-  $SUDO chown -R postgres: "$RD"
-  CLUSTERS+=("$BIN $RD")
-  as_postgres "$BIN/pg_ctl" -D "$RD" -l "$SOCK/restored.log" -w -t 120 \
-    -o "-p $RPORT -k $SOCK -c listen_addresses=127.0.0.1" start >/dev/null || { tail -20 "$SOCK/restored.log"; fail "PostgreSQL $V did not start on the restored data directory"; }
-  psr() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$RPORT" -U postgres "$@"; }
-  AFTER=$(checksums psr | grep -v '^participant_4.log ')
+  BEFORE=$(checksums "src$V")
+  pg_cluster "restored$V" "$V" --data "$RD"
+  psr() { psql_su "restored$V" "$@"; }
+  AFTER=$(checksums "restored$V")
   [ "$BEFORE" = "$AFTER" ] || { diff <(echo "$BEFORE") <(echo "$AFTER") | head; fail "tables differ after the restore ($V)"; }
   N=$(psr -d participant_4 -At -c "select count(*) from log")
   PREFIX=$(psu -d participant_4 -At -c "select md5(string_agg(note, ',' order by id)) from (select * from log order by id limit $N) s")
   GOT=$(psr -d participant_4 -At -c "select md5(string_agg(note, ',' order by id)) from log")
   [ "$PREFIX" = "$GOT" ] || fail "the restored log table is not a prefix of the source's ($V)"
-  echo "   $(echo "$AFTER" | wc -l) tables equal; $N of the writer's rows were in the backup"
+  echo "   $(grep -c ' r ' <<<"$AFTER") tables equal; $N of the writer's rows were in the backup"
   [ "$(psr -d postgres -At -c "select rolreplication from pg_roles where rolname = 'cnadmin'")" = t ] || fail "roles did not come back ($V)"
-  as_postgres "$BIN/pg_ctl" -D "$RD" -m fast -w stop >/dev/null
+  pg_stop "restored$V"
 
   step "PostgreSQL $V: drill of the physical set, twice (the second compares with the first's counts)"
   # A base backup carries no per-table counts: the first drill records the restored counts in its

@@ -27,6 +27,8 @@ START=$(date +%s)
 
 # shellcheck source=lib/e2e-common.sh
 . scripts/lib/e2e-common.sh
+# shellcheck source=lib/servers.sh
+. scripts/lib/servers.sh
 E2E_QUIET_LOGS=("*/keys.log" "*/validate-*" "*/run-*" "*/restore-*" "*/upload-*" "*/list-*")
 
 step "dependencies"
@@ -34,9 +36,8 @@ e2e_dependencies "${1:-}"
 e2e_binary "${1:-}"
 for t in openssl python3; do command -v "$t" >/dev/null 2>&1 || fail "$t is not on PATH"; done
 
-W=$(mktemp -d /tmp/cnbackup-e2e-secrets.XXXXXX)
-mkdir -p "$W/logs" "$W/secrets" "$W/tmp" "$W/out" "$W/store" "$W/p"
-chmod 700 "$W/secrets" "$W/tmp" "$W/out"
+e2e_tempdir secrets tmp out store p
+chmod 700 "$W/tmp" "$W/out"
 umask 022   # restored secrets must be 0600 whatever the umask
 FIXTURES=$ROOT/Tests/IntegrationTests/Resources/fixtures
 VALIDATOR_DUMP=$FIXTURES/validator-participant-identities.json
@@ -70,16 +71,7 @@ step "keys, a private CA, fake-kube-api.py"
 R=$("$CNB" keys generate --out "$W/secrets/ops.key" 2>>"$W/logs/keys.log") || fail "keys generate"
 S=$("$CNB" keys generate --signing --out "$W/secrets/sign.key" 2>>"$W/logs/keys.log") || fail "keys generate --signing"
 [[ $R == cnb1-x25519-pub-* && $S == cnb1-ed25519-pub-* ]] || fail "keys generate printed unexpected public keys: '$R' '$S'"
-(
-  cd "$W/secrets"
-  for ca in ca other-ca; do
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout $ca.key -out $ca.pem -days 2 -subj "/CN=cnbackup e2e $ca" \
-      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-  done
-  openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=127.0.0.1" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >server.ext
-  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext 2>/dev/null
-) || fail "could not make the test CAs and server certificate with openssl"
+make_test_ca other-ca
 TOKEN=tok-$(openssl rand -hex 20)
 printf '%s\n' "$TOKEN" >"$W/secrets/token"
 printf 'tok-%s\n' "$(openssl rand -hex 20)" >"$W/secrets/wrong-token"
@@ -98,14 +90,10 @@ print(json.dumps({
   "sv/not-allowed": {"data": {"x": b("other-" + m)}},
 }))
 PY
-python3 "$ROOT/scripts/fake-kube-api.py" --port 0 --port-file "$W/kube.port" \
+start_standin fake-kube-api "$W/kube.port" python3 "$ROOT/scripts/fake-kube-api.py" --port 0 --port-file "$W/kube.port" \
   --cert "$W/secrets/server.pem" --key "$W/secrets/server.key" --token-file "$W/secrets/token" \
-  --secrets "$W/secrets/secrets.json" --allow sv/splice-app-sv-key sv/cometbft-keys \
-  >/dev/null 2>"$W/logs/fake-kube-api.log" </dev/null &
-PIDS+=($!); KUBE_PID=$!
-for _ in $(seq 100); do [ -s "$W/kube.port" ] && break; kill -0 "$KUBE_PID" 2>/dev/null || break; sleep 0.1; done
-[ -s "$W/kube.port" ] || fail "fake-kube-api.py did not start (see logs/fake-kube-api.log)"
-KUBE_PORT=$(cat "$W/kube.port")
+  --secrets "$W/secrets/secrets.json" --allow sv/splice-app-sv-key sv/cometbft-keys
+KUBE_PORT=$STANDIN_PORT
 KUBE=https://127.0.0.1:$KUBE_PORT
 # What it serves, read with an independent client (Python's TLS stack and our CA): the reference
 # for the restored Secrets.

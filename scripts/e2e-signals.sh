@@ -19,17 +19,17 @@ START=$(date +%s)
 
 # shellcheck source=lib/e2e-common.sh
 . scripts/lib/e2e-common.sh
+# shellcheck source=lib/servers.sh
+. scripts/lib/servers.sh
 E2E_QUIET_LOGS=("*/keys.log" "*/weed.log")
 e2e_stop_servers() { pkill -KILL -f "$MARK" 2>/dev/null || true; }
 
 step "dependencies"
 e2e_dependencies "${1:-}"
 e2e_binary "${1:-}"
-WEED=$(command -v weed) || fail "weed is not on PATH"
 
-W=$(mktemp -d /tmp/cnbackup-e2e-signals.XXXXXX)
-mkdir -p "$W/logs" "$W/secrets" "$W/tmp" "$W/bin"
-chmod 700 "$W/secrets" "$W/tmp"
+e2e_tempdir signals tmp bin
+chmod 700 "$W/tmp"
 MARK="cnbsig$(openssl rand -hex 4)"   # in every child's command line, to find leftovers
 
 start_seaweedfs signals

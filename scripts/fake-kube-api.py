@@ -34,11 +34,13 @@ import hmac
 import json
 import os
 import re
-import ssl
 import sys
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import standin_tls  # noqa: E402  (scripts/standin_tls.py: the HTTPS server)
 
 SECRET_PATH = re.compile(r"^/api/v1/namespaces/([a-z0-9]([-a-z0-9]*[a-z0-9])?)/secrets/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$")
 HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
@@ -205,49 +207,11 @@ def main():
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = handle_any
 
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        allow_reuse_address = True
-
-        def finish_request(self, request, client_address):
-            # The TLS handshake runs on the connection's own thread: a client that stalls or does
-            # not trust the CA never blocks the accept loop.
-            request.settimeout(30)
-            try:
-                tls = ctx.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError) as e:
-                log("TLS handshake failed: %s" % (e,))
-                return
-            try:
-                Handler(tls, client_address, self)
-            finally:
-                try:
-                    tls.close()
-                except OSError:
-                    pass
-
-        def handle_error(self, request, client_address):
-            log("connection error: %s" % (sys.exc_info()[1],))
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(a.cert, a.key)
-    httpd = Server((a.host, a.port), Handler)
-    port = httpd.server_address[1]
-    if a.port_file:
-        tmp = a.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("%d\n" % port)
-        os.replace(tmp, a.port_file)
-    print("ready %d" % port, flush=True)
+    httpd = standin_tls.TLSServer((a.host, a.port), Handler, a.cert, a.key, log)
+    port = standin_tls.announce(httpd, a.port_file, "ready {port}")
     log("listening on https://%s:%d (%d secrets, %s)" % (
         a.host, port, len(secrets_by_key), "all allowed" if allowed is None else "%d allowed" % len(allowed)))
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        httpd.server_close()
+    standin_tls.serve(httpd)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,14 @@ import hmac
 import json
 import os
 import secrets
-import ssl
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote_plus
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import standin_tls  # noqa: E402  (scripts/standin_tls.py: the HTTPS server)
 
 SV_PATH = "/api/sv/v0/admin/domain/identities-dump"
 VALIDATOR_PATH = "/api/validator/v0/admin/participant/identities"
@@ -197,49 +199,10 @@ def main():
 
         do_HEAD = do_GET
 
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        allow_reuse_address = True
-
-        def finish_request(self, request, client_address):
-            # The TLS handshake runs here, on the connection's own thread, so a client that
-            # connects and stalls (or fails the handshake) never blocks the accept loop.
-            request.settimeout(30)
-            try:
-                tls = ctx.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError) as e:
-                log("TLS handshake failed: %s" % (e,))
-                return
-            try:
-                Handler(tls, client_address, self)
-            finally:
-                try:
-                    tls.close()
-                except OSError:
-                    pass
-
-        def handle_error(self, request, client_address):
-            # TLS handshake failures (e.g. a client that does not trust the CA) are expected in tests.
-            log("connection error: %s" % (sys.exc_info()[1],))
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(a.cert, a.key)
-    httpd = Server((a.host, a.port), Handler)
-    port = httpd.server_address[1]
-    if a.port_file:
-        tmp = a.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("%d\n" % port)
-        os.replace(tmp, a.port_file)
-    print(port, flush=True)
+    httpd = standin_tls.TLSServer((a.host, a.port), Handler, a.cert, a.key, log)
+    port = standin_tls.announce(httpd, a.port_file, "{port}")
     log("listening on https://%s:%d" % (a.host, port))
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        httpd.server_close()
+    standin_tls.serve(httpd)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """An independent implementation of cnbackup's sealed object format, version 1.
 
-It exists for tests that play the bucket writer (issue 11): someone who holds the bucket's write
-credentials and can read every object's header, but holds no private key. Such a writer can seal
+It exists for tests that play the bucket writer (scripts/e2e-attacker.sh): someone who holds the
+bucket's write credentials and can read every object's header, but holds no private key. Such a writer can seal
 arbitrary plaintext to the public recipient keys (`cnb1-x25519-pub-...`) and produce an object that
 cnbackup's reader accepts as well-formed; the tests check what cnbackup then trusts (signed
 manifests, plaintext digest HMACs, descriptions) rather than the seal alone.

@@ -14,9 +14,9 @@ if [ -f ../shared/checks/core-smoke.sh ]; then
 fi
 scripts/check-examples.sh "$CNBACKUP_BIN"
 # The end-to-end runs move tens of MiB through every stage: the release binary keeps them short.
-# It is built as the Dockerfile builds it (issue 17): from exactly the files its build stage copies,
-# with its own `swift build` line; the script also refuses unpinned base images and a runtime stage
-# that lacks a shared library the binary needs.
+# It is built as the Dockerfile builds it, so that the image's build is tested without Docker: from
+# exactly the files its build stage copies, with its own `swift build` line; the script also refuses
+# unpinned base images and a runtime stage that lacks a shared library the binary needs.
 RELEASE_BIN=$(scripts/build-image-context.sh .build-image/out | tail -n 1)
 scripts/e2e-canton.sh "$RELEASE_BIN"
 # Restore drills (~25 s): SV-like and validator-like sets drilled into throwaway PostgreSQL 15, a missing role failing the drill, a forged receipt ignored, --pg-host left as it was.
@@ -25,7 +25,7 @@ scripts/e2e-drill.sh "$RELEASE_BIN"
 scripts/e2e-signals.sh "$RELEASE_BIN"
 # Secrets (~10 s): kubernetesSecret against a fake API server over TLS, restore --as-kubernetes-secret, set age, Splice naming in validate.
 scripts/e2e-secrets.sh "$RELEASE_BIN"
-# The bucket writer as an adversary (issue 11, ~45 s): forged objects, junk, decoys, odd keys, future-dated copies, per-node signers, recover; file store and SeaweedFS.
+# The bucket writer as an adversary (~45 s): forged objects, junk, decoys, odd keys, future-dated copies, per-node signers, recover; file store and SeaweedFS.
 scripts/e2e-attacker.sh "$RELEASE_BIN"
 # S3 Object Lock against moto (~10 s): retention on every object, prune waits for it.
 scripts/e2e-objectlock.sh "$RELEASE_BIN"
@@ -46,5 +46,5 @@ echo "== scripts/e2e-pg18.sh (ran alongside e2e-faults)"; cat "$PG18_LOG"; rm -f
 if [ $faults_rc != 0 ] || [ $pg18_rc != 0 ]; then
   echo "test: end-to-end failure: e2e-faults exit $faults_rc, e2e-pg18 exit $pg18_rc"; exit 1
 fi
-# Parallel logical dump (issue 14) on PostgreSQL 15 and 18: one snapshot, a killed worker, a DROP mid-dump.
+# Parallel logical dump (pg_dump workers on one snapshot) on PostgreSQL 15 and 18: one snapshot, a killed worker, a DROP mid-dump.
 scripts/e2e-parallel.sh "$RELEASE_BIN"

@@ -1,8 +1,19 @@
-# Sourced first by scripts/e2e-canton.sh and scripts/e2e-faults.sh (from the project's root):
-# failure reporting, the cleanup trap and the steps both need before their own servers start.
+# shellcheck shell=bash
+# Sourced first by every scripts/e2e-*.sh (from the project's root): failure reporting (fail, step),
+# the cleanup trap, the temp dir, the dependencies and the cnbackup binary under test, free ports.
+# The servers the tests run against are in scripts/lib/servers.sh (SeaweedFS, moto, the HTTPS
+# stand-ins) and scripts/lib/postgres.sh (PostgreSQL clusters), sourced after this file.
+#
+#   fail REASON                    end the script; the reason is printed last, after the log excerpts
+#   step WHAT                      print a progress line with the seconds since START
+#   e2e_tempdir NAME [DIR...]      W=/tmp/cnbackup-e2e-NAME.XXXXXX with logs/, secrets/ (0700) and DIRs
+#   e2e_dependencies [BINARY]      python3, pip, openssl, boto3 and scripts/setup.sh
+#   e2e_binary [BINARY]            CNB: the absolute path of the cnbackup under test
+#   free_ports N                   N distinct free TCP ports of 127.0.0.1
 #
 # The sourcing script may set E2E_QUIET_LOGS (globs of logs not to excerpt on failure) and define
-# e2e_stop_servers, which the cleanup calls before it stops the background processes in PIDS.
+# e2e_stop_servers; the cleanup calls it, then each command in E2E_STOP_HOOKS (the helpers register
+# theirs), then stops the background processes in PIDS and removes W (unless E2E_KEEP=1).
 
 FAILURE=""
 fail() {   # the reason is printed last, after the cleanup's log excerpts
@@ -15,10 +26,11 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 W=""          # the temp dir
 PIDS=()       # background processes the script started
 E2E_QUIET_LOGS=()
+E2E_STOP_HOOKS=()   # commands the cleanup runs to stop servers (after e2e_stop_servers)
 step() { echo "== [$(( $(date +%s) - START ))s] $*"; }
 
 cleanup() {
-  local rc=$? log glob quiet
+  local rc=$? log glob quiet hook
   trap - ERR
   set +e
   if [ $rc -ne 0 ] && [ -d "${W:-}/logs" ]; then
@@ -34,6 +46,7 @@ cleanup() {
     done
   fi
   declare -F e2e_stop_servers >/dev/null && e2e_stop_servers
+  for hook in "${E2E_STOP_HOOKS[@]}"; do "$hook"; done
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -99,68 +112,12 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
 
-# start_seaweedfs BUCKET: SeaweedFS (`weed mini`) on free loopback ports with a fresh access key,
-# data in $W/weed, its log in $W/logs/weed.log; waits until an authenticated request succeeds and
-# BUCKET exists. Sets S3P, S3_KEY, S3_SECRET, WEED_PID, S3_ENDPOINT, BUCKET and defines s3py:
-# `s3py 'python using c (client) and b (bucket)'` for checks straight on the store.
-start_seaweedfs() {
-read -r S3P S3G MP MG VP VG FP FG AP AG < <(free_ports 10)
-step "SeaweedFS: S3 on 127.0.0.1:$S3P"
-BUCKET=$1
-S3_KEY=e2e$(openssl rand -hex 8); S3_SECRET=$(openssl rand -hex 20)
-mkdir -p "$W/weed"
-cat >"$W/secrets/s3-identities.json" <<JSON
-{"identities":[{"name":"backup","credentials":[{"accessKey":"$S3_KEY","secretKey":"$S3_SECRET"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
-JSON
-"$WEED" -logtostderr mini -dir="$W/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.config="$W/secrets/s3-identities.json" \
-  -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false \
-  -s3.port="$S3P" -s3.port.grpc="$S3G" -master.port="$MP" -master.port.grpc="$MG" \
-  -volume.port="$VP" -volume.port.grpc="$VG" -filer.port="$FP" -filer.port.grpc="$FG" \
-  -admin.port="$AP" -admin.port.grpc="$AG" \
-  -s3.localSocket="$W/weed/s3.sock" -filer.localSocket="$W/weed/filer.sock" \
-  >"$W/logs/weed.log" 2>&1 </dev/null &
-PIDS+=($!); WEED_PID=$!
-S3_ENDPOINT=http://127.0.0.1:$S3P
-export E2E_S3_ENDPOINT=$S3_ENDPOINT E2E_BUCKET=$BUCKET
-# Ready means: an authenticated request succeeds and the bucket exists (created here).
-AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET WEED_PID=$WEED_PID python3 - <<'PY' || { tail -n 20 "$W/logs/weed.log"; fail "SeaweedFS did not become ready"; }
-import os, sys, time
-import botocore.session
-from botocore.config import Config
-s = botocore.session.get_session()
-c = s.create_client("s3", endpoint_url=os.environ["E2E_S3_ENDPOINT"], region_name="us-east-1",
-                    config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                                  connect_timeout=2, read_timeout=10))
-b = os.environ["E2E_BUCKET"]
-deadline = time.time() + 90
-last = None
-while time.time() < deadline:
-    try:
-        os.kill(int(os.environ["WEED_PID"]), 0)
-    except OSError:
-        print("weed exited", file=sys.stderr); sys.exit(1)
-    try:
-        c.create_bucket(Bucket=b)
-    except Exception as e:
-        code = getattr(e, "response", {}).get("Error", {}).get("Code", "")
-        if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            last = e; time.sleep(0.5); continue
-    try:
-        c.put_object(Bucket=b, Key="e2e-probe", Body=b"probe")
-        assert c.get_object(Bucket=b, Key="e2e-probe")["Body"].read() == b"probe"
-        c.delete_object(Bucket=b, Key="e2e-probe")
-        sys.exit(0)
-    except Exception as e:
-        last = e; time.sleep(0.5)
-print("last error: %r" % (last,), file=sys.stderr)
-sys.exit(1)
-PY
-s3py() {   # s3py 'python using c (client) and b (bucket)': checks on the store, straight to SeaweedFS
-  AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET python3 -c "
-import os, botocore.session
-from botocore.config import Config
-c = botocore.session.get_session().create_client('s3', endpoint_url=os.environ['E2E_S3_ENDPOINT'], region_name='us-east-1', config=Config(s3={'addressing_style': 'path'}))
-b = os.environ['E2E_BUCKET']
-$1"
-}
+# e2e_tempdir NAME [DIR...]: W, a fresh /tmp/cnbackup-e2e-NAME.XXXXXX with logs/, secrets/ (mode 0700)
+# and each DIR; the cleanup removes it (E2E_KEEP=1 keeps it).
+e2e_tempdir() {
+  local name=$1 d; shift
+  W=$(mktemp -d "/tmp/cnbackup-e2e-$name.XXXXXX")
+  mkdir -p "$W/logs" "$W/secrets"
+  chmod 700 "$W/secrets"
+  for d in "$@"; do mkdir -p "$W/$d"; done
 }
