@@ -28,6 +28,10 @@ public final class ScratchPostgres: @unchecked Sendable {
     private var heldPassFile: TemporaryPassFile?
     private let runId: String
     private var counter = 0
+    /// Restore roles it made (see `newRestoreRole`), dropped with their databases.
+    private var roles: [String] = []
+    /// Private folder for the restore roles' password files.
+    private var roleFolder: String?
 
     /// A server the drill was pointed at.
     public init(host: String, port: Int, user: String, passwordFile: String?, binDirectory: String?) throws {
@@ -39,7 +43,7 @@ public final class ScratchPostgres: @unchecked Sendable {
     }
 
     /// Starts a throwaway instance of at least PostgreSQL `major` (the oldest found that is).
-    public init(major: Int, binDirectory: String?) throws {
+    public init(major: Int, binDirectory: String?, allowSameUser: Bool = false) throws {
         let tools = try PostgresClients.folder(for: "initdb", atLeast: major, binDirectory: binDirectory,
                                                what: "a throwaway PostgreSQL \(major) instance for the drill")
         guard FileManager.default.isExecutableFile(atPath: tools + "/postgres") else {
@@ -54,7 +58,7 @@ public final class ScratchPostgres: @unchecked Sendable {
         var started = false
         defer { if !started { Self.removeFolder(folder) } }
 
-        let owner = try Self.unprivilegedOwner()
+        let owner = try Self.unprivilegedOwner(allowSameUser: allowSameUser)
         if let owner { guard chown(folder, owner.uid, owner.gid) == 0 else { throw CNBackupError(.io, "cannot hand \(folder) to uid \(owner.uid)") } }
         let password = (try randomBytes(24)).hex
         try KeyFile.writeSecretFile(path: passwordFile!, contents: Array(password.utf8), what: "password file")
@@ -119,9 +123,16 @@ public final class ScratchPostgres: @unchecked Sendable {
         return false
     }
 
-    /// The user a throwaway instance runs as when cnbackup runs as root: `postgres`, else `nobody`.
-    package static func unprivilegedOwner() throws -> (name: String, uid: uid_t, gid: gid_t)? {
-        guard geteuid() == 0 else { return nil }
+    /// The user a throwaway instance runs as: when cnbackup runs as root, `postgres`, else `nobody`,
+    /// users that cannot read cnbackup's key files (0600, root's). Otherwise the server would run
+    /// as cnbackup's own user, where code from the backup could read those keys: refused unless
+    /// the operator says so (`allowSameUser`).
+    package static func unprivilegedOwner(allowSameUser: Bool = false) throws -> (name: String, uid: uid_t, gid: gid_t)? {
+        guard geteuid() == 0 else {
+            if allowSameUser { return nil }
+            throw CNBackupError(.invalidInput,
+                "a throwaway PostgreSQL would run as cnbackup's own user (uid \(geteuid())), where code from the backup could read cnbackup's keys: run the drill as root (it drops to the postgres user), point it at a server in another pod with --pg-host, or pass --scratch-same-user to accept that")
+        }
         for name in ["postgres", "nobody"] {
             if let entry = getpwnam(name) { return (name, entry.pointee.pw_uid, entry.pointee.pw_gid) }
         }
@@ -155,9 +166,11 @@ public final class ScratchPostgres: @unchecked Sendable {
                            sslMode: isThrowaway ? "disable" : nil, binDirectory: binDirectory)
     }
 
-    /// Runs one SQL statement and returns psql's unaligned, tuples-only output (fields split by 0x1F).
-    public func query(_ sql: String, database: String) throws -> String {
-        let pg = connection
+    /// Runs one SQL statement and returns psql's unaligned, tuples-only output (fields split by
+    /// 0x1F): as the administrator, or as `role` (with its session options) in a restored database.
+    public func query(_ sql: String, database: String, as role: RestoreRole? = nil) throws -> String {
+        var pg = role.map { $0.connection(like: connection) } ?? connection
+        if role == nil, database != "postgres" { pg.environment["PGOPTIONS"] = RestoreRole.sessionOptions }
         let passFile = try pg.makePassFile()
         let output = try ChildProcessStream(arguments: [pg.tool("psql"), "-X", "-w", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\u{1F}",
                                                         "-d", database, "-c", sql],
@@ -178,26 +191,71 @@ public final class ScratchPostgres: @unchecked Sendable {
         return name
     }
 
-    /// Drops a database it made.
-    public func dropDatabase(_ name: String) {
+    /// A fresh login role for one restore (see `RestoreRole`): a random name and password, made by
+    /// the administrator with a statement read from a private file, never from an argument.
+    public func newRestoreRole() throws -> RestoreRole {
+        let folder = try roleFolder ?? PrivateFolder.create(prefix: "cnbackup-drill-roles-")
+        if roleFolder == nil { roleFolder = folder; LastResort.register(directory: folder) }
+        counter += 1
+        let name = "cnbdrill_\(runId)_r\(counter)"
+        let password = (try randomBytes(24)).hex
+        Redaction.register(password)
+        let passwordFile = folder + "/" + name
+        try KeyFile.writeSecretFile(path: passwordFile, contents: Array(password.utf8), what: "password file")
+        let statement = folder + "/" + name + ".sql"
+        try KeyFile.writeSecretFile(path: statement, contents: Array(
+            "create role \(name) login nosuperuser nocreatedb nocreaterole noreplication nobypassrls password '\(password)';\n".utf8),
+            what: "role statement")
+        defer { unlink(statement) }
         let pg = connection
-        guard let passFile = try? pg.makePassFile() else { return }
+        let passFile = try pg.makePassFile()
+        roles.append(name)
+        _ = try ChildProcessStream(arguments: [pg.tool("psql"), "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-f", statement],
+                                   environment: pg.childEnvironment(passFile: passFile)).readAll(limit: 1 << 20)
+        return try RestoreRole(name: name, passwordFile: passwordFile)
+    }
+
+    /// Drops a database it made. A clean-up that fails is reported: a drill that leaves its
+    /// databases behind has not finished its work.
+    public func dropDatabase(_ name: String) throws {
+        let pg = connection
+        let passFile = try pg.makePassFile()
         CreatedDatabase.drop(name, dropdb: pg.tool("dropdb"), environment: pg.childEnvironment(passFile: passFile))
         pending.removeValue(forKey: name)?.release()
+        let left = try query("select count(*) from pg_catalog.pg_database where datname = '\(name)'", database: "postgres")
+        guard left.trimmingCharacters(in: .whitespacesAndNewlines) == "0" else {
+            throw CNBackupError(.io, "the drill database \(name) on \(host):\(port) could not be dropped: drop it by hand (dropdb --force \(name))")
+        }
+    }
+
+    /// Drops the restore roles it made (after their databases).
+    private func dropRoles() throws {
+        guard !roles.isEmpty else { return }
+        let statement = roles.map { "drop role if exists \($0);" }.joined(separator: " ")
+        roles = []
+        _ = try query(statement, database: "postgres")
     }
 
     /// Drops every database it made (on a server it was pointed at) or stops and removes the
     /// throwaway instance. Safe to call twice.
-    public func finish() {
+    @discardableResult
+    public func finish() -> [String] {
+        var problems: [String] = []
         if let server {
             server.stop(grace: 30)
             self.server = nil
         } else if !isThrowaway {
-            for name in created { dropDatabase(name) }
+            for name in created {
+                do { try dropDatabase(name) } catch { problems.append("\(error)") }
+            }
+            do { try dropRoles() } catch { problems.append("the drill's roles on \(host):\(port) could not be dropped: \(error)") }
         }
         created = []
+        roles = []
         heldPassFile = nil
         if let folder { Self.removeFolder(folder) }
+        if let roleFolder { Self.removeFolder(roleFolder); self.roleFolder = nil }
+        return problems
     }
 
     deinit { finish() }

@@ -45,6 +45,10 @@ struct DrillCommand: ParsableCommand {
     @Option(help: "A file holding the scratch server user's password.") var pgPasswordFile: String?
     @Option(help: "Folder of the PostgreSQL tools (initdb, postgres, pg_restore, psql); default PATH and /usr/lib/postgresql/*/bin.") var pgBin: String?
     @Option(help: "The role a physical backup's restored server is queried as.") var physicalUser = "postgres"
+    @Flag(help: "Drill a set that `cnbackup recover` rebuilt (its manifest was signed after the fact, from what the store held).")
+    var allowRecovered = false
+    @Flag(help: "Run a throwaway server as cnbackup's own user when it is not root (code from the backup could then read cnbackup's keys).")
+    var scratchSameUser = false
     @Option(help: "Write the drill metrics (cnbackup_drill_*) to this file.") var metricsFile: String?
     @Option(help: "Push the drill metrics to this Prometheus Pushgateway (job cnbackup_drill).") var pushgateway: String?
     @Option(help: "A CA bundle for the Pushgateway's TLS certificate.") var pushgatewayCaFile: String?
@@ -73,11 +77,18 @@ struct DrillCommand: ParsableCommand {
             try reporting {
                 let catalog = try signerOptions.catalog(try storeOptions.open())
                 let drillKeyValue = try KeyFile.loadSigningKey(path: drillKey)
+                // A receipt is a statement about a set, not the set: signed by the node's key it
+                // would make the drill job able to sign sets too.
+                if try signerOptions.load().contains(drillKeyValue.publicKey) {
+                    throw CNBackupError(.invalidInput,
+                        "--drill-key is a pinned node signer (--signer): give the drill its own key (cnbackup keys generate --signing --out drill.key) and pin it with --drill-signer")
+                }
                 let keys = try identities.map { try KeyFile.loadIdentity(path: $0) }
                 let scratch: DrillScratch = pgHost.map { .server(host: $0, port: pgPort, user: pgUser, passwordFile: pgPasswordFile, binDirectory: pgBin) }
                     ?? .throwaway(binDirectory: pgBin)
-                let options = DrillOptions(identities: keys, scratch: scratch, pgBinDirectory: pgBin, drillKey: drillKeyValue,
+                var options = DrillOptions(identities: keys, scratch: scratch, pgBinDirectory: pgBin, drillKey: drillKeyValue,
                                            drillSigners: try drillSignerOptions.load(), sampled: sample != nil, physicalUser: physicalUser)
+                options.scratchSameUser = scratchSameUser
                 let entries: [CatalogEntry]
                 if let set {
                     entries = [try catalog.entry(setId: set, node: node)]
@@ -92,7 +103,12 @@ struct DrillCommand: ParsableCommand {
                 nodeName = entries.last?.layout.node ?? nodeName
                 var receipts: [DrillReceipt] = []
                 for entry in entries {
-                    let outcome = try Driller(catalog: catalog).drill(try entry.requireTrusted(), options: options) { line in
+                    let trusted = try entry.requireTrusted()
+                    if trusted.recovered, !allowRecovered {
+                        throw CNBackupError(.authentication,
+                            "set \(trusted.setId) was rebuilt by `cnbackup recover`, from what the store held: pass --allow-recovered to drill it anyway")
+                    }
+                    let outcome = try Driller(catalog: catalog).drill(trusted, options: options) { line in
                         if !json { printToStandardError("drill \(entry.setId): \(line)") }
                     }
                     receipts.append(outcome.receipt)
@@ -118,7 +134,9 @@ struct DrillCommand: ParsableCommand {
         print("\(r.setId) (\(r.node)): drill \(r.passed ? "PASSED" : "FAILED") in \(String(format: "%.1f", r.restoreSeconds)) s on PostgreSQL \(r.postgresVersions.joined(separator: ", ")) (\(r.scratch))")
         for c in r.components {
             print("  \(c.name) [\(c.role)]: \(c.status) in \(String(format: "%.1f", c.seconds)) s, \(c.rowCounts?.count ?? 0) tables, \(c.rowCounts?.values.reduce(0, +) ?? 0) rows, compared with \(c.comparedWith)\(c.reason.map { ": " + $0 } ?? "")")
-            for note in c.checked where note.hasPrefix("no capture counts") { print("    \(note)") }
+            for note in c.checked where ["no capture counts", "restored and counted as", "configuration replaced"].contains(where: note.hasPrefix) {
+                print("    \(note)")
+            }
             for m in c.mismatches.prefix(20) { print("    mismatch: \(m)") }
         }
         for f in r.failures { print("  failure: \(f)") }

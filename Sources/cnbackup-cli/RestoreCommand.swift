@@ -4,6 +4,7 @@ import Foundation
 import CNBackupCore
 import CNBackupStorage
 import CNBackupCatalog
+import CNBackupPostgres
 
 struct RestoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,6 +26,11 @@ struct RestoreCommand: ParsableCommand {
     @Option(help: "Parallel pg_restore jobs (a parallel dump: its data parts this many at once, then post-data with pg_restore -j).") var jobs = 1
     @Flag(help: "pg_restore --no-owner: objects belong to --pg-user (when the dump's roles are not there).") var noOwner = false
     @Flag(help: "pg_restore --no-privileges: no GRANTs (with --no-owner, as Splice's Postgres migration guide restores).") var noPrivileges = false
+    @Option(help: "Restore as this existing role (LOGIN, no superuser, CREATEDB or CREATEROLE): it owns the new database, --pg-user only creates it; code in the dump then runs with no more rights than that role. Implies --no-owner --no-privileges.")
+    var restoreRole: String?
+    @Option(help: "A file holding the --restore-role's password.") var restoreRolePasswordFile: String?
+    @Flag(help: "Restore a component of a set that `cnbackup recover` rebuilt (its manifest was signed after the fact, from what the store held).")
+    var allowRecovered = false
     @Option(help: "Write the identities dump as the Kubernetes Secret NAME (key content) that participantIdentitiesDumpImport reads, to --to.")
     var asKubernetesSecret: String?
     @Option(help: "The namespace to put in that Secret.") var secretNamespace: String?
@@ -55,6 +61,11 @@ struct RestoreCommand: ParsableCommand {
         }
         if destinations > 1 { throw ValidationError("give one of --to, --to-database and --to-directory, not several") }
         if participantOnly && asKubernetesSecret == nil { throw ValidationError("--participant-only goes with --as-kubernetes-secret NAME") }
+        if let toDatabase, toDatabase.range(of: #"\A[A-Za-z_][A-Za-z0-9_-]{0,62}\z"#, options: .regularExpression) == nil {
+            throw ValidationError("--to-database takes a database name (letters, digits, _ and -, at most 63), not a connection string or an option")
+        }
+        if restoreRole != nil && toDatabase == nil { throw ValidationError("--restore-role goes with --to-database") }
+        if restoreRolePasswordFile != nil && restoreRole == nil { throw ValidationError("--restore-role-password-file goes with --restore-role") }
         if asKubernetesSecret != nil && to == "-" { throw ValidationError("--as-kubernetes-secret writes a file: give --to PATH") }
     }
 
@@ -81,6 +92,10 @@ struct RestoreCommand: ParsableCommand {
             }
             guard let component else { throw CNBackupError(.invalidInput, "give --component NAME (or --plan)") }
             guard !identities.isEmpty else { throw CNBackupError(.invalidInput, "give the private key file with --identity") }
+            if trusted.recovered, !allowRecovered {
+                throw CNBackupError(.authentication,
+                    "set \(trusted.setId) was rebuilt by `cnbackup recover`: its manifest was signed after the fact from what the store held, which the bucket's writer could have planted; check it (verify --deep) and pass --allow-recovered to restore it anyway")
+            }
             if !allowOldSet, let problem = RestorePlan.ageProblem(of: manifest, retention: try DurationText.parse(retentionPeriod)) {
                 throw CNBackupError(.invalidInput, "\(problem); pick a newer set, or pass --allow-old-set (for data recovery only)")
             }
@@ -93,11 +108,16 @@ struct RestoreCommand: ParsableCommand {
                 printToStandardError("start it with a PostgreSQL \(outcome.serverVersion) server as the owner of the folder (chown -R postgres \(toDirectory); pg_ctl -D \(toDirectory) start): it replays the backup's WAL, then opens")
                 return
             }
+            if toDatabase != nil, let record = try? trusted.component(component), record.role == .identities || record.physical != nil {
+                throw CNBackupError(.invalidInput,
+                    "\(component) is \(record.physical != nil ? "a physical base backup: restore it with --to-directory DIR" : "not a database dump: restore it with --to PATH"); --to-database takes a pg_dump component")
+            }
             if let toDatabase {
                 var target = DatabaseRestorer.Target(host: pgHost, port: pgPort, user: pgUser, passwordFile: pgPasswordFile,
                                                      database: toDatabase, jobs: jobs, noOwner: noOwner, globalsComponent: globals,
                                                      binDirectory: pgBin)
                 target.noPrivileges = noPrivileges
+                target.restoreRole = try restoreRole.map { try RestoreRole(name: $0, passwordFile: restoreRolePasswordFile) }
                 try DatabaseRestorer(restorer: Restorer(catalog: catalog)).restore(trusted, component: component,
                                                                                    identities: keys, into: target)
                 printToStandardError("restored \(component) of \(set) into database \(toDatabase) on \(pgHost):\(pgPort)")

@@ -32,7 +32,7 @@ import CNBackupPostgres
 
     func dump(bin: String, compress: String) throws -> [UInt8]? {
         guard FileManager.default.isExecutableFile(atPath: bin + "/initdb") else { return nil }
-        let server = try ScratchPostgres(major: PostgresClients.majorVersion(ofTool: bin + "/initdb") ?? 15, binDirectory: bin)
+        let server = try ScratchPostgres(major: PostgresClients.majorVersion(ofTool: bin + "/initdb") ?? 15, binDirectory: bin, allowSameUser: true)
         defer { server.finish() }
         _ = try server.query("create database counted", database: "postgres")
         _ = try server.query(Self.setup, database: "counted")

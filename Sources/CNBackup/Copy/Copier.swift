@@ -53,7 +53,8 @@ public struct Copier: Sendable {
                         outcome.skippedObjects += 1
                         continue
                     }
-                    let tags = (try? source.store.tags(key: key)) ?? [:]
+                    // Tags are unsigned: the copy gets the ones the signed manifest implies, never the source's.
+                    let tags = SetCommitter.tags(layout: set.layout, component: record.name)
                     let stream = Progress.track(try source.store.get(key: key), name: "\(entry.setId)/\(record.name)", total: record.storedSize)
                     try destination.put(key: key, from: stream, options: PutOptions(tags: tags, sizeHint: record.storedSize))
                     outcome.copiedObjects += 1
@@ -67,16 +68,17 @@ public struct Copier: Sendable {
                         outcome.skippedObjects += 1
                         continue
                     }
-                    let tags = (try? source.store.tags(key: key)) ?? [:]
+                    let tags = SetCommitter.tags(layout: set.layout, component: record.name)
                     try destination.putBytes(key: key, try source.store.getBytes(key: key, limit: IncrementalChains.manifestLimit),
                                              options: PutOptions(tags: tags))
                     outcome.copiedObjects += 1
                 }
-                for key in [entry.layout.signatureKey, entry.layout.manifestKey] {
-                    let tags = (try? source.store.tags(key: key)) ?? [:]
-                    try destination.putBytes(key: key, try source.store.getBytes(key: key), options: PutOptions(tags: tags, ifAbsent: true))
-                    outcome.copiedObjects += 1
-                }
+                // The signature, then the manifest bytes that were verified (not a second read of them).
+                let tags = SetCommitter.tags(layout: set.layout, component: "manifest")
+                try destination.putBytes(key: set.layout.signatureKey, try source.store.getBytes(key: set.layout.signatureKey, limit: 4096),
+                                         options: PutOptions(tags: tags, ifAbsent: true))
+                try destination.putBytes(key: set.layout.manifestKey, set.manifestBytes, options: PutOptions(tags: tags, ifAbsent: true))
+                outcome.copiedObjects += 2
                 let report = try Verifier(catalog: destinationCatalog).verify(setId: entry.setId, node: entry.layout.node)
                 outcome.verified = report.components.allSatisfy(\.ok) && report.signatureValid
                 if !outcome.verified { outcome.error = "verification at the destination failed" }

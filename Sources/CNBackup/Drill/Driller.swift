@@ -23,6 +23,9 @@ public struct DrillOptions: Sendable {
     public var sampled: Bool
     /// The role a physical backup's restored server is queried as (its own superuser).
     public var physicalUser: String
+    /// Run a throwaway server under cnbackup's own user when it is not root (`--scratch-same-user`):
+    /// code from the backup could then read whatever cnbackup can, its keys included.
+    public var scratchSameUser = false
 
     public init(identities: [Identity], scratch: DrillScratch, pgBinDirectory: String?, drillKey: SigningKey,
                 drillSigners: [SignerKey], sampled: Bool = false, physicalUser: String = "postgres") {
@@ -32,7 +35,7 @@ public struct DrillOptions: Sendable {
 }
 
 /// Restores every database component of a set into scratch PostgreSQL, in the runbook order
-/// (apps, participant, sequencer, mediator; each instance's roles first), checks each restore,
+/// (apps, participant, sequencer, mediator), each as a role that owns only its database, checks each restore,
 /// compares every table's rows with the counts the capture recorded (or, when it recorded none,
 /// with the previous trusted drill of the set), checks the identities dump, times it all and
 /// writes a signed receipt next to the set, whatever the outcome.
@@ -100,8 +103,9 @@ public struct Driller: Sendable {
 
         // Scratch servers: one per source instance (throwaway), or the one pointed at.
         var servers: [String: ScratchPostgres] = [:]
-        var globalsApplied = Set<String>()
         var shared: ScratchPostgres?
+        // A clean-up that fails (a database left on a server pointed at) fails the drill.
+        func finish(_ server: ScratchPostgres) { failures += server.finish() }
         defer {
             for server in servers.values { server.finish() }
             shared?.finish()
@@ -117,7 +121,7 @@ public struct Driller: Sendable {
             let instance = Self.instance(of: record)
             defer {
                 remaining.remove(instance)
-                if remaining.count(for: instance) == 0, let server = servers.removeValue(forKey: instance) { server.finish() }
+                if remaining.count(for: instance) == 0, let server = servers.removeValue(forKey: instance) { finish(server) }
             }
             if record.physical != nil {
                 results.append(drillPhysical(record, of: set, previous: previous, options: options, log: log, versions: &versions))
@@ -134,7 +138,7 @@ public struct Driller: Sendable {
                     if let existing = servers[instance] { server = existing } else {
                         let major = Self.neededMajor(for: record, in: manifest, instance: instance, binDirectory: bin)
                         log("starting a throwaway PostgreSQL \(major) for \(instance)")
-                        server = try ScratchPostgres(major: major, binDirectory: bin)
+                        server = try ScratchPostgres(major: major, binDirectory: bin, allowSameUser: options.scratchSameUser)
                         servers[instance] = server
                     }
                 case .server(let host, let port, let user, let passwordFile, let bin):
@@ -145,26 +149,24 @@ public struct Driller: Sendable {
                 versions.insert(server.serverVersion)
                 let name = server.newDatabase(for: record.name)
                 database = name
-                // Roles first, once per instance; a server pointed at keeps no roles of ours (--no-owner instead).
-                var globals: String?
-                if server.isThrowaway, !globalsApplied.contains(instance),
-                   let g = manifest.components.first(where: { $0.name.hasSuffix("-globals") && Self.instance(of: $0) == instance }) {
-                    globals = g.name
-                    globalsApplied.insert(instance)
-                    component.checked.append("roles from \(g.name)")
-                }
+                // The dump is hostile input: it is restored and counted by a role that owns its
+                // database and nothing else, never by the server's superuser, and without the
+                // source's roles (their scripts and settings come from the backup too).
+                let role = try server.newRestoreRole()
                 var target = DatabaseRestorer.Target(host: server.host, port: server.port, user: server.user, passwordFile: server.passwordFile,
-                                                     database: name, jobs: 2, noOwner: !server.isThrowaway, globalsComponent: globals,
+                                                     database: name, jobs: 2, noOwner: true, globalsComponent: nil,
                                                      binDirectory: server.binDirectory)
-                target.noPrivileges = !server.isThrowaway
-                log("restoring \(record.name) into \(name)")
+                target.noPrivileges = true
+                target.restoreRole = role
+                component.checked.append("restored and counted as \(role.name), a role that owns only its database (no superuser, no owners, no grants)")
+                log("restoring \(record.name) into \(name) as \(role.name)")
                 let t0 = Date()
                 try DatabaseRestorer(restorer: restorer).restore(set, component: record.name,
                                                                  identities: options.identities, into: target)
                 _ = try server.query("select 1", database: name)
                 component.seconds = Date().timeIntervalSince(t0)
                 component.checked.append("pg_restore --exit-on-error exit 0 into PostgreSQL \(server.serverVersion)")
-                let counts = try Self.countRows(server: server, database: name)
+                let counts = try Self.countRows(server: server, database: name, as: role)
                 component.rowCounts = counts
                 compare(counts, record: record, previous: previous, into: &component)
                 component.status = component.mismatches.isEmpty ? .passed : .failed
@@ -176,8 +178,15 @@ public struct Driller: Sendable {
                 // The receipt sits beside the set, unencrypted: cnbackup's own message only, never a
                 // child's standard error (pg_restore prints row data in its COPY context).
                 component.reason = Self.receiptText(error)
+                // The operator's terminal gets the whole error, the child's words included.
+                log("\(record.name) failed: \(error)")
             }
-            if let database, let scratch { scratch.dropDatabase(database) }
+            if let database, let scratch {
+                do { try scratch.dropDatabase(database) } catch {
+                    component.status = .failed
+                    component.reason = (component.reason.map { $0 + "; " } ?? "") + Self.receiptText(error)
+                }
+            }
             results.append(component)
         }
         for component in results where component.status == .failed {
@@ -232,19 +241,21 @@ public struct Driller: Sendable {
     }
 
     /// Exact rows of every ordinary table outside the system schemas, in one query.
-    static func countRows(server: ScratchPostgres, database: String) throws -> [String: Int64] {
-        try PhysicalQuery(run: { try server.query($0, database: $1) }).countRows(database)
+    static func countRows(server: ScratchPostgres, database: String, as role: RestoreRole) throws -> [String: Int64] {
+        try PhysicalQuery(run: { try server.query($0, database: $1, as: role) }).countRows(database)
     }
 
     /// One statement list, no extension needed: a temporary PL/pgSQL function counts each table
     /// (`query_to_xml` would need a server built with libxml, which not every build has).
+    /// Every operator and function is schema-qualified (the session's search path holds only
+    /// pg_catalog and pg_temp too), so no operator the dump defines can stand in for ours.
     static let countSQL = """
-            create function pg_temp.cnbackup_rows(regclass) returns bigint language plpgsql as \
-            $cnb$ declare n bigint; begin execute 'select count(*) from ' || $1::text into n; return n; end $cnb$; \
-            select n.nspname || '.' || c.relname, pg_temp.cnbackup_rows(c.oid)::text \
-            from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-            where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_toast%' \
-            and n.nspname not like 'pg\\_temp%'
+            create function pg_temp.cnbackup_rows(regclass) returns bigint language plpgsql set search_path = pg_catalog, pg_temp as \
+            $cnb$ declare n bigint; begin execute 'select pg_catalog.count(*) from ' operator(pg_catalog.||) $1::pg_catalog.text into n; return n; end $cnb$; \
+            select n.nspname operator(pg_catalog.||) '.' operator(pg_catalog.||) c.relname, pg_temp.cnbackup_rows(c.oid)::pg_catalog.text \
+            from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid operator(pg_catalog.=) c.relnamespace \
+            where c.relkind operator(pg_catalog.=) 'r' and n.nspname operator(pg_catalog.<>) all (array['pg_catalog', 'information_schema']::pg_catalog.name[]) \
+            and n.nspname operator(pg_catalog.!~~) 'pg\\_toast%' and n.nspname operator(pg_catalog.!~~) 'pg\\_temp%'
             """
 
     /// The major version a throwaway instance needs: at least every server and pg_dump of the

@@ -35,8 +35,12 @@ extension Driller {
                                                                          identities: options.identities, directory: folder + "/data",
                                                                          binDirectory: options.pgBinDirectory)
             component.checked.append(outcome.verification)
-            let owner = try ScratchPostgres.unprivilegedOwner()
+            // The backup's configuration is the source's (or a writer's): none of it runs here.
+            let removed = try RestoredConfiguration.neutralize(dataDirectory: folder + "/data")
+            component.checked.append("configuration replaced by cnbackup's" + (removed.isEmpty ? "" : "; removed: " + removed.joined(separator: ", ")))
+            let owner = try ScratchPostgres.unprivilegedOwner(allowSameUser: options.scratchSameUser)
             try KeyFile.writeSecretFile(path: folder + "/hba.conf", contents: Array("local all all trust\n".utf8), what: "pg_hba file")
+            try KeyFile.writeSecretFile(path: folder + "/ident.conf", contents: [], what: "pg_ident file")
             if let owner {
                 _ = try ChildProcessStream(arguments: ["chown", "-R", "\(owner.uid):\(owner.gid)", folder]).readAll(limit: 1 << 20)
             }
@@ -46,12 +50,14 @@ extension Driller {
             if let owner { fchown(logFd, owner.uid, owner.gid) }
             let child = try ChildProcess(arguments: ScratchPostgres.command([tools + "/postgres", "-D", folder + "/data", "-p", "\(port)",
                                                                              "-c", "listen_addresses=", "-c", "unix_socket_directories=" + folder,
-                                                                             "-c", "hba_file=" + folder + "/hba.conf", "-c", "archive_mode=off",
-                                                                             "-c", "fsync=off", "-c", "logging_collector=off"], as: owner, in: folder),
+                                                                             "-c", "hba_file=" + folder + "/hba.conf", "-c", "ident_file=" + folder + "/ident.conf",
+                                                                             "-c", "fsync=off", "-c", "logging_collector=off"] + RestoredConfiguration.serverOverrides,
+                                                                            as: owner, in: folder),
                                          environment: ChildProcess.environment(adding: ["LANG": "C"]), output: .file(logFd), error: .file(logFd))
             close(logFd)
             server = child
-            let pg = PostgresConnection(host: folder, port: port, user: options.physicalUser, binDirectory: tools)
+            let pg = PostgresConnection(host: folder, port: port, user: options.physicalUser, binDirectory: tools,
+                                        environment: ["PGOPTIONS": RestoredConfiguration.superuserSessionOptions])
             func query(_ sql: String, _ database: String) throws -> String {
                 String(decoding: try ChildProcessStream(arguments: [pg.tool("psql"), "-X", "-w", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\u{1F}",
                                                                     "-d", database, "-c", sql], environment: pg.childEnvironment(passFile: nil)).readAll(limit: 256 << 20),

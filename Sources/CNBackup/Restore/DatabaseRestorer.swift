@@ -23,6 +23,10 @@ public struct DatabaseRestorer: Sendable {
         public var noPrivileges: Bool = false
         public var globalsComponent: String?
         public var binDirectory: String?
+        /// Restore as this role (it owns the new database; `user` only creates the database and the
+        /// allowed extensions), with --no-owner and --no-privileges: code in the dump then runs
+        /// with no more rights than a database owner has.
+        public var restoreRole: RestoreRole?
 
         public init(host: String, port: Int, user: String, passwordFile: String?, database: String, jobs: Int,
                     noOwner: Bool, globalsComponent: String?, binDirectory: String?) {
@@ -64,8 +68,8 @@ public struct DatabaseRestorer: Sendable {
         try withSession(clientFolder: folder, of: set, identities: identities, into: target) { session in
             try restorer.restore(set, component: component, identities: identities,
                                  to: .file(path: session.directory + "/dump", overwrite: false))
-            try session.intoNewDatabase {
-                try session.run(session.restoreArguments + (target.jobs > 1 ? ["-j", "\(target.jobs)"] : []) + [session.directory + "/dump"])
+            try session.intoNewDatabase(archives: [session.directory + "/dump"]) {
+                try session.runRestore(session.restoreArguments + (target.jobs > 1 ? ["-j", "\(target.jobs)"] : []) + [session.directory + "/dump"])
             }
         }
     }
@@ -77,27 +81,48 @@ public struct DatabaseRestorer: Sendable {
         let pg: PostgresConnection
         let directory: String
         let environment: [String: String]
+        /// How pg_restore connects: as the restore role when there is one, else as `pg`.
+        let restoreEnvironment: [String: String]
         let target: Target
 
         func run(_ arguments: [String]) throws {
             _ = try ChildProcessStream(arguments: arguments, environment: environment).readAll(limit: 16 << 20)
         }
 
-        /// pg_restore into the target database, with the owner and privilege choices.
+        func runRestore(_ arguments: [String]) throws {
+            _ = try ChildProcessStream(arguments: arguments, environment: restoreEnvironment).readAll(limit: 16 << 20)
+        }
+
+        /// pg_restore into the target database, with the owner and privilege choices (a restore
+        /// role takes neither: its database holds only what it owns).
         var restoreArguments: [String] {
             var arguments = [pg.tool("pg_restore"), "-w", "--exit-on-error", "-d", target.database]
-            if target.noOwner { arguments.append("--no-owner") }
-            if target.noPrivileges { arguments.append("--no-privileges") }
+            if target.noOwner || target.restoreRole != nil { arguments.append("--no-owner") }
+            if target.noPrivileges || target.restoreRole != nil { arguments.append("--no-privileges") }
             return arguments
         }
 
-        /// Creates the database, runs `body`, and drops the database again if `body` fails (or,
-        /// through `LastResort`, if the process ends at once while `body` runs).
-        func intoNewDatabase(_ body: () throws -> Void) throws {
-            try run([pg.tool("createdb"), "-w", target.database])
+        /// Creates the database (owned by the restore role, with the allowed extensions the
+        /// archives need), runs `body`, and drops the database again if `body` fails (or, through
+        /// `LastResort`, if the process ends at once while `body` runs).
+        func intoNewDatabase(archives: [String], _ body: () throws -> Void) throws {
+            var extensions: [String] = []
+            if let role = target.restoreRole {
+                try role.checkUnprivileged(on: pg)
+                extensions = Array(Set(try archives.flatMap { try RestoreRole.extensions(inArchive: $0, pgRestore: pg.tool("pg_restore")) })).sorted()
+                if let refused = extensions.first(where: { !RestoreRole.allowedExtensions.contains($0) }) {
+                    throw CNBackupError(.invalidInput,
+                        "the dump creates the extension \(refused), which only a superuser may create and cnbackup does not create for it (allowed: \(RestoreRole.allowedExtensions.sorted().joined(separator: ", "))): restore it by hand, as a superuser, from a dump you trust")
+                }
+            }
+            try run([pg.tool("createdb"), "-w"] + (target.restoreRole.map { ["--owner=" + $0.name] } ?? []) + [target.database])
             let created = CreatedDatabase(name: target.database, dropdb: pg.tool("dropdb"), environment: environment)
             defer { created.release() }
             do {
+                for name in extensions {
+                    try run([pg.tool("psql"), "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-d", target.database,
+                             "-c", "create extension if not exists \"\(name)\" with schema public"])
+                }
                 try body()
             } catch {
                 try? run([pg.tool("dropdb"), "-w", "--if-exists", target.database])
@@ -117,14 +142,17 @@ public struct DatabaseRestorer: Sendable {
             try? FileManager.default.removeItem(atPath: directory)
             LastResort.unregister(directory: directory)
         }
-        let session = Session(pg: pg, directory: directory, environment: pg.childEnvironment(passFile: passFile), target: target)
+        let restorePassFile = try target.restoreRole.map { try $0.connection(like: pg).makePassFile() } ?? nil
+        let restoreEnvironment = target.restoreRole.map { $0.connection(like: pg).childEnvironment(passFile: restorePassFile) }
+        let session = Session(pg: pg, directory: directory, environment: pg.childEnvironment(passFile: passFile),
+                              restoreEnvironment: restoreEnvironment ?? pg.childEnvironment(passFile: passFile), target: target)
         if let globals = target.globalsComponent {
             try restorer.restore(set, component: globals, identities: identities,
                                  to: .file(path: directory + "/globals.sql", overwrite: false))
             // Roles that exist already (the bootstrap superuser) make psql report errors; go on past them.
             try session.run([pg.tool("psql"), "-X", "-w", "-q", "-d", "postgres", "-f", directory + "/globals.sql"])
         }
-        try withExtendedLifetime(passFile) { try body(session) }
+        try withExtendedLifetime((passFile, restorePassFile)) { try body(session) }
     }
 
     /// A parallel dump: every part to a private temporary file, then pre-data, the data parts
@@ -141,10 +169,10 @@ public struct DatabaseRestorer: Sendable {
                                      to: .file(path: file(part), overwrite: false))
             }
             let base = session.restoreArguments
-            try session.intoNewDatabase {
-                try session.run(base + [file(pre)])
-                try Self.runAtMost(max(1, target.jobs), data.map { part in { try session.run(base + [file(part)]) } })
-                try session.run(base + (target.jobs > 1 ? ["-j", "\(target.jobs)"] : []) + [file(post)])
+            try session.intoNewDatabase(archives: [file(pre)]) {
+                try session.runRestore(base + [file(pre)])
+                try Self.runAtMost(max(1, target.jobs), data.map { part in { try session.runRestore(base + [file(part)]) } })
+                try session.runRestore(base + (target.jobs > 1 ? ["-j", "\(target.jobs)"] : []) + [file(post)])
             }
         }
     }
