@@ -21,6 +21,9 @@ RELEASE_BIN=$(scripts/build-image-context.sh .build-image/out | tail -n 1)
 scripts/e2e-canton.sh "$RELEASE_BIN"
 # Restore drills (~25 s): SV-like and validator-like sets drilled into throwaway PostgreSQL 15, a missing role failing the drill, a forged receipt ignored, --pg-host left as it was.
 scripts/e2e-drill.sh "$RELEASE_BIN"
+# A captured database's owner as an adversary (~15 s): hostile operators, CHECK and index functions
+# and a physical set's commands never run as a superuser in capture, drill or restore --restore-role.
+scripts/e2e-hostile.sh "$RELEASE_BIN"
 # SIGTERM during a run (~10 s): no child, grandchild, open upload or secret temporary file is left.
 scripts/e2e-signals.sh "$RELEASE_BIN"
 # Secrets (~10 s): kubernetesSecret against a fake API server over TLS, restore --as-kubernetes-secret, set age, Splice naming in validate.

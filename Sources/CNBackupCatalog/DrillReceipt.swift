@@ -9,17 +9,19 @@ public struct DrillReceipt: Codable, Sendable, Equatable {
     public static let currentFormatVersion = 1
 
     /// A drill's or a component's verdict; the raw values are what receipts store.
-    public enum Status: String, Codable, Sendable {
+    public enum Status: String, Codable, Sendable, CustomStringConvertible {
         case passed, failed, skipped
+        public var description: String { rawValue }
     }
 
     /// What a component's restored rows were compared with; the raw values are what receipts store.
-    public enum Comparison: String, Codable, Sendable {
+    public enum Comparison: String, Codable, Sendable, CustomStringConvertible {
         /// The row counts the capture recorded in the signed manifest.
         case capture
         /// The previous passing drill of the same set (a base backup carries no row counts).
         case previousDrill = "previous-drill"
         case none
+        public var description: String { rawValue }
     }
 
     public struct Component: Codable, Sendable, Equatable {

@@ -186,10 +186,11 @@ public struct ComponentRecord: Codable, Sendable, Equatable {
 }
 
 /// A section of a logical dump, as `pg_dump --section` names it (the raw values are what manifests store).
-public enum DumpSection: String, Codable, Sendable, CaseIterable {
+public enum DumpSection: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
     case preData = "pre-data"
     case data
     case postData = "post-data"
+    public var description: String { rawValue }
 }
 
 /// One archive of a parallel logical dump: the pre-data section (index 0), a data part (1...count-2,

@@ -55,6 +55,11 @@ public struct PostgresConnection: Sendable, Equatable {
         env["PGCONNECT_TIMEOUT"] = env["PGCONNECT_TIMEOUT"] ?? "30"
         if let sslMode { env["PGSSLMODE"] = sslMode }
         if let passFile { env["PGPASSFILE"] = passFile.path }
+        // A captured database's owner can set its search path (ALTER DATABASE ... SET) and put
+        // functions and operators in it that shadow the catalog's; cnbackup's sessions run as
+        // superusers often enough that none of them may take that path. A connection option
+        // beats every such setting.
+        env["PGOPTIONS"] = [env["PGOPTIONS"], "-c search_path=pg_catalog,pg_temp"].compactMap { $0 }.joined(separator: " ")
         return env
     }
 

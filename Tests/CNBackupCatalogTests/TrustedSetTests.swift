@@ -105,6 +105,8 @@ import CNBackupTestKit
     @Test func storedNamesOfDumpSectionsAndDrillVerdictsStayAsWritten() throws {
         #expect(DumpSection.allCases.map(\.rawValue) == ["pre-data", "data", "post-data"])
         #expect(DrillReceipt.Comparison.previousDrill.rawValue == "previous-drill")
+        // Text output shows the stored names too.
+        #expect("\(DrillReceipt.Comparison.previousDrill) \(DrillReceipt.Status.passed) \(DumpSection.preData)" == "previous-drill passed pre-data")
         let decoded = try JSONDecoder().decode([DrillReceipt.Status].self, from: Data(#"["passed","failed","skipped"]"#.utf8))
         #expect(decoded == [.passed, .failed, .skipped])
     }

@@ -27,10 +27,12 @@ import CNBackupPostgres
 
     @Test func aConnectionPassesItsSettingsByEnvironmentNeverByArguments() throws {
         let connection = PostgresConnection(host: "db.example", port: 6543, user: "cnadmin", sslMode: "verify-full",
-                                            binDirectory: "/opt/pg/bin", environment: ["PGOPTIONS": "-c search_path=pg_catalog"])
+                                            binDirectory: "/opt/pg/bin", environment: ["PGOPTIONS": "-c statement_timeout=5s"])
         let env = connection.childEnvironment(passFile: nil)
         #expect(env["PGHOST"] == "db.example" && env["PGPORT"] == "6543" && env["PGUSER"] == "cnadmin")
-        #expect(env["PGSSLMODE"] == "verify-full" && env["PGOPTIONS"] == "-c search_path=pg_catalog")
+        #expect(env["PGSSLMODE"] == "verify-full")
+        // The operator's options stay, and the search path a captured database sets is overridden.
+        #expect(env["PGOPTIONS"] == "-c statement_timeout=5s -c search_path=pg_catalog,pg_temp")
         #expect(env["PGPASSFILE"] == nil)
         #expect(connection.tool("psql") == "/opt/pg/bin/psql")
     }
