@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers, bottom to top; each imports only the ones below it, so a loop is a build error:
-//   C system libraries (CZstd, COpenSSL, CCurl, CMalloc): each imported by one Swift file only
+//   C system libraries (CZstd, COpenSSL, CCurl, CProcessHardening): each imported by one Swift file only
 //   CNBackupCore     errors, byte streams and channels, zstd, the OpenSSL wrapper, keys, the sealed format
 //   CNBackupHTTP     the libcurl client and the one retry policy every network caller uses
 //   CNBackupStorage  the ObjectStore protocol and its guarantees, the file store, S3, store decorators
@@ -36,7 +36,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
-        .systemLibrary(name: "CMalloc"),
+        .systemLibrary(name: "CProcessHardening"),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .target(name: "CNBackupCore", dependencies: ["CZstd", "COpenSSL"]),
         .target(name: "CNBackupHTTP", dependencies: ["CNBackupCore", "CCurl"]),
@@ -58,7 +58,7 @@ let package = Package(
         .executableTarget(
             name: "cnbackup-cli",
             dependencies: [
-                "CNBackupCore", "CNBackupStorage", "CNBackupProcess", "CNBackupPostgres", "CNBackupCatalog", "CNBackup", "CMalloc",
+                "CNBackupCore", "CNBackupStorage", "CNBackupProcess", "CNBackupPostgres", "CNBackupCatalog", "CNBackup", "CProcessHardening",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -479,6 +479,31 @@ mentions "$STORE-recover" "that it never replaces a stored object" 'never replac
 w_get "$RK/manifest.json.sig" "$F/rec.sig.after"
 cmp -s "$F/rec.sig.before" "$F/rec.sig.after" || fail "recover changed the signature of $RSET"
 if w_exists "$RK/manifest.json"; then fail "a refused recover wrote a manifest for $RSET"; fi
+
+step "[$STORE] 5. a forged orphan set: recover signs what it finds, and restore, drill and copy refuse it without --allow-recovered"
+# The writer seals its own payload to the public recipient under a new set id that no run made.
+FSET=$(date -u -d '-2 hours' +%Y%m%dT%H%M%SZ)-0f0f0f0f
+FK=rec/migration-4/serial-1/$FSET
+w_get "$RK/payload.zst.cnb" "$F/rec.real.cnb"
+python3 "$SEALER" header-info "$F/rec.real.cnb" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["description"]; d["setId"] = sys.argv[1]; d["captureStart"] = sys.argv[2]
+print(json.dumps(d))' "$FSET" "$(date -u -d '-2 hours' +%Y-%m-%dT%H:%M:%S.000Z)" >"$F/forged-description.json"
+printf 'the writer chose these bytes\n' | zstd -q -c | python3 "$SEALER" seal --recipient "$R" --description "$(cat "$F/forged-description.json")" >"$F/forged.cnb"
+w_put "$FK/payload.zst.cnb" "$F/forged.cnb"
+cnb "$STORE-recover-forged" recover --store "$URL" "$FSET" --identity "$W/secrets/r.key" --signing-key "$W/secrets/s.key" --older-than 0s
+expect "$STORE-recover-forged" 0 2
+cnb "$STORE-restore-forged" restore --store "$URL" --signer "$S" "$FSET" --component payload --identity "$W/secrets/r.key" --to "$F/forged.out"
+expect "$STORE-restore-forged" 1
+mentions "$STORE-restore-forged" "that the set was rebuilt by recover" 'allow-recovered'
+[ ! -e "$F/forged.out" ] || fail "a restore of a recovered set wrote its output without --allow-recovered"
+[ -e "$W/secrets/drill.key" ] || "$CNB" keys generate --signing --out "$W/secrets/drill.key" >/dev/null 2>>"$W/logs/keys.log"
+cnb "$STORE-drill-forged" drill --store "$URL" --signer "$S" "$FSET" --identity "$W/secrets/r.key" --drill-key "$W/secrets/drill.key"
+expect "$STORE-drill-forged" 1
+mentions "$STORE-drill-forged" "that the set was rebuilt by recover" 'allow-recovered'
+cnb "$STORE-copy-forged" copy --from "$URL" --to "file://$W/copy-forged-$STORE" --signer "$S" "$FSET"
+expect "$STORE-copy-forged" 2
+mentions "$STORE-copy-forged" "that the set was rebuilt by recover" 'allow-recovered'
 ATTACKED+=("$STORE")
 }
 

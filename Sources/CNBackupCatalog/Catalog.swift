@@ -80,6 +80,10 @@ public struct CatalogEntry: Sendable {
     public let isFutureDated: Bool
     /// Whether recovered sets count as complete backups (an operator's explicit choice).
     package let countsRecovered: Bool
+    /// The store did not answer for this set (time-outs, 5xx after retries): an outage, not an
+    /// attack, and not a verdict on the set. While any entry is unreadable, `prune --apply`
+    /// deletes nothing and `check-freshness` fails with an error rather than STALE.
+    public let isUnreadable: Bool
 
     public var isTrusted: Bool { trusted != nil }
     /// A backup counts only when its manifest is trusted and says complete; a set rebuilt by
@@ -104,7 +108,9 @@ public struct CatalogEntry: Sendable {
         return trusted
     }
 
-    package init(layout: SetLayout, manifest: Manifest?, manifestBytes: [UInt8], signature: SignatureStatus, problems: [String], isFutureDated: Bool, countsRecovered: Bool) {
+    package init(layout: SetLayout, manifest: Manifest?, manifestBytes: [UInt8], signature: SignatureStatus, problems: [String], isFutureDated: Bool,
+                 countsRecovered: Bool, isUnreadable: Bool = false) {
+        self.isUnreadable = isUnreadable
         self.layout = layout
         self.manifest = manifest
         self.manifestBytes = manifestBytes
@@ -177,7 +183,9 @@ public struct Catalog: Sendable {
         var layouts: [SetLayout] = []
         var manifestDirectories = Set<String>()
         var signatures: [SetLayout] = []
+        var sizes: [String: Int64] = [:]
         for info in try store.list(prefix: prefix) {
+            sizes[info.key] = info.size
             guard let (layout, name) = SetLayout.parse(key: info.key) else {
                 ignored.append(IgnoredKey(key: Self.printable(info.key), reason: SetLayout.whyNotParsed(key: info.key)))
                 continue
@@ -188,7 +196,7 @@ public struct Catalog: Sendable {
         for layout in signatures where !manifestDirectories.contains(layout.directory) {
             ignored.append(IgnoredKey(key: layout.signatureKey, reason: "a signature without a manifest: not a set (a run that died, or a writer's)"))
         }
-        let entries = try layouts.map { try load($0, now: now) }
+        let entries = try layouts.map { try load($0, listedSize: sizes[$0.manifestKey], now: now) }
             .sorted { ($0.layout.setId, $0.layout.directory) < ($1.layout.setId, $1.layout.directory) }
         return (entries, ignored)
     }
@@ -225,15 +233,25 @@ public struct Catalog: Sendable {
         try entry(setId: setId, node: node).requireTrusted()
     }
 
-    package func load(_ layout: SetLayout, now: Date = Date()) throws -> CatalogEntry {
+    package func load(_ layout: SetLayout, listedSize: Int64? = nil, now: Date = Date()) throws -> CatalogEntry {
         var problems: [String] = []
+        func unusable(_ reason: String, unreadable: Bool = false) -> CatalogEntry {
+            CatalogEntry(layout: layout, manifest: nil, manifestBytes: [], signature: .missing, problems: [reason],
+                         isFutureDated: false, countsRecovered: countRecovered, isUnreadable: unreadable)
+        }
+        if let listedSize, listedSize > Self.manifestLimit {
+            return unusable("the manifest is listed at \(listedSize) bytes, more than any manifest (\(Self.manifestLimit)): not read")
+        }
         let bytes: [UInt8]
         do {
             bytes = try store.getBytes(key: layout.manifestKey, limit: Self.manifestLimit)
-        } catch let error as CNBackupError where error.code == .invalidInput || error.code == .notFound {
-            // Too large, vanished or unreadable as one object: this set is untrusted, the others stand.
-            return CatalogEntry(layout: layout, manifest: nil, manifestBytes: [], signature: .missing,
-                                problems: ["the manifest cannot be read: \(error.message)"], isFutureDated: false, countsRecovered: countRecovered)
+        } catch let error as CNBackupError where error.isTransient {
+            return unusable("the store did not answer for the manifest: \(error.message)", unreadable: true)
+        } catch let error as CNBackupError {
+            // Whatever the object makes the store answer (too large, vanished, a storage class that
+            // needs a restore, a customer key it was written with, an unreadable file): this set
+            // is untrusted with the reason, the others stand.
+            return unusable("the manifest cannot be read: \(error.message)")
         }
         let signature: SignatureStatus
         do {
@@ -248,8 +266,13 @@ public struct Catalog: Sendable {
             }
         } catch let error as CNBackupError where error.code == .notFound {
             signature = .missing
+        } catch let error as CNBackupError where error.isTransient {
+            return unusable("the store did not answer for the signature: \(error.message)", unreadable: true)
         } catch let error as CNBackupError where error.code == .authentication || error.code == .invalidInput || error.code == .integrity {
             signature = .malformed
+        } catch let error as CNBackupError {
+            signature = .malformed
+            problems.append("the signature cannot be read: \(error.message)")
         }
         var manifest: Manifest?
         var future = false

@@ -20,7 +20,7 @@ struct CheckFreshnessCommand: ParsableCommand {
     @Option(help: "A CA bundle for the Pushgateway's TLS certificate.") var pushgatewayCaFile: String?
     @Option(help: "The node's pruning retention period, e.g. 30d: also report gaps in the history longer than it allows (exit 2).") var retentionPeriod: String?
     @Option(help: "Safety margin below the retention period.") var margin = "1d"
-    @Option(help: "Also fail (exit 2) when the node's newest passing restore drill, signed by a --drill-signer key, is older than this, e.g. 7d.") var maxDrillAge: String?
+    @Option(help: "Also fail (exit 2) when the node's newest restore drill (signed by a --drill-signer key, of a set captured within this plus --max-age) failed or is older than this, e.g. 7d.") var maxDrillAge: String?
     @OptionGroup var drillSignerOptions: DrillSignerOptions
     @Flag(help: "JSON output.") var json = false
 
@@ -38,9 +38,11 @@ struct CheckFreshnessCommand: ParsableCommand {
             if let problem = policy?.problem { throw CNBackupError(.invalidInput, flagNames(problem)) }
             let gateway = try pushgateway.map { try Pushgateway(url: $0, caFile: pushgatewayCaFile) }
             let report = try FreshnessCheck(catalog: catalog).check(node: node, maxAge: try DurationText.parse(maxAge), retention: policy)
-            fresh = report.fresh && (report.gaps ?? []).isEmpty
+            let setFresh = report.fresh && (report.gaps ?? []).isEmpty
+            fresh = setFresh
             var text = report.prometheusText
             var drillLine: String?
+            var drillVerdict: DrillFreshness?
             let drillSigners = try drillSignerOptions.load()
             if !drillSigners.isEmpty {
                 let entries = try catalog.entries(node: node)
@@ -48,21 +50,25 @@ struct CheckFreshnessCommand: ParsableCommand {
                 let history = DrillHistory(receipts: receipts)
                 text += drillMetricsText(node: node, newest: history.newest, newestPassing: history.newestPassing)
                 if let maxDrillAge {
-                    let limit = try DurationText.parse(maxDrillAge)
-                    let age = history.newestPassing?.atDate.map { Date().timeIntervalSince($0) }
-                    let drillFresh = age.map { $0 <= limit } ?? false
-                    fresh = fresh && drillFresh
-                    drillLine = age.map { "\(node): newest passing drill \(history.newestPassing!.setId) at \(history.newestPassing!.at), \(DurationText.format($0)) old: \(drillFresh ? "recent" : "TOO OLD (more than \(maxDrillAge))")" }
-                        ?? "\(node): no passing restore drill signed by a pinned drill key: TOO OLD"
+                    let verdict = DrillFreshness.judge(receipts: receipts, sets: entries.compactMap(\.trusted),
+                                                       maxDrillAge: try DurationText.parse(maxDrillAge), maxAge: try DurationText.parse(maxAge))
+                    drillVerdict = verdict
+                    fresh = fresh && verdict.fresh
+                    if let newest = verdict.newest, let age = verdict.ageSeconds {
+                        let why = !newest.passed ? "FAILED (\(newest.failures.first ?? "see its receipt"))" : verdict.fresh ? "recent" : "TOO OLD (more than \(maxDrillAge))"
+                        drillLine = "\(node): newest drill \(newest.setId) at \(newest.at), \(DurationText.format(age)) old: \(why)"
+                    } else {
+                        drillLine = "\(node): no restore drill of a recent set signed by a pinned drill key: TOO OLD"
+                    }
                 }
             }
             if let metricsFile { try writeMetricsFile(text, to: metricsFile) }
             try gateway?.push(text, job: "cnbackup_freshness", node: node)
             defer { if let drillLine, !json { print(drillLine) } }
             if json {
-                try printJSON(FreshnessJSON(report))
+                try printJSON(FreshnessJSON(report, setFresh: setFresh, fresh: fresh, drill: drillVerdict))
             } else if let id = report.newestCompleteSetId, let age = report.ageSeconds {
-                print("\(node): newest complete set \(id), \(Int(age / 60)) minutes old: \(fresh ? "fresh" : "STALE (more than \(maxAge))")")
+                print("\(node): newest complete set \(id), \(Int(age / 60)) minutes old: \(setFresh ? "fresh" : report.fresh ? "fresh, but the history has gaps" : "STALE (more than \(maxAge))")")
             } else {
                 print("\(node): no complete, signed set in \(storeOptions.store): STALE")
             }

@@ -17,6 +17,7 @@ struct CopyCommand: ParsableCommand {
     @Option(help: "Only this node's sets.") var node: String?
     @Flag(help: "Copy every trusted set the destination lacks (the default without SET ids).") var missing = false
     @Argument(help: "Set ids to copy.") var sets: [String] = []
+    @Flag(help: "Copy sets that `cnbackup recover` rebuilt too.") var allowRecovered = false
     @Flag(help: "JSON output.") var json = false
 
     @OptionGroup var progress: ProgressOptions
@@ -25,7 +26,8 @@ struct CopyCommand: ParsableCommand {
         var ok = false
         try reporting {
             let source = try signerOptions.catalog(try StoreSettings(parsing: from).open())
-            let copier = Copier(source: source, destination: try StoreSettings(parsing: to).open())
+            var copier = Copier(source: source, destination: try StoreSettings(parsing: to).open())
+            copier.allowRecovered = allowRecovered
             let outcomes = try copier.copy(setIds: sets.isEmpty ? nil : sets, node: node)
             ok = outcomes.allSatisfy { $0.error == nil && $0.verified }
             if json { try printJSON(CopyJSON(outcomes, ok: ok)) } else {

@@ -104,21 +104,41 @@ struct PruneJSON: Encodable {
 }
 
 struct FreshnessJSON: Encodable {
+    /// The drill a verdict rests on.
+    struct DrillRef: Encodable {
+        var setId: String
+        var at: String
+    }
     var schemaVersion = jsonSchemaVersion
     var node: String
     var newestCompleteSetId: String?
     var newestCompleteCapture: Date?
     var ageSeconds: Double?
     var maxAgeSeconds: Double
+    /// The whole verdict: the sets are fresh (and, with --max-drill-age, so are the drills); exit 0.
     var fresh: Bool
+    /// The newest complete set is younger than --max-age and the history has no gap.
+    var setFresh: Bool
+    /// With --max-drill-age: the newest drill of a recent set passed and is recent enough.
+    var drillFresh: Bool?
+    /// With --max-drill-age: passed, failed, or none.
+    var drillStatus: String?
+    var drillAgeSeconds: Double?
+    var drill: DrillRef?
     var untrustedSets: Int
     var partialSets: Int
     var components: [FreshnessReport.Component]
     var gaps: [GapJSON]?
-    init(_ r: FreshnessReport) {
+    init(_ r: FreshnessReport, setFresh: Bool, fresh: Bool, drill verdict: DrillFreshness?) {
         node = r.node; newestCompleteSetId = r.newestCompleteSetId; newestCompleteCapture = r.newestCompleteCapture
-        ageSeconds = r.ageSeconds; maxAgeSeconds = r.maxAgeSeconds; fresh = r.fresh; untrustedSets = r.untrustedSets
-        partialSets = r.partialSets; components = r.components; gaps = r.gaps?.map(GapJSON.init)
+        ageSeconds = r.ageSeconds; maxAgeSeconds = r.maxAgeSeconds; self.fresh = fresh; self.setFresh = setFresh
+        untrustedSets = r.untrustedSets; partialSets = r.partialSets; components = r.components; gaps = r.gaps?.map(GapJSON.init)
+        if let verdict {
+            drillFresh = verdict.fresh
+            drillStatus = verdict.newest.map(\.status.rawValue) ?? "none"
+            drillAgeSeconds = verdict.ageSeconds
+            drill = verdict.newest.map { DrillRef(setId: $0.setId, at: $0.at) }
+        }
     }
 }
 

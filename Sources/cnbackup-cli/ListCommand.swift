@@ -11,6 +11,7 @@ struct SetSummary: Encodable {
     var kind: String?
     var epoch: Epoch
     var captureStart: String?
+    /// complete | partial (a trusted manifest's word), untrusted, or unreadable (the store did not answer).
     var status: String?
     var complete: Bool
     /// Rebuilt by `cnbackup recover` from object headers.
@@ -35,7 +36,9 @@ struct SetSummary: Encodable {
         kind = entry.manifest?.node.kind.rawValue
         epoch = entry.layout.epoch
         captureStart = entry.manifest?.captureStart
-        status = entry.manifest?.status.rawValue
+        // What the signed manifest says, only when it is trusted: an untrusted manifest's own
+        // words ("complete") are whatever its writer chose.
+        status = entry.isUnreadable ? "unreadable" : entry.trusted.map { $0.manifest.status.rawValue } ?? "untrusted"
         complete = entry.isCompleteBackup
         recovered = entry.manifest?.recovered == true
         signature = entry.signature.shortName

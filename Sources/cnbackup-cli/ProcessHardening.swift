@@ -1,4 +1,4 @@
-import CMalloc
+import CProcessHardening
 import Foundation
 import CNBackupCore
 import CNBackupStorage
@@ -18,6 +18,14 @@ import CNBackupStorage
 func useFlatMemoryAllocation() {
     _ = cnb_set_arena_max(1)
     _ = cnb_set_mmap_threshold(4 << 20)
+}
+
+/// No other process of the same user may read this one's memory or environment through
+/// /proc/<pid>/mem or ptrace (a scratch PostgreSQL run as the same user, or a child that runs code
+/// from a backup), and no core dump is written: key material lives in this memory.
+func makeUndumpable() {
+    disableCoreDumps()
+    _ = cnb_set_undumpable()
 }
 
 /// A child that stops reading (pg_restore --list once it has the table of contents, a consumer

@@ -28,7 +28,8 @@ enum StopSignals {
     /// Takes SIGTERM and SIGINT over from their default action (which would leave children and
     /// temporary files behind). Called once, first thing in main.
     static func install() {
-        for number in [SIGTERM, SIGINT] {
+        // SIGHUP (a closed terminal or session) and SIGQUIT stop a command the same way.
+        for number in [SIGTERM, SIGINT, SIGHUP, SIGQUIT] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             source.setEventHandler { received(number) }
@@ -89,5 +90,13 @@ enum StopSignals {
         if let number = stoppedBy { endNow(number) }
     }
 
-    private static func name(_ number: Int32) -> String { number == SIGTERM ? "SIGTERM" : number == SIGINT ? "SIGINT" : "signal \(number)" }
+    private static func name(_ number: Int32) -> String {
+        switch number {
+        case SIGTERM: return "SIGTERM"
+        case SIGINT: return "SIGINT"
+        case SIGHUP: return "SIGHUP"
+        case SIGQUIT: return "SIGQUIT"
+        default: return "signal \(number)"
+        }
+    }
 }

@@ -3,8 +3,8 @@ import Foundation
 import CNBackupCore
 import CNBackupStorage
 
-// Key material lives in this process's memory: a core dump would write it to disk.
-disableCoreDumps()
+// Key material lives in this process's memory: no core dump, no reading it from outside.
+makeUndumpable()
 useFlatMemoryAllocation()
 ignoreBrokenPipes()
 StopSignals.install()

@@ -237,14 +237,18 @@ func temporaryDirectory() throws -> String {
         let plan = try JSONDecoder().decode(Plan.self, from: try cli(["restore"] + store + [newest, "--plan", "--json"]).stdout)
         #expect(plan.id == newest && plan.steps.count >= 3 && plan.schemaVersion == 1)
 
+        // A recovered set is restored only when the operator says so.
+        let refused = try cli(["restore"] + store + [newest, "--component", "data", "--to", dir + "/refused", "--identity", dir + "/ops"])
+        #expect(refused.status == 1 && refused.stderr.contains("--allow-recovered") && !FileManager.default.fileExists(atPath: dir + "/refused"))
+
         // On a terminal (script(1) gives one) restore shows progress; through a pipe it does not.
-        let command = ([cnbackupBinary(), "restore"] + store + [newest, "--component", "data", "--to", dir + "/out", "--identity", dir + "/ops"])
+        let command = ([cnbackupBinary(), "restore"] + store + [newest, "--component", "data", "--to", dir + "/out", "--identity", dir + "/ops", "--allow-recovered"])
             .map { "'\($0)'" }.joined(separator: " ")
         let transcript = dir + "/transcript"
         #expect(try shell("script -qec \"\(command)\" /dev/null > '\(transcript)' 2>&1") == 0)
         let shown = try String(contentsOfFile: transcript, encoding: .utf8)
         #expect(shown.contains("data: 2.9 MiB in "), "\(shown)")
-        let piped = try cli(["restore"] + store + [newest, "--component", "data", "--to", dir + "/out2", "--identity", dir + "/ops"])
+        let piped = try cli(["restore"] + store + [newest, "--component", "data", "--to", dir + "/out2", "--identity", dir + "/ops", "--allow-recovered"])
         #expect(piped.status == 0 && !piped.stderr.contains("MiB in "))
     }
 }

@@ -13,6 +13,9 @@ public struct Copier: Sendable {
     public let source: Catalog
     public let destination: any ObjectStore
 
+    /// Copy sets that `recover` rebuilt too (an operator's explicit choice).
+    public var allowRecovered = false
+
     public init(source: Catalog, destination: any ObjectStore) {
         self.source = source; self.destination = destination
     }
@@ -41,6 +44,9 @@ public struct Copier: Sendable {
                     throw CNBackupError(.authentication, "not copied: signature \(entry.signature)")
                 }
                 let manifest = set.manifest
+                if set.recovered, !allowRecovered {
+                    throw CNBackupError(.authentication, "not copied: the set was rebuilt by `cnbackup recover` (pass --allow-recovered to copy it)")
+                }
                 if setIds == nil, try destination.head(key: entry.layout.manifestKey) != nil {
                     outcome.skippedObjects = manifest.components.count + 2
                     outcome.verified = try Verifier(catalog: destinationCatalog).verify(setId: entry.setId, node: entry.layout.node).ok

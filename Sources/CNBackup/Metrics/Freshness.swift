@@ -31,6 +31,12 @@ public struct FreshnessCheck: Sendable {
     ///   are reported too (the same rule prune applies).
     public func check(node: String, maxAge: TimeInterval, retention: RetentionPolicy? = nil, now: Date = Date()) throws -> FreshnessReport {
         let entries = try catalog.entries(node: node)
+        // An outage is not an attack and not a stale backup: say the store failed, not STALE.
+        let unreadable = entries.filter(\.isUnreadable)
+        if !unreadable.isEmpty {
+            throw CNBackupError(.storage, "the store did not answer for \(unreadable.count) set(s) of \(node) (\(unreadable.prefix(3).map(\.setId).joined(separator: ", "))): freshness cannot be judged until it does; check the store's health",
+                                cause: unreadable.first?.problems.first, transient: true)
+        }
         let complete = entries.filter(\.isCompleteBackup).compactMap { entry in
             entry.manifest.flatMap { m in m.captureStartDate.map { (entry, m, $0) } }
         }.max { $0.2 < $1.2 }
@@ -81,5 +87,28 @@ extension FreshnessReport {
     /// Writes the metrics atomically (temporary file, then rename), as the textfile collector expects.
     public func writeMetrics(to path: String) throws {
         try PrometheusText.write(prometheusText, to: path)
+    }
+}
+
+/// Whether a node's restore drills are recent and passing, the verdict `check-freshness
+/// --max-drill-age` gives beside the sets' own.
+public struct DrillFreshness: Sendable, Equatable {
+    /// The newest drill of a set that is itself recent enough to count.
+    public var newest: DrillReceipt?
+    public var ageSeconds: Double?
+    /// The newest such drill passed and is at most `maxDrillAge` old.
+    public var fresh: Bool
+
+    /// Only drills of sets captured within `maxDrillAge + maxAge` count: a passing drill of a
+    /// year-old set says nothing about whether today's sets restore. The newest counting drill
+    /// decides, so a failed drill is not hidden by an older one that passed.
+    public static func judge(receipts: [DrillReceipt], sets: [TrustedSet], maxDrillAge: TimeInterval, maxAge: TimeInterval,
+                             now: Date = Date()) -> DrillFreshness {
+        let recentSets = Set(sets.filter { set in
+            set.manifest.captureStartDate.map { now.timeIntervalSince($0) <= maxDrillAge + maxAge } ?? false
+        }.map(\.setId))
+        let newest = receipts.filter { recentSets.contains($0.setId) }.max { $0.at < $1.at }
+        let age = newest?.atDate.map { now.timeIntervalSince($0) }
+        return DrillFreshness(newest: newest, ageSeconds: age, fresh: newest?.passed == true && (age.map { $0 <= maxDrillAge } ?? false))
     }
 }

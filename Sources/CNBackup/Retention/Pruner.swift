@@ -15,6 +15,13 @@ public struct Pruner: Sendable {
     public func plan(node: String, now: Date = Date()) throws -> (RetentionPlan, [CatalogEntry]) {
         let entries = try catalog.entries(node: node)
         var plan = RetentionPlanner.plan(Self.candidates(entries), policy: policy, now: now)
+        // A set the store did not answer for could be the one that makes others redundant, or be
+        // redundant itself: nothing is decided on a partial view.
+        let unreadable = entries.filter(\.isUnreadable).map(\.setId)
+        if !unreadable.isEmpty {
+            plan.refusedToDelete = "the store did not answer for \(unreadable.count) set(s) (\(unreadable.prefix(5).joined(separator: ", "))): prune deletes nothing until every set reads"
+            plan.decisions = plan.decisions.map { RetentionDecision(setId: $0.setId, keep: true, reasons: $0.keep ? $0.reasons : ["kept: the store did not answer for every set"] + $0.reasons) }
+        }
         // Before deleting anything, the newest complete set must still be whole in the store.
         if plan.refusedToDelete == nil, !plan.deletedSetIds.isEmpty,
            let newest = entries.filter(\.isCompleteBackup).max(by: { ($0.manifest?.captureStart ?? "") < ($1.manifest?.captureStart ?? "") }) {
