@@ -180,6 +180,12 @@ w_put() {   # w_put KEY FILE
     s3) K=$PFX/$1 F=$2 s3py 'c.put_object(Bucket=b, Key=os.environ["K"], Body=open(os.environ["F"], "rb").read())' ;;
   esac
 }
+w_names() {   # w_names FOLDER: the names of the objects in FOLDER, one a line
+  case $STORE in
+    file) ls "$FS/$1" ;;
+    s3) K=$PFX/$1/ s3py 'print("\n".join(o["Key"].rsplit("/", 1)[1] for o in c.list_objects_v2(Bucket=b, Prefix=os.environ["K"]).get("Contents", [])))' ;;
+  esac
+}
 w_get() {   # w_get KEY FILE
   case $STORE in
     file) cp "$FS/$1" "$2" ;;
@@ -276,8 +282,8 @@ real_run RUN2 atk s.key
 cnb "$STORE-list-real" list --store "$URL" --signer "$S" --node atk --json; expect "$STORE-list-real" 0
 read -r SET1 SET2 < <(python3 -c 'import json, sys; print(" ".join(s["id"] for s in json.load(open(sys.argv[1]))["sets"]))' "$W/logs/$STORE-list-real.out")
 [ "$(printf '%s\n' "$SET1" "$SET2" | sort)" = "$(printf '%s\n' "$RUN1" "$RUN2" | sort)" ] || fail "list --node atk: not the two sets just made: $(head -c 400 "$W/logs/$STORE-list-real.out")"
-OBJ1=$A/$SET1/payload.zst.cnb
 F=$W/forge/$STORE
+OBJ1=$A/$SET1/$(w_names "$A/$SET1" | grep -E '^payload-[0-9a-f]{16}\.zst\.cnb$') || fail "no payload-<16 hex>.zst.cnb in $A/$SET1"
 mkdir -p "$F" "$W/out/$STORE"
 w_get "$OBJ1" "$F/real.cnb"
 REAL_SIZE=$(size_of "$F/real.cnb")
@@ -335,14 +341,15 @@ ODD=(odd..node/migration-4/serial-1/20261101T000000Z-00000001
 LONE=atk/migration-4/serial-1/20261102T000000Z-0000000a
 ORPHAN=atk/migration-4/serial-1/20261103T000000Z-0000000b
 head -c 4096 /dev/urandom >"$F/random"
+MN2=$(w_names "$A/$SET2" | grep -E '^manifest-[0-9a-f]{16}\.json$') || fail "no manifest-<16 hex>.json in $A/$SET2"
 # Decoys of the newest set: another node, and the same node at another epoch; odd keys hold a copy
 # of a real manifest; a stray object sits inside a real set, named by no manifest.
 w_batch <<OPS
 put $JUNK/manifest.json $W/forge/junk-20MiB
 copy $A/$SET2 atk-decoy/migration-4/serial-1/$SET2
 copy $A/$SET2 atk/migration-4/serial-2/$SET2
-get $A/$SET2/manifest.json $F/manifest.json
-get $A/$SET2/manifest.json.sig $F/manifest.json.sig
+get $A/$SET2/$MN2 $F/manifest.json
+get $A/$SET2/$MN2.sig $F/manifest.json.sig
 $(for k in "${ODD[@]}"; do echo "put $k/manifest.json $F/manifest.json"; done)
 put $LONE/manifest.json.sig $F/manifest.json.sig
 put $ORPHAN/payload.zst.cnb $F/random
@@ -471,24 +478,80 @@ check "$STORE-pins-global" list "trusted=sig-b/migration-4/serial-1/$SIGB" "trus
 step "[$STORE] 5. recover never replaces a signature"
 real_run RSET rec s.key
 RK=rec/migration-4/serial-1/$RSET
-w_get "$RK/manifest.json.sig" "$F/rec.sig.before"
-w_del "$RK/manifest.json"
+RMN=$(w_names "$RK" | grep -E '^manifest-[0-9a-f]{16}\.json$') || fail "no manifest-<16 hex>.json in $RK"
+w_get "$RK/$RMN.sig" "$F/rec.sig.before"
+w_del "$RK/$RMN"
 cnb "$STORE-recover" recover --store "$URL" "$RSET" --identity "$W/secrets/r.key" --signing-key "$W/secrets/s.key" --older-than 0s
 expect "$STORE-recover" 1
 mentions "$STORE-recover" "that it never replaces a stored object" 'never replace'
-w_get "$RK/manifest.json.sig" "$F/rec.sig.after"
+w_get "$RK/$RMN.sig" "$F/rec.sig.after"
 cmp -s "$F/rec.sig.before" "$F/rec.sig.after" || fail "recover changed the signature of $RSET"
-if w_exists "$RK/manifest.json"; then fail "a refused recover wrote a manifest for $RSET"; fi
+if w_names "$RK" | grep -qE '^manifest-[0-9a-f]{16}\.json$'; then fail "a refused recover wrote a manifest for $RSET"; fi
+
+if [ "$STORE" = s3 ]; then
+step "[$STORE] 5. a squatter who lists the bucket and plants objects at a new set's names during the run"
+# The run's second capture takes two seconds, so its folder is visible (the first object landed)
+# well before it commits. The squatter puts, only where nothing is yet: every name a run of the
+# old layout would have written next, junk at a manifest name of the new shape, and a copy of a
+# real set's signed manifest and signature (a decoy that verifies, but not where it sits).
+SQ=$STORE-run-squat
+cat >"$W/p/$SQ.yaml" <<YAML
+version: 1
+node: { name: squat, kind: generic }
+epoch: { migrationId: 4, serial: 1 }
+store: $STORE_YAML
+encryption: { recipients: [ "$R" ] }
+signing: { keyFile: "$W/secrets/s.key" }
+captures:
+  - { name: fast, role: other, command: [ printf, "$PAYLOAD" ] }
+  - { name: slow, role: other, command: [ sh, -c, "sleep 2; printf '%s' '$PAYLOAD'" ] }
+YAML
+K=$PFX/squat/ REAL="$PFX/$A/$SET2/" PLANTED="$F/planted" s3py '
+import time
+planted, seen = [], set()
+deadline = time.time() + 20
+while time.time() < deadline and not planted:
+    for o in c.list_objects_v2(Bucket=b, Prefix=os.environ["K"]).get("Contents", []):
+        folder = o["Key"].rsplit("/", 1)[0]
+        if folder in seen: continue
+        seen.add(folder)
+        for name in ["manifest.json", "manifest.json.sig", "slow.zst.cnb", "fast.zst.cnb", "manifest-0123456789abcdef.json",
+                     "manifest-0123456789abcdef.json.sig"]:
+            try:
+                c.put_object(Bucket=b, Key=folder + "/" + name, Body=b"squatted " + name.encode(), IfNoneMatch="*")
+                planted.append(name)
+            except Exception as e:
+                pass
+        # The signed manifest and signature of a real set, copied in: they verify, but not here.
+        for r in c.list_objects_v2(Bucket=b, Prefix=os.environ["REAL"]).get("Contents", []):
+            name = r["Key"].rsplit("/", 1)[1]
+            if name.startswith("manifest"):
+                c.put_object(Bucket=b, Key=folder + "/" + name, Body=c.get_object(Bucket=b, Key=r["Key"])["Body"].read())
+                planted.append("copy of " + name)
+    time.sleep(0.02)
+open(os.environ["PLANTED"], "w").write("\n".join(planted))
+' &
+SQUATTER=$!
+cnb "$SQ" run "$W/p/$SQ.yaml"
+wait $SQUATTER || true
+expect "$SQ" 0
+[ -s "$F/planted" ] || fail "the squatter never saw the run's folder: the test proves nothing"
+SQSET=$(grep -oE "set $SETID_RE complete" "$W/logs/$SQ.out" | grep -oE "$SETID_RE") || fail "the squatted run did not commit a complete set"
+cnb "$STORE-list-squat" list --store "$URL" --signer "$S" --node squat --json; expect "$STORE-list-squat" 0 2
+check "$STORE-list-squat" list "trusted=squat/migration-4/serial-1/$SQSET" "ignored=squat/migration-4/serial-1/$SQSET/manifest.json"
+echo "   the squatter planted: $(tr '\n' ' ' <"$F/planted"); the run committed $SQSET complete"
+fi
 
 step "[$STORE] 5. a forged orphan set: recover signs what it finds, and restore, drill and copy refuse it without --allow-recovered"
 # The writer seals its own payload to the public recipient under a new set id that no run made.
-FSET=$(date -u -d '-2 hours' +%Y%m%dT%H%M%SZ)-0f0f0f0f
+FAT=$(date -u -d '-2 hours' +%s)
+FSET=$(date -u -d "@$FAT" +%Y%m%dT%H%M%SZ)-0f0f0f0f
 FK=rec/migration-4/serial-1/$FSET
-w_get "$RK/payload.zst.cnb" "$F/rec.real.cnb"
+w_get "$RK/$(w_names "$RK" | grep -E '^payload-[0-9a-f]{16}\.zst\.cnb$' | head -1)" "$F/rec.real.cnb"
 python3 "$SEALER" header-info "$F/rec.real.cnb" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)["description"]; d["setId"] = sys.argv[1]; d["captureStart"] = sys.argv[2]
-print(json.dumps(d))' "$FSET" "$(date -u -d '-2 hours' +%Y-%m-%dT%H:%M:%S.000Z)" >"$F/forged-description.json"
+print(json.dumps(d))' "$FSET" "$(date -u -d "@$FAT" +%Y-%m-%dT%H:%M:%S.000Z)" >"$F/forged-description.json"
 printf 'the writer chose these bytes\n' | zstd -q -c | python3 "$SEALER" seal --recipient "$R" --description "$(cat "$F/forged-description.json")" >"$F/forged.cnb"
 w_put "$FK/payload.zst.cnb" "$F/forged.cnb"
 cnb "$STORE-recover-forged" recover --store "$URL" "$FSET" --identity "$W/secrets/r.key" --signing-key "$W/secrets/s.key" --older-than 0s

@@ -356,12 +356,13 @@ cnb verify "${STORE_ARGS[@]}" "$SET" --json >"$W/out/verify.json" 2>"$W/logs/ver
 MARK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["identities"]["sv_party_id"])' "$SV_DUMP")
 if grep -rqaF -- "$MARK" "$W/weed" "$W/tmp"; then fail "the identities dump's plaintext is on disk in the store or TMPDIR"; fi
 s3py "
+import re
 keys = [o['Key'] for o in c.list_objects_v2(Bucket=b, Prefix='e2e/').get('Contents', [])]
 need = ['apps-cantonnet_sv', 'apps-cantonnet_scan', 'apps-cantonnet_validator', 'apps-globals', 'participant-participant_3',
         'sequencer', 'mediator', 'identities', 'cometbft']
 for n in need:
-    assert any(k.endswith('/$SET/' + n + '.zst.cnb') for k in keys), 'no object for component ' + n + ' in ' + repr(keys)
-assert any(k.endswith('/$SET/manifest.json') for k in keys), 'no manifest'
+    assert any(re.search('/$SET/' + re.escape(n) + '-[0-9a-f]{16}[.]zst[.]cnb\\Z', k) for k in keys), 'no object for component ' + n + ' in ' + repr(keys)
+assert any(re.search('/$SET/manifest-[0-9a-f]{16}[.]json\\Z', k) for k in keys), 'no manifest'
 " || fail "the store does not hold the expected objects"
 
 restore() {   # restore COMPONENT FILE [SET]
@@ -488,8 +489,9 @@ broken_run broken-json /api/validator/v0/admin/participant/identities "not a JSO
   || fail "a 500 from the identities endpoint was not retried"
 s3py "
 keys = [o['Key'] for o in c.list_objects_v2(Bucket=b, Prefix='e2e/broken-e2e/').get('Contents', [])]
-assert not any(k.endswith('/identities.zst.cnb') for k in keys), 'an identities object was stored from a failed fetch: %r' % keys
-assert sum(k.endswith('/other.zst.cnb') for k in keys) == 2, keys
+import re
+assert not any(re.search('/identities-[0-9a-f]{16}[.]zst[.]cnb\\Z', k) for k in keys), 'an identities object was stored from a failed fetch: %r' % keys
+assert sum(bool(re.search('/other-[0-9a-f]{16}[.]zst[.]cnb\\Z', k)) for k in keys) == 2, keys
 " || fail "the failed identities fetches left objects behind, or the other components were not stored"
 
 # Nothing left behind in cnbackup's TMPDIR (temporary pgpass files and the like).

@@ -63,8 +63,8 @@ pipeline sv1 "$(capture apps apps sv_apps true)" "$(capture participant particip
   "$(capture sequencer sequencer sv_sequencer false)" "$(capture mediator mediator sv_mediator false)"
 pipeline val1 "$(capture apps apps val_apps true)" "$(capture participant participant val_participant false)"
 pipeline ghost1 "$(capture apps apps ghostly false)"
-grep -q '"rowCounts"' "$W"/store/sv1/migration-1/serial-0/*/manifest.json || fail "the SV set's manifest has no rowCounts"
-grep -q '"public.t1" : 570' "$W"/store/sv1/migration-1/serial-0/*/manifest.json || fail "the manifest's count of sv_apps public.t1 is not 570"
+grep -q '"rowCounts"' "$W"/store/sv1/migration-1/serial-0/*/manifest-*.json || fail "the SV set's manifest has no rowCounts"
+grep -q '"public.t1" : 570' "$W"/store/sv1/migration-1/serial-0/*/manifest-*.json || fail "the manifest's count of sv_apps public.t1 is not 570"
 
 DR=(--store "$STORE" --signer "$SIGNER" --identity "$W/secrets/ops.key" --drill-key "$W/secrets/drill.key" --pg-bin "$PG_BIN")
 step "SV-like and validator-like drills pass"
@@ -98,14 +98,16 @@ step "a set whose signed counts disagree with the restored rows fails the drill"
 # objects are sealed to this set id, so the set is edited where it lies rather than copied.
 pipeline drift1 "$(capture apps apps val_apps true)"
 SET_DIR=$(ls -d "$W"/store/drift1/migration-1/serial-0/*/); SET_DIR=${SET_DIR%/}; SET_ID=$(basename "$SET_DIR")
-# One count + 1 (every other manifest byte kept), then re-signed as the run signs: Ed25519 over the
-# exact bytes with the signing key (docs/FORMAT.md "Keys", "Manifest and signature").
+# One count + 1 (every other manifest byte kept), then re-signed as the run signs: Ed25519 over
+# "cnbackup-signature-v2 manifest", a zero byte and the exact bytes, with the signing key
+# (docs/FORMAT.md "Keys", "Manifest and signature").
 python3 - "$SET_DIR" "$W/secrets/signing.key" "$SIGNER" apps-val_apps public.t1 <<'PY' >"$W/drift-count" || fail "could not change and re-sign the drift1 manifest"
-import base64, hashlib, json, sys
+import base64, glob, hashlib, json, os, sys
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 set_dir, key_file, signer, component, table = sys.argv[1:6]
-text = open(set_dir + "/manifest.json", "rb").read().decode()
+manifest_path = [p for p in glob.glob(set_dir + "/manifest-*.json")][0]
+text = open(manifest_path, "rb").read().decode()
 want = json.loads(text)
 rows = next(c for c in want["components"] if c["name"] == component)["rowCounts"][table]
 next(c for c in want["components"] if c["name"] == component)["rowCounts"][table] = rows + 1
@@ -125,9 +127,9 @@ pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.Pu
 pp = "cnb1-ed25519-pub-"
 mine = pp + base64.urlsafe_b64encode(pub + hashlib.sha256(pp.encode() + pub).digest()[:4]).decode().rstrip("=")
 assert mine == signer, "the signing key is %s, not %s" % (mine, signer)
-open(set_dir + "/manifest.json", "wb").write(data)
-open(set_dir + "/manifest.json.sig", "w").write(
-    "cnbackup-signature-v1\nsigner: %s\nsignature: %s\n" % (signer, base64.b64encode(key.sign(data)).decode()))
+open(manifest_path, "wb").write(data)
+open(manifest_path + ".sig", "w").write("cnbackup-signature-v2\nuse: manifest\nsigner: %s\nsignature: %s\n"
+    % (signer, base64.b64encode(key.sign(b"cnbackup-signature-v2 manifest\0" + data)).decode()))
 print(rows + 1)
 PY
 STORED=$(cat "$W/drift-count")

@@ -239,7 +239,7 @@ YAML
   rc=0; "$CNB" run "$W/full.yaml" >"$W/logs/full.out" 2>"$W/logs/full.err" || rc=$?
   [ $rc = 2 ] || { cat "$W/logs/full.err"; fail "a run onto a full disk exited $rc, expected 2 (partial set)"; }
   grep -q "file system is full" "$W/logs/full.err" || { cat "$W/logs/full.err"; fail "the full-disk error does not say the file system is full"; }
-  [ -z "$(find "$FULL_MOUNT/store" -name 'big.zst.cnb' -o -name '*.part' | head -1)" ] \
+  [ -z "$(find "$FULL_MOUNT/store" -name 'big-*.zst.cnb' -o -name '*.part' | head -1)" ] \
     || fail "a full disk left the failed object or a temporary part behind: $(find "$FULL_MOUNT/store" -type f | tr '\n' ' ')"
   "$CNB" list --store "file://$FULL_MOUNT/store" --signer "$SIGNER" --json >"$W/logs/full-list.json" 2>&1 || true
   python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["sets"]; assert len(s)==1 and s[0]["status"]=="partial" and s[0]["components"]==["small"], s' \

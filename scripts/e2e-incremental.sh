@@ -4,7 +4,7 @@
 # with `summarize_wal = on` and a `cnadmin` role that has only LOGIN REPLICATION:
 #   - a full; rows appended and a clustered range updated; an incremental; changed again; another
 #     incremental: the manifests carry the chain (parent, digests, positions, the full), each set
-#     has its clear <component>.backup_manifest with the signed digest;
+#     has its clear <component>-<16 hex>.backup_manifest with the signed digest;
 #   - verify --deep of the newest; restore --plan names the chain and its disk; restore
 #     --to-directory of the newest (pg_combinebackup of the three links, pg_verifybackup), a
 #     server started on it, every table equal to the source;
@@ -101,9 +101,10 @@ run() {   # run NAME: one cnbackup run; prints the set id
 evidence() {   # evidence SET 'python assertions on p (physical evidence)' [ARGS]
   local set=$1 code=$2; shift 2
   python3 - "$SETS/$set" "$@" <<PY || fail "the physical evidence of $set is wrong: $code"
-import json, sys, hashlib, os
+import json, sys, hashlib, os, re
 d = sys.argv[1]; args = sys.argv[2:]
-m = json.load(open(d + "/manifest.json"))
+import glob
+m = json.load(open(glob.glob(d + "/manifest-*.json")[0]))
 assert m["status"] == "complete"
 p = m["components"][0]["physical"]
 clear = p.get("backupManifestObject")
@@ -123,7 +124,7 @@ change() {   # append rows and update a clustered range
 
 step "a full, then two incrementals"
 S1=$(run full1)
-evidence "$S1" 'assert "incremental" not in p and p["backupManifestObject"] == "apps.backup_manifest" and "no trusted, complete earlier backup" in p["fullBackupReason"], p'
+evidence "$S1" 'assert "incremental" not in p and re.fullmatch(r"apps-[0-9a-f]{16}[.]backup_manifest", p["backupManifestObject"]) and "no trusted, complete earlier backup" in p["fullBackupReason"], p'
 change 1
 S2=$(run incr1)
 evidence "$S2" 'i = p["incremental"]; assert i["parentSetId"] == args[0] and i["fullSetId"] == args[0] and i["position"] == 1 and i["parentComponent"] == "apps", i; assert "fullBackupReason" not in p' "$S1"
@@ -132,8 +133,8 @@ S3=$(run incr2)
 evidence "$S3" 'i = p["incremental"]; assert i["parentSetId"] == args[0] and i["fullSetId"] == args[1] and i["position"] == 2, i' "$S2" "$S1"
 grep -q '"incremental backup"\|incremental backup' "$W/logs/incr2.log" || fail "the run's log does not say it took an incremental"
 SIZES=$(python3 - "$SETS" "$S1" "$S2" "$S3" <<'PY'
-import json, sys
-print(" ".join(str(json.load(open(f"{sys.argv[1]}/{s}/manifest.json"))["components"][0]["storedSize"]) for s in sys.argv[2:]))
+import glob, json, sys
+print(" ".join(str(json.load(open(glob.glob(f"{sys.argv[1]}/{s}/manifest-*.json")[0]))["components"][0]["storedSize"]) for s in sys.argv[2:]))
 PY
 )
 echo "   stored sizes full/incr/incr: $SIZES"
@@ -169,12 +170,13 @@ grep -q "keep   $S2 .*base of incremental chain for $S3" "$W/logs/prune.out" || 
 ! grep -q DELETE "$W/logs/prune.out" || fail "prune would delete a link: $(cat "$W/logs/prune.out")"
 
 step "a broken chain: the parent's clear backup_manifest gone, then tampered"
-mv "$SETS/$S3/apps.backup_manifest" "$W/apps.backup_manifest.s3"
+CLEAR3=$(ls "$SETS/$S3"/apps-*.backup_manifest)
+mv "$CLEAR3" "$W/apps.backup_manifest.s3"
 S4=$(run broken1)
 evidence "$S4" 'assert "incremental" not in p and "is missing" in p["fullBackupReason"], p'
 grep -q "full backup instead of an incremental" "$W/logs/broken1.log" || fail "no warning in the log of the run after a missing parent manifest"
-mv "$W/apps.backup_manifest.s3" "$SETS/$S3/apps.backup_manifest"
-python3 - "$SETS/$S4/apps.backup_manifest" <<'PY'
+mv "$W/apps.backup_manifest.s3" "$CLEAR3"
+python3 - "$(ls "$SETS/$S4"/apps-*.backup_manifest)" <<'PY'
 import sys
 p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[100] ^= 1; open(p, "wb").write(b)
 PY
@@ -197,7 +199,7 @@ done
 pgrep -P "$RUN" -x pg_basebackup >/dev/null 2>&1 || fail "the run never started pg_basebackup"
 grep -q "incremental backup" "$W/logs/killed.log" || fail "the killed run was not taking an incremental"
 kill -9 "$RUN"; wait "$RUN" 2>/dev/null || true
-MANIFESTS=$(find "$SETS" -name manifest.json | wc -l)
+MANIFESTS=$(find "$SETS" -name 'manifest-*.json' | wc -l)
 [ "$MANIFESTS" = 5 ] || fail "the killed run left a committed set ($MANIFESTS manifests)"
 for _ in $(seq 1 100); do
   [ "$(psu -d postgres -At -c 'select count(*) from pg_replication_slots')" = 0 ] && break

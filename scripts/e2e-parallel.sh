@@ -44,8 +44,8 @@ STORE="file://$W/store"
 cnb() { TMPDIR=$W/tmp timeout 300 "$CNB" "$@"; }
 echo 'parallel-e2e-pw' >"$W/secrets/pg.pw"
 
-manifest_of() {   # manifest_of NODE: the path of the node's newest manifest.json
-  ls -t "$W"/store/"$1"/migration-0/serial-0/*/manifest.json | head -1
+manifest_of() {   # manifest_of NODE: the path of the node's newest manifest
+  ls -t "$W"/store/"$1"/migration-0/serial-0/*/manifest-*.json | head -1
 }
 
 run_version() {
@@ -140,7 +140,7 @@ PY
   # The README's break-glass path: decrypt and decompress each part, pg_restore pre, data parts, post.
   local p dir; dir=$(dirname "$(manifest_of "$node")")
   for p in pre data-1 data-2 post; do
-    "$CNB" decrypt --identity "$W/secrets/ops.key" <"$dir/apps-par_apps.$p.zst.cnb" | zstd -q -d >"$W/tmp/bg-$p.dump" \
+    "$CNB" decrypt --identity "$W/secrets/ops.key" <"$(ls "$dir"/apps-par_apps."$p"-*.zst.cnb)" | zstd -q -d >"$W/tmp/bg-$p.dump" \
       || fail "[$major] break-glass: decrypt | zstd -d of part $p"
   done
   psql_su "$c" -d postgres -c "create database breakglass"

@@ -221,9 +221,10 @@ PY
   ) || fail "[$v] list --json: $(cat "$W/out/list-$v.json")"
   SETS+=("$set")
   s3py "
+import re
 keys = [o['Key'] for o in c.list_objects_v2(Bucket=b, Prefix='e2e/').get('Contents', [])]
 for n in ['apps-cantonnet_validator', 'apps-globals', 'participant-participant_4']:
-    assert any(k.endswith('/$set/' + n + '.zst.cnb') for k in keys), 'no object for component ' + n + ' in ' + repr(keys)
+    assert any(re.search('/$set/' + re.escape(n) + '-[0-9a-f]{16}[.]zst[.]cnb\\Z', k) for k in keys), 'no object for component ' + n + ' in ' + repr(keys)
 " || fail "[$v] the store does not hold the expected objects"
 
   step "[$v] verify --deep $set"

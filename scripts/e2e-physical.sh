@@ -97,7 +97,7 @@ YAML
   wait $WRITER || true
   SET=$(sed -n 's/^set \([^ ]*\) complete.*/\1/p' "$W/logs/run$V.out")
   [ -n "$SET" ] || fail "run $V did not report a complete set: $(cat "$W/logs/run$V.out")"
-  M=$(ls "$W"/store/physical-$V/migration-4/serial-1/"$SET"/manifest.json)
+  M=$(ls "$W"/store/physical-$V/migration-4/serial-1/"$SET"/manifest-*.json)
   [ "$(psu -d postgres -At -c 'select count(*) from pg_replication_slots')" = 0 ] || fail "a replication slot outlived the run ($V)"
   SYSID=$(psu -d postgres -At -c "select system_identifier from pg_control_system()")
   python3 - "$M" "$SYSID" "$V" <<'PY' || fail "the manifest's physical evidence is wrong ($V)"
@@ -177,7 +177,7 @@ PY2
   [ -z "$(find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'cnbackup-drill-*' -newer "$W/drill-start$V")" ] || fail "a physical drill left its private folder behind ($V)"
 
   step "PostgreSQL $V: a damaged object fails verify --deep"
-  OBJ=$(dirname "$M")/apps.zst.cnb
+  OBJ=$(ls "$(dirname "$M")"/apps-*.zst.cnb)
   cp "$OBJ" "$W/apps.orig"
   python3 - "$OBJ" <<'PY'
 import sys

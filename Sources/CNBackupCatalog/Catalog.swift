@@ -42,6 +42,8 @@ public struct TrustedSet: Sendable {
     public let manifest: Manifest
     /// The manifest as stored and signed (receipts bind its digest).
     public let manifestBytes: [UInt8]
+    /// Where the manifest is stored in the set's folder (its signature is beside it).
+    public let manifestName: String
     /// The signer that vouches for it.
     public let signer: KeyID
     public var setId: String { layout.setId }
@@ -49,10 +51,11 @@ public struct TrustedSet: Sendable {
     /// Rebuilt by `recover` from what the store held, not committed by the run that captured it.
     public var recovered: Bool { manifest.recovered == true }
 
-    fileprivate init(layout: SetLayout, manifest: Manifest, manifestBytes: [UInt8], signer: KeyID) {
+    fileprivate init(layout: SetLayout, manifest: Manifest, manifestBytes: [UInt8], manifestName: String, signer: KeyID) {
         self.layout = layout
         self.manifest = manifest
         self.manifestBytes = manifestBytes
+        self.manifestName = manifestName
         self.signer = signer
     }
 
@@ -68,6 +71,10 @@ public struct TrustedSet: Sendable {
 /// One set as found in a store.
 public struct CatalogEntry: Sendable {
     public let layout: SetLayout
+    /// The manifest candidate this entry was read from (`manifest-<16 hex>.json`, or an older set's `manifest.json`).
+    public let manifestName: String
+    public var manifestKey: String { layout.key(relative: manifestName) }
+    public var signatureKey: String { layout.key(relative: SetLayout.signatureName(of: manifestName)) }
     /// The manifest, when it parsed; only trust it when `isTrusted`.
     public let manifest: Manifest?
     public let manifestBytes: [UInt8]
@@ -96,7 +103,7 @@ public struct CatalogEntry: Sendable {
     /// The set as a `TrustedSet`, when every trust check passed.
     public var trusted: TrustedSet? {
         guard problems.isEmpty, case .valid(let signer) = signature, let manifest else { return nil }
-        return TrustedSet(layout: layout, manifest: manifest, manifestBytes: manifestBytes, signer: signer)
+        return TrustedSet(layout: layout, manifest: manifest, manifestBytes: manifestBytes, manifestName: manifestName, signer: signer)
     }
 
     /// The set as a `TrustedSet`, or `.authentication` saying why it cannot be trusted.
@@ -108,10 +115,11 @@ public struct CatalogEntry: Sendable {
         return trusted
     }
 
-    package init(layout: SetLayout, manifest: Manifest?, manifestBytes: [UInt8], signature: SignatureStatus, problems: [String], isFutureDated: Bool,
-                 countsRecovered: Bool, isUnreadable: Bool = false) {
+    package init(layout: SetLayout, manifestName: String, manifest: Manifest?, manifestBytes: [UInt8], signature: SignatureStatus,
+                 problems: [String], isFutureDated: Bool, countsRecovered: Bool, isUnreadable: Bool = false) {
         self.isUnreadable = isUnreadable
         self.layout = layout
+        self.manifestName = manifestName
         self.manifest = manifest
         self.manifestBytes = manifestBytes
         self.signature = signature
@@ -176,29 +184,72 @@ public struct Catalog: Sendable {
         try scan(node: node, now: now).entries
     }
 
+    /// At most this many manifest candidates are read per set: a writer can add candidates, but
+    /// not make a reader fetch without end.
+    public static let manifestCandidatesPerSet = 8
+
     /// The sets, and the keys that are not part of any set with the reason.
     public func scan(node: String? = nil, now: Date = Date()) throws -> (entries: [CatalogEntry], ignored: [IgnoredKey]) {
         let prefix = node.map { $0 + "/" } ?? ""
         var ignored: [IgnoredKey] = []
-        var layouts: [SetLayout] = []
-        var manifestDirectories = Set<String>()
-        var signatures: [SetLayout] = []
+        var sets: [String: (layout: SetLayout, names: [String])] = [:]
+        var signatures: [(SetLayout, String)] = []
+        var keys = Set<String>()
         var sizes: [String: Int64] = [:]
         for info in try store.list(prefix: prefix) {
+            keys.insert(info.key)
             sizes[info.key] = info.size
             guard let (layout, name) = SetLayout.parse(key: info.key) else {
                 ignored.append(IgnoredKey(key: Self.printable(info.key), reason: SetLayout.whyNotParsed(key: info.key)))
                 continue
             }
-            if name == SetLayout.manifestName { layouts.append(layout); manifestDirectories.insert(layout.directory) }
-            if name == SetLayout.signatureName { signatures.append(layout) }
+            if SetLayout.isManifestName(name) { sets[layout.directory, default: (layout, [])].names.append(name) }
+            if let manifest = SetLayout.manifestName(ofSignature: name) { signatures.append((layout, manifest)) }
         }
-        for layout in signatures where !manifestDirectories.contains(layout.directory) {
-            ignored.append(IgnoredKey(key: layout.signatureKey, reason: "a signature without a manifest: not a set (a run that died, or a writer's)"))
+        for (layout, manifest) in signatures where !keys.contains(layout.key(relative: manifest)) {
+            ignored.append(IgnoredKey(key: layout.key(relative: SetLayout.signatureName(of: manifest)),
+                                      reason: "a signature without a manifest: not a set (a run that died, or a writer's)"))
         }
-        let entries = try layouts.map { try load($0, listedSize: sizes[$0.manifestKey], now: now) }
-            .sorted { ($0.layout.setId, $0.layout.directory) < ($1.layout.setId, $1.layout.directory) }
+        var entries: [CatalogEntry] = []
+        for (layout, names) in sets.values.sorted(by: { $0.layout.directory < $1.layout.directory }) {
+            let (entry, decoys) = try resolve(layout, candidates: names, sizes: sizes, now: now)
+            entries.append(entry)
+            ignored += decoys
+        }
+        entries.sort { ($0.layout.setId, $0.layout.directory) < ($1.layout.setId, $1.layout.directory) }
         return (entries, ignored)
+    }
+
+    /// One set from its manifest candidates: the set is the one candidate that verifies (identical
+    /// copies count once); when none does, the set is untrusted (or unreadable, when the store did
+    /// not answer for one); when two different ones do, untrusted too. The other candidates are
+    /// returned as ignored, each with its reason.
+    func resolve(_ layout: SetLayout, candidates: [String], sizes: [String: Int64], now: Date) throws -> (CatalogEntry, [IgnoredKey]) {
+        let names = candidates.sorted()
+        var ignored = names.dropFirst(Self.manifestCandidatesPerSet).map {
+            IgnoredKey(key: layout.key(relative: $0), reason: "more than \(Self.manifestCandidatesPerSet) manifest candidates in one set: not read")
+        }
+        let loaded = try names.prefix(Self.manifestCandidatesPerSet).map {
+            try load(layout, manifestName: $0, listedSize: sizes[layout.key(relative: $0)], now: now)
+        }
+        let trusted = loaded.filter(\.isTrusted)
+        let chosen: CatalogEntry
+        if let first = trusted.first, trusted.allSatisfy({ $0.manifestBytes == first.manifestBytes }) {
+            chosen = first
+        } else if let first = trusted.first {
+            chosen = CatalogEntry(layout: layout, manifestName: first.manifestName, manifest: first.manifest, manifestBytes: first.manifestBytes,
+                                  signature: first.signature,
+                                  problems: ["\(Set(trusted.map(\.manifestBytes)).count) different signed manifests: the set is ambiguous (\(trusted.map(\.manifestName).joined(separator: ", ")))"],
+                                  isFutureDated: first.isFutureDated, countsRecovered: countRecovered)
+        } else {
+            chosen = loaded.first(where: \.isUnreadable) ?? loaded[0]
+        }
+        for entry in loaded where entry.manifestName != chosen.manifestName {
+            let why = entry.isTrusted ? "an identical copy of the set's manifest"
+                : "a manifest candidate that does not verify (signature \(entry.signature.shortName)\(entry.problems.isEmpty ? "" : "; " + entry.problems.joined(separator: "; "))): a decoy or a squatter"
+            ignored.append(IgnoredKey(key: Self.printable(entry.manifestKey), reason: why))
+        }
+        return (chosen, ignored)
     }
 
     /// Keys as a writer chose them may hold control characters: shown escaped, never raw.
@@ -212,20 +263,24 @@ public struct Catalog: Sendable {
             throw CNBackupError(.invalidInput, "\"\(setId)\" is not a set id (they look like 20261125T040000Z-1a2b3c4d): run `cnbackup list` to see the sets")
         }
         let prefix = node.map { $0 + "/" } ?? ""
-        let layouts = try store.list(prefix: prefix).compactMap { info -> SetLayout? in
-            guard let (layout, name) = SetLayout.parse(key: info.key), layout.setId == setId, name == SetLayout.manifestName else { return nil }
-            return layout
+        var sets: [String: (layout: SetLayout, names: [String])] = [:]
+        var sizes: [String: Int64] = [:]
+        for info in try store.list(prefix: prefix) {
+            guard let (layout, name) = SetLayout.parse(key: info.key), layout.setId == setId, SetLayout.isManifestName(name) else { continue }
+            sets[layout.directory, default: (layout, [])].names.append(name)
+            sizes[info.key] = info.size
         }
-        guard !layouts.isEmpty else {
+        guard !sets.isEmpty else {
             throw CNBackupError(.notFound, "no set \(setId) with a manifest in \(store.displayName): run `cnbackup list --store \(store.displayName)` to see the sets")
         }
-        if layouts.count == 1 { return try load(layouts[0]) }
+        let loaded = try sets.values.sorted { $0.layout.directory < $1.layout.directory }
+            .map { try resolve($0.layout, candidates: $0.names, sizes: sizes, now: Date()).0 }
+        if loaded.count == 1 { return loaded[0] }
         // A writer can copy a manifest under another node or epoch: such a decoy is untrusted (it
         // sits elsewhere than it says), so one trusted match is the set.
-        let loaded = try layouts.map { try load($0) }
         let trusted = loaded.filter(\.isTrusted)
         if trusted.count == 1 { return trusted[0] }
-        throw CNBackupError(.integrity, "set id \(setId) appears \(layouts.count) times in \(store.displayName) (\(trusted.count) trusted): name the node with --node")
+        throw CNBackupError(.integrity, "set id \(setId) appears \(loaded.count) times in \(store.displayName) (\(trusted.count) trusted): name the node with --node")
     }
 
     /// The set with this id, trusted, or an error saying why not (`.notFound`, `.authentication`).
@@ -233,10 +288,11 @@ public struct Catalog: Sendable {
         try entry(setId: setId, node: node).requireTrusted()
     }
 
-    package func load(_ layout: SetLayout, listedSize: Int64? = nil, now: Date = Date()) throws -> CatalogEntry {
+    package func load(_ layout: SetLayout, manifestName: String, listedSize: Int64? = nil, now: Date = Date()) throws -> CatalogEntry {
         var problems: [String] = []
+        let manifestKey = layout.key(relative: manifestName), signatureKey = layout.key(relative: SetLayout.signatureName(of: manifestName))
         func unusable(_ reason: String, unreadable: Bool = false) -> CatalogEntry {
-            CatalogEntry(layout: layout, manifest: nil, manifestBytes: [], signature: .missing, problems: [reason],
+            CatalogEntry(layout: layout, manifestName: manifestName, manifest: nil, manifestBytes: [], signature: .missing, problems: [reason],
                          isFutureDated: false, countsRecovered: countRecovered, isUnreadable: unreadable)
         }
         if let listedSize, listedSize > Self.manifestLimit {
@@ -244,7 +300,7 @@ public struct Catalog: Sendable {
         }
         let bytes: [UInt8]
         do {
-            bytes = try store.getBytes(key: layout.manifestKey, limit: Self.manifestLimit)
+            bytes = try store.getBytes(key: manifestKey, limit: Self.manifestLimit)
         } catch let error as CNBackupError where error.isTransient {
             return unusable("the store did not answer for the manifest: \(error.message)", unreadable: true)
         } catch let error as CNBackupError {
@@ -255,11 +311,11 @@ public struct Catalog: Sendable {
         }
         let signature: SignatureStatus
         do {
-            let signatureBytes = try store.getBytes(key: layout.signatureKey, limit: 4096)
+            let signatureBytes = try store.getBytes(key: signatureKey, limit: 4096)
             let parsed = try ManifestSignature.decode(signatureBytes)
             if !pins.trusted(for: layout.node).contains(parsed.signer) {
                 signature = .unpinnedSigner(parsed.signer.keyID)
-            } else if parsed.isValid(for: bytes) {
+            } else if parsed.isValid(for: bytes, as: .manifest) {
                 signature = .valid(parsed.signer.keyID)
             } else {
                 signature = .invalid
@@ -287,6 +343,9 @@ public struct Catalog: Sendable {
                 || decoded.epoch.migrationId != layout.epoch.migrationId || decoded.epoch.serial != layout.epoch.serial {
                 problems.append("the manifest describes set \(decoded.setId) of \(decoded.node.name) epoch \(decoded.epoch) but sits at \(layout.directory): it was moved")
             }
+            if (decoded.manifestName ?? SetLayout.legacyManifestName) != manifestName {
+                problems.append("the manifest was signed as \(decoded.manifestName ?? SetLayout.legacyManifestName) but sits at \(manifestName): a copy, not the set's")
+            }
             if let captured = Timestamp.parse(decoded.captureStart) {
                 if captured.timeIntervalSince(now) > Self.clockSkewAllowance, !future {
                     future = true
@@ -301,7 +360,7 @@ public struct Catalog: Sendable {
         } catch {
             problems.append("the manifest does not parse: \(error)")
         }
-        return CatalogEntry(layout: layout, manifest: manifest, manifestBytes: bytes, signature: signature, problems: problems,
+        return CatalogEntry(layout: layout, manifestName: manifestName, manifest: manifest, manifestBytes: bytes, signature: signature, problems: problems,
                             isFutureDated: future, countsRecovered: countRecovered)
     }
 }

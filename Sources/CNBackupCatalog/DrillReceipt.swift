@@ -118,7 +118,7 @@ public struct DrillReceipt: Codable, Sendable, Equatable {
     }
 
     public static func isReceiptName(_ name: String) -> Bool {
-        name.range(of: #"^drill-[0-9]{8}t[0-9]{6}z-[0-9a-f]{8}\.json$"#, options: .regularExpression) != nil
+        name.range(of: #"\Adrill-[0-9]{8}t[0-9]{6}z-[0-9a-f]{8}\.json\z"#, options: .regularExpression) != nil
     }
 
     public static let signatureSuffix = ".sig"
@@ -145,7 +145,7 @@ public struct DrillReceipts: Sendable {
     /// Writes the receipt and then its signature, each only if absent (the set's own objects are never touched).
     public static func write(_ receipt: DrillReceipt, layout: SetLayout, store: any ObjectStore, key: SigningKey, now: Date = Date()) throws -> String {
         let bytes = try receipt.encoded()
-        let signature = try ManifestSignature.sign(bytes, with: key)
+        let signature = try ManifestSignature.sign(bytes, with: key, use: .drillReceipt)
         let name = try DrillReceipt.newName(at: now)
         let tags = SetCommitter.tags(layout: layout, component: "drill")
         try store.putBytes(key: layout.key(relative: name), bytes, options: PutOptions(tags: tags, ifAbsent: true))
@@ -182,7 +182,7 @@ public struct DrillReceipts: Sendable {
         guard let bytes = try? store.getBytes(key: key, limit: 4 << 20),
               let signatureBytes = try? store.getBytes(key: key + DrillReceipt.signatureSuffix, limit: 4096),
               let signature = try? ManifestSignature.decode(signatureBytes),
-              signers.contains(signature.signer), signature.isValid(for: bytes),
+              signers.contains(signature.signer), signature.isValid(for: bytes, as: .drillReceipt),
               let receipt = try? DrillReceipt.decode(bytes) else { return nil }
         guard receipt.setId == entry.layout.setId, receipt.node == entry.layout.node,
               receipt.epoch.migrationId == entry.layout.epoch.migrationId, receipt.epoch.serial == entry.layout.epoch.serial,

@@ -84,6 +84,10 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var components: [ComponentRecord]
     /// The apps-before-participant evidence, when the set has both.
     public var barrier: BarrierEvidence?
+    /// The name this manifest is stored under (`manifest-<16 hex>.json`), chosen before it was
+    /// signed: a reader trusts it only there. Absent in sets written before names had a random
+    /// part, whose manifest is `manifest.json`.
+    public var manifestName: String? = nil
 
     public var captureStartDate: Date? { Timestamp.parse(captureStart) }
 

@@ -44,7 +44,7 @@ public struct PutOptions: Sendable {
 }
 
 /// Where backups go. Every implementation keeps these guarantees, and the conformance suite in
-/// Tests/CNBackupTests/ObjectStoreConformance.swift checks each of them:
+/// Tests/CNBackupTestKit/ObjectStoreConformance.swift checks each of them:
 ///
 /// - **Atomic put**: an object appears whole or not at all. When the source stream throws, or the
 ///   store fails part-way, `put` throws and no object (and no partial upload) is left under `key`.

@@ -83,15 +83,15 @@ struct ListCommand: ParsableCommand {
             } else {
                 if summaries.isEmpty { print("no sets in \(storeOptions.store)") }
                 if !ignored.isEmpty {
-                    printToStandardError("note: \(ignored.count) key(s) under the prefix are not part of any set (first: \(ignored[0].key): \(ignored[0].reason)); --json lists them")
+                    printToStandardError("note: \(ignored.count) key(s) under the prefix are not part of any set (first: \(terminalSafe(ignored[0].key)): \(terminalSafe(ignored[0].reason))); --json lists them")
                 }
                 for s in summaries {
                     let state = !s.trusted ? "UNTRUSTED (signature \(s.signature))"
                         : (s.complete ? "complete" : (s.status ?? "unreadable")) + (s.recovered ? " (recovered)" : "")
                     let age = s.ageSeconds.map { DurationText.format(TimeInterval($0)) + " ago" } ?? "-"
                     let drill = s.drill.map { "  drill \($0.status) \($0.at) (\(String(format: "%.1f", $0.restoreSeconds)) s)" } ?? ""
-                    print("\(s.id)  \(s.node)  epoch \(s.epoch)  \(s.captureStart ?? "-")  \(age)  \(byteText(s.storedBytes))  \(state)  [\(s.components.joined(separator: ", "))]  keys \(s.keyIds.joined(separator: ","))\(drill)")
-                    for problem in s.problems { print("    problem: \(problem)") }
+                    print(terminalSafe("\(s.id)  \(s.node)  epoch \(s.epoch)  \(s.captureStart ?? "-")  \(age)  \(byteText(s.storedBytes))  \(state)  [\(s.components.joined(separator: ", "))]  keys \(s.keyIds.joined(separator: ","))\(drill)"))
+                    for problem in s.problems { print("    problem: \(terminalSafe(problem))") }
                 }
             }
         }

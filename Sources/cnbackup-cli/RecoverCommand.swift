@@ -24,6 +24,7 @@ struct RecoverCommand: ParsableCommand {
     @Option(help: "The node kind (sv, validator, generic); default: inferred from the roles found.") var kind: String?
     @Option(help: "Refuse sets written to more recently than this (their run may still be going).") var olderThan = "1h"
     @Flag(help: "Print the manifest that would be written; write nothing.") var dryRun = false
+    @Flag(help: "Go on although multipart uploads are open under the set (a writer can open one to block recover).") var ignoreOpenUploads = false
     @Flag(help: "JSON output (the manifest).") var json = false
 
     @OptionGroup var progress: ProgressOptions
@@ -40,9 +41,10 @@ struct RecoverCommand: ParsableCommand {
                 guard let parsed = NodeKind(rawValue: text) else { throw CNBackupError(.invalidInput, "--kind \(text): use sv, validator or generic") }
                 return parsed
             }
-            let options = Recoverer.Options(identities: try identities.map { try KeyFile.loadIdentity(path: $0) },
+            var options = Recoverer.Options(identities: try identities.map { try KeyFile.loadIdentity(path: $0) },
                                             signingKey: try KeyFile.loadSigningKey(path: signingKey), kind: nodeKind,
                                             dryRun: dryRun, olderThan: try DurationText.parse(olderThan))
+            options.ignoreOpenUploads = ignoreOpenUploads
             let manifest = try Recoverer(store: try storeOptions.open()).recover(setId: set, node: node, options: options)
             complete = manifest.status == .complete
             if json {

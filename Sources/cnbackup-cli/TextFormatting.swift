@@ -21,3 +21,12 @@ func parseInstant(_ text: String) -> Date? {
     formatter.formatOptions = [.withInternetDateTime]
     return formatter.date(from: text)
 }
+
+/// Text that the bucket's writer may have chosen (keys, an untrusted manifest's fields, problems
+/// quoting them), its control characters shown escaped: raw, they could move a terminal's cursor
+/// or rewrite lines printed before.
+func terminalSafe(_ text: String) -> String {
+    String(text.unicodeScalars.map { scalar -> String in
+        scalar.value < 0x20 || (0x7f...0x9f).contains(scalar.value) ? "\\u{\(String(scalar.value, radix: 16))}" : String(scalar)
+    }.joined())
+}

@@ -75,10 +75,10 @@ struct VerifyCommand: ParsableCommand {
 
     private func printText(_ report: VerifyReport) {
         print("set \(report.setId): signature \(report.signature)")
-        if let status = report.status { print("status: \(status)") }
-        for problem in report.problems { print("problem: \(problem)") }
+        if let status = report.status { print("status: \(terminalSafe(status))") }
+        for problem in report.problems { print("problem: \(terminalSafe(problem))") }
         for c in report.components {
-            print("  \(c.ok ? "ok  " : "FAIL") \(c.component) [\(c.checked.joined(separator: ", "))] keys \(c.keyIds.map(\.description).joined(separator: ","))\(c.error.map { ": " + $0 } ?? "")")
+            print(terminalSafe("  \(c.ok ? "ok  " : "FAIL") \(c.component) [\(c.checked.joined(separator: ", "))] keys \(c.keyIds.map(\.description).joined(separator: ","))\(c.error.map { ": " + $0 } ?? "")"))
         }
         if let drill = report.drill {
             print("newest drill: \(drill.status) at \(drill.at), whole node restored in \(String(format: "%.1f", drill.restoreSeconds)) s\((drill.failures ?? []).isEmpty ? "" : ": " + drill.failures!.joined(separator: "; "))")

@@ -20,21 +20,21 @@ import CNBackupTestKit
     }
 
     func commit(_ store: MemoryStore, signer: SigningKey, node: String = "sv-1",
-                components: [ComponentRecord] = []) throws -> SetLayout {
+                components: [ComponentRecord] = []) throws -> (layout: SetLayout, manifestKey: String, signatureKey: String) {
         let start = Date().addingTimeInterval(-3600)
         let layout = SetLayout(node: node, epoch: Epoch(migrationId: 4, serial: 1), setId: try SetLayout.newSetId(start: start))
         let manifest = Manifest(formatVersion: 1, setId: layout.setId, node: NodeInfo(name: node, kind: .generic),
                                 epoch: layout.epoch, status: .complete, failures: [], toolVersion: "test",
                                 captureStart: Timestamp.format(start), captureEnd: Timestamp.format(start), recovered: nil,
                                 components: components, barrier: nil)
-        try SetCommitter(store: store).commit(manifest, layout: layout, signingKey: signer)
-        return layout
+        let name = try SetCommitter(store: store).commit(manifest, layout: layout, signingKey: signer).manifestName!
+        return (layout, layout.key(relative: name), layout.key(relative: SetLayout.signatureName(of: name)))
     }
 
     @Test func aSignedSetByThePinnedSignerIsTrusted() throws {
         try withTemporaryDirectory { dir in
             let store = MemoryStore(), node = try Signer(in: dir, name: "node")
-            let layout = try commit(store, signer: node.key)
+            let layout = try commit(store, signer: node.key).layout
             let set = try Catalog(store: store, signers: [node.pin]).trustedSet(setId: layout.setId)
             #expect(set.setId == layout.setId && set.node == "sv-1" && !set.recovered)
             #expect(set.signer == node.pin.keyID)
@@ -45,7 +45,7 @@ import CNBackupTestKit
     @Test func anotherSignerOrAnAlteredManifestMakesNone() throws {
         try withTemporaryDirectory { dir in
             let store = MemoryStore(), node = try Signer(in: dir, name: "node"), other = try Signer(in: dir, name: "other")
-            let layout = try commit(store, signer: other.key)
+            let layout = try commit(store, signer: other.key).layout
             let catalog = Catalog(store: store, signers: [node.pin])
             #expect(try catalog.entry(setId: layout.setId).trusted == nil)
             let error = #expect(throws: CNBackupError.self) { try catalog.trustedSet(setId: layout.setId) }
@@ -57,17 +57,18 @@ import CNBackupTestKit
             bytes[bytes.count / 2] ^= 0x01
             try store.delete(keys: [altered.manifestKey])
             try store.putBytes(key: altered.manifestKey, bytes)
-            #expect(throws: CNBackupError.self) { try catalog.trustedSet(setId: altered.setId) }
+            #expect(throws: CNBackupError.self) { try catalog.trustedSet(setId: altered.layout.setId) }
         }
     }
 
     @Test func aManifestMovedToAnotherNodeIsNotTrustedThere() throws {
         try withTemporaryDirectory { dir in
             let store = MemoryStore(), node = try Signer(in: dir, name: "node")
-            let layout = try commit(store, signer: node.key, node: "sv-1")
+            let (layout, manifestKey, signatureKey) = try commit(store, signer: node.key, node: "sv-1")
             let decoy = SetLayout(node: "sv-2", epoch: layout.epoch, setId: layout.setId)
-            try store.putBytes(key: decoy.manifestKey, try store.getBytes(key: layout.manifestKey))
-            try store.putBytes(key: decoy.signatureKey, try store.getBytes(key: layout.signatureKey))
+            let name = String(manifestKey.split(separator: "/").last!)
+            try store.putBytes(key: decoy.key(relative: name), try store.getBytes(key: manifestKey))
+            try store.putBytes(key: decoy.key(relative: SetLayout.signatureName(of: name)), try store.getBytes(key: signatureKey))
             let catalog = Catalog(store: store, signers: [node.pin])
             #expect(try catalog.entry(setId: layout.setId, node: "sv-2").trusted == nil)
             #expect(try catalog.trustedSet(setId: layout.setId, node: "sv-1").node == "sv-1")
@@ -77,7 +78,7 @@ import CNBackupTestKit
     @Test func aMissingComponentNamesTheOnesTheSetHas() throws {
         try withTemporaryDirectory { dir in
             let store = MemoryStore(), node = try Signer(in: dir, name: "node")
-            let layout = try commit(store, signer: node.key)
+            let layout = try commit(store, signer: node.key).layout
             let set = try Catalog(store: store, signers: [node.pin]).trustedSet(setId: layout.setId)
             let error = #expect(throws: CNBackupError.self) { try set.component("apps") }
             #expect(error?.code == .notFound)

@@ -9,6 +9,13 @@ import CNBackupStorage
 import CNBackupCatalog
 
 /// A node's keys and a file store in a temporary folder.
+extension RunResult {
+    /// The store key of `component`'s sealed object, as the signed manifest records it.
+    func objectKey(_ component: String) -> String {
+        layout.key(relative: manifest.components.first { $0.name == component }?.objectKey ?? "no component \(component)")
+    }
+}
+
 struct Fixture {
     let dir: String
     let identity: Identity
@@ -65,7 +72,7 @@ struct Fixture {
             #expect(result.layout.directory == "node-1/migration-4/serial-2/\(result.setId)")
             let entries = try f.catalog.entries()
             #expect(entries.count == 1 && entries[0].isCompleteBackup)
-            #expect(try f.store.tags(key: result.layout.key(relative: "dump.zst.cnb"))["cnb-migration-id"] == "4")
+            #expect(try f.store.tags(key: result.objectKey("dump"))["cnb-migration-id"] == "4")
 
             let report = try Verifier(catalog: f.catalog).verify(setId: result.setId, identities: [f.identity])
             #expect(report.ok, "\(report)")
@@ -94,7 +101,7 @@ struct Fixture {
             let entry = try f.catalog.entry(setId: result.setId)
             #expect(entry.isTrusted && !entry.isCompleteBackup)
             // Nothing of the failed capture was stored.
-            #expect(try f.store.head(key: result.layout.key(relative: "bad.zst.cnb")) == nil)
+            #expect(try f.store.list(prefix: result.layout.key(relative: "bad-")).isEmpty)
             #expect(try !Verifier(catalog: f.catalog).verify(setId: result.setId).ok)
         }
     }
@@ -127,7 +134,7 @@ struct Fixture {
             let root = dir + "/store/"
 
             // An object swapped in from another set fails, though its own bytes are intact.
-            let objectA = root + a.layout.key(relative: "one.zst.cnb"), objectB = root + b.layout.key(relative: "one.zst.cnb")
+            let objectA = root + a.objectKey("one"), objectB = root + b.objectKey("one")
             let saved = try Data(contentsOf: URL(fileURLWithPath: objectA))
             try FileManager.default.removeItem(atPath: objectA)
             try FileManager.default.copyItem(atPath: objectB, toPath: objectA)
@@ -140,7 +147,7 @@ struct Fixture {
             #expect(try Verifier(catalog: f.catalog).verify(setId: a.setId).ok)
 
             // An edited manifest.
-            let manifestPath = root + a.layout.manifestKey
+            let manifestPath = root + a.layout.manifestKey(of: a.manifest)
             let original = try String(contentsOfFile: manifestPath, encoding: .utf8)
             try original.replacingOccurrences(of: "\"partial\"", with: "\"complete\"").replacingOccurrences(of: "first", with: "frist")
                 .replacingOccurrences(of: "\"toolVersion\" : \"", with: "\"toolVersion\" : \"x").write(toFile: manifestPath, atomically: true, encoding: .utf8)
@@ -150,12 +157,12 @@ struct Fixture {
             // Re-signed by another key: not pinned.
             try original.write(toFile: manifestPath, atomically: true, encoding: .utf8)
             _ = try KeyFile.generate(kind: .ed25519, at: dir + "/forger")
-            let forged = try ManifestSignature.sign(Array(original.utf8), with: try KeyFile.loadSigningKey(path: dir + "/forger"))
-            try Data(forged.encoded()).write(to: URL(fileURLWithPath: root + a.layout.signatureKey))
+            let forged = try ManifestSignature.sign(Array(original.utf8), with: try KeyFile.loadSigningKey(path: dir + "/forger"), use: .manifest)
+            try Data(forged.encoded()).write(to: URL(fileURLWithPath: root + a.layout.signatureKey(of: a.manifest)))
             #expect(try f.catalog.entry(setId: a.setId).signature == .unpinnedSigner(forged.signer.keyID))
 
             // No signature at all.
-            try FileManager.default.removeItem(atPath: root + a.layout.signatureKey)
+            try FileManager.default.removeItem(atPath: root + a.layout.signatureKey(of: a.manifest))
             #expect(try f.catalog.entry(setId: a.setId).signature == .missing)
             #expect(try !f.catalog.entry(setId: a.setId).isCompleteBackup)
             #expect(try f.catalog.entry(setId: b.setId).isCompleteBackup)

@@ -15,7 +15,7 @@ import CNBackupCatalog
             // An orphan: objects of a set whose run died before its manifest.
             let orphan = SetLayout(node: "node-1", epoch: Epoch(migrationId: 4, serial: 2), setId: "20260101T000000Z-00000001")
             try f.store.putBytes(key: orphan.key(relative: "apps.zst.cnb"), [1, 2, 3])
-            try f.store.putBytes(key: orphan.signatureKey, [4])
+            try f.store.putBytes(key: orphan.key(relative: SetLayout.signatureName(of: SetLayout.legacyManifestName)), [4])
 
             // Young orphans may belong to a running backup: left alone.
             #expect(try Cleaner(store: f.store, olderThan: 3600).plan().orphanSets.isEmpty)

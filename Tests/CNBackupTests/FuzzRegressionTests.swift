@@ -49,21 +49,21 @@ import CNBackupCatalog
         if let split = input.firstIndex(of: 0) {
             signatureBytes = Array(input[..<split]); manifestBytes = Array(input[(split + 1)...])
         } else {
-            signatureBytes = try ManifestSignature.sign(input, with: key).encoded(); manifestBytes = input
+            signatureBytes = try ManifestSignature.sign(input, with: key, use: .manifest).encoded(); manifestBytes = input
         }
         var layout = SetLayout(node: "fuzz-node", epoch: Epoch(migrationId: 0, serial: 0), setId: "20260101T000000Z-00000000")
         if let decoded = try? Manifest.decode(manifestBytes) {
             #expect(try Manifest.decode(try decoded.encoded()) == decoded)
             let own = SetLayout(node: decoded.node.name, epoch: Epoch(migrationId: decoded.epoch.migrationId, serial: decoded.epoch.serial),
                                 setId: decoded.setId)
-            if let parsed = SetLayout.parse(key: own.manifestKey), parsed.layout == own { layout = own }
+            if let parsed = SetLayout.parse(key: own.key(relative: SetLayout.legacyManifestName)), parsed.layout == own { layout = own }
         }
         if let signatureBytes, let signature = try? ManifestSignature.decode(signatureBytes) {
             #expect(try ManifestSignature.decode(signature.encoded()) == signature)
         }
         let store = MemoryStore()
-        store.plant(key: layout.manifestKey, manifestBytes)
-        if let signatureBytes, !signatureBytes.isEmpty { store.plant(key: layout.signatureKey, signatureBytes) }
+        store.plant(key: layout.key(relative: SetLayout.legacyManifestName), manifestBytes)
+        if let signatureBytes, !signatureBytes.isEmpty { store.plant(key: layout.key(relative: SetLayout.signatureName(of: SetLayout.legacyManifestName)), signatureBytes) }
         let catalog = Catalog(store: store, signers: [key.publicKey])
         let entries = try catalog.entries()
         for entry in entries where entry.isTrusted {
@@ -304,9 +304,9 @@ import CNBackupCatalog
               - { name: participant, role: participant, file: "\(dir)/participant.dump" }
               - { name: identities, role: identities, file: "\(dir)/identities.json" }
             """)
-            let manifest = try store.getBytes(key: complete.layout.manifestKey)
-            try write("manifest", "validator-complete-signed.bin", try store.getBytes(key: complete.layout.signatureKey) + [0] + manifest)
-            try write("sealed", "validator-identities.zst.cnb", try store.getBytes(key: complete.layout.key(relative: "identities.zst.cnb")))
+            let manifest = try store.getBytes(key: complete.layout.manifestKey(of: complete.manifest))
+            try write("manifest", "validator-complete-signed.bin", try store.getBytes(key: complete.layout.signatureKey(of: complete.manifest)) + [0] + manifest)
+            try write("sealed", "validator-identities.zst.cnb", try store.getBytes(key: complete.objectKey("identities")))
             let partial = try run("""
             version: 1
             node: { name: node-2, kind: generic }
@@ -315,7 +315,7 @@ import CNBackupCatalog
               - { name: echo, role: other, command: [ "printf", "hello" ] }
               - { name: broken, role: other, command: [ "sh", "-c", "echo 'pg_dump: connection refused' >&2; exit 3" ] }
             """)
-            try write("manifest", "generic-partial.json", try store.getBytes(key: partial.layout.manifestKey))
+            try write("manifest", "generic-partial.json", try store.getBytes(key: partial.layout.manifestKey(of: partial.manifest)))
         }
     }
 }

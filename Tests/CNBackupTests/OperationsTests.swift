@@ -15,22 +15,22 @@ import CNBackupCatalog
             let a = try f.run(definition), b = try f.run(definition)
             let destination = FileSystemStore(root: dir + "/copy")
             // An interrupted earlier copy left one object of set a behind.
-            let partialKey = a.layout.key(relative: "one.zst.cnb")
+            let partialKey = a.objectKey("one")
             try destination.putBytes(key: partialKey, try f.store.getBytes(key: partialKey))
 
             // A forged set: re-signed by a key nobody pinned.
-            try FileManager.default.removeItem(atPath: dir + "/store/" + b.layout.signatureKey)
+            try FileManager.default.removeItem(atPath: dir + "/store/" + b.layout.signatureKey(of: b.manifest))
             _ = try KeyFile.generate(kind: .ed25519, at: dir + "/forger")
-            let forged = try ManifestSignature.sign(try f.store.getBytes(key: b.layout.manifestKey), with: try KeyFile.loadSigningKey(path: dir + "/forger"))
-            try f.store.putBytes(key: b.layout.signatureKey, forged.encoded())
+            let forged = try ManifestSignature.sign(try f.store.getBytes(key: b.layout.manifestKey(of: b.manifest)), with: try KeyFile.loadSigningKey(path: dir + "/forger"), use: .manifest)
+            try f.store.putBytes(key: b.layout.signatureKey(of: b.manifest), forged.encoded())
 
             let outcomes = try Copier(source: f.catalog, destination: destination).copy(setIds: nil)
             let byId = Dictionary(uniqueKeysWithValues: outcomes.map { ($0.setId, $0) })
             #expect(byId[a.setId]?.verified == true && byId[a.setId]?.skippedObjects == 1 && byId[a.setId]?.copiedObjects == 3)
             #expect(byId[b.setId]?.error?.contains("not copied") == true)
-            #expect(try destination.head(key: b.layout.manifestKey) == nil)
+            #expect(try destination.head(key: b.layout.manifestKey(of: b.manifest)) == nil)
             // Bytes, manifest and signature unchanged.
-            for key in [a.layout.manifestKey, a.layout.signatureKey, a.layout.key(relative: "two.zst.cnb")] {
+            for key in [a.layout.manifestKey(of: a.manifest), a.layout.signatureKey(of: a.manifest), a.objectKey("two")] {
                 #expect(try destination.getBytes(key: key, limit: 1 << 20) == f.store.getBytes(key: key, limit: 1 << 20))
             }
             // Again: nothing more to copy.

@@ -46,7 +46,7 @@ import CNBackupCatalog
             let f = try Fixture(dir: dir)
             for days in stride(from: 60.0, through: 2, by: -2.0) { _ = try commitSet(f, daysAgo: days) }
             let newest = try commitSet(f, daysAgo: 0.1)
-            try f.store.delete(keys: [newest.signatureKey])
+            try f.store.delete(keys: [try f.catalog.entry(setId: newest.setId).signatureKey])
             let pruner = Pruner(catalog: f.catalog, policy: RetentionPolicy(retentionPeriod: 10 * 86400, margin: 86400, keepWithin: 86400, keepLast: 1))
             let (plan, entries) = try pruner.plan(node: "node-1")
             #expect(plan.refusedToDelete != nil && plan.deletedSetIds.isEmpty)

@@ -69,8 +69,9 @@ import CNBackupTestKit
             let f = try Fixture(dir: dir)
             let store = FaultyStore(MemoryStore())
             let layouts = try threeSets(f, in: store)
-            try store.delete(keys: [layouts[1].manifestKey])
-            try store.putBytes(key: layouts[1].manifestKey, [UInt8](repeating: 0x20, count: Catalog.manifestLimit + 1))
+            let key = try Catalog(store: store, signers: [f.signer]).entry(setId: layouts[1].setId).manifestKey
+            try store.delete(keys: [key])
+            try store.putBytes(key: key, [UInt8](repeating: 0x20, count: Catalog.manifestLimit + 1))
             let before = store.callCount(.get)
             let entries = try Catalog(store: store, signers: [f.signer]).entries(node: "node-1")
             #expect(entries[1].problems.first?.contains("not read") == true)

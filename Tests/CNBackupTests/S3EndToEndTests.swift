@@ -50,7 +50,7 @@ struct S3EndToEndTests {
 
             let catalog = Catalog(store: store, signers: [f.signer])
             #expect(try catalog.entries().map(\.setId) == [result.setId])
-            let tags = try store.tags(key: result.layout.key(relative: "dump.zst.cnb"))
+            let tags = try store.tags(key: result.objectKey("dump"))
             #expect(tags["cnb-set-id"] == result.setId && tags["cnb-serial"] == "2")
             let report = try Verifier(catalog: catalog).verify(setId: result.setId, identities: [f.identity])
             #expect(report.ok, "\(report)")
@@ -60,7 +60,7 @@ struct S3EndToEndTests {
 
             // The manifest is written once: a second write with other bytes is refused.
             let second = #expect(throws: CNBackupError.self) {
-                try store.putBytes(key: result.layout.manifestKey, Array("{}".utf8), options: PutOptions(ifAbsent: true))
+                try store.putBytes(key: result.layout.manifestKey(of: result.manifest), Array("{}".utf8), options: PutOptions(ifAbsent: true))
             }
             #expect(second?.code == .alreadyExists)
             #expect(try store.listMultipartUploads().isEmpty)

@@ -26,7 +26,7 @@ import CNBackupCatalog
             let root = dir + "/store/"
             // 1. An old set's manifest is edited to look a day old.
             let edited = sets[0]
-            let manifestPath = root + edited.layout.manifestKey
+            let manifestPath = root + edited.layout.manifestKey(of: edited.manifest)
             let text = try String(contentsOfFile: manifestPath, encoding: .utf8)
             try text.replacingOccurrences(of: edited.manifest.captureStart, with: Timestamp.format(Date().addingTimeInterval(-day)))
                 .write(toFile: manifestPath, atomically: true, encoding: .utf8)
@@ -34,8 +34,8 @@ import CNBackupCatalog
             _ = try KeyFile.generate(kind: .ed25519, at: dir + "/forger")
             let forgerKey = try KeyFile.loadSigningKey(path: dir + "/forger")
             let resigned = sets[1]
-            let resignedBytes = try f.store.getBytes(key: resigned.layout.manifestKey)
-            try f.store.putBytes(key: resigned.layout.signatureKey, try ManifestSignature.sign(resignedBytes, with: forgerKey).encoded())
+            let resignedBytes = try f.store.getBytes(key: resigned.layout.manifestKey(of: resigned.manifest))
+            try f.store.putBytes(key: resigned.layout.signatureKey(of: resigned.manifest), try ManifestSignature.sign(resignedBytes, with: forgerKey, use: .manifest).encoded())
 
             let freshness = FreshnessCheck(catalog: f.catalog)
             let honest = try freshness.check(node: "node-1", maxAge: 3 * day)
@@ -53,8 +53,8 @@ import CNBackupCatalog
             }
             _ = try pruner.apply(plan, entries: entries)
             // Untrusted sets are never deleted: that needs an operator's look, not an automatic rule.
-            #expect(try f.store.head(key: edited.layout.manifestKey) != nil)
-            #expect(try f.store.head(key: resigned.layout.manifestKey) != nil)
+            #expect(try f.store.head(key: edited.layout.manifestKey(of: edited.manifest)) != nil)
+            #expect(try f.store.head(key: resigned.layout.manifestKey(of: resigned.manifest)) != nil)
 
             // 3. A forged newest set: sealed to the public recipient, signed by the forger.
             var forgedDefinition = definition

@@ -249,3 +249,29 @@ private func read(_ tar: [UInt8], chunk: Int) throws -> Collector {
         #expect(dump.captures[0].jobs.map(\.name) == ["apps-a", "apps-b"])
     }
 }
+
+/// What a restore running as root must never extract.
+@Suite struct TarReaderRefusalTests {
+    func tar(_ arguments: [String], in dir: String) throws -> [UInt8] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["tar"] + arguments + ["-C", dir + "/src", "-cf", dir + "/out.tar", "."]
+        try process.run(); process.waitUntilExit()
+        return Array(FileManager.default.contents(atPath: dir + "/out.tar") ?? Data())
+    }
+
+    @Test func aSetuidMemberAndAPaxGlobalHeaderAreRefused() throws {
+        try withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: dir + "/src/plain", contents: Data("x".utf8))
+            // The same tree reads, without either.
+            #expect(try read(try tar(["--format=pax"], in: dir), chunk: 512).entries.count >= 2)
+            let global = #expect(throws: CNBackupError.self) { try read(try tar(["--format=pax", "--pax-option=comment=from-a-backup"], in: dir), chunk: 700) }
+            #expect(global?.message.contains("global header") == true)
+            FileManager.default.createFile(atPath: dir + "/src/door", contents: Data("#!/bin/sh\n".utf8))
+            chmod(dir + "/src/door", 0o4755)
+            let setuid = #expect(throws: CNBackupError.self) { try read(try tar(["--format=ustar"], in: dir), chunk: 100) }
+            #expect(setuid?.message.contains("setuid") == true)
+        }
+    }
+}

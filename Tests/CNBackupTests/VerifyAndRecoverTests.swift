@@ -79,7 +79,7 @@ import CNBackupCatalog
             let definition = try f.pipeline("  - { name: one, role: other, command: [ \"printf\", \"x\" ] }")
             var results: [RunResult] = []
             for _ in 0..<8 { results.append(try f.run(definition)) }
-            try FileManager.default.removeItem(atPath: dir + "/store/" + results[2].layout.signatureKey)
+            try FileManager.default.removeItem(atPath: dir + "/store/" + results[2].layout.signatureKey(of: results[2].manifest))
             let entries = try f.catalog.entries()
             for _ in 0..<20 {
                 let chosen = Verifier.sample(entries, percent: 10).map(\.setId)
@@ -143,7 +143,7 @@ import CNBackupCatalog
             """))
             // The run died after signing, before the manifest: recover never replaces the stored
             // signature, so it refuses until someone with delete rights removed it.
-            try FileManager.default.removeItem(atPath: dir + "/store/" + result.layout.manifestKey)
+            try FileManager.default.removeItem(atPath: dir + "/store/" + result.layout.manifestKey(of: result.manifest))
             #expect(try f.catalog.entries().isEmpty)
             let recoverer = Recoverer(store: f.store)
             let signingKey = try KeyFile.loadSigningKey(path: f.signingPath)
@@ -152,7 +152,7 @@ import CNBackupCatalog
             }
             #expect(signed?.code == .alreadyExists && signed?.message.contains("never replaces") == true)
             // The common case: the run died during its captures, before signing anything.
-            try FileManager.default.removeItem(atPath: dir + "/store/" + result.layout.signatureKey)
+            try FileManager.default.removeItem(atPath: dir + "/store/" + result.layout.signatureKey(of: result.manifest))
             let young = #expect(throws: CNBackupError.self) {
                 try recoverer.recover(setId: result.setId, options: .init(identities: [f.identity], signingKey: signingKey))
             }
@@ -191,11 +191,11 @@ import CNBackupCatalog
             """)
             let a = try f.run(definition), b = try f.run(definition)
             let root = dir + "/store/"
-            try FileManager.default.removeItem(atPath: root + a.layout.manifestKey)
-            try FileManager.default.removeItem(atPath: root + a.layout.signatureKey)
+            try FileManager.default.removeItem(atPath: root + a.layout.manifestKey(of: a.manifest))
+            try FileManager.default.removeItem(atPath: root + a.layout.signatureKey(of: a.manifest))
             // Object "two" of set a is replaced by b's: its header names set b.
-            try FileManager.default.removeItem(atPath: root + a.layout.key(relative: "two.zst.cnb"))
-            try FileManager.default.copyItem(atPath: root + b.layout.key(relative: "two.zst.cnb"), toPath: root + a.layout.key(relative: "two.zst.cnb"))
+            try FileManager.default.removeItem(atPath: root + a.objectKey("two"))
+            try FileManager.default.copyItem(atPath: root + b.objectKey("two"), toPath: root + a.objectKey("two"))
             let signingKey = try KeyFile.loadSigningKey(path: f.signingPath)
             let manifest = try Recoverer(store: f.store).recover(setId: a.setId, options: .init(identities: [f.identity], signingKey: signingKey, olderThan: 0))
             #expect(manifest.node.kind == .validator)

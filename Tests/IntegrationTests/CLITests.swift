@@ -120,7 +120,8 @@ func temporaryDirectory() throws -> String {
         #expect(toStdout.stdout == (try Data(contentsOf: fixture)))
 
         // Break-glass: only the object and a private key, no manifest: decrypt | zstd -d.
-        let object = "\(dir)/store/sv-1/migration-1/serial-0/\(setId)/dump.zst.cnb"
+        let setFolder = "\(dir)/store/sv-1/migration-1/serial-0/\(setId)"
+        let object = setFolder + "/" + (try FileManager.default.contentsOfDirectory(atPath: setFolder).first { $0.hasPrefix("dump-") && $0.hasSuffix(".zst.cnb") } ?? "dump.zst.cnb")
         #expect(try shell("'\(cnbackupBinary())' decrypt --identity '\(dir)/bg' < '\(object)' | zstd -dc > '\(dir)/glass.json'") == 0)
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/glass.json")) == Data(contentsOf: fixture))
 
@@ -222,8 +223,10 @@ func temporaryDirectory() throws -> String {
 
         // The newest set loses its manifest (a run killed before its commit); recover rebuilds it.
         let newest = ids.last!
-        try FileManager.default.removeItem(atPath: "\(dir)/store/v-1/migration-2/serial-0/\(newest)/manifest.json")
-        try FileManager.default.removeItem(atPath: "\(dir)/store/v-1/migration-2/serial-0/\(newest)/manifest.json.sig")
+        let setFolder = "\(dir)/store/v-1/migration-2/serial-0/\(newest)"
+        for name in try FileManager.default.contentsOfDirectory(atPath: setFolder) where name.hasPrefix("manifest") {
+            try FileManager.default.removeItem(atPath: setFolder + "/" + name)
+        }
         let young = try cli(["recover"] + store.prefix(2) + [newest, "--identity", dir + "/ops", "--signing-key", dir + "/sign"])
         #expect(young.status == 1 && young.stderr.contains("may still be going"))
         let recovered = try cli(["recover"] + store.prefix(2) + [newest, "--identity", dir + "/ops", "--signing-key", dir + "/sign", "--older-than", "0s"])

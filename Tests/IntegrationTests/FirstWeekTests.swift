@@ -337,7 +337,10 @@ func schemaErrors(_ output: Data, schema name: String, in dir: String) throws ->
             #expect(errors.isEmpty, "\(arguments.joined(separator: " ")): \(errors)\n\(outcome.text)")
         }
         let newest = ids[2]
-        for name in ["manifest.json", "manifest.json.sig"] { try FileManager.default.removeItem(atPath: "\(dir)/store/n1/migration-2/serial-0/\(newest)/\(name)") }
+        let setFolder = "\(dir)/store/n1/migration-2/serial-0/\(newest)"
+        for name in try FileManager.default.contentsOfDirectory(atPath: setFolder) where name.hasPrefix("manifest") {
+            try FileManager.default.removeItem(atPath: setFolder + "/" + name)
+        }
         let recovered = try cli(["recover", "--store", "file://\(dir)/store", newest, "--identity", dir + "/ops", "--signing-key", dir + "/sign",
                                  "--older-than", "0s", "--dry-run", "--json"])
         #expect(recovered.status == 0, "\(recovered.stderr)")

@@ -10,7 +10,7 @@ import CNBackupStorage
 import CNBackupPostgres
 import CNBackupCatalog
 
-public let cnbackupVersion = "0.1.0"
+public let cnbackupVersion = "0.2.0"
 
 /// The outcome of one run.
 public struct RunResult: Sendable {
@@ -112,17 +112,17 @@ public struct BackupRunner: Sendable {
         everything.wait()
 
         var (records, failures) = results.ordered(by: jobs)
-        // A set counts only when it holds every component its node kind needs (CANTON.md rule 5).
+        // A set counts only when it holds every component its node kind needs (docs/CANTON.md, "Completeness of a set").
         let present = Set(jobs.map(\.role))
         for role in PipelineDefinition.requiredRoles(definition.node.kind, consensus: definition.node.consensus) where !present.contains(role) {
             failures.append(ComponentFailure(component: role.rawValue, role: role.rawValue, reason: "no capture of this role: a \(definition.node.kind.rawValue) set needs one"))
         }
-        let manifest = Manifest(
+        let unnamed = Manifest(
             formatVersion: Manifest.currentFormatVersion, setId: setId, node: definition.node, epoch: definition.epoch,
             status: failures.isEmpty ? .complete : .partial, failures: failures, toolVersion: cnbackupVersion,
             captureStart: Timestamp.format(start), captureEnd: Timestamp.format(Date()), recovered: nil,
             components: records, barrier: BarrierEvidence.from(records, plan: plan))
-        try SetCommitter(store: store).commit(manifest, layout: layout, signingKey: signingKey)
+        let manifest = try SetCommitter(store: store).commit(unnamed, layout: layout, signingKey: signingKey)
         if cancellation.isCancelled {
             log.error("backup STOPPED by a signal: what completed was committed as a partial set",
                       metadata: ["completed": "\(records.count)", "failed": "\(failures.map(\.component).joined(separator: ","))"])
@@ -155,7 +155,7 @@ public struct BackupRunner: Sendable {
             let description = ObjectDescription(setId: layout.setId, node: layout.node, migrationId: layout.epoch.migrationId,
                                                 serial: layout.epoch.serial, component: capture.name,
                                                 role: capture.role.rawValue, captureStart: Timestamp.format(start))
-            let objectName = layout.objectName(component: capture.name)
+            let objectName = try SetLayout.newObjectName(component: capture.name)
             let (opened, evidence, physical) = try capture.open(context: context, logger: logger)
             let snapshot = capture.part == nil ? nil : context.parallelDumps.snapshot(of: capture.part!)
             // A dump's rows are counted as it streams past (cheap: a newline scan), for `drill`.
@@ -209,9 +209,6 @@ public struct BackupRunner: Sendable {
 }
 
 extension BackupRunner {
-    /// The set-relative key of a physical component's clear backup_manifest copy.
-    static func clearBackupManifestName(component: String) -> String { component + ".backup_manifest" }
-
     /// Writes the clear copy of a base backup's `backup_manifest` beside its sealed object (only if
     /// absent), so the next run can take an incremental against it without a key that opens backup
     /// data; its SHA-256 is in the signed manifest (docs/FORMAT.md says what it reveals). Returns its
@@ -222,8 +219,8 @@ extension BackupRunner {
                            metadata: ["component": "\(component)"])
             return nil
         }
-        let name = Self.clearBackupManifestName(component: component)
         do {
+            let name = try SetLayout.newBackupManifestName(component: component)
             try store.putBytes(key: layout.key(relative: name), bytes,
                                options: PutOptions(tags: objectTags(layout: layout, component: component), ifAbsent: true))
             return name

@@ -113,7 +113,7 @@ enum ParallelDump {
             default: throw CNBackupError(.capture, "unexpected line from the snapshot holder")
             }
         }
-        guard let snapshot, snapshot.range(of: #"^[0-9A-Fa-f-]+$"#, options: .regularExpression) != nil else {
+        guard let snapshot, snapshot.range(of: #"\A[0-9A-Fa-f-]+\z"#, options: .regularExpression) != nil else {
             throw CNBackupError(.capture, "the snapshot holder exported no snapshot")
         }
         return (snapshot, tables)

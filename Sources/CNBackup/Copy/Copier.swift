@@ -47,7 +47,7 @@ public struct Copier: Sendable {
                 if set.recovered, !allowRecovered {
                     throw CNBackupError(.authentication, "not copied: the set was rebuilt by `cnbackup recover` (pass --allow-recovered to copy it)")
                 }
-                if setIds == nil, try destination.head(key: entry.layout.manifestKey) != nil {
+                if setIds == nil, try destination.head(key: entry.manifestKey) != nil {
                     outcome.skippedObjects = manifest.components.count + 2
                     outcome.verified = try Verifier(catalog: destinationCatalog).verify(setId: entry.setId, node: entry.layout.node).ok
                     return outcome
@@ -81,9 +81,10 @@ public struct Copier: Sendable {
                 }
                 // The signature, then the manifest bytes that were verified (not a second read of them).
                 let tags = SetCommitter.tags(layout: set.layout, component: "manifest")
-                try destination.putBytes(key: set.layout.signatureKey, try source.store.getBytes(key: set.layout.signatureKey, limit: 4096),
+                let signatureKey = set.layout.key(relative: SetLayout.signatureName(of: set.manifestName))
+                try destination.putBytes(key: signatureKey, try source.store.getBytes(key: signatureKey, limit: 4096),
                                          options: PutOptions(tags: tags, ifAbsent: true))
-                try destination.putBytes(key: set.layout.manifestKey, set.manifestBytes, options: PutOptions(tags: tags, ifAbsent: true))
+                try destination.putBytes(key: set.layout.key(relative: set.manifestName), set.manifestBytes, options: PutOptions(tags: tags, ifAbsent: true))
                 outcome.copiedObjects += 2
                 let report = try Verifier(catalog: destinationCatalog).verify(setId: entry.setId, node: entry.layout.node)
                 outcome.verified = report.components.allSatisfy(\.ok) && report.signatureValid

@@ -341,7 +341,7 @@ public struct PipelineDefinition: Sendable {
             for database in source.databases {
                 var name = database
                 if name.hasSuffix("_cantonbft") { name.removeLast("_cantonbft".count) }
-                guard let match = name.range(of: #"[_-][0-9]+$"#, options: .regularExpression) else { continue }
+                guard let match = name.range(of: #"[_-][0-9]+\z"#, options: .regularExpression) else { continue }
                 let digits = name[match].dropFirst()
                 guard digits == "0" || !digits.hasPrefix("0"), let number = Int(digits) else {
                     throw fail("capture \(capture.name) dumps database \(database), whose number has leading zeros: name the database as Splice does (participant_4, sequencer_1)")
@@ -372,7 +372,7 @@ public struct PipelineDefinition: Sendable {
     private static func parseCapture(_ node: Node, path: String, file: String) throws -> CaptureDefinition {
         var map = try YAMLMap(node, path: path, file: file)
         let name = try map.requireString("name")
-        guard name.range(of: #"^[a-z0-9][a-z0-9._-]{0,62}$"#, options: .regularExpression) != nil else {
+        guard name.range(of: #"\A[a-z0-9][a-z0-9._-]{0,62}\z"#, options: .regularExpression) != nil else {
             throw map.error(map.value("name"), "name", "\"\(name)\" is not allowed: use lower-case letters, digits, '.', '_' and '-'")
         }
         let roleText = try map.requireString("role")

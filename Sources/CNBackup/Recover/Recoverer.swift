@@ -24,6 +24,9 @@ public struct Recoverer: Sendable {
         public var dryRun: Bool
         /// A set whose newest object is younger may belong to a run still going: it is refused.
         public var olderThan: TimeInterval
+        /// Go on although multipart uploads are open under the set (anyone who can write to the
+        /// bucket can open one, so they must not block a recovery forever: the operator decides).
+        public var ignoreOpenUploads = false
 
         public init(identities: [Identity], signingKey: SigningKey, kind: NodeKind? = nil, dryRun: Bool = false,
                     olderThan: TimeInterval = 3600) {
@@ -47,24 +50,27 @@ public struct Recoverer: Sendable {
         guard directories.count == 1 else {
             throw CNBackupError(.integrity, "set id \(setId) appears under \(directories.count) folders: name the node with --node")
         }
-        if found.contains(where: { $0.1 == SetLayout.manifestName }) {
+        if found.contains(where: { SetLayout.isManifestName($0.1) }) {
             throw CNBackupError(.alreadyExists, "set \(setId) has a manifest: it is not an orphan, nothing to recover (see `cnbackup verify`)")
         }
         // Nothing stored is ever replaced: a signature left by the run (it signs just before its
         // manifest) or by anyone else stays, and recover stops.
-        if found.contains(where: { $0.1 == SetLayout.signatureName }) {
+        if found.contains(where: { SetLayout.manifestName(ofSignature: $0.1) != nil }) {
             throw CNBackupError(.alreadyExists,
                 "set \(setId) has a signature but no manifest: recover never replaces a stored object; inspect it, and remove it with the pruner's credentials if it must go")
         }
         // An upload still open under the set means its run may still be going.
         if let uploads = store as? any MultipartUploadCleaning {
             let open = try uploads.staleMultipartUploads(olderThan: now.addingTimeInterval(1)).filter { $0.key.hasPrefix(layout.directory + "/") }
-            if !open.isEmpty {
+            if !open.isEmpty, !options.ignoreOpenUploads {
                 throw CNBackupError(.invalidInput,
-                    "set \(setId) has \(open.count) multipart upload(s) still open: its run may still be going; wait, or abort them with `cnbackup cleanup --apply` once it is surely dead")
+                    "set \(setId) has \(open.count) multipart upload(s) still open (\(open.prefix(3).map(\.key).joined(separator: ", "))): its run may still be going; wait, abort them with `cnbackup cleanup --apply` once it is surely dead, or pass --ignore-open-uploads (anyone who can write to the bucket can open one)")
             }
         }
         let objects = found.filter { $0.1.hasSuffix(SetLayout.objectSuffix) }.sorted { $0.1 < $1.1 }
+        // Two objects claiming one component (a writer's decoy beside the run's object, named like
+        // it): neither can be told apart from what the store holds, so neither is recovered.
+        let claims = Dictionary(grouping: objects.compactMap { SetLayout.component(ofObjectName: $0.1) }, by: { $0 }).filter { $0.value.count > 1 }.keys
         guard !objects.isEmpty else { throw CNBackupError(.notFound, "set \(setId) holds no sealed objects") }
         if let newest = found.map(\.2.lastModified).max(), now.timeIntervalSince(newest) < options.olderThan {
             throw CNBackupError(.invalidInput,
@@ -74,13 +80,20 @@ public struct Recoverer: Sendable {
         var records: [ComponentRecord] = []
         var failures: [ComponentFailure] = []
         var captureStarts: [String] = []
+        var reported = Set<String>()
         for (_, name, info) in objects {
-            let component = String(name.dropLast(SetLayout.objectSuffix.count))
+            guard let component = SetLayout.component(ofObjectName: name) else { continue }
+            if claims.contains(component) {
+                guard reported.insert(component).inserted else { continue }
+                failures.append(ComponentFailure(component: component, role: "unknown",
+                                                 reason: "not recovered: several objects claim this component (\(objects.filter { SetLayout.component(ofObjectName: $0.1) == component }.map(\.1).joined(separator: ", ")))"))
+                continue
+            }
             do {
-                let (record, captureStart) = try rebuild(component: component, name: name, info: info, layout: layout,
+                let record = try rebuild(component: component, name: name, info: info, layout: layout,
                                                          identities: options.identities)
                 records.append(record)
-                if let captureStart { captureStarts.append(captureStart) }
+                captureStarts.append(record.started)
             } catch {
                 failures.append(ComponentFailure(component: component, role: "unknown", reason: "not recovered: \(error)"))
             }
@@ -99,14 +112,13 @@ public struct Recoverer: Sendable {
             components: records, barrier: nil)
         if options.dryRun { return manifest }
         // The signature, then the manifest (the commit point), each only if absent.
-        try SetCommitter(store: store).commit(manifest, layout: layout, signingKey: options.signingKey)
-        return manifest
+        return try SetCommitter(store: store).commit(manifest, layout: layout, signingKey: options.signingKey)
     }
 
     /// Reads one object whole: header checked against its place, every segment authenticated,
     /// the zstd frame decompressed, the plaintext counted and hashed.
     private func rebuild(component: String, name: String, info: ObjectInfo, layout: SetLayout,
-                         identities: [Identity]) throws -> (ComponentRecord, String?) {
+                         identities: [Identity]) throws -> ComponentRecord {
         let reader = try ComponentReader(store: store, key: info.key, expect: .place(layout: layout, component: component),
                                          keys: .identities(identities))
         try reader.plaintext.forEachChunk { _ in }
@@ -119,9 +131,13 @@ public struct Recoverer: Sendable {
             plaintextSize: totals.plaintextSize, plaintextDigestHMAC: try reader.dataKey.plaintextDigestMAC(totals.plaintextSHA256).hex,
             // The level is not in the object; zstd frames decode whatever the level.
             codec: CodecInfo(name: "zstd", level: 0), keyIds: reader.header.keyIDs, segmentSize: reader.header.segmentSize,
-            started: d.captureStart ?? Timestamp.format(info.lastModified), ended: Timestamp.format(info.lastModified),
+            // Times the object proves: it was stored at lastModified; the start its header claims
+            // (anyone can seal a header) counts only when it is not later than that.
+            started: d.captureStart.flatMap { claimed in Timestamp.parse(claimed).map { $0 <= info.lastModified ? claimed : Timestamp.format(info.lastModified) } }
+                ?? Timestamp.format(info.lastModified),
+            ended: Timestamp.format(info.lastModified),
             startOrder: 0, endOrder: 0, readBack: .recovered, postgres: nil)
-        return (record, d.captureStart)
+        return record
     }
 
     /// An SV's set has sequencer, mediator or CometBFT components; a validator's has apps or a

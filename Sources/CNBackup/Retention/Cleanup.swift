@@ -35,7 +35,7 @@ public struct Cleaner: Sendable {
         }
         var orphans: [CleanupPlan.OrphanSet] = []
         for (directory, objects) in bySet.sorted(by: { $0.key < $1.key }) {
-            if objects.contains(where: { $0.key == directory + "/" + SetLayout.manifestName }) { continue }
+            if objects.contains(where: { SetLayout.parse(key: $0.key).map { SetLayout.isManifestName($0.name) } == true }) { continue }
             let newest = objects.map(\.lastModified).max() ?? .distantPast
             guard newest < cutoff else { continue }
             orphans.append(.init(directory: directory, keys: objects.map(\.key), bytes: objects.reduce(0) { $0 + $1.size }, newest: newest))
@@ -49,7 +49,8 @@ public struct Cleaner: Sendable {
     public func apply(_ plan: CleanupPlan) throws {
         for upload in plan.staleUploads { try (store as? any MultipartUploadCleaning)?.abort(upload) }
         for orphan in plan.orphanSets {
-            if try store.head(key: orphan.directory + "/" + SetLayout.manifestName) != nil { continue }
+            let now = try store.list(prefix: orphan.directory + "/")
+            if now.contains(where: { SetLayout.parse(key: $0.key).map { SetLayout.isManifestName($0.name) } == true }) { continue }
             try store.delete(keys: orphan.keys)
         }
     }

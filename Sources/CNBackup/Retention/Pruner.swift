@@ -34,7 +34,7 @@ public struct Pruner: Sendable {
         // Object Lock: a set whose objects are retained is not tried before its retain-until date.
         let doomed = Set(plan.deletedSetIds)
         for entry in entries where doomed.contains(entry.setId) {
-            guard let until = try catalog.store.head(key: entry.layout.manifestKey)?.retainUntil, until > now else { continue }
+            guard let until = try catalog.store.head(key: entry.manifestKey)?.retainUntil, until > now else { continue }
             plan.decisions = plan.decisions.map { decision in
                 guard decision.setId == entry.setId else { return decision }
                 return RetentionDecision(setId: decision.setId, keep: true,
@@ -51,7 +51,7 @@ public struct Pruner: Sendable {
         let doomed = Set(plan.deletedSetIds)
         var deleted = 0
         for entry in entries where doomed.contains(entry.setId) && entry.isTrusted {
-            try catalog.store.delete(keys: [entry.layout.manifestKey])
+            try catalog.store.delete(keys: [entry.manifestKey])
             let rest = try catalog.store.list(prefix: entry.layout.directory + "/").map(\.key)
             try catalog.store.delete(keys: rest)
             deleted += 1

@@ -183,6 +183,11 @@ public final class TarReader {
         // Links and directories carry no data whatever the size field says (POSIX).
         if kind == .hardlink || kind == .symlink || kind == .directory { entrySize = 0 }
         let mode = Int(try Self.number(header[100..<108], what: "mode", at: offset - 512))
+        // A restore extracts as root: a setuid or setgid file from a backup would be a door into
+        // the restoring host. Nothing PostgreSQL writes carries these bits.
+        guard mode & 0o7000 == 0 else {
+            throw CNBackupError(.integrity, "the tar member \(name) has a setuid, setgid or sticky bit (mode \(String(mode, radix: 8))): refused")
+        }
         let entry = TarEntry(path: name, size: entrySize, kind: kind, mode: mode, linkTarget: link)
         entries += 1
         try visitor?.begin(entry)
@@ -201,7 +206,11 @@ public final class TarReader {
         case UInt8(ascii: "L"): pendingLongName = Self.string(meta[...])
         case UInt8(ascii: "K"): pendingLongLink = Self.string(meta[...])
         case UInt8(ascii: "x"): pendingPax = try Self.paxRecords(meta)
-        default: break   // a global pax header: nothing this reader needs
+        case UInt8(ascii: "g"):
+            // A global header changes every later member (its path, owner, mode) for `tar -x` in
+            // ways this reader's checks would not see; pg_basebackup never writes one.
+            throw CNBackupError(.integrity, "the tar stream has a pax global header (at byte \(offset)): refused")
+        default: break
         }
     }
 
