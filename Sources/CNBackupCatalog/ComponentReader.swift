@@ -10,7 +10,9 @@ import CNBackupStorage
 ///   the first segment is opened: an object sealed by someone else to the same public recipients,
 ///   with a description copied from a real header, is refused before any of its plaintext exists.
 ///   A manifest written before that binding (no `headerSHA256`) has its object's SHA-256 checked
-///   in a first pass instead, so still no byte leaves that the manifest does not vouch for.
+///   in a first pass instead, as the object is copied to a private file that the second pass then
+///   reads: one read of the store, so what was checked is what is opened (two reads could meet
+///   two objects, replaced in between).
 /// - Each segment is authenticated; the header must name this set and component; the
 ///   decompressed plaintext never goes past the signed plaintext size.
 /// - `finish()` then checks what only the end can tell: the stored SHA-256, the plaintext size and
@@ -41,21 +43,30 @@ package final class ComponentReader {
     private let stored: DigestingStream
     private let expectation: Expectation
     private let name: String
+    /// A legacy object's private copy, removed with the reader.
+    private let staged: StagedObject?
 
     package init(store: any ObjectStore, key: String, expect expectation: Expectation, keys: Keys) throws {
         self.expectation = expectation
-        var source = try store.get(key: key)
+        var source: ByteStream
+        var staged: StagedObject?
         switch expectation {
         case .record(let record, _, _):
             name = record.name
-            if record.headerSHA256 == nil { try Self.checkWhole(store: store, key: key, record: record) }
-            source = LimitedStream(source, limit: record.storedSize, what: "object \(record.objectKey)")
+            if record.headerSHA256 == nil {
+                staged = try StagedObject(store: store, key: key, record: record)
+                source = try staged!.stream()
+            } else {
+                source = LimitedStream(try store.get(key: key), limit: record.storedSize, what: "object \(record.objectKey)")
+            }
         case .place(_, let component):
             name = component
+            source = try store.get(key: key)
         case .written(let written, let storedSize, _):
             name = written
-            source = LimitedStream(source, limit: storedSize, what: "object \(written)")
+            source = LimitedStream(try store.get(key: key), limit: storedSize, what: "object \(written)")
         }
+        self.staged = staged
         // The run's read-back counts only: the header is compared byte for byte, every segment
         // authenticates under the data key and the zstd checksum covers the plaintext.
         let hashing: Bool = if case .written = expectation { false } else { true }
@@ -114,14 +125,6 @@ package final class ComponentReader {
         }
     }
 
-    /// For manifests that bind no header: the whole object's SHA-256 first, before anything opens.
-    private static func checkWhole(store: any ObjectStore, key: String, record: ComponentRecord) throws {
-        let whole = DigestingStream(LimitedStream(try store.get(key: key), limit: record.storedSize, what: "object \(record.objectKey)"))
-        try whole.forEachChunk { _ in }
-        guard whole.count == record.storedSize, whole.digest?.hex == record.storedSHA256 else {
-            throw CNBackupError(.integrity, "object \(record.objectKey) has other bytes than the manifest records (SHA-256 differs)")
-        }
-    }
 
     /// What the whole read saw; call once `plaintext` has ended.
     package struct Totals {
@@ -160,4 +163,44 @@ package final class ComponentReader {
         }
         return Totals(storedSize: stored.count, storedSHA256: storedDigest, plaintextSize: plaintext.count, plaintextSHA256: plaintextDigest)
     }
+}
+
+/// For manifests that bind no header: the whole object, copied once to a private file (mode 0600 in
+/// a 0700 folder; sealed bytes, no plaintext) while its SHA-256 is checked against the manifest,
+/// then read from there. Removed when released, or by `LastResort` if the process ends at once.
+final class StagedObject {
+    private let folder: String
+    private let path: String
+
+    init(store: any ObjectStore, key: String, record: ComponentRecord) throws {
+        folder = try PrivateFolder.create(prefix: "cnbackup-staged-")
+        path = folder + "/object"
+        LastResort.register(directory: folder)
+        do {
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw CNBackupError(.io, "cannot create \(path): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            let whole = DigestingStream(LimitedStream(try store.get(key: key), limit: record.storedSize, what: "object \(record.objectKey)"))
+            try whole.forEachChunk { chunk in try writeFully(fd: fd, chunk, what: "the staged copy of \(record.objectKey)") }
+            guard whole.count == record.storedSize, whole.digest?.hex == record.storedSHA256 else {
+                throw CNBackupError(.integrity, "object \(record.objectKey) has other bytes than the manifest records (SHA-256 differs)")
+            }
+        } catch {
+            release()
+            throw error
+        }
+    }
+
+    func stream() throws -> ByteStream {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CNBackupError(.io, "cannot read the staged copy \(path)") }
+        return FileDescriptorStream(fd: fd, owns: true, what: path)
+    }
+
+    private func release() {
+        try? FileManager.default.removeItem(atPath: folder)
+        LastResort.unregister(directory: folder)
+    }
+
+    deinit { release() }
 }

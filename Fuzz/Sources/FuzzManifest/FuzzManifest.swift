@@ -26,7 +26,7 @@ public func fuzzManifest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         signatureBytes = Array(input[..<split])
         manifestBytes = Array(input[(split + 1)...])
     } else {
-        do { signatureBytes = try ManifestSignature.sign(input, with: signingKey).encoded() } catch {
+        do { signatureBytes = try ManifestSignature.sign(input, with: signingKey, use: .manifest).encoded() } catch {
             fatalError("signing failed: \(error)")
         }
         manifestBytes = input
@@ -44,7 +44,7 @@ public func fuzzManifest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     if let signatureBytes {
         expectRefusalOrSuccess("ManifestSignature.decode") {
             let signature = try ManifestSignature.decode(signatureBytes)
-            _ = signature.isValid(for: manifestBytes)
+            _ = signature.isValid(for: manifestBytes, as: .manifest)
             let again = try ManifestSignature.decode(signature.encoded())
             precondition(again == signature, "a decoded signature does not survive encode and decode")
         }
