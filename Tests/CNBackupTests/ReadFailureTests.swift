@@ -109,3 +109,18 @@ import CNBackupTestKit
         }
     }
 }
+
+/// Lifecycle rules the bucket's writer could aim at history.
+@Suite struct LifecycleWarningTests {
+    @Test func rulesKeyedOnTagsOrTheBackupsPrefixAreFlagged() {
+        let byTag = S3Store.LifecycleRule(id: "tmp", enabled: true, prefix: "", tags: ["cnb-component=scratch"], expires: true)
+        let underPrefix = S3Store.LifecycleRule(id: "old", enabled: true, prefix: "mainnet/", tags: [], expires: true)
+        let elsewhere = S3Store.LifecycleRule(id: "logs", enabled: true, prefix: "logs/", tags: [], expires: true)
+        let moveOnly = S3Store.LifecycleRule(id: "ia", enabled: true, prefix: "mainnet/", tags: [], expires: false)
+        let warnings = StoreCheck.lifecycleWarnings([byTag, underPrefix, elsewhere, moveOnly], prefix: "mainnet/")
+        #expect(warnings.count == 2)
+        #expect(warnings.contains { $0.contains("\"tmp\"") && $0.contains("PutObjectTagging") })
+        #expect(warnings.contains { $0.contains("\"old\"") })
+        #expect(StoreCheck.lifecycleWarnings(nil, prefix: "mainnet/").count == 1)
+    }
+}

@@ -21,6 +21,22 @@ public struct StoreCheckReport: Sendable, Codable {
 public enum StoreCheck {
     public static let probeFolder = ".cnbackup-check"
 
+    /// Lifecycle rules that the in-cluster writer could aim: it may tag any object and write under
+    /// the prefix, so an expiring rule keyed on a tag, or on a prefix its keys can reach, lets it
+    /// delete history without the delete right.
+    static func lifecycleWarnings(_ rules: [S3Store.LifecycleRule]?, prefix: String) -> [String] {
+        guard let rules else { return ["the bucket's lifecycle rules cannot be read with these credentials: check that none expires objects by tag or under the backups' prefix"] }
+        return rules.filter { $0.enabled && $0.expires }.compactMap { rule in
+            if !rule.tags.isEmpty {
+                return "lifecycle rule \"\(rule.id)\" expires objects by tag (\(rule.tags.joined(separator: ", "))): the writer holds s3:PutObjectTagging and can tag any backup for deletion; key it on something the writer cannot set, or remove it"
+            }
+            if prefix.hasPrefix(rule.prefix) || rule.prefix.hasPrefix(prefix) {
+                return "lifecycle rule \"\(rule.id)\" expires objects under \"\(rule.prefix)\", where the backups are: history goes with it whatever retention says; let `cnbackup prune` delete instead"
+            }
+            return nil
+        }
+    }
+
     public static func run(_ store: any ObjectStore) throws -> StoreCheckReport {
         var report = StoreCheckReport(store: store.displayName, canWrite: false, warnings: [])
         if let s3 = store as? S3Store {
@@ -31,7 +47,10 @@ public enum StoreCheck {
             if report.versioning != "Enabled" {
                 report.warnings.append("versioning is not enabled: an overwrite through other tools replaces history for good")
             }
+            report.warnings += lifecycleWarnings(try s3.lifecycleRules(), prefix: s3.settings.prefix)
         } else {
+            report.versioning = "none (file store)"
+            report.objectLock = "none (file store)"
             report.warnings.append("a file store has no versioning or Object Lock: protect it with the file system's own snapshots or immutability")
         }
         let key = "\(probeFolder)/probe-\(try randomBytes(6).hex)"

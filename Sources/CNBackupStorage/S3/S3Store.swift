@@ -271,4 +271,42 @@ extension S3Store {
         }
         return (versioningStatus, lockText)
     }
+
+    /// One lifecycle rule of the bucket, as far as `check-store` judges it.
+    public struct LifecycleRule: Sendable, Equatable {
+        public var id: String
+        public var enabled: Bool
+        /// The prefix it applies to ("" for the whole bucket).
+        public var prefix: String
+        /// Tags it selects objects by (`key=value`).
+        public var tags: [String]
+        /// It expires or deletes objects (rather than only moving them to another class).
+        public var expires: Bool
+
+        public init(id: String, enabled: Bool, prefix: String, tags: [String], expires: Bool) {
+            self.id = id; self.enabled = enabled; self.prefix = prefix; self.tags = tags; self.expires = expires
+        }
+    }
+
+    /// The bucket's lifecycle rules (empty when it has none); nil when the credentials may not read them.
+    public func lifecycleRules() throws -> [LifecycleRule]? {
+        // 404: no rules. 403: not readable with these credentials. 400, 405, 501: a store without
+        // the API (some S3-compatible servers), which can then not be judged either.
+        let answer = try send(S3Call(method: "GET", key: nil, query: [("lifecycle", "")], what: "GET lifecycle of"), accept: [400, 403, 404, 405, 501])
+        switch answer.status {
+        case 404: return []
+        case 400, 403, 405, 501: return nil
+        default:
+            guard let root = S3XMLElement.parse(answer.body) else { return [] }
+            return root.all("Rule").map { rule in
+                let filter = rule.child("Filter")
+                let and = filter?.child("And")
+                let tagElements = (filter?.all("Tag") ?? []) + (and?.all("Tag") ?? [])
+                return LifecycleRule(id: rule.value("ID") ?? "", enabled: rule.value("Status") == "Enabled",
+                                     prefix: rule.value("Prefix") ?? filter?.value("Prefix") ?? and?.value("Prefix") ?? "",
+                                     tags: tagElements.map { "\($0.value("Key") ?? "")=\($0.value("Value") ?? "")" },
+                                     expires: rule.child("Expiration") != nil || rule.child("NoncurrentVersionExpiration") != nil)
+            }
+        }
+    }
 }
