@@ -21,7 +21,7 @@ struct ValidateCommand: ParsableCommand {
     func run() throws {
         try reporting {
             let definition = try PipelineDefinition.load(path: pipeline, epoch: try chosenEpoch(epoch))
-            for warning in definition.warnings { printToStandardError("warning: \(warning)") }
+            for warning in definition.warnings + definition.secretEnvironmentWarnings { printToStandardError("warning: \(warning)") }
             if !syntaxOnly {
                 let problems = definition.hostProblems()
                 for problem in problems { printToStandardError("error: \(pipeline): \(problem)") }
