@@ -63,8 +63,18 @@ pipeline sv1 "$(capture apps apps sv_apps true)" "$(capture participant particip
   "$(capture sequencer sequencer sv_sequencer false)" "$(capture mediator mediator sv_mediator false)"
 pipeline val1 "$(capture apps apps val_apps true)" "$(capture participant participant val_participant false)"
 pipeline ghost1 "$(capture apps apps ghostly false)"
-grep -q '"rowCounts"' "$W"/store/sv1/migration-1/serial-0/*/manifest-*.json || fail "the SV set's manifest has no rowCounts"
-grep -q '"public.t1" : 570' "$W"/store/sv1/migration-1/serial-0/*/manifest-*.json || fail "the manifest's count of sv_apps public.t1 is not 570"
+# The counts are sealed to the recipients (totals in clear); break-glass `decrypt` opens them.
+grep -q '"public.t1"' "$W"/store/sv1/migration-1/serial-0/*/manifest-*.json && fail "the SV set's manifest holds per-table counts in clear"
+python3 - "$CNB" "$W/secrets/ops.key" "$W"/store/sv1/migration-1/serial-0/*/manifest-*.json <<'PY' || fail "the manifest's sealed count of sv_apps public.t1 is not 570"
+import base64, json, subprocess, sys
+m = json.load(open(sys.argv[3]))
+c = next(c for c in m["components"] if c["name"] == "apps-sv_apps")
+assert "rowCounts" not in c, c
+s = c["sealedRowCounts"]
+counts = json.loads(subprocess.run([sys.argv[1], "decrypt", "--identity", sys.argv[2]], input=base64.b64decode(s["sealed"]),
+                                   capture_output=True, check=True).stdout)
+assert counts["public.t1"] == 570 and s["rows"] == sum(counts.values()) and s["tables"] == len(counts), (counts, s)
+PY
 
 DR=(--store "$STORE" --signer "$SIGNER" --identity "$W/secrets/ops.key" --drill-key "$W/secrets/drill.key" --pg-bin "$PG_BIN")
 step "SV-like and validator-like drills pass"
@@ -98,23 +108,32 @@ step "a set whose signed counts disagree with the restored rows fails the drill"
 # objects are sealed to this set id, so the set is edited where it lies rather than copied.
 pipeline drift1 "$(capture apps apps val_apps true)"
 SET_DIR=$(ls -d "$W"/store/drift1/migration-1/serial-0/*/); SET_DIR=${SET_DIR%/}; SET_ID=$(basename "$SET_DIR")
-# One count + 1 (every other manifest byte kept), then re-signed as the run signs: Ed25519 over
+# One count + 1, re-sealed to the recipient by the independent sealer, and its total with it (every
+# other manifest byte kept), then re-signed as the run signs: Ed25519 over
 # "cnbackup-signature-v2 manifest", a zero byte and the exact bytes, with the signing key
 # (docs/FORMAT.md "Keys", "Manifest and signature").
-python3 - "$SET_DIR" "$W/secrets/signing.key" "$SIGNER" apps-val_apps public.t1 <<'PY' >"$W/drift-count" || fail "could not change and re-sign the drift1 manifest"
-import base64, glob, hashlib, json, os, sys
+python3 - "$SET_DIR" "$W/secrets/signing.key" "$SIGNER" apps-val_apps public.t1 "$CNB" "$W/secrets/ops.key" "$R1" <<'PY' >"$W/drift-count" || fail "could not change and re-sign the drift1 manifest"
+import base64, glob, hashlib, json, os, subprocess, sys
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-set_dir, key_file, signer, component, table = sys.argv[1:6]
+set_dir, key_file, signer, component, table, cnb, ops_key, recipient = sys.argv[1:9]
 manifest_path = [p for p in glob.glob(set_dir + "/manifest-*.json")][0]
 text = open(manifest_path, "rb").read().decode()
 want = json.loads(text)
-rows = next(c for c in want["components"] if c["name"] == component)["rowCounts"][table]
-next(c for c in want["components"] if c["name"] == component)["rowCounts"][table] = rows + 1
-old = '"%s" : %d' % (table, rows)
-assert text.count(old) == 1, "%s is not once in the manifest" % old
-text = text.replace(old, '"%s" : %d' % (table, rows + 1))
-assert json.loads(text) == want, "the edit changed more than one count"
+sealed = next(c for c in want["components"] if c["name"] == component)["sealedRowCounts"]
+counts = json.loads(subprocess.run([cnb, "decrypt", "--identity", ops_key], input=base64.b64decode(sealed["sealed"]),
+                                   capture_output=True, check=True).stdout)
+rows = counts[table]
+counts[table] = rows + 1
+resealed = subprocess.run([sys.executable, "scripts/independent-sealer.py", "seal", "--recipient", recipient],
+                          input=json.dumps(counts, sort_keys=True).encode(), capture_output=True, check=True).stdout
+new = base64.b64encode(resealed).decode()
+for old, replacement in [('"sealed" : "%s"' % sealed["sealed"], '"sealed" : "%s"' % new),
+                         ('"rows" : %d' % sealed["rows"], '"rows" : %d' % (sealed["rows"] + 1))]:
+    assert text.count(old) == 1, "%s is not once in the manifest" % old[:60]
+    text = text.replace(old, replacement)
+sealed.update(sealed=new, rows=sealed["rows"] + 1)
+assert json.loads(text) == want, "the edit changed more than the sealed counts and their total"
 data = text.encode()
 line = next(l.strip() for l in open(key_file) if l.strip() and not l.startswith("#"))
 prefix = "CNB1-ED25519-SECRET-"

@@ -106,8 +106,13 @@ YAML
   step "[$major] run 1: jobs 2, parallelism 4"
   pipeline "$node" 2 4
   cnb run "$W/$node.yaml" >"$W/logs/run1-$major.log" 2>&1 || fail "[$major] run 1 failed"
-  python3 - "$(manifest_of "$node")" <<'PY' || fail "[$major] run 1: the manifest does not record the parts as one dump"
+  python3 - "$(manifest_of "$node")" "$CNB" "$W/secrets/ops.key" <<'PY' || fail "[$major] run 1: the manifest does not record the parts as one dump"
 import json, sys
+import base64, subprocess
+def counts(c):   # a component's per-table counts, sealed to the recipient: opened with the test's key
+    s = c.get("sealedRowCounts")
+    return json.loads(subprocess.run([sys.argv[2], "decrypt", "--identity", sys.argv[3]], input=base64.b64decode(s["sealed"]),
+                                     capture_output=True, check=True).stdout) if s else {}
 m = json.load(open(sys.argv[1]))
 assert m["status"] == "complete", m["status"]
 assert [c["name"] for c in m["components"] if "part" not in c] == ["apps-globals"], m["components"]
@@ -119,7 +124,7 @@ assert [p["index"] for p in parts] == [0, 1, 2, 3] and all(p["count"] == 4 for p
 assert [p["section"] for p in parts] == ["pre-data", "data", "data", "post-data"], parts
 assert len({p["snapshot"] for p in parts}) == 1 and parts[0]["snapshot"], parts
 assert all(p["group"] == "apps-par_apps" and p["database"] == "par_apps" for p in parts), parts
-d1, d2 = (set(c.get("rowCounts", {})) for c in m["components"][1:3])
+d1, d2 = (set(counts(c)) for c in m["components"][1:3])
 assert not (d1 & d2), "a table in two data parts: %r" % (d1 & d2)
 assert {"public.big_one", "public.big_two"} <= d1 | d2 and ("public.big_one" in d1) != ("public.big_two" in d1), (d1, d2)
 assert 'We*ird.Schema.Odd "Name" ?$' in d1 | d2 and "We*ird.Schema.oddname" in d1 | d2, (d1, d2)
@@ -179,10 +184,15 @@ PY
   kill "$writer" 2>/dev/null || true; wait "$writer" 2>/dev/null || true
   [ $rc = 0 ] || fail "[$major] run 2 exited $rc"
   set=$(basename "$(dirname "$(manifest_of "$node")")")
-  python3 - "$(manifest_of "$node")" <<'PY' || fail "[$major] run 2: pair_a and pair_b are not in different data parts (the test would prove nothing)"
+  python3 - "$(manifest_of "$node")" "$CNB" "$W/secrets/ops.key" <<'PY' || fail "[$major] run 2: pair_a and pair_b are not in different data parts (the test would prove nothing)"
 import json, sys
+import base64, subprocess
+def counts(c):   # a component's per-table counts, sealed to the recipient: opened with the test's key
+    s = c.get("sealedRowCounts")
+    return json.loads(subprocess.run([sys.argv[2], "decrypt", "--identity", sys.argv[3]], input=base64.b64decode(s["sealed"]),
+                                     capture_output=True, check=True).stdout) if s else {}
 m = json.load(open(sys.argv[1]))
-where = {t: c["name"] for c in m["components"] for t in c.get("rowCounts", {})}
+where = {t: c["name"] for c in m["components"] for t in counts(c)}
 assert where["public.pair_a"] != where["public.pair_b"], where
 # The two parts ran one after the other (parallelism 1): a snapshot of their own would differ.
 order = {c["name"]: (c["startOrder"], c["endOrder"]) for c in m["components"]}

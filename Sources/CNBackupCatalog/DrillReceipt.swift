@@ -32,6 +32,8 @@ public struct DrillReceipt: Codable, Sendable, Equatable {
         public var seconds: Double
         /// `schema.table` -> rows after the restore (for a physical backup: `database/schema.table`).
         public var rowCounts: [String: Int64]?
+        /// The counts as stored: sealed to the drill's recipients, totals in clear.
+        public var sealedRowCounts: SealedRowCounts? = nil
         /// What the rows were compared with.
         public var comparedWith: Comparison
         public var mismatches: [String]

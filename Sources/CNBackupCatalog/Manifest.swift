@@ -156,13 +156,19 @@ public struct ComponentRecord: Codable, Sendable, Equatable {
     public var physical: PhysicalEvidence? = nil
     /// For pg_dump archives read uncompressed as they streamed past: each table's rows
     /// (`schema.table` -> COPY data lines), which `cnbackup drill` compares with the restore.
-    /// Absent when the archive could not be read (another format, compressed, a command's dump).
+    /// Stored only in manifests written before the counts were sealed; in memory, the opened
+    /// `sealedRowCounts` (see `Manifest.openingRowCounts`).
     public var rowCounts: [String: Int64]? = nil
+    /// The same counts sealed to the set's recipients, totals in clear. Absent when the archive
+    /// could not be read (another format, compressed, a command's dump).
+    public var sealedRowCounts: SealedRowCounts? = nil
     /// For one part of a parallel logical dump (`postgres: { jobs: N }`): which part of which
     /// database's dump. Readers group the parts by `group`; the dump is whole only with all `count`.
     public var part: DumpPart? = nil
 
-    package init(name: String, role: ComponentRole, source: String, objectKey: String, storedSize: Int64, storedSHA256: String, headerSHA256: String? = nil, etag: String? = nil, plaintextSize: Int64, plaintextDigestHMAC: String, codec: CodecInfo, keyIds: [KeyID], segmentSize: Int, started: String, ended: String, startOrder: Int, endOrder: Int, readBack: ReadBackRecord, postgres: PostgresEvidence? = nil, epoch: Epoch? = nil, physical: PhysicalEvidence? = nil, rowCounts: [String: Int64]? = nil, part: DumpPart? = nil) {
+    package init(name: String, role: ComponentRole, source: String, objectKey: String, storedSize: Int64, storedSHA256: String, headerSHA256: String? = nil, etag: String? = nil, plaintextSize: Int64, plaintextDigestHMAC: String, codec: CodecInfo, keyIds: [KeyID], segmentSize: Int, started: String, ended: String, startOrder: Int, endOrder: Int, readBack: ReadBackRecord, postgres: PostgresEvidence? = nil, epoch: Epoch? = nil, physical: PhysicalEvidence? = nil, rowCounts: [String: Int64]? = nil, part: DumpPart? = nil,
+                 sealedRowCounts: SealedRowCounts? = nil) {
+        self.sealedRowCounts = sealedRowCounts
         self.name = name
         self.role = role
         self.source = source

@@ -93,3 +93,19 @@ final class SquattingStore: ObjectStore, @unchecked Sendable {
         }
     }
 }
+
+/// Per-table counts are sealed to the recipients; only totals stay in clear.
+@Suite struct SealedRowCountsTests {
+    @Test func countsOpenWithTheSetsKeysOnlyAndMustMatchTheirTotals() throws {
+        let owner = try newIdentity(), stranger = try newIdentity()
+        let counts: [String: Int64] = ["public.contracts": 50_000, "public.log": 7]
+        let sealed = try SealedRowCounts.seal(counts, to: [owner.recipient])
+        #expect(sealed.tables == 2 && sealed.rows == 50_007)
+        #expect(!sealed.sealed.contains("contracts"))
+        #expect(try sealed.open(with: [owner]) == counts)
+        #expect(throws: CNBackupError.self) { try sealed.open(with: [stranger]) }
+        var lying = sealed
+        lying.rows += 1
+        #expect(throws: CNBackupError.self) { try lying.open(with: [owner]) }
+    }
+}

@@ -189,9 +189,10 @@ public struct BackupRunner: Sendable {
                 codec: compressed.codec, keyIds: sealed.header.keyIDs, segmentSize: sealed.header.segmentSize,
                 started: Timestamp.format(started), ended: Timestamp.format(Date()),
                 startOrder: startOrder, endOrder: endOrder, readBack: ReadBackRecord(rawValue: verified.mode.rawValue) ?? .full, postgres: evidence,
-                epoch: capture.epoch, physical: physicalEvidence, rowCounts: counting?.counter.finish(),
+                epoch: capture.epoch, physical: physicalEvidence,
                 part: capture.part.map { DumpPart(group: $0.group, database: $0.database, index: $0.index, count: $0.count,
-                                                  section: $0.section, snapshot: snapshot ?? "") })
+                                                  section: $0.section, snapshot: snapshot ?? "") },
+                sealedRowCounts: try counting?.counter.finish().map { try SealedRowCounts.seal($0, to: recipients) })
             if let counting, counting.counter.gaveUp != nil {
                 logger.info("no row counts recorded", metadata: ["component": "\(capture.name)", "reason": "\(counting.counter.gaveUp!)"])
             }

@@ -59,7 +59,7 @@ public struct Driller: Sendable {
     static func databaseComponents(_ manifest: Manifest) -> [ComponentRecord] {
         let candidates = manifest.components.filter { record in
             guard !record.name.hasSuffix("-globals") else { return false }
-            if record.postgres != nil || record.physical != nil || record.rowCounts != nil { return true }
+            if record.postgres != nil || record.physical != nil || record.rowCounts != nil || record.sealedRowCounts != nil { return true }
             // A command capture of a database role (its own pg_dump, maybe compressed).
             return Self.roleOrder.contains(record.role) && record.source.hasPrefix("command:")
         }
@@ -89,9 +89,10 @@ public struct Driller: Sendable {
     }
 
     public func drill(_ set: TrustedSet, options: DrillOptions, log: (String) -> Void = { _ in }) throws -> Outcome {
-        let manifest = set.manifest
+        // The signed counts are sealed to the set's recipients: the drill holds keys that open them.
+        let manifest = try set.manifest.openingRowCounts(with: options.identities)
         let previous = try DrillReceipts(store: catalog.store, signers: options.drillSigners + [options.drillKey.publicKey])
-            .trusted(set: set).last
+            .trusted(set: set).last?.openingRowCounts(with: options.identities)
         let started = Date()
         var results: [DrillReceipt.Component] = []
         var failures: [String] = []
@@ -215,7 +216,10 @@ public struct Driller: Sendable {
                                    scratch: scratchText, postgresVersions: versions.sorted(), checked: checked, failures: failures,
                                    components: results, identityIds: identityIds, restoreSeconds: Date().timeIntervalSince(started),
                                    sampled: options.sampled ? true : nil)
-        let key = try DrillReceipts.write(receipt, layout: set.layout, store: catalog.store, key: options.drillKey)
+        // Stored with its per-table counts sealed to the keys that opened the set; the outcome
+        // keeps them open for the operator's output.
+        let key = try DrillReceipts.write(try receipt.sealingRowCounts(to: options.identities.map(\.recipient)), layout: set.layout,
+                                          store: catalog.store, key: options.drillKey)
         return Outcome(receipt: receipt, receiptKey: key)
     }
 
