@@ -542,7 +542,7 @@ check "$STORE-list-squat" list "trusted=squat/migration-4/serial-1/$SQSET" "igno
 echo "   the squatter planted: $(tr '\n' ' ' <"$F/planted"); the run committed $SQSET complete"
 fi
 
-step "[$STORE] 5. a forged orphan set: recover signs what it finds, and restore, drill and copy refuse it without --allow-recovered"
+step "[$STORE] 5. a forged orphan set: recover refuses it (no journal), and once forced, restore, drill and copy refuse it without --allow-recovered"
 # The writer seals its own payload to the public recipient under a new set id that no run made.
 FAT=$(date -u -d '-2 hours' +%s)
 FSET=$(date -u -d "@$FAT" +%Y%m%dT%H%M%SZ)-0f0f0f0f
@@ -554,8 +554,14 @@ d = json.load(sys.stdin)["description"]; d["setId"] = sys.argv[1]; d["captureSta
 print(json.dumps(d))' "$FSET" "$(date -u -d "@$FAT" +%Y-%m-%dT%H:%M:%S.000Z)" >"$F/forged-description.json"
 printf 'the writer chose these bytes\n' | zstd -q -c | python3 "$SEALER" seal --recipient "$R" --description "$(cat "$F/forged-description.json")" >"$F/forged.cnb"
 w_put "$FK/payload.zst.cnb" "$F/forged.cnb"
+# No journal entry signed by the node vouches for the writer's object: recover signs nothing.
 cnb "$STORE-recover-forged" recover --store "$URL" "$FSET" --identity "$W/secrets/r.key" --signing-key "$W/secrets/s.key" --older-than 0s
-expect "$STORE-recover-forged" 0 2
+expect "$STORE-recover-forged" 1
+mentions "$STORE-recover-forged" "that no journal entry vouches for the object" 'journal'
+# An operator who overrides that (a set written before journals) gets a recovered set, which
+# restore, drill and copy then refuse without --allow-recovered.
+cnb "$STORE-recover-forced" recover --store "$URL" "$FSET" --identity "$W/secrets/r.key" --signing-key "$W/secrets/s.key" --older-than 0s --without-journal
+expect "$STORE-recover-forced" 0 2
 cnb "$STORE-restore-forged" restore --store "$URL" --signer "$S" "$FSET" --component payload --identity "$W/secrets/r.key" --to "$F/forged.out"
 expect "$STORE-restore-forged" 1
 mentions "$STORE-restore-forged" "that the set was rebuilt by recover" 'allow-recovered'

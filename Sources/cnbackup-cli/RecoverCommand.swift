@@ -25,6 +25,8 @@ struct RecoverCommand: ParsableCommand {
     @Option(help: "Refuse sets written to more recently than this (their run may still be going).") var olderThan = "1h"
     @Flag(help: "Print the manifest that would be written; write nothing.") var dryRun = false
     @Flag(help: "Go on although multipart uploads are open under the set (a writer can open one to block recover).") var ignoreOpenUploads = false
+    @Flag(help: "Recover objects no journal entry vouches for (sets written before journals): a writer's object then passes as the run's.")
+    var withoutJournal = false
     @Flag(help: "JSON output (the manifest).") var json = false
 
     @OptionGroup var progress: ProgressOptions
@@ -45,6 +47,7 @@ struct RecoverCommand: ParsableCommand {
                                             signingKey: try KeyFile.loadSigningKey(path: signingKey), kind: nodeKind,
                                             dryRun: dryRun, olderThan: try DurationText.parse(olderThan))
             options.ignoreOpenUploads = ignoreOpenUploads
+            options.withoutJournal = withoutJournal
             let manifest = try Recoverer(store: try storeOptions.open()).recover(setId: set, node: node, options: options)
             complete = manifest.status == .complete
             if json {

@@ -24,7 +24,8 @@ import CNBackupCatalog
             try Cleaner(store: f.store, olderThan: 3600).apply(plan)
             #expect(try f.store.list(prefix: orphan.directory + "/").isEmpty)
             #expect(try f.catalog.entry(setId: committed.setId).isCompleteBackup)
-            #expect(try f.store.list(prefix: committed.layout.directory + "/").count == 3)
+            // The object, its journal entry and signature, the manifest and its signature.
+            #expect(try f.store.list(prefix: committed.layout.directory + "/").count == 5)
         }
     }
 

@@ -79,9 +79,9 @@ public struct BackupRunner: Sendable {
         func launch(_ job: ComponentJob, after barrier: DispatchGroup?) {
             everything.enter()
             if job.role == .apps { appsDone.enter() }
-            let work = UncheckedBox((self, job, layout, recipients, log))
+            let work = UncheckedBox((self, job, layout, recipients, log, signingKey))
             Thread.detachNewThread {
-                let (runner, job, layout, recipients, log) = work.value
+                let (runner, job, layout, recipients, log, signingKey) = work.value
                 barrier?.wait()
                 scheduler.acquire()
                 // An apps capture may be retried (`appsRetry`): the barrier has not been passed while it runs.
@@ -98,6 +98,13 @@ public struct BackupRunner: Sendable {
                     }
                 }.mapError { ($0 as? CNBackupError) ?? CNBackupError(.capture, "\($0)") }
                 scheduler.release()
+                // The journal vouches for the object should the run die before its manifest; a
+                // journal that cannot be written costs only that (recover then leaves the object out).
+                if case .success(let record) = outcome {
+                    do { try JournalEntry.write(JournalEntry(layout: layout, record: record), layout: layout, store: runner.store, key: signingKey) } catch {
+                        log.warning("cannot write the journal entry", metadata: ["component": "\(job.name)", "error": "\(Redaction.redact("\(error)"))"])
+                    }
+                }
                 if let part = job.part {
                     // The last part of a parallel dump releases its snapshot; a failed one stops the parts not yet started.
                     if case .failure = outcome { context.parallelDumps.finished(part, ok: false) } else { context.parallelDumps.finished(part, ok: true) }

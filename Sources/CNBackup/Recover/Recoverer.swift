@@ -27,6 +27,9 @@ public struct Recoverer: Sendable {
         /// Go on although multipart uploads are open under the set (anyone who can write to the
         /// bucket can open one, so they must not block a recovery forever: the operator decides).
         public var ignoreOpenUploads = false
+        /// Recover objects no journal entry vouches for (sets written before journals): what the
+        /// store holds is then all there is to go on, and a writer's object passes as the run's.
+        public var withoutJournal = false
 
         public init(identities: [Identity], signingKey: SigningKey, kind: NodeKind? = nil, dryRun: Bool = false,
                     olderThan: TimeInterval = 3600) {
@@ -68,35 +71,55 @@ public struct Recoverer: Sendable {
             }
         }
         let objects = found.filter { $0.1.hasSuffix(SetLayout.objectSuffix) }.sorted { $0.1 < $1.1 }
-        // Two objects claiming one component (a writer's decoy beside the run's object, named like
-        // it): neither can be told apart from what the store holds, so neither is recovered.
-        let claims = Dictionary(grouping: objects.compactMap { SetLayout.component(ofObjectName: $0.1) }, by: { $0 }).filter { $0.value.count > 1 }.keys
         guard !objects.isEmpty else { throw CNBackupError(.notFound, "set \(setId) holds no sealed objects") }
         if let newest = found.map(\.2.lastModified).max(), now.timeIntervalSince(newest) < options.olderThan {
             throw CNBackupError(.invalidInput,
                 "set \(setId) was written to \(Int(now.timeIntervalSince(newest)))s ago: its run may still be going; wait, or lower --older-than if you know it died")
         }
 
-        var records: [ComponentRecord] = []
         var failures: [ComponentFailure] = []
-        var captureStarts: [String] = []
-        var reported = Set<String>()
+        // Only objects the run's own signed journal vouches for are signed now; what it left out,
+        // and why, goes into the manifest's failures.
+        let journal = JournalEntry.load(names: found.map(\.1), layout: layout, store: store, signer: options.signingKey.publicKey)
+        for reason in journal.refused {
+            failures.append(ComponentFailure(component: "journal", role: "unknown", reason: "left out: \(reason)"))
+        }
+        var candidates: [(name: String, info: ObjectInfo, component: String)] = []
         for (_, name, info) in objects {
             guard let component = SetLayout.component(ofObjectName: name) else { continue }
-            if claims.contains(component) {
-                guard reported.insert(component).inserted else { continue }
+            guard journal.entries[name] != nil || options.withoutJournal else {
                 failures.append(ComponentFailure(component: component, role: "unknown",
-                                                 reason: "not recovered: several objects claim this component (\(objects.filter { SetLayout.component(ofObjectName: $0.1) == component }.map(\.1).joined(separator: ", ")))"))
+                    reason: "left out: no journal entry signed by the node vouches for \(name) (a writer's object, or a set written before journals: --without-journal)"))
                 continue
             }
+            candidates.append((name, info, component))
+        }
+        // Two candidates claiming one component (a decoy beside the run's object, named like it,
+        // when there is no journal to tell them apart): neither is recovered.
+        let claims = Dictionary(grouping: candidates, by: \.component).filter { $0.value.count > 1 }
+        for (component, claimants) in claims.sorted(by: { $0.key < $1.key }) {
+            failures.append(ComponentFailure(component: component, role: "unknown",
+                                             reason: "not recovered: several objects claim this component (\(claimants.map(\.name).joined(separator: ", ")))"))
+        }
+        var records: [ComponentRecord] = []
+        var captureStarts: [String] = []
+        for (name, info, component) in candidates where claims[component] == nil {
             do {
-                let record = try rebuild(component: component, name: name, info: info, layout: layout,
-                                                         identities: options.identities)
+                let record = try rebuild(component: component, name: name, info: info, layout: layout, identities: options.identities)
+                if let vouched = journal.entries[name], vouched.record.headerSHA256 != record.headerSHA256
+                    || vouched.record.storedSize != record.storedSize || vouched.record.storedSHA256 != record.storedSHA256 {
+                    failures.append(ComponentFailure(component: component, role: record.role.rawValue,
+                                                     reason: "left out: \(name) is not the object its journal entry vouches for"))
+                    continue
+                }
                 records.append(record)
                 captureStarts.append(record.started)
             } catch {
                 failures.append(ComponentFailure(component: component, role: "unknown", reason: "not recovered: \(error)"))
             }
+        }
+        guard !records.isEmpty else {
+            throw CNBackupError(.invalidInput, "nothing of set \(setId) can be recovered: " + failures.map(\.reason).joined(separator: "; "))
         }
         let roles = Set(records.map(\.role))
         let kind = options.kind ?? Self.inferKind(roles)
