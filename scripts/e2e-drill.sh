@@ -174,6 +174,16 @@ assert [m for m in c["mismatches"] if m.startswith("public.t1:")] and len(c["mis
 cnb list --store "$STORE" --signer "$SIGNER" --drill-signer "$DRILL" --node drift1 --json >"$W/list-drift.json"
 python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["sets"][0]; assert s["drill"]["status"]=="failed", s' "$W/list-drift.json" \
   || fail "list --json does not show the failed drill of drift1"
+# The set itself is fresh; its newest drill failed: check-freshness --max-drill-age fails, and says which.
+rc=0; cnb check-freshness --store "$STORE" --signer "$SIGNER" --node drift1 --max-age 1h --max-drill-age 7d --drill-signer "$DRILL" --json \
+  >"$W/fresh-drift.json" 2>"$W/logs/fresh-drift.log" || rc=$?
+[ $rc = 2 ] || fail "check-freshness passed a node whose newest drill failed (exit $rc)"
+python3 - "$W/fresh-drift.json" "$SET_ID" <<'PY' || fail "check-freshness --json does not split the set's and the drill's verdicts: $(cat "$W/fresh-drift.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["setFresh"] is True and r["drillFresh"] is False and r["fresh"] is False, r
+assert r["drillStatus"] == "failed" and r["drill"]["setId"] == sys.argv[2] and r["drillAgeSeconds"] >= 0, r
+PY
 
 step "--pg-host leaves the scratch server as it was"
 before=$(psql_su source -d postgres -At -c "select string_agg(datname, ',' order by datname) from pg_database")

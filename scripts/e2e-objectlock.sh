@@ -112,4 +112,31 @@ PY
 "$CNB" list --store "$STORE" --signer "$S" --json | python3 -c "import json,sys; s=json.load(sys.stdin)['sets']; assert len(s)==3 and all(x['complete'] for x in s), s" \
   || fail "both sets must still be listed complete"
 
-echo "ok: e2e-objectlock: GOVERNANCE retention on every object, locked delete refused by the server, check-store reports it, prune keeps locked sets and says until when ($(( $(date +%s) - START ))s)"
+step "junk manifests the store will not hand back (GLACIER, SSE-C) are one set's problem: the real sets list"
+# The bucket's writer puts manifest candidates whose GET the store refuses: archived (403
+# InvalidObjectState until restored) and encrypted with a customer key it keeps (400 without it).
+# One sits in a set folder of its own, one beside a real set's manifest.
+python3 - "$MIDDLE" <<'PY' 2>"$W/logs/junk.err" || fail "could not plant the junk manifests: $(tail -3 "$W/logs/junk.err")"
+import os, sys, boto3
+c = boto3.client("s3", endpoint_url=os.environ["E2E_ENDPOINT"], region_name="us-east-1")
+base = "p/locked-node/migration-4/serial-1/"
+c.put_object(Bucket="locked", Key=base + "20261101T000000Z-0a0a0a0a/manifest-00000000000000aa.json", Body=b"{}", StorageClass="GLACIER")
+c.put_object(Bucket="locked", Key=base + sys.argv[1] + "/manifest-00000000000000bb.json", Body=b"{}",
+             SSECustomerAlgorithm="AES256", SSECustomerKey="k" * 32)
+PY
+rc=0; "$CNB" list --store "$STORE" --signer "$S" --json >"$W/list-junk.json" 2>"$W/logs/list-junk.err" || rc=$?
+[ $rc = 2 ] || fail "list with a junk set exited $rc, expected 2 (an untrusted set): $(tail -3 "$W/logs/list-junk.err")"
+python3 - "$W/list-junk.json" "$MIDDLE" <<'PY' || fail "the junk manifests broke the listing: $(head -c 1500 "$W/list-junk.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+sets = {x["id"]: x for x in d["sets"]}
+real = [x for x in d["sets"] if x["id"] != "20261101T000000Z-0a0a0a0a"]
+assert len(real) == 3 and all(x["trusted"] and x["complete"] for x in real), real
+junk = sets["20261101T000000Z-0a0a0a0a"]
+assert not junk["trusted"] and junk["status"] == "untrusted" and any("cannot be read" in p for p in junk["problems"]), junk
+assert any(i["key"].endswith("manifest-00000000000000bb.json") for i in d["ignored"]), d["ignored"]
+PY
+"$CNB" verify --store "$STORE" --signer "$S" --node locked-node --all >"$W/logs/verify-junk.out" 2>&1 || true
+grep -q "$MIDDLE" "$W/logs/verify-junk.out" || fail "verify --all did not get past the junk: $(tail -3 "$W/logs/verify-junk.out")"
+
+echo "ok: e2e-objectlock: GOVERNANCE retention on every object, locked delete refused by the server, check-store reports it, prune keeps locked sets and says until when, GLACIER and SSE-C junk manifests leave the real sets listed ($(( $(date +%s) - START ))s)"
