@@ -9,7 +9,7 @@ import CNBackupPostgres
 // line for scripts/bench.sh. Only the plan is timed, not generating its input.
 //
 // `cnbackup-bench count-rows FILE [RUNS]`: the CPU cost of counting rows as a dump streams past
-// (issue 15: at most 3% of a capture's CPU). Reads FILE (a `pg_dump -Fc -Z0` archive) in the
+// (the target: at most 3% of a capture's CPU). Reads FILE (a `pg_dump -Fc -Z0` archive) in the
 // capture's 1 MiB chunks, RUNS times without and RUNS times with an ArchiveRowCounter on every chunk,
 // interleaved, and prints "read_cpu_s count_cpu_s tables rows": the median CPU seconds (user+sys of
 // this process) of each; their difference is what counting adds to a capture, which already holds

@@ -5,7 +5,7 @@ import CNBackupTestKit
 import CNBackupHTTP
 import CNBackupStorage
 
-/// Issue 17 item 5: path-style for IP and localhost endpoints; what is never retried.
+/// Path-style addressing for IP and localhost endpoints, and what is never retried.
 @Suite struct S3AddressingTests {
     @Test(arguments: ["http://127.0.0.1:9000", "https://10.0.0.5", "http://localhost:8333", "http://[::1]:9000", "https://minio.localhost"])
     func ipAndLocalhostEndpointsArePathStyle(_ endpoint: String) throws {

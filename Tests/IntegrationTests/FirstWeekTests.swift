@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// Issue 17, "An operator's first week": every answer tells the truth, as a user runs cnbackup.
+/// An operator's first week: every answer tells the truth, as a user runs cnbackup.
 
 /// A stand-in S3 server that answers every request with `status` and the S3 error `code`, and
 /// appends one line per request to `log`. Ends by itself after a minute.

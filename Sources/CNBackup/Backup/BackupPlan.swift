@@ -4,7 +4,7 @@ import CNBackupStorage
 
 /// What a run will do, as one value: `run --dry-run` prints it, the runner executes it, and the
 /// manifest's barrier evidence records its two phases. Order comes from roles, not from places in
-/// the file: every apps capture completes before any participant capture starts (CANTON.md rule 1);
+/// the file: every apps capture completes before any participant capture starts (docs/CANTON.md, "The apps barrier");
 /// the others run beside the apps captures.
 public struct BackupPlan: Sendable {
     let definition: PipelineDefinition

@@ -23,7 +23,7 @@ public struct RunResult: Sendable {
 /// Definition -> plan -> typed stages per capture -> signed manifest, written last.
 ///
 /// Order comes from roles, not from places in the file: every apps capture must finish before
-/// any participant capture starts (CANTON.md rule 1); the others run beside them, at most
+/// any participant capture starts (docs/CANTON.md, "The apps barrier"); the others run beside them, at most
 /// `parallelism` at a time. A failed capture does not throw the others away: the set is committed
 /// with status `partial`, naming what failed.
 public struct BackupRunner: Sendable {

@@ -108,7 +108,7 @@ struct ComponentJob: Sendable {
             let database = database ?? ""
             let (evidence, folder) = try pg.evidence(database: database, passFile: passFile)
             if role == .participant, evidence.isReplica {
-                // CANTON.md rule 1: a lagging replica can be older than the apps dump.
+                // docs/CANTON.md, "The apps barrier": a lagging replica can be older than the apps dump.
                 guard let replay = evidence.replayTimestamp.flatMap(Timestamp.parse),
                       let apps = context.latestAppsSnapshot, replay > apps else {
                     throw CNBackupError(.capture,

@@ -111,7 +111,7 @@ extension HTTPSourceDefinition {
     }
 }
 
-/// The documented shapes of an identities dump (CANTON.md): an SV's `{"identities": {...}}` with
+/// The documented shapes of an identities dump (docs/CANTON.md, "Node identities"): an SV's `{"identities": {...}}` with
 /// three NodeIdentitiesDumps, or a validator's single NodeIdentitiesDump. Unknown extra fields are
 /// allowed (the schema only grows); the bytes are archived exactly as served.
 public enum IdentitiesShape {

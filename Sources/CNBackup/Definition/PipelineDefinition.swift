@@ -80,7 +80,7 @@ public struct PipelineDefinition: Sendable {
     /// Things that work but deserve a look (a single recipient).
     public var warnings: [String]
 
-    /// Roles a node kind's set must hold to count as complete (CANTON.md, rule 5). A CantonBFT SV
+    /// Roles a node kind's set must hold to count as complete (docs/CANTON.md, "Completeness of a set"). A CantonBFT SV
     /// has no CometBFT node; its BFT database is checked by `checkDatabaseEpochs`.
     public static func requiredRoles(_ kind: NodeKind, consensus: Consensus? = nil) -> [ComponentRole] {
         switch kind {

@@ -2,7 +2,7 @@ import Foundation
 import CNBackupCore
 import CNBackupProcess
 
-/// What `run` needs of the host it runs on, checked without side effects by `validate` (issue 17):
+/// What `run` needs of the host it runs on, checked without side effects by `validate`:
 /// key files exist, are readable and private ones are not open to others; commands exist on the
 /// PATH children get; files and folders to capture exist; credential files exist.
 extension PipelineDefinition {

@@ -54,7 +54,7 @@ public enum PostgresMethod: String, Sendable, Equatable, CaseIterable {
     case physical
 }
 
-/// The identities dump over HTTPS with a bearer token (CANTON.md: the SV endpoint
+/// The identities dump over HTTPS with a bearer token (docs/CANTON.md, "Node identities": the SV endpoint
 /// `/api/sv/v0/admin/domain/identities-dump`, the validator one
 /// `/api/validator/v0/admin/participant/identities`).
 public struct HTTPSourceDefinition: Sendable, Equatable {

@@ -82,7 +82,8 @@ public enum RestorePlan {
                 ? "Only to recover the SV's participant identity: cnbackup restore --store \(store) --signer PUB \(manifest.setId) --component \(record.name) --identity KEY --to participant-dump.json --as-kubernetes-secret participant-bootstrap-dump --participant-only"
                 : "Only to re-onboard the validator on a new participant: cnbackup restore --store \(store) --signer PUB \(manifest.setId) --component \(record.name) --identity KEY --to participant-dump.json --as-kubernetes-secret participant-bootstrap-dump; kubectl apply -f participant-dump.json; Helm: participantIdentitiesDumpImport: { secretName: participant-bootstrap-dump, newParticipantIdentifier: NEW-ID }")
         }
-        steps.append("Scale the deployments back up, the participant (and sequencer, mediator) before the apps, and watch them catch up")
+        // Upstream scales every component back up at once, in no order (docs/CANTON.md, "Restore order").
+        steps.append("Scale every deployment back up to 1 replica, all at once (kubectl scale --replicas=1 ...), and watch them catch up from their peers")
         return steps
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import CNBackupCore
 import CNBackupStorage
 
-// Retention planning for `cnbackup prune` (CANTON.md rules 3 and 4). Pure logic: no I/O, no clock.
+// Retention planning for `cnbackup prune` (docs/CANTON.md, "Retention against pruning" and "Synchronizer epochs"). Pure logic: no I/O, no clock.
 //
 // Three tiers decide which sets are kept:
 // - recent: every complete set captured within `keepWithin` of now, and the newest `keepLast`
@@ -54,7 +54,7 @@ public struct RetentionPolicy: Sendable, Equatable {
     /// The newest this many complete sets are kept.
     public var keepLast: Int
     /// Keep every complete set of a past epoch rather than only its chain and last set.
-    /// (CANTON.md rule 4 reads "every backup of a past epoch is kept"; off by default, as briefed.)
+    /// (docs/CANTON.md, "Synchronizer epochs": every backup of a past epoch is kept; off by default.)
     public var keepEveryPastEpochSet: Bool
 
     public static let day: TimeInterval = 86_400
