@@ -126,6 +126,44 @@ public struct PipelineDefinition: Sendable {
     }
 
     public static func parse(_ text: String, file: String = "pipeline", epoch override: Epoch? = nil) throws -> PipelineDefinition {
+        var top = try YAMLMap(try composeRoot(text, file: file), path: "", file: file)
+        var warnings: [String] = []
+
+        let versionNode = try top.require("version")
+        guard versionNode.int == 1 else { throw top.error(versionNode, "version", "only version 1 is supported") }
+        let node = try parseNode(&top, file: file)
+        let (epoch, scanURL) = try parseEpoch(&top, file: file)
+        let store = try parseStore(&top, file: file)
+        let (recipients, symmetricKeyFiles) = try parseEncryption(&top, file: file, warnings: &warnings)
+        var signingMap = try YAMLMap(try top.require("signing"), path: "signing", file: file)
+        let signingKeyFile = try signingMap.requireString("keyFile")
+        try signingMap.rejectUnknown()
+        let (compression, readBack, parallelism) = try parseRunSettings(&top)
+        let captures = try parseCaptures(&top, file: file)
+        try top.rejectUnknown()
+        try checkComponentNames(captures, file: file)
+        try checkRequiredRoles(captures, node: node, file: file)
+
+        let definition = PipelineDefinition(node: node,
+                                  epoch: Epoch(migrationId: override?.migrationId ?? epoch.migrationId, serial: override?.serial ?? epoch.serial,
+                                               synchronizerId: epoch.synchronizerId),
+                                  store: store, recipients: recipients, symmetricKeyFiles: symmetricKeyFiles,
+                                  signingKeyFile: signingKeyFile, compression: compression, captures: captures,
+                                  readBack: readBack, parallelism: parallelism, warnings: warnings)
+        try definition.checkDatabaseEpochs(file: file)
+        var checked = definition
+        checked.scanURL = scanURL
+        let inPod = ProcessInfo.processInfo.environment["KUBERNETES_SERVICE_HOST"].map { !$0.isEmpty } ?? false
+        for capture in captures {
+            if case .kubernetesSecret(let secret) = capture.source, secret.apiServer == nil, !inPod {
+                checked.warnings.append("\(file): capture \(capture.name) reads a Secret from the API server of the pod it runs in: outside a pod (no KUBERNETES_SERVICE_HOST), give kubernetesSecret.apiServer, tokenFile and caFile")
+            }
+        }
+        return checked
+    }
+
+    /// The YAML document's root node, refusing aliases before anything is composed.
+    private static func composeRoot(_ text: String, file: String) throws -> Node {
         // Refused before composing: an alias repeats a node without repeating its text, so a few
         // hundred bytes of nested aliases stand for billions of nodes, and Yams hashes every mapping
         // key as it composes (its duplicate-key check), which then never ends. Found while fuzzing
@@ -133,12 +171,11 @@ public struct PipelineDefinition: Sendable {
         if let alias = firstYAMLAlias(in: text) {
             throw CNBackupError(.invalidDefinition, "\(file): YAML aliases are not allowed in a pipeline file (found *\(alias)): write the value out in full")
         }
-        let root: Node
         do {
             guard let node = try Yams.compose(yaml: text) else {
                 throw CNBackupError(.invalidDefinition, "\(file): the file is empty")
             }
-            root = node
+            return node
         } catch let error as CNBackupError {
             throw error
         } catch let error as YamlError {
@@ -146,12 +183,10 @@ public struct PipelineDefinition: Sendable {
         } catch {
             throw CNBackupError(.invalidDefinition, "\(file): not valid YAML: \(error)")
         }
-        var top = try YAMLMap(root, path: "", file: file)
-        var warnings: [String] = []
+    }
 
-        let versionNode = try top.require("version")
-        guard versionNode.int == 1 else { throw top.error(versionNode, "version", "only version 1 is supported") }
-
+    /// `node:` (name, kind, consensus).
+    private static func parseNode(_ top: inout YAMLMap, file: String) throws -> NodeInfo {
         var nodeMap = try YAMLMap(try top.require("node"), path: "node", file: file)
         let nodeName = try nodeMap.requireString("name")
         do { try validateNodeName(nodeName) } catch let e as CNBackupError { throw nodeMap.error(nil, "name", e.message) }
@@ -170,7 +205,11 @@ public struct PipelineDefinition: Sendable {
             consensus = parsed
         }
         try nodeMap.rejectUnknown()
+        return NodeInfo(name: nodeName, kind: kind, consensus: consensus)
+    }
 
+    /// `epoch:` as the file states it (an `--epoch` given on the command line replaces it later), and the Scan URL that checks it.
+    private static func parseEpoch(_ top: inout YAMLMap, file: String) throws -> (Epoch, scanURL: String?) {
         var epochMap = try YAMLMap(try top.require("epoch"), path: "epoch", file: file)
         guard let migrationId = try epochMap.int("migrationId"), migrationId >= 0 else {
             throw YAMLMap.error(file, epochMap.node, "epoch", "migrationId (a whole number from 0) is required")
@@ -184,7 +223,11 @@ public struct PipelineDefinition: Sendable {
             }
         }
         try epochMap.rejectUnknown()
+        return (Epoch(migrationId: migrationId, serial: serial, synchronizerId: synchronizerId), scanURL)
+    }
 
+    /// `store:`, its URL shape and its Object Lock settings.
+    private static func parseStore(_ top: inout YAMLMap, file: String) throws -> StoreSettings {
         var storeMap = try YAMLMap(try top.require("store"), path: "store", file: file)
         var store = StoreSettings(url: try storeMap.requireString("url"), endpoint: try storeMap.string("endpoint"),
                                   region: try storeMap.string("region"), pathStyle: try storeMap.bool("pathStyle"),
@@ -213,7 +256,11 @@ public struct PipelineDefinition: Sendable {
         if store.objectLock != nil && !store.url.hasPrefix("s3://") {
             throw storeMap.error(nil, "objectLock", "Object Lock is an S3 setting: a file store has none (use the file system's own immutability)")
         }
+        return store
+    }
 
+    /// `encryption:`: the recipients, each parsed, and the warnings a weak choice earns.
+    private static func parseEncryption(_ top: inout YAMLMap, file: String, warnings: inout [String]) throws -> (recipients: [String], symmetricKeyFiles: [String]) {
         var encryptionMap = try YAMLMap(try top.require("encryption"), path: "encryption", file: file)
         let recipients = try encryptionMap.strings("recipients") ?? []
         let symmetricKeyFiles = try encryptionMap.strings("symmetricKeyFiles") ?? []
@@ -233,11 +280,11 @@ public struct PipelineDefinition: Sendable {
         if !symmetricKeyFiles.isEmpty {
             warnings.append("\(file): symmetricKeyFiles puts a key that OPENS backups on the job's host: whoever reads the job's secrets can read every backup sealed to that key; prefer public recipients")
         }
+        return (recipients, symmetricKeyFiles)
+    }
 
-        var signingMap = try YAMLMap(try top.require("signing"), path: "signing", file: file)
-        let signingKeyFile = try signingMap.requireString("keyFile")
-        try signingMap.rejectUnknown()
-
+    /// `compression:`, `verify:` and `parallelism`, each with its default.
+    private static func parseRunSettings(_ top: inout YAMLMap) throws -> (CompressionSettings, ReadBackMode, Int) {
         var compression = CompressionSettings()
         if var compressionMap = try top.map("compression") {
             if let level = try compressionMap.int("level") {
@@ -263,7 +310,11 @@ public struct PipelineDefinition: Sendable {
         }
         let parallelism = try top.int("parallelism") ?? 2
         guard (1...16).contains(parallelism) else { throw top.error(top.value("parallelism"), "parallelism", "must be 1 to 16") }
+        return (compression, readBack, parallelism)
+    }
 
+    /// `captures:`, a non-empty list.
+    private static func parseCaptures(_ top: inout YAMLMap, file: String) throws -> [CaptureDefinition] {
         let capturesNode = try top.require("captures")
         guard case .sequence(let captureNodes) = capturesNode, !captureNodes.isEmpty else {
             throw top.error(capturesNode, "captures", "expected a non-empty list of captures")
@@ -272,8 +323,11 @@ public struct PipelineDefinition: Sendable {
         for (index, captureNode) in captureNodes.enumerated() {
             captures.append(try parseCapture(captureNode, path: "captures[\(index)]", file: file))
         }
-        try top.rejectUnknown()
+        return captures
+    }
 
+    /// Capture names, and the component names they make, become object keys: each must be unique.
+    private static func checkComponentNames(_ captures: [CaptureDefinition], file: String) throws {
         var names = Set<String>()
         for capture in captures where !names.insert(capture.name).inserted {
             throw CNBackupError(.invalidDefinition, "\(file): two captures are named \"\(capture.name)\": names become object keys and must be unique")
@@ -291,6 +345,11 @@ public struct PipelineDefinition: Sendable {
                 madeBy[job.name] = capture.name
             }
         }
+    }
+
+    /// A node kind's set needs its roles (docs/CANTON.md, "Completeness of a set").
+    private static func checkRequiredRoles(_ captures: [CaptureDefinition], node: NodeInfo, file: String) throws {
+        let kind = node.kind, consensus = node.consensus
         let roles = Set(captures.map(\.role))
         let required = requiredRoles(kind, consensus: consensus)
         let missing = required.filter { !roles.contains($0) }
@@ -299,23 +358,6 @@ public struct PipelineDefinition: Sendable {
             throw CNBackupError(.invalidDefinition,
                 "\(file): \(what) backup must hold \(required.map(\.rawValue).joined(separator: ", ")); this pipeline has no capture with role \(missing.map(\.rawValue).joined(separator: ", "))")
         }
-
-        let definition = PipelineDefinition(node: NodeInfo(name: nodeName, kind: kind, consensus: consensus),
-                                  epoch: Epoch(migrationId: override?.migrationId ?? migrationId, serial: override?.serial ?? serial,
-                                               synchronizerId: synchronizerId),
-                                  store: store, recipients: recipients, symmetricKeyFiles: symmetricKeyFiles,
-                                  signingKeyFile: signingKeyFile, compression: compression, captures: captures,
-                                  readBack: readBack, parallelism: parallelism, warnings: warnings)
-        try definition.checkDatabaseEpochs(file: file)
-        var checked = definition
-        checked.scanURL = scanURL
-        let inPod = ProcessInfo.processInfo.environment["KUBERNETES_SERVICE_HOST"].map { !$0.isEmpty } ?? false
-        for capture in captures {
-            if case .kubernetesSecret(let secret) = capture.source, secret.apiServer == nil, !inPod {
-                checked.warnings.append("\(file): capture \(capture.name) reads a Secret from the API server of the pod it runs in: outside a pod (no KUBERNETES_SERVICE_HOST), give kubernetesSecret.apiServer, tokenFile and caFile")
-            }
-        }
-        return checked
     }
 
     /// Splice names databases after the epoch they serve: the participant after the migration
@@ -386,100 +428,13 @@ public struct PipelineDefinition: Sendable {
         }
         if let path = try map.string("file") { sources.append(.file(path: path)) }
         if let path = try map.string("directory") { sources.append(.directory(path: path)) }
-        if var pg = try map.map("postgres") {
-            let methodText = try pg.string("method") ?? PostgresMethod.dump.rawValue
-            guard let method = PostgresMethod(rawValue: methodText) else {
-                throw YAMLMap.error(file, pg.value("method") ?? pg.node, pg.path + ".method",
-                                    "\"\(methodText)\" is not a method: use dump (pg_dump per database) or physical (pg_basebackup of the instance)")
-            }
-            let databases = try pg.strings("databases")
-            let globals = try pg.bool("globals")
-            let lockWaitTimeout = try pg.string("lockWaitTimeout")
-            let jobs = try pg.int("jobs")
-            if let jobs, !(1...64).contains(jobs) {
-                throw YAMLMap.error(file, pg.value("jobs") ?? pg.node, pg.path + ".jobs", "jobs must be 1 to 64 (pg_dump workers per database sharing one snapshot)")
-            }
-            if method == .physical {
-                // A base backup is the whole instance, roles included: a database list or globals would promise a choice it cannot make.
-                for (key, given) in [("databases", databases != nil), ("globals", globals != nil), ("lockWaitTimeout", lockWaitTimeout != nil),
-                                     ("jobs", jobs != nil)] where given {
-                    throw YAMLMap.error(file, pg.value(key) ?? pg.node, pg.path + "." + key,
-                                        "\(key) does not go with method: physical, which backs up the whole instance (every database and role)")
-                }
-            } else if databases?.isEmpty ?? true {
-                throw YAMLMap.error(file, pg.node, pg.path, "databases (a non-empty list) is required")
-            }
-            var source = PostgresSourceDefinition(
-                host: try pg.requireString("host"), port: try pg.int("port") ?? 5432, user: try pg.requireString("user"),
-                passwordFile: try pg.string("passwordFile"), databases: databases ?? [], globals: globals ?? false,
-                lockWaitTimeout: lockWaitTimeout ?? "60s", sslMode: try pg.string("sslmode"),
-                binDirectory: try pg.string("binDirectory"), environment: try pg.stringMap("env") ?? [:])
-            source.method = method
-            source.jobs = jobs ?? 1
-            if var incremental = try pg.map("incremental") {
-                guard method == .physical else {
-                    throw YAMLMap.error(file, incremental.node, incremental.path, "incremental goes with method: physical (pg_basebackup --incremental)")
-                }
-                var policy = IncrementalPolicy()
-                if let text = try incremental.string("fullEvery") {
-                    do { policy.fullEvery = try DurationText.parse(text) } catch let e as CNBackupError {
-                        throw YAMLMap.error(file, incremental.value("fullEvery") ?? incremental.node, incremental.path + ".fullEvery", e.message)
-                    }
-                    guard policy.fullEvery > 0 else {
-                        throw YAMLMap.error(file, incremental.value("fullEvery") ?? incremental.node, incremental.path + ".fullEvery", "fullEvery must be longer than 0")
-                    }
-                }
-                if let count = try incremental.int("maxChain") {
-                    guard count >= 2 else {
-                        throw YAMLMap.error(file, incremental.value("maxChain") ?? incremental.node, incremental.path + ".maxChain",
-                                            "maxChain counts the full too: give 2 or more (1 means a full every run)")
-                    }
-                    policy.maxChain = count
-                }
-                try incremental.rejectUnknown()
-                source.incremental = policy
-            }
-            try pg.rejectUnknown()
-            sources.append(.postgres(source))
-        }
-        if var http = try map.map("http") {
-            var oauth: HTTPSourceDefinition.OAuth?
-            if var o = try http.map("oauth") {
-                oauth = .init(tokenURL: try o.requireString("tokenUrl"), clientId: try o.requireString("clientId"),
-                              clientSecretFile: try o.requireString("clientSecretFile"), audience: try o.string("audience"),
-                              scope: try o.string("scope"))
-                try o.rejectUnknown()
-            }
-            var source = HTTPSourceDefinition(url: try http.requireString("url"), caFile: try http.string("caFile"),
-                                              tokenFile: try http.string("tokenFile"), oauth: oauth,
-                                              expectIdentities: role == .identities)
-            if let timeout = try http.string("timeout") {
-                do { source.timeoutSeconds = max(1, Int(try DurationText.parse(timeout))) } catch let e as CNBackupError {
-                    throw YAMLMap.error(file, http.value("timeout") ?? http.node, http.path + ".timeout", e.message)
-                }
-            }
-            try http.rejectUnknown()
-            do { try source.checkURLs() } catch let e as CNBackupError { throw YAMLMap.error(file, http.node, http.path, e.message) }
-            guard (source.oauth == nil) != (source.tokenFile == nil) else {
-                throw YAMLMap.error(file, http.node, http.path, "give exactly one of oauth and tokenFile")
-            }
-            sources.append(.http(source))
-        }
+        if var pg = try map.map("postgres") { sources.append(.postgres(try parsePostgres(&pg, file: file))) }
+        if var http = try map.map("http") { sources.append(.http(try parseHTTP(&http, role: role, file: file))) }
         if var snapshot = try map.map("snapshotReference") {
             sources.append(.snapshotReference(name: try snapshot.requireString("name"), takenAt: try snapshot.string("takenAt")))
             try snapshot.rejectUnknown()
         }
-        if var secret = try map.map("kubernetesSecret") {
-            let source = KubernetesSecretDefinition(namespace: try secret.requireString("namespace"), name: try secret.requireString("name"),
-                                                    apiServer: try secret.string("apiServer"), tokenFile: try secret.string("tokenFile"),
-                                                    caFile: try secret.string("caFile"))
-            try secret.rejectUnknown()
-            do { try source.checkNames() } catch let e as CNBackupError { throw YAMLMap.error(file, secret.node, secret.path, e.message) }
-            if let server = source.apiServer, !server.lowercased().hasPrefix("https://") {
-                throw YAMLMap.error(file, secret.node, secret.path + ".apiServer", "the API server must be https:// (it serves Secrets)")
-            }
-            sources.append(.kubernetesSecret(source))
-        }
+        if var secret = try map.map("kubernetesSecret") { sources.append(.kubernetesSecret(try parseKubernetesSecret(&secret, file: file))) }
         var ownEpoch: Epoch?
         if var epochMap = try map.map("epoch") {
             guard let migrationId = try epochMap.int("migrationId"), migrationId >= 0,
@@ -494,5 +449,106 @@ public struct PipelineDefinition: Sendable {
             throw YAMLMap.error(file, node, path, "a capture needs exactly one source: command, file, directory, postgres, http, kubernetesSecret or snapshotReference (found \(sources.count))")
         }
         return CaptureDefinition(name: name, role: role, source: source, epoch: ownEpoch)
+    }
+
+    /// A capture's `postgres:` source: its method and what goes with it.
+    private static func parsePostgres(_ pg: inout YAMLMap, file: String) throws -> PostgresSourceDefinition {
+        let methodText = try pg.string("method") ?? PostgresMethod.dump.rawValue
+        guard let method = PostgresMethod(rawValue: methodText) else {
+            throw YAMLMap.error(file, pg.value("method") ?? pg.node, pg.path + ".method",
+                                "\"\(methodText)\" is not a method: use dump (pg_dump per database) or physical (pg_basebackup of the instance)")
+        }
+        let databases = try pg.strings("databases")
+        let globals = try pg.bool("globals")
+        let lockWaitTimeout = try pg.string("lockWaitTimeout")
+        let jobs = try pg.int("jobs")
+        if let jobs, !(1...64).contains(jobs) {
+            throw YAMLMap.error(file, pg.value("jobs") ?? pg.node, pg.path + ".jobs", "jobs must be 1 to 64 (pg_dump workers per database sharing one snapshot)")
+        }
+        if method == .physical {
+            // A base backup is the whole instance, roles included: a database list or globals would promise a choice it cannot make.
+            for (key, given) in [("databases", databases != nil), ("globals", globals != nil), ("lockWaitTimeout", lockWaitTimeout != nil),
+                                 ("jobs", jobs != nil)] where given {
+                throw YAMLMap.error(file, pg.value(key) ?? pg.node, pg.path + "." + key,
+                                    "\(key) does not go with method: physical, which backs up the whole instance (every database and role)")
+            }
+        } else if databases?.isEmpty ?? true {
+            throw YAMLMap.error(file, pg.node, pg.path, "databases (a non-empty list) is required")
+        }
+        var source = PostgresSourceDefinition(
+            host: try pg.requireString("host"), port: try pg.int("port") ?? 5432, user: try pg.requireString("user"),
+            passwordFile: try pg.string("passwordFile"), databases: databases ?? [], globals: globals ?? false,
+            lockWaitTimeout: lockWaitTimeout ?? "60s", sslMode: try pg.string("sslmode"),
+            binDirectory: try pg.string("binDirectory"), environment: try pg.stringMap("env") ?? [:])
+        source.method = method
+        source.jobs = jobs ?? 1
+        if var incremental = try pg.map("incremental") {
+            guard method == .physical else {
+                throw YAMLMap.error(file, incremental.node, incremental.path, "incremental goes with method: physical (pg_basebackup --incremental)")
+            }
+            source.incremental = try parseIncremental(&incremental, file: file)
+        }
+        try pg.rejectUnknown()
+        return source
+    }
+
+    /// `postgres.incremental:` (physical captures only).
+    private static func parseIncremental(_ incremental: inout YAMLMap, file: String) throws -> IncrementalPolicy {
+        var policy = IncrementalPolicy()
+        if let text = try incremental.string("fullEvery") {
+            do { policy.fullEvery = try DurationText.parse(text) } catch let e as CNBackupError {
+                throw YAMLMap.error(file, incremental.value("fullEvery") ?? incremental.node, incremental.path + ".fullEvery", e.message)
+            }
+            guard policy.fullEvery > 0 else {
+                throw YAMLMap.error(file, incremental.value("fullEvery") ?? incremental.node, incremental.path + ".fullEvery", "fullEvery must be longer than 0")
+            }
+        }
+        if let count = try incremental.int("maxChain") {
+            guard count >= 2 else {
+                throw YAMLMap.error(file, incremental.value("maxChain") ?? incremental.node, incremental.path + ".maxChain",
+                                    "maxChain counts the full too: give 2 or more (1 means a full every run)")
+            }
+            policy.maxChain = count
+        }
+        try incremental.rejectUnknown()
+        return policy
+    }
+
+    /// A capture's `http:` source (the identities dump): its URLs and exactly one way to a token.
+    private static func parseHTTP(_ http: inout YAMLMap, role: ComponentRole, file: String) throws -> HTTPSourceDefinition {
+        var oauth: HTTPSourceDefinition.OAuth?
+        if var o = try http.map("oauth") {
+            oauth = .init(tokenURL: try o.requireString("tokenUrl"), clientId: try o.requireString("clientId"),
+                          clientSecretFile: try o.requireString("clientSecretFile"), audience: try o.string("audience"),
+                          scope: try o.string("scope"))
+            try o.rejectUnknown()
+        }
+        var source = HTTPSourceDefinition(url: try http.requireString("url"), caFile: try http.string("caFile"),
+                                          tokenFile: try http.string("tokenFile"), oauth: oauth,
+                                          expectIdentities: role == .identities)
+        if let timeout = try http.string("timeout") {
+            do { source.timeoutSeconds = max(1, Int(try DurationText.parse(timeout))) } catch let e as CNBackupError {
+                throw YAMLMap.error(file, http.value("timeout") ?? http.node, http.path + ".timeout", e.message)
+            }
+        }
+        try http.rejectUnknown()
+        do { try source.checkURLs() } catch let e as CNBackupError { throw YAMLMap.error(file, http.node, http.path, e.message) }
+        guard (source.oauth == nil) != (source.tokenFile == nil) else {
+            throw YAMLMap.error(file, http.node, http.path, "give exactly one of oauth and tokenFile")
+        }
+        return source
+    }
+
+    /// A capture's `kubernetesSecret:` source.
+    private static func parseKubernetesSecret(_ secret: inout YAMLMap, file: String) throws -> KubernetesSecretDefinition {
+        let source = KubernetesSecretDefinition(namespace: try secret.requireString("namespace"), name: try secret.requireString("name"),
+                                                apiServer: try secret.string("apiServer"), tokenFile: try secret.string("tokenFile"),
+                                                caFile: try secret.string("caFile"))
+        try secret.rejectUnknown()
+        do { try source.checkNames() } catch let e as CNBackupError { throw YAMLMap.error(file, secret.node, secret.path, e.message) }
+        if let server = source.apiServer, !server.lowercased().hasPrefix("https://") {
+            throw YAMLMap.error(file, secret.node, secret.path + ".apiServer", "the API server must be https:// (it serves Secrets)")
+        }
+        return source
     }
 }

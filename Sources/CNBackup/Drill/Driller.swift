@@ -96,131 +96,121 @@ public struct Driller: Sendable {
         let started = Date()
         var results: [DrillReceipt.Component] = []
         var failures: [String] = []
-        var checked: [String] = []
         var versions = Set<String>()
         let components = Self.databaseComponents(manifest)
-        let restorer = Restorer(catalog: catalog)
         if components.isEmpty { failures.append("the set has no database component to restore") }
 
-        // Scratch servers: one per source instance (throwaway), or the one pointed at.
-        var servers: [String: ScratchPostgres] = [:]
-        var shared: ScratchPostgres?
-        // A clean-up that fails (a database left on a server pointed at) fails the drill.
-        func finish(_ server: ScratchPostgres) { failures += server.finish() }
-        defer {
-            for server in servers.values { server.finish() }
-            shared?.finish()
-        }
+        let servers = ScratchServers(options: options)
         let remaining = NSCountedSet(array: components.map(Self.instance))
-        let scratchText: String
-        switch options.scratch {
-        case .throwaway: scratchText = "throwaway"
-        case .server(let host, let port, _, _, _): scratchText = "server \(host):\(port)"
-        }
-
         for record in components {
             let instance = Self.instance(of: record)
             defer {
                 remaining.remove(instance)
-                if remaining.count(for: instance) == 0, let server = servers.removeValue(forKey: instance) { finish(server) }
+                // A clean-up that fails (a database left on a server pointed at) fails the drill.
+                if remaining.count(for: instance) == 0 { failures += servers.finish(instance: instance) }
             }
             if record.physical != nil {
                 results.append(drillPhysical(record, of: set, previous: previous, options: options, log: log, versions: &versions))
-                continue
+            } else {
+                results.append(drillDump(record, of: set, manifest: manifest, instance: instance, servers: servers, previous: previous,
+                                         options: options, versions: &versions, log: log))
             }
-            var component = DrillReceipt.Component(name: record.name, role: record.role.rawValue, status: .failed, seconds: 0, rowCounts: nil,
-                                                   comparedWith: .none, mismatches: [], reason: nil, checked: [])
-            var database: String?
-            var scratch: ScratchPostgres?
-            do {
-                let server: ScratchPostgres
-                switch options.scratch {
-                case .throwaway(let bin):
-                    if let existing = servers[instance] { server = existing } else {
-                        let major = Self.neededMajor(for: record, in: manifest, instance: instance, binDirectory: bin)
-                        log("starting a throwaway PostgreSQL \(major) for \(instance)")
-                        server = try ScratchPostgres(major: major, binDirectory: bin, allowSameUser: options.scratchSameUser)
-                        servers[instance] = server
-                    }
-                case .server(let host, let port, let user, let passwordFile, let bin):
-                    if shared == nil { shared = try ScratchPostgres(host: host, port: port, user: user, passwordFile: passwordFile, binDirectory: bin) }
-                    server = shared!
-                }
-                scratch = server
-                versions.insert(server.serverVersion)
-                let name = server.newDatabase(for: record.name)
-                database = name
-                // The dump is hostile input: it is restored and counted by a role that owns its
-                // database and nothing else, never by the server's superuser, and without the
-                // source's roles (their scripts and settings come from the backup too).
-                let role = try server.newRestoreRole()
-                var target = DatabaseRestorer.Target(host: server.host, port: server.port, user: server.user, passwordFile: server.passwordFile,
-                                                     database: name, jobs: 2, noOwner: true, globalsComponent: nil,
-                                                     binDirectory: server.binDirectory)
-                target.noPrivileges = true
-                target.restoreRole = role
-                component.checked.append("restored and counted as \(role.name), a role that owns only its database (no superuser, no owners, no grants)")
-                log("restoring \(record.name) into \(name) as \(role.name)")
-                let t0 = Date()
-                try DatabaseRestorer(restorer: restorer).restore(set, component: record.name,
-                                                                 identities: options.identities, into: target)
-                _ = try server.query("select 1", database: name)
-                component.seconds = Date().timeIntervalSince(t0)
-                component.checked.append("pg_restore --exit-on-error exit 0 into PostgreSQL \(server.serverVersion)")
-                let counts = try Self.countRows(server: server, database: name, as: role)
-                component.rowCounts = counts
-                compare(counts, record: record, previous: previous, into: &component)
-                component.status = component.mismatches.isEmpty ? .passed : .failed
-                if !component.mismatches.isEmpty {
-                    component.reason = "\(component.mismatches.count) table(s) differ from the \(component.comparedWith == .capture ? "capture's counts" : "previous drill")"
-                }
-            } catch {
-                component.status = .failed
-                // The receipt sits beside the set, unencrypted: cnbackup's own message only, never a
-                // child's standard error (pg_restore prints row data in its COPY context).
-                component.reason = Self.receiptText(error)
-                // The operator's terminal gets the whole error, the child's words included.
-                log("\(record.name) failed: \(error)")
-            }
-            if let database, let scratch {
-                do { try scratch.dropDatabase(database) } catch {
-                    component.status = .failed
-                    component.reason = (component.reason.map { $0 + "; " } ?? "") + Self.receiptText(error)
-                }
-            }
-            results.append(component)
         }
+        failures += servers.finishAll()
         for component in results where component.status == .failed {
             failures.append("\(component.name): \(component.reason ?? "failed")")
         }
-        for component in results {
-            checked.append("\(component.name): " + (component.checked + [component.comparedWith == .none ? "rows counted, nothing to compare with"
-                                                                          : "rows compared with the \(component.comparedWith == .capture ? "capture" : "previous drill")"]).joined(separator: "; "))
+        var checked = results.map { component in
+            "\(component.name): " + (component.checked + [component.comparedWith == .none ? "rows counted, nothing to compare with"
+                                                         : "rows compared with the \(component.comparedWith == .capture ? "capture" : "previous drill")"]).joined(separator: "; ")
         }
-        var identityIds: [String]?
-        for record in manifest.components where record.role == .identities {
-            do {
-                let ids = try checkIdentities(record, of: set, options: options)
-                identityIds = (identityIds ?? []) + ids
-                checked.append("\(record.name): identities dump shape; node ids \(ids.joined(separator: ", "))")
-                if let before = previous?.identityIds, !before.isEmpty, Set(before) != Set(ids) {
-                    failures.append("\(record.name): the node ids differ from the previous drill's (\(before.joined(separator: ", ")))")
-                }
-            } catch {
-                failures.append("\(record.name): \(Self.receiptText(error))")
-            }
-        }
+        let identities = checkIdentities(of: set, previous: previous, options: options)
+        checked += identities.checked
+        failures += identities.failures
         let receipt = DrillReceipt(formatVersion: DrillReceipt.currentFormatVersion, setId: set.setId, node: set.node,
                                    epoch: set.layout.epoch, manifestSHA256: SHA256Hasher.hash(set.manifestBytes).hex,
                                    status: failures.isEmpty ? .passed : .failed, at: Timestamp.format(Date()), toolVersion: cnbackupVersion,
-                                   scratch: scratchText, postgresVersions: versions.sorted(), checked: checked, failures: failures,
-                                   components: results, identityIds: identityIds, restoreSeconds: Date().timeIntervalSince(started),
+                                   scratch: servers.description, postgresVersions: versions.sorted(), checked: checked, failures: failures,
+                                   components: results, identityIds: identities.ids, restoreSeconds: Date().timeIntervalSince(started),
                                    sampled: options.sampled ? true : nil)
         // Stored with its per-table counts sealed to the keys that opened the set; the outcome
         // keeps them open for the operator's output.
         let key = try DrillReceipts.write(try receipt.sealingRowCounts(to: options.identities.map(\.recipient)), layout: set.layout,
                                           store: catalog.store, key: options.drillKey)
         return Outcome(receipt: receipt, receiptKey: key)
+    }
+
+    /// One dump: into a fresh database on its scratch server, restored and counted by a fresh role,
+    /// its rows compared; the database dropped again whatever happened.
+    func drillDump(_ record: ComponentRecord, of set: TrustedSet, manifest: Manifest, instance: String, servers: ScratchServers,
+                   previous: DrillReceipt?, options: DrillOptions, versions: inout Set<String>, log: (String) -> Void) -> DrillReceipt.Component {
+        var component = DrillReceipt.Component(name: record.name, role: record.role.rawValue, status: .failed, seconds: 0, rowCounts: nil,
+                                               comparedWith: .none, mismatches: [], reason: nil, checked: [])
+        var database: String?
+        var scratch: ScratchPostgres?
+        do {
+            let server = try servers.server(for: record, instance: instance, manifest: manifest, log: log)
+            scratch = server
+            versions.insert(server.serverVersion)
+            let name = server.newDatabase(for: record.name)
+            database = name
+            // The dump is hostile input: it is restored and counted by a role that owns its
+            // database and nothing else, never by the server's superuser, and without the
+            // source's roles (their scripts and settings come from the backup too).
+            let role = try server.newRestoreRole()
+            var target = DatabaseRestorer.Target(host: server.host, port: server.port, user: server.user, passwordFile: server.passwordFile,
+                                                 database: name, jobs: 2, noOwner: true, globalsComponent: nil,
+                                                 binDirectory: server.binDirectory)
+            target.noPrivileges = true
+            target.restoreRole = role
+            component.checked.append("restored and counted as \(role.name), a role that owns only its database (no superuser, no owners, no grants)")
+            log("restoring \(record.name) into \(name) as \(role.name)")
+            let t0 = Date()
+            try DatabaseRestorer(restorer: Restorer(catalog: catalog)).restore(set, component: record.name,
+                                                                               identities: options.identities, into: target)
+            _ = try server.query("select 1", database: name)
+            component.seconds = Date().timeIntervalSince(t0)
+            component.checked.append("pg_restore --exit-on-error exit 0 into PostgreSQL \(server.serverVersion)")
+            let counts = try Self.countRows(server: server, database: name, as: role)
+            component.rowCounts = counts
+            compare(counts, record: record, previous: previous, into: &component)
+            component.status = component.mismatches.isEmpty ? .passed : .failed
+            if !component.mismatches.isEmpty {
+                component.reason = "\(component.mismatches.count) table(s) differ from the \(component.comparedWith == .capture ? "capture's counts" : "previous drill")"
+            }
+        } catch {
+            component.status = .failed
+            // The receipt sits beside the set, unencrypted: cnbackup's own message only, never a
+            // child's standard error (pg_restore prints row data in its COPY context).
+            component.reason = Self.receiptText(error)
+            // The operator's terminal gets the whole error, the child's words included.
+            log("\(record.name) failed: \(error)")
+        }
+        if let database, let scratch {
+            do { try scratch.dropDatabase(database) } catch {
+                component.status = .failed
+                component.reason = (component.reason.map { $0 + "; " } ?? "") + Self.receiptText(error)
+            }
+        }
+        return component
+    }
+
+    /// Each identities dump: its documented shape, and the same node ids as the previous drill's.
+    func checkIdentities(of set: TrustedSet, previous: DrillReceipt?, options: DrillOptions) -> (ids: [String]?, checked: [String], failures: [String]) {
+        var ids: [String]?, checked: [String] = [], failures: [String] = []
+        for record in set.manifest.components where record.role == .identities {
+            do {
+                let found = try checkIdentities(record, of: set, options: options)
+                ids = (ids ?? []) + found
+                checked.append("\(record.name): identities dump shape; node ids \(found.joined(separator: ", "))")
+                if let before = previous?.identityIds, !before.isEmpty, Set(before) != Set(found) {
+                    failures.append("\(record.name): the node ids differ from the previous drill's (\(before.joined(separator: ", ")))")
+                }
+            } catch {
+                failures.append("\(record.name): \(Self.receiptText(error))")
+            }
+        }
+        return (ids, checked, failures)
     }
 
     /// The rows compared: every table the capture (or the previous drill) counted must hold as many rows now.
@@ -299,4 +289,52 @@ public struct Driller: Sendable {
         guard id.contains("::"), fingerprint(id) != nil else { throw CNBackupError(.integrity, "the participant id \"\(id)\" is not a Canton id") }
         return [id]
     }
+}
+
+/// The scratch servers of one drill: a throwaway instance per source instance (of the major
+/// version its dumps need), or the one server the drill was pointed at. Finishing one drops what
+/// the drill made there and returns what could not be dropped.
+final class ScratchServers: CustomStringConvertible {
+    private let options: DrillOptions
+    private var byInstance: [String: ScratchPostgres] = [:]
+    private var shared: ScratchPostgres?
+
+    init(options: DrillOptions) { self.options = options }
+
+    /// How the receipt names the scratch servers.
+    var description: String {
+        switch options.scratch {
+        case .throwaway: return "throwaway"
+        case .server(let host, let port, _, _, _): return "server \(host):\(port)"
+        }
+    }
+
+    func server(for record: ComponentRecord, instance: String, manifest: Manifest, log: (String) -> Void) throws -> ScratchPostgres {
+        switch options.scratch {
+        case .throwaway(let bin):
+            if let existing = byInstance[instance] { return existing }
+            let major = Driller.neededMajor(for: record, in: manifest, instance: instance, binDirectory: bin)
+            log("starting a throwaway PostgreSQL \(major) for \(instance)")
+            let server = try ScratchPostgres(major: major, binDirectory: bin, allowSameUser: options.scratchSameUser)
+            byInstance[instance] = server
+            return server
+        case .server(let host, let port, let user, let passwordFile, let bin):
+            if let shared { return shared }
+            let server = try ScratchPostgres(host: host, port: port, user: user, passwordFile: passwordFile, binDirectory: bin)
+            shared = server
+            return server
+        }
+    }
+
+    /// Stops the throwaway instance of `instance` once its last component is drilled.
+    func finish(instance: String) -> [String] { byInstance.removeValue(forKey: instance)?.finish() ?? [] }
+
+    func finishAll() -> [String] {
+        let problems = byInstance.values.flatMap { $0.finish() } + (shared?.finish() ?? [])
+        byInstance = [:]
+        shared = nil
+        return problems
+    }
+
+    deinit { _ = finishAll() }
 }

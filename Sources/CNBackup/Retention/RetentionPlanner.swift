@@ -158,181 +158,224 @@ public enum RetentionPlanner {
     }
 
     public static func plan(_ sets: [RetentionCandidate], policy: RetentionPolicy, now: Date) -> RetentionPlan {
-        let n = sets.count
-        guard n > 0 else { return RetentionPlan(decisions: [], gaps: [], refusedToDelete: nil) }
-
-        // Sort once: by capture time, then set id; the remaining keys only make duplicates deterministic.
-        let rawTimes = sets.map { $0.captureTime.timeIntervalSinceReferenceDate }
-        let order = (0..<n).sorted { a, b in
-            if rawTimes[a] != rawTimes[b] { return rawTimes[a] < rawTimes[b] }
-            let x = sets[a], y = sets[b]
-            if x.setId != y.setId { return x.setId < y.setId }
-            if x.migrationId != y.migrationId { return x.migrationId < y.migrationId }
-            if x.serial != y.serial { return x.serial < y.serial }
-            if x.trusted != y.trusted { return !x.trusted }
-            if x.complete != y.complete { return !x.complete }
-            return a < b
-        }
-        let s = order.map { sets[$0] }          // sorted sets; positions below index into these
-        let t = order.map { rawTimes[$0] }
-        let nowT = now.timeIntervalSinceReferenceDate
-        let maxGap = policy.maxGap
-
-        var keep = [Bool](repeating: false, count: n)
-        var reasons = [[String]](repeating: [], count: n)
-        func mark(_ p: Int, _ reason: String) {
-            keep[p] = true
-            reasons[p].append(reason)
-        }
+        guard !sets.isEmpty else { return RetentionPlan(decisions: [], gaps: [], refusedToDelete: nil) }
+        var state = PlanState(sorting: sets, policy: policy, now: now)
+        let n = state.n
 
         // Complete (trusted) sets by epoch, each list in capture-time order.
         var byEpoch: [EpochKey: [Int]] = [:]
         var completePositions: [Int] = []
         completePositions.reserveCapacity(n)
-        for p in 0..<n where s[p].countsAsBackup {
+        for p in 0..<n where state.s[p].countsAsBackup {
             completePositions.append(p)
-            byEpoch[EpochKey(migrationId: s[p].migrationId, serial: s[p].serial), default: []].append(p)
+            byEpoch[EpochKey(migrationId: state.s[p].migrationId, serial: state.s[p].serial), default: []].append(p)
         }
-        let epochs = byEpoch.keys.sorted()
-        let newestEpoch = epochs.last
-
         // Untrusted: never decided on.
-        for p in 0..<n where !s[p].trusted {
-            mark(p, untrustedReason)
+        for p in 0..<n where !state.s[p].trusted {
+            state.mark(p, untrustedReason)
         }
-
-        // Recent tier.
-        let keepWithinText = describe(policy.keepWithin)
-        for p in completePositions where nowT - t[p] <= policy.keepWithin {
-            mark(p, "recent: captured within \(keepWithinText) of now")
-        }
-        if policy.keepLast > 0 {
-            for p in completePositions.suffix(policy.keepLast) {
-                mark(p, "recent: among the newest \(policy.keepLast) complete sets")
-            }
-        }
-
-        // Historical tier: a greedy chain per epoch.
-        var gaps: [(position: Int, gap: HistoryGap)] = []
-        let maxGapText = describe(maxGap)
-        for key in epochs {
-            let list = byEpoch[key]!
-            let isPast = key != newestEpoch
-            let last = list.count - 1
-            mark(list[0], "history: oldest complete set of epoch \(key)")
-            var a = 0
-            var j = 0
-            while a < last {
-                if j < a { j = a }
-                while j < last && t[list[j + 1]] - t[list[a]] <= maxGap { j += 1 }
-                if j == a {
-                    let from = list[a], to = list[a + 1]
-                    let seconds = t[to] - t[from]
-                    gaps.append((from, HistoryGap(migrationId: key.migrationId, serial: key.serial,
-                                                  fromSetId: s[from].setId, fromTime: s[from].captureTime,
-                                                  toSetId: s[to].setId, toTime: s[to].captureTime, seconds: seconds)))
-                    mark(to, "history: first complete set after a gap of \(describe(seconds)) in epoch \(key) (more than \(maxGapText) with no complete set between: the history itself has a gap)")
-                    a += 1
-                } else {
-                    mark(list[j], "history: chain link of epoch \(key), \(describe(t[list[j]] - t[list[a]])) after the previous link \(s[list[a]].setId) (at most \(maxGapText))")
-                    a = j
-                }
-            }
-            mark(list[last], "history: newest complete set of epoch \(key)")
-            if isPast {
-                if policy.keepEveryPastEpochSet {
-                    for p in list { mark(p, "past epoch \(key): every complete set of a past epoch is kept") }
-                } else {
-                    for p in list where keep[p] && p != list[last] {
-                        mark(p, "past epoch \(key): its history chain is never thinned")
-                    }
-                }
-                mark(list[last], "past epoch \(key): its last complete set is always kept")
-            }
-            // Explain the complete sets that go: the kept neighbours around them are close enough.
-            var previousKept = list[0]
-            var i = 1
-            while i <= last {
-                if keep[list[i]] { previousKept = list[i]; i += 1; continue }
-                var k = i
-                while !keep[list[k]] { k += 1 }      // the newest of the epoch is kept, so this ends
-                let nextKept = list[k]
-                let span = describe(t[nextKept] - t[previousKept])
-                for m in i..<k {
-                    reasons[list[m]].append("delete: complete set of epoch \(key) not needed: the kept sets \(s[previousKept].setId) and \(s[nextKept].setId) around it are \(span) apart (at most \(maxGapText)); older than \(keepWithinText) and not among the newest \(policy.keepLast)")
-                }
-                i = k
-            }
-        }
-
-        // Partial sets: deleted only when old and superseded by a complete set of their epoch.
-        for p in 0..<n where s[p].trusted && !s[p].complete {
-            let key = EpochKey(migrationId: s[p].migrationId, serial: s[p].serial)
-            let newestComplete = byEpoch[key]?.last
-            if nowT - t[p] <= policy.keepWithin {
-                mark(p, "partial: kept, captured within \(keepWithinText) of now")
-            } else if let c = newestComplete, t[c] > t[p] {
-                reasons[p].append("delete: partial set older than \(keepWithinText), superseded by the complete set \(s[c].setId) of epoch \(key)")
-            } else {
-                mark(p, "partial: kept, no complete set of epoch \(key) is newer")
-            }
-        }
-
-        // Incremental chains: a kept set keeps every set it depends on, transitively (a closure,
-        // so a chain of any length stays whole). A dependency that is gone or untrusted is reported.
-        var position: [String: Int] = [:]
-        for p in 0..<n where s[p].trusted { position[s[p].setId] = position[s[p].setId] ?? p }
-        var brokenChains: [String] = []
-        for p in 0..<n where s[p].trusted {
-            for parent in s[p].dependsOn {
-                if position[parent] == nil {
-                    let untrusted = s.contains { $0.setId == parent }
-                    brokenChains.append("\(s[p].setId) is an incremental on \(parent), which is \(untrusted ? "untrusted" : "gone"): it cannot be restored")
-                } else {
-                    reasons[p].append("chain: incremental on \(parent)")
-                }
-            }
-        }
-        var work = (0..<n).filter { keep[$0] && s[$0].trusted }
-        while let p = work.popLast() {
-            for parent in s[p].dependsOn {
-                guard let q = position[parent] else { continue }
-                let reason = "kept: base of incremental chain for \(s[p].setId)"
-                if !keep[q] {
-                    keep[q] = true
-                    reasons[q] = [reason] + reasons[q].map { $0.hasPrefix("delete:") ? "otherwise: " + $0 : $0 }
-                    work.append(q)
-                } else if !reasons[q].contains(reason) {
-                    reasons[q].append(reason)
-                }
-            }
-        }
-
-        // Safety: the newest set (all sets sharing the newest capture time) must be trusted and complete.
-        var refusal = policy.problem.map { "the retention policy is invalid: \($0): prune deletes nothing" }
-        if refusal == nil {
-            var p = n - 1
-            let newestT = t[p]
-            while p >= 0 && t[p] == newestT {
-                if !s[p].countsAsBackup {
-                    refusal = newestNotVerifiedRefusal
-                    reasons[p].append("newest set overall, but \(s[p].trusted ? "partial" : "untrusted"): prune deletes nothing")
-                }
-                p -= 1
-            }
-        }
-        if let refusal {
-            for p in 0..<n where !keep[p] {
-                keep[p] = true
-                reasons[p] = ["kept: \(refusal)"] + reasons[p].map { "otherwise: " + $0 }
-            }
-        }
+        state.markRecent(completePositions)
+        var gaps = state.markHistory(byEpoch)
+        state.markPartial(byEpoch)
+        let brokenChains = state.keepChains()
+        let refusal = state.refuseUnlessNewestCounts()
 
         let decisions = (0..<n).map { p in
-            RetentionDecision(setId: s[p].setId, keep: keep[p], reasons: reasons[p].isEmpty ? ["kept"] : reasons[p])
+            RetentionDecision(setId: state.s[p].setId, keep: state.keep[p], reasons: state.reasons[p].isEmpty ? ["kept"] : state.reasons[p])
         }
         gaps.sort { $0.position < $1.position }
         return RetentionPlan(decisions: decisions, gaps: gaps.map(\.gap), refusedToDelete: refusal, brokenChains: brokenChains)
+    }
+
+    /// The planner's working state: the sets in capture order with their times, and what has been
+    /// decided for each so far. Each phase of `plan` is one method.
+    private struct PlanState {
+        let s: [RetentionCandidate]          // sorted sets; positions index into these
+        let t: [TimeInterval]
+        let policy: RetentionPolicy
+        let nowT: TimeInterval
+        var keep: [Bool]
+        var reasons: [[String]]
+        var n: Int { s.count }
+        let maxGap: TimeInterval
+        // Described once: reasons repeat them for every set.
+        let keepWithinText: String
+        let maxGapText: String
+
+        init(sorting sets: [RetentionCandidate], policy: RetentionPolicy, now: Date) {
+            let n = sets.count
+            // Sort once: by capture time, then set id; the remaining keys only make duplicates deterministic.
+            let rawTimes = sets.map { $0.captureTime.timeIntervalSinceReferenceDate }
+            let order = (0..<n).sorted { a, b in
+                if rawTimes[a] != rawTimes[b] { return rawTimes[a] < rawTimes[b] }
+                let x = sets[a], y = sets[b]
+                if x.setId != y.setId { return x.setId < y.setId }
+                if x.migrationId != y.migrationId { return x.migrationId < y.migrationId }
+                if x.serial != y.serial { return x.serial < y.serial }
+                if x.trusted != y.trusted { return !x.trusted }
+                if x.complete != y.complete { return !x.complete }
+                return a < b
+            }
+            s = order.map { sets[$0] }
+            t = order.map { rawTimes[$0] }
+            nowT = now.timeIntervalSinceReferenceDate
+            self.policy = policy
+            maxGap = policy.maxGap
+            keepWithinText = RetentionPlanner.describe(policy.keepWithin)
+            maxGapText = RetentionPlanner.describe(policy.maxGap)
+            keep = [Bool](repeating: false, count: n)
+            reasons = [[String]](repeating: [], count: n)
+        }
+
+        mutating func mark(_ p: Int, _ reason: String) {
+            keep[p] = true
+            reasons[p].append(reason)
+        }
+
+        /// The recent tier: sets within `keepWithin` of now, and the newest `keepLast`.
+        mutating func markRecent(_ completePositions: [Int]) {
+            // Recent tier.
+            for p in completePositions where nowT - t[p] <= policy.keepWithin {
+                mark(p, "recent: captured within \(keepWithinText) of now")
+            }
+            if policy.keepLast > 0 {
+                for p in completePositions.suffix(policy.keepLast) {
+                    mark(p, "recent: among the newest \(policy.keepLast) complete sets")
+                }
+            }
+        }
+
+        /// The historical tier: a greedy chain per epoch, links at most `maxGap` apart; returns the
+        /// gaps the history itself has.
+        mutating func markHistory(_ byEpoch: [EpochKey: [Int]]) -> [(position: Int, gap: HistoryGap)] {
+            let epochs = byEpoch.keys.sorted()
+            let newestEpoch = epochs.last
+            // Historical tier: a greedy chain per epoch.
+            var gaps: [(position: Int, gap: HistoryGap)] = []
+            for key in epochs {
+                let list = byEpoch[key]!
+                let isPast = key != newestEpoch
+                let last = list.count - 1
+                mark(list[0], "history: oldest complete set of epoch \(key)")
+                var a = 0
+                var j = 0
+                while a < last {
+                    if j < a { j = a }
+                    while j < last && t[list[j + 1]] - t[list[a]] <= maxGap { j += 1 }
+                    if j == a {
+                        let from = list[a], to = list[a + 1]
+                        let seconds = t[to] - t[from]
+                        gaps.append((from, HistoryGap(migrationId: key.migrationId, serial: key.serial,
+                                                      fromSetId: s[from].setId, fromTime: s[from].captureTime,
+                                                      toSetId: s[to].setId, toTime: s[to].captureTime, seconds: seconds)))
+                        mark(to, "history: first complete set after a gap of \(describe(seconds)) in epoch \(key) (more than \(maxGapText) with no complete set between: the history itself has a gap)")
+                        a += 1
+                    } else {
+                        mark(list[j], "history: chain link of epoch \(key), \(describe(t[list[j]] - t[list[a]])) after the previous link \(s[list[a]].setId) (at most \(maxGapText))")
+                        a = j
+                    }
+                }
+                mark(list[last], "history: newest complete set of epoch \(key)")
+                if isPast {
+                    if policy.keepEveryPastEpochSet {
+                        for p in list { mark(p, "past epoch \(key): every complete set of a past epoch is kept") }
+                    } else {
+                        for p in list where keep[p] && p != list[last] {
+                            mark(p, "past epoch \(key): its history chain is never thinned")
+                        }
+                    }
+                    mark(list[last], "past epoch \(key): its last complete set is always kept")
+                }
+                // Explain the complete sets that go: the kept neighbours around them are close enough.
+                var previousKept = list[0]
+                var i = 1
+                while i <= last {
+                    if keep[list[i]] { previousKept = list[i]; i += 1; continue }
+                    var k = i
+                    while !keep[list[k]] { k += 1 }      // the newest of the epoch is kept, so this ends
+                    let nextKept = list[k]
+                    let span = describe(t[nextKept] - t[previousKept])
+                    for m in i..<k {
+                        reasons[list[m]].append("delete: complete set of epoch \(key) not needed: the kept sets \(s[previousKept].setId) and \(s[nextKept].setId) around it are \(span) apart (at most \(maxGapText)); older than \(keepWithinText) and not among the newest \(policy.keepLast)")
+                    }
+                    i = k
+                }
+            }
+            return gaps
+        }
+
+        /// Partial sets: deleted only when old and superseded by a complete set of their epoch.
+        mutating func markPartial(_ byEpoch: [EpochKey: [Int]]) {
+            for p in 0..<n where s[p].trusted && !s[p].complete {
+                let key = EpochKey(migrationId: s[p].migrationId, serial: s[p].serial)
+                let newestComplete = byEpoch[key]?.last
+                if nowT - t[p] <= policy.keepWithin {
+                    mark(p, "partial: kept, captured within \(keepWithinText) of now")
+                } else if let c = newestComplete, t[c] > t[p] {
+                    reasons[p].append("delete: partial set older than \(keepWithinText), superseded by the complete set \(s[c].setId) of epoch \(key)")
+                } else {
+                    mark(p, "partial: kept, no complete set of epoch \(key) is newer")
+                }
+            }
+        }
+
+        /// Incremental chains: a kept set keeps every set it depends on; returns the chains that are broken.
+        mutating func keepChains() -> [String] {
+            // Incremental chains: a kept set keeps every set it depends on, transitively (a closure,
+            // so a chain of any length stays whole). A dependency that is gone or untrusted is reported.
+            var position: [String: Int] = [:]
+            for p in 0..<n where s[p].trusted { position[s[p].setId] = position[s[p].setId] ?? p }
+            var brokenChains: [String] = []
+            for p in 0..<n where s[p].trusted {
+                for parent in s[p].dependsOn {
+                    if position[parent] == nil {
+                        let untrusted = s.contains { $0.setId == parent }
+                        brokenChains.append("\(s[p].setId) is an incremental on \(parent), which is \(untrusted ? "untrusted" : "gone"): it cannot be restored")
+                    } else {
+                        reasons[p].append("chain: incremental on \(parent)")
+                    }
+                }
+            }
+            var work = (0..<n).filter { keep[$0] && s[$0].trusted }
+            while let p = work.popLast() {
+                for parent in s[p].dependsOn {
+                    guard let q = position[parent] else { continue }
+                    let reason = "kept: base of incremental chain for \(s[p].setId)"
+                    if !keep[q] {
+                        keep[q] = true
+                        reasons[q] = [reason] + reasons[q].map { $0.hasPrefix("delete:") ? "otherwise: " + $0 : $0 }
+                        work.append(q)
+                    } else if !reasons[q].contains(reason) {
+                        reasons[q].append(reason)
+                    }
+                }
+            }
+            return brokenChains
+        }
+
+        /// Safety: the newest set (all sets sharing the newest capture time) must be trusted and
+        /// complete, and the policy valid; otherwise everything is kept, and the reason returned.
+        mutating func refuseUnlessNewestCounts() -> String? {
+            var refusal = policy.problem.map { "the retention policy is invalid: \($0): prune deletes nothing" }
+            if refusal == nil {
+                var p = n - 1
+                let newestT = t[p]
+                while p >= 0 && t[p] == newestT {
+                    if !s[p].countsAsBackup {
+                        refusal = newestNotVerifiedRefusal
+                        reasons[p].append("newest set overall, but \(s[p].trusted ? "partial" : "untrusted"): prune deletes nothing")
+                    }
+                    p -= 1
+                }
+            }
+            if let refusal {
+                for p in 0..<n where !keep[p] {
+                    keep[p] = true
+                    reasons[p] = ["kept: \(refusal)"] + reasons[p].map { "otherwise: " + $0 }
+                }
+            }
+            return refusal
+        }
     }
 
     /// A duration for humans: "29d", "3d 4h", "2h 5m", "45m", "12s".
