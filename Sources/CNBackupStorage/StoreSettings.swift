@@ -96,8 +96,10 @@ extension StoreSettings {
         return store
     }
 
-    /// Opens the store these settings name.
-    public func open() throws -> any ObjectStore {
+    /// The URL's shape, as `open` will read it, checked without opening anything (`validate` and
+    /// `run` parse a pipeline file alike). Returns the URL's parts.
+    @discardableResult
+    public func checkURL() throws -> URLComponents {
         guard let components = URLComponents(string: url), let scheme = components.scheme else {
             throw CNBackupError(.invalidInput, "\"\(url)\" is not a store URL: use file:///PATH or s3://BUCKET/PREFIX")
         }
@@ -106,10 +108,25 @@ extension StoreSettings {
             guard components.host == nil || components.host == "" || components.host == "localhost" else {
                 throw CNBackupError(.invalidInput, "file store URL \"\(url)\" names a host: use file:///ABSOLUTE/PATH (three slashes)")
             }
-            let path = components.path
-            guard path.hasPrefix("/"), path.count > 1 else {
+            guard components.path.hasPrefix("/"), components.path.count > 1 else {
                 throw CNBackupError(.invalidInput, "file store URL \"\(url)\" needs an absolute path: file:///var/backups/cnbackup")
             }
+        case "s3":
+            guard let bucket = components.host, !bucket.isEmpty else {
+                throw CNBackupError(.invalidInput, "S3 store URL \"\(url)\" names no bucket: use s3://BUCKET/PREFIX")
+            }
+        default:
+            throw CNBackupError(.invalidInput, "store scheme \"\(scheme)\" is not supported: use file:// or s3://")
+        }
+        return components
+    }
+
+    /// Opens the store these settings name.
+    public func open() throws -> any ObjectStore {
+        let components = try checkURL()
+        switch components.scheme {
+        case "file":
+            let path = components.path
             // A network file system's ESTALE or EIO may pass: reads and lists are retried.
             return RetryingStore(FileSystemStore(root: path), policy: RetryPolicy(maxAttempts: 3, baseDelay: 0.1, maxDelay: 1))
         case "s3":
@@ -129,7 +146,7 @@ extension StoreSettings {
                 s3.objectLock = objectLock
             }
         default:
-            throw CNBackupError(.invalidInput, "store scheme \"\(scheme)\" is not supported: use file:// or s3://")
+            throw CNBackupError(.invalidInput, "store scheme \"\(components.scheme ?? "")\" is not supported: use file:// or s3://")
         }
     }
 }

@@ -253,6 +253,7 @@ public struct PipelineDefinition: Sendable {
         guard store.url.hasPrefix("file://") || store.url.hasPrefix("s3://") else {
             throw storeMap.error(nil, "url", "\"\(store.url)\" is not a store URL: use file:///PATH or s3://BUCKET/PREFIX")
         }
+        do { try store.checkURL() } catch let e as CNBackupError { throw storeMap.error(nil, "url", e.message) }
         if store.objectLock != nil && !store.url.hasPrefix("s3://") {
             throw storeMap.error(nil, "objectLock", "Object Lock is an S3 setting: a file store has none (use the file system's own immutability)")
         }
