@@ -49,10 +49,14 @@ public final class ScratchPostgres: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: tools + "/postgres") else {
             throw CNBackupError(.invalidInput, "\(tools) has initdb but no postgres server: install the PostgreSQL \(major) server or pass --pg-bin")
         }
+        // The client tools are looked up on their own: a server installed without psql beside it
+        // (/usr/local/bin/postgres) must fail here, not as a server that "did not start".
+        let clients = try PostgresClients.folder(for: "psql", atLeast: major, binDirectory: binDirectory,
+                                                 what: "the throwaway PostgreSQL \(major) instance's clients")
         let folder = try PrivateFolder.create(prefix: "cnbackup-drill-")
         LastResort.register(directory: folder)
         self.folder = folder
-        host = "127.0.0.1"; user = "cnbackup_drill"; self.binDirectory = tools; isThrowaway = true
+        host = "127.0.0.1"; user = "cnbackup_drill"; self.binDirectory = clients; isThrowaway = true
         runId = (try randomBytes(4)).hex
         passwordFile = folder + "/password"
         var started = false

@@ -37,3 +37,19 @@ import CNBackupPostgres
         #expect(connection.tool("psql") == "/opt/pg/bin/psql")
     }
 }
+
+/// A server whose client tools sit elsewhere, or are missing, is found out at once.
+@Suite struct ScratchToolLookupTests {
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/lib/postgresql/15/bin/initdb")))
+    func aServerFolderWithoutPsqlFailsAtOnceNamingPsql() throws {
+        let folder = try PrivateFolder.create(prefix: "cnbackup-tools-test-")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        for tool in ["initdb", "postgres"] {
+            try FileManager.default.createSymbolicLink(atPath: folder + "/" + tool, withDestinationPath: "/usr/lib/postgresql/15/bin/" + tool)
+        }
+        let started = Date()
+        let error = #expect(throws: CNBackupError.self) { try ScratchPostgres(major: 15, binDirectory: folder, allowSameUser: true) }
+        #expect(error?.message.contains("psql") == true, "\(error?.message ?? "")")
+        #expect(Date().timeIntervalSince(started) < 10)
+    }
+}

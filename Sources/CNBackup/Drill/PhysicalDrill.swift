@@ -56,7 +56,10 @@ extension Driller {
                                          environment: ChildProcess.environment(adding: ["LANG": "C"]), output: .file(logFd), error: .file(logFd))
             close(logFd)
             server = child
-            let pg = PostgresConnection(host: folder, port: port, user: options.physicalUser, binDirectory: tools,
+            // psql on its own: a server installed without psql beside it fails here, not as "did not start".
+            let clients = try PostgresClients.folder(for: "psql", atLeast: major, binDirectory: options.pgBinDirectory,
+                                                     what: "the restored PostgreSQL \(major) server's clients")
+            let pg = PostgresConnection(host: folder, port: port, user: options.physicalUser, binDirectory: clients,
                                         environment: ["PGOPTIONS": RestoredConfiguration.superuserSessionOptions])
             func query(_ sql: String, _ database: String) throws -> String {
                 String(decoding: try ChildProcessStream(arguments: [pg.tool("psql"), "-X", "-w", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\u{1F}",
