@@ -121,6 +121,15 @@ cnb restore "${RS[@]}" --to-database evil_restored --restore-role restorer --res
 [ "$(psql_su scratch -d postgres -At -c "select pg_catalog.pg_get_userbyid(datdba) from pg_database where datname = 'evil_restored'")" = restorer ] \
   || fail "the restored database is not owned by the restore role"
 no_marks "restore --restore-role"
+# Into a database that exists: refused before anything is created or dropped, with what to do.
+rc=0; cnb restore "${RS[@]}" --to-database evil_restored --restore-role restorer --restore-role-password-file "$W/secrets/scratch.pw" \
+  2>"$W/logs/restore-again.log" || rc=$?
+[ $rc = 1 ] && grep -q "already exists" "$W/logs/restore-again.log" && grep -q "dropdb --force evil_restored" "$W/logs/restore-again.log" \
+  || { cat "$W/logs/restore-again.log"; fail "a restore into an existing database was not refused with a drop-or-rename hint (exit $rc)"; }
+[ "$(psql_su scratch -d evil_restored -At -c "select count(*) from public.ledger")" = 300 ] || fail "the refused restore touched the existing database"
+# The plan names the signer that vouches for the set, not a placeholder.
+cnb restore --store "$STORE" --signer "$SIGNER" "$SET" --plan >"$W/logs/plan.out" 2>&1 || fail "restore --plan"
+grep -q -- "--signer $SIGNER" "$W/logs/plan.out" && ! grep -q -- "--signer PUB" "$W/logs/plan.out" || fail "restore --plan does not name the signer: $(head -3 "$W/logs/plan.out")"
 rc=0; cnb restore "${RS[@]}" --to-database evil_again --restore-role root2 --restore-role-password-file "$W/secrets/scratch.pw" \
   2>"$W/logs/restore-root.log" || rc=$?
 [ $rc = 1 ] && grep -q "may do more than own a database" "$W/logs/restore-root.log" || { cat "$W/logs/restore-root.log"; fail "a superuser --restore-role was not refused (exit $rc)"; }

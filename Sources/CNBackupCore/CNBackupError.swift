@@ -18,6 +18,7 @@ public struct CNBackupError: Error, CustomStringConvertible, Sendable {
         case wrongKey = "wrong-key"                // none of the offered keys opens the object
         case compression = "compression"
         case capture = "capture"                    // a source (command, pg_dump, HTTP) failed
+        case restore = "restore"                    // a restore's own tools (createdb, pg_restore, psql) failed
         case storage = "storage"                    // the object store refused or failed
         case notFound = "not-found"
         case alreadyExists = "already-exists"

@@ -81,8 +81,9 @@ struct RestoreCommand: ParsableCommand {
                 for record in manifest.components where record.physical?.incremental != nil {
                     chains[record.name] = (try? PhysicalRestorer(catalog: catalog).chainSizes(trusted, component: record.name)) ?? []
                 }
-                let steps = RestorePlan.steps(for: manifest, store: storeOptions.store, retention: try DurationText.parse(retentionPeriod),
-                                              chains: chains)
+                let signer = try signerOptions.pins().all.first { $0.keyID == trusted.signer }?.description ?? "PUB"
+                let steps = RestorePlan.steps(for: manifest, store: storeOptions.store, signer: signer,
+                                              retention: try DurationText.parse(retentionPeriod), chains: chains)
                 if json {
                     try printJSON(RestorePlanJSON(id: manifest.setId, node: manifest.node.name, epoch: EpochJSON(manifest.epoch), steps: steps))
                 } else {

@@ -27,3 +27,21 @@ import CNBackupTestKit
         }
     }
 }
+
+@Suite struct TopLevelTypoTests {
+    @Test func aMisspeltTopLevelFieldIsNamed() throws {
+        let error = #expect(throws: CNBackupError.self) {
+            try PipelineDefinition.parse("""
+            version: 1
+            node: { name: n1, kind: generic }
+            epoch: { migrationId: 1, serial: 0 }
+            store: { url: "file:///tmp/x" }
+            encrpytion: { recipients: [ "x" ] }
+            signing: { keyFile: /tmp/s }
+            captures:
+              - { name: a, role: other, command: [ printf, x ] }
+            """)
+        }
+        #expect(error?.message.contains("unknown field \"encrpytion\"") == true, "\(error?.message ?? "")")
+    }
+}

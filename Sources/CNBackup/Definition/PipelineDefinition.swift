@@ -127,6 +127,7 @@ public struct PipelineDefinition: Sendable {
 
     public static func parse(_ text: String, file: String = "pipeline", epoch override: Epoch? = nil) throws -> PipelineDefinition {
         var top = try YAMLMap(try composeRoot(text, file: file), path: "", file: file)
+        try top.rejectKeys(notIn: ["version", "node", "epoch", "store", "encryption", "signing", "compression", "verify", "parallelism", "captures"])
         var warnings: [String] = []
 
         let versionNode = try top.require("version")

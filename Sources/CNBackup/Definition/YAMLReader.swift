@@ -88,6 +88,17 @@ struct YAMLMap {
     }
 
     /// Throws on any field that was never asked for: a typo must not silently disable a setting.
+    /// Before the fields are read: a misspelt field is named as such, rather than reported as a
+    /// required field that is missing.
+    func rejectKeys(notIn allowed: [String]) throws {
+        for (key, _) in mapping {
+            let name = key.string ?? "?"
+            if !allowed.contains(name) {
+                throw YAMLMap.error(file, key, path, "unknown field \"\(name)\" (allowed here: \(allowed.sorted().joined(separator: ", ")))")
+            }
+        }
+    }
+
     func rejectUnknown() throws {
         for (key, _) in mapping {
             let name = key.string ?? "?"

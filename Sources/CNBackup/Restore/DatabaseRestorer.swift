@@ -115,6 +115,12 @@ public struct DatabaseRestorer: Sendable {
                         "the dump creates the extension \(refused), which only a superuser may create and cnbackup does not create for it (allowed: \(RestoreRole.allowedExtensions.sorted().joined(separator: ", "))): restore it by hand, as a superuser, from a dump you trust")
                 }
             }
+            let exists = try pg.query("select count(*) from pg_catalog.pg_database where datname = '\(target.database.replacingOccurrences(of: "'", with: "''"))'",
+                                      passFile: try pg.makePassFile())
+            guard exists == "0" else {
+                throw CNBackupError(.alreadyExists,
+                    "database \(target.database) already exists on \(target.host):\(target.port): a restore makes a new one; drop the old one first (dropdb --force \(target.database), once you know it holds nothing you need) or restore under another name (--to-database NAME)")
+            }
             try run([pg.tool("createdb"), "-w"] + (target.restoreRole.map { ["--owner=" + $0.name] } ?? []) + [target.database])
             let created = CreatedDatabase(name: target.database, dropdb: pg.tool("dropdb"), environment: environment)
             defer { created.release() }
@@ -126,7 +132,7 @@ public struct DatabaseRestorer: Sendable {
                 try body()
             } catch {
                 try? run([pg.tool("dropdb"), "-w", "--if-exists", target.database])
-                throw CNBackupError(.capture, "pg_restore into \(target.database) failed; the database was dropped again", cause: "\(error)")
+                throw CNBackupError(.restore, "pg_restore into \(target.database) failed; the database was dropped again", cause: "\(error)")
             }
         }
     }

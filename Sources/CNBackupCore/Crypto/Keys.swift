@@ -31,7 +31,15 @@ package enum KeyText {
                 "\(what) is not a cnbackup key: expected one starting with \(kinds.map(\.rawValue).joined(separator: " or "))")
         }
         guard kinds.contains(kind) else {
-            let hint = kind.isSecret ? " (it is a private key: never pass one where a public key is asked for)" : ""
+            let hint: String
+            if kind == .ed25519Secret, kinds.contains(where: { $0.isSecret }) {
+                // A signing key where an identity (a key that opens objects) is asked for.
+                hint = " (it is a signing key: it signs manifests and opens nothing; give the private key of a recipient, the file `cnbackup keys generate` wrote without --signing)"
+            } else if kind.isSecret, !kinds.contains(where: { $0.isSecret }) {
+                hint = " (it is a private key: never pass one where a public key is asked for)"
+            } else {
+                hint = ""
+            }
             throw CNBackupError(.invalidInput,
                 "\(what) is a \(kind.rawValue)... key, expected \(kinds.map(\.rawValue).joined(separator: " or "))...\(hint)")
         }
