@@ -90,6 +90,11 @@ cnb verify --store "$STORE" --signer "$SIGNER" --drill-signer "$DRILL" --node sv
 cnb check-freshness --store "$STORE" --signer "$SIGNER" --node sv1 --max-age 1h --max-drill-age 7d --drill-signer "$DRILL" --metrics-file "$W/drill.prom" >/dev/null \
   || fail "check-freshness --max-drill-age failed with a fresh drill"
 grep -q '^cnbackup_drill_status{node="sv1"} 1' "$W/drill.prom" || fail "no cnbackup_drill_status 1 in the metrics"
+# The disaster copy carries the receipts: freshness with --max-drill-age holds against it too.
+cnb copy --from "$STORE" --to "file://$W/copy" --signer "$SIGNER" >"$W/logs/copy.out" 2>&1 || { tail -5 "$W/logs/copy.out"; fail "copy to the disaster store"; }
+ls "$W"/copy/sv1/migration-1/serial-0/*/drill-*.json.sig >/dev/null 2>&1 || fail "the copy carries no drill receipt"
+cnb check-freshness --store "file://$W/copy" --signer "$SIGNER" --node sv1 --max-age 1h --max-drill-age 7d --drill-signer "$DRILL" >/dev/null \
+  || fail "check-freshness --max-drill-age fails against the disaster copy"
 
 step "a forged receipt is ignored"
 cnb drill "${DR[@]}" --node val1 --drill-key "$W/secrets/forger.key" >/dev/null 2>&1 || true

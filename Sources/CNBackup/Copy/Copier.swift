@@ -48,6 +48,7 @@ public struct Copier: Sendable {
                     throw CNBackupError(.authentication, "not copied: the set was rebuilt by `cnbackup recover` (pass --allow-recovered to copy it)")
                 }
                 if setIds == nil, try destination.head(key: entry.manifestKey) != nil {
+                    outcome.copiedObjects += try copyDrillReceipts(of: set)
                     outcome.skippedObjects = manifest.components.count + 2
                     outcome.verified = try Verifier(catalog: destinationCatalog).verify(setId: entry.setId, node: entry.layout.node).ok
                     return outcome
@@ -86,6 +87,7 @@ public struct Copier: Sendable {
                                          options: PutOptions(tags: tags, ifAbsent: true))
                 try destination.putBytes(key: set.layout.key(relative: set.manifestName), set.manifestBytes, options: PutOptions(tags: tags, ifAbsent: true))
                 outcome.copiedObjects += 2
+                outcome.copiedObjects += try copyDrillReceipts(of: set)
                 let report = try Verifier(catalog: destinationCatalog).verify(setId: entry.setId, node: entry.layout.node)
                 outcome.verified = report.components.allSatisfy(\.ok) && report.signatureValid
                 if !outcome.verified { outcome.error = "verification at the destination failed" }
@@ -94,6 +96,23 @@ public struct Copier: Sendable {
             }
             return outcome
         }
+    }
+
+    /// The set's drill receipts and their signatures that the destination lacks, so that
+    /// `check-freshness --max-drill-age` holds against the disaster copy too. Readers there check
+    /// each receipt's signature against their pinned drill keys, as they do here; the receipts
+    /// are copied as they are (a receipt speaks about the manifest bytes, which the copy keeps).
+    private func copyDrillReceipts(of set: TrustedSet) throws -> Int {
+        var copied = 0
+        for info in try source.store.list(prefix: set.layout.directory + "/") {
+            guard let (_, name) = SetLayout.parse(key: info.key) else { continue }
+            let receipt = name.hasSuffix(DrillReceipt.signatureSuffix) ? String(name.dropLast(DrillReceipt.signatureSuffix.count)) : name
+            guard DrillReceipt.isReceiptName(receipt), try destination.head(key: info.key) == nil else { continue }
+            try destination.putBytes(key: info.key, try source.store.getBytes(key: info.key, limit: 4 << 20),
+                                     options: PutOptions(tags: SetCommitter.tags(layout: set.layout, component: "drill"), ifAbsent: true))
+            copied += 1
+        }
+        return copied
     }
 
     private func digest(of key: String) throws -> String {
