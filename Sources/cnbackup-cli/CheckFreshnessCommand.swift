@@ -71,6 +71,11 @@ struct CheckFreshnessCommand: ParsableCommand {
                 print("\(node): newest complete set \(id), \(Int(age / 60)) minutes old: \(setFresh ? "fresh" : report.fresh ? "fresh, but the history has gaps" : "STALE (more than \(maxAge))")")
             } else {
                 print("\(node): no complete, signed set in \(storeOptions.store): STALE")
+                // Sets rebuilt by `recover` count only when the operator says so.
+                let recovered = try catalog.entries(node: node).filter { $0.trusted?.recovered == true && $0.manifest?.status == .complete }
+                if !recovered.isEmpty, !signerOptions.countRecovered {
+                    printToStandardError("note: \(recovered.count) complete set(s) of \(node) were rebuilt by `cnbackup recover` (newest \(recovered.last!.setId)): they count only with --count-recovered")
+                }
             }
             if report.untrustedSets > 0 { printToStandardError("warning: \(report.untrustedSets) untrusted set(s) ignored") }
             for gap in report.gaps ?? [] {

@@ -81,7 +81,14 @@ struct ListCommand: ParsableCommand {
             if json {
                 try printJSON(ListJSON(sets: summaries, ignored: ignored))
             } else {
-                if summaries.isEmpty { print("no sets in \(storeOptions.store)") }
+                if summaries.isEmpty {
+                    print("no sets in \(storeOptions.store)")
+                    // A run that died before its manifest leaves objects and no set: say where they are.
+                    let orphans = try Cleaner(store: catalog.store, olderThan: 0).plan().orphanSets.filter { node == nil || $0.directory.hasPrefix(node! + "/") }
+                    if !orphans.isEmpty {
+                        printToStandardError("note: \(orphans.count) folder(s) hold objects but no manifest (a run that died before its commit?), first \(terminalSafe(orphans[0].directory)): `cnbackup cleanup` lists them, `cnbackup recover SET` rebuilds a set from its journal")
+                    }
+                }
                 if !ignored.isEmpty {
                     printToStandardError("note: \(ignored.count) key(s) under the prefix are not part of any set (first: \(terminalSafe(ignored[0].key)): \(terminalSafe(ignored[0].reason))); --json lists them")
                 }
