@@ -55,11 +55,14 @@ public func fuzzManifest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     if let decoded {
         let own = SetLayout(node: decoded.node.name, epoch: Epoch(migrationId: decoded.epoch.migrationId, serial: decoded.epoch.serial),
                             setId: decoded.setId)
-        if let parsed = SetLayout.parse(key: own.manifestKey), parsed.layout == own { layout = own }
+        if let parsed = SetLayout.parse(key: own.key(relative: SetLayout.legacyManifestName)), parsed.layout == own { layout = own }
     }
     let store = MemoryStore()
-    store.plant(key: layout.manifestKey, manifestBytes)
-    if let signatureBytes, !signatureBytes.isEmpty { store.plant(key: layout.signatureKey, signatureBytes) }
+    // Where a manifest that does not name itself (`manifestName`) is trusted: the older sets' name.
+    store.plant(key: layout.key(relative: SetLayout.legacyManifestName), manifestBytes)
+    if let signatureBytes, !signatureBytes.isEmpty {
+        store.plant(key: layout.key(relative: SetLayout.signatureName(of: SetLayout.legacyManifestName)), signatureBytes)
+    }
     let catalog = Catalog(store: store, signers: [signingKey.publicKey])
     expectRefusalOrSuccess("Catalog.entries") {
         for entry in try catalog.entries() {

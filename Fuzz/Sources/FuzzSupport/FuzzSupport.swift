@@ -30,7 +30,10 @@ public enum FuzzKeys {
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: dir) }
-            try (line + "\n").write(toFile: path, atomically: false, encoding: .utf8)
+            // Private, as cnbackup requires of a private key file (it refuses one open to others).
+            guard FileManager.default.createFile(atPath: path, contents: Data((line + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw CocoaError(.fileWriteUnknown)
+            }
             return try reader(path)
         } catch {
             fatalError("cannot load a fixed fuzz key: \(error)")
