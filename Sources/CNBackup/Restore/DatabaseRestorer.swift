@@ -121,9 +121,17 @@ public struct DatabaseRestorer: Sendable {
                 throw CNBackupError(.alreadyExists,
                     "database \(target.database) already exists on \(target.host):\(target.port): a restore makes a new one; drop the old one first (dropdb --force \(target.database), once you know it holds nothing you need) or restore under another name (--to-database NAME)")
             }
-            try run([pg.tool("createdb"), "-w"] + (target.restoreRole.map { ["--owner=" + $0.name] } ?? []) + [target.database])
+            // Registered before createdb runs: the database is visible to others the moment createdb
+            // commits, before this process could register it, and a signal may come in between.
+            // The name was free just now, so the undo cannot drop someone else's database.
             let created = CreatedDatabase(name: target.database, dropdb: pg.tool("dropdb"), environment: environment)
             defer { created.release() }
+            do {
+                try run([pg.tool("createdb"), "-w"] + (target.restoreRole.map { ["--owner=" + $0.name] } ?? []) + [target.database])
+            } catch {
+                created.release()
+                throw error
+            }
             do {
                 for name in extensions {
                     try run([pg.tool("psql"), "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-d", target.database,
