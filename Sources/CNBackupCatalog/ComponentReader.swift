@@ -3,7 +3,8 @@ import CNBackupCore
 import CNBackupStorage
 
 /// The one reader of stored objects: verify, restore, copy's check, recover and the run's
-/// read-back all open objects through it, so the rules below hold on every read path.
+/// read-back all open objects through it, so the rules below hold on every read path. Frames are
+/// decoded several at a time (`ZstdParallelDecompressStream`).
 ///
 /// - The stored bytes are hashed as they pass and never read past the signed stored size.
 /// - The sealed header must be the one the signed manifest binds (`headerSHA256`), checked before
@@ -17,13 +18,15 @@ import CNBackupStorage
 ///   decompressed plaintext never goes past the signed plaintext size.
 /// - `finish()` then checks what only the end can tell: the stored SHA-256, the plaintext size and
 ///   its digest HMAC.
+/// - A reader whose caller checks the plaintext itself may leave the plaintext digest out
+///   (`plaintextDigest: false`, the physical restore): the plaintext is a function of the stored
+///   bytes, which the stored SHA-256 binds; decompression is covered by zstd's content checksum
+///   and the signed plaintext size; the caller checks the content (pg_verifybackup's per-file
+///   checksums against the backup_manifest whose SHA-256 the manifest binds).
 package final class ComponentReader {
-    /// What opens the object.
+    /// What opens the object: private keys (verify, restore, recover).
     package enum Keys {
-        /// Private keys (verify, restore, recover).
         case identities([Identity])
-        /// The data key the run still holds and the header it wrote (read-back: no private key).
-        case dataKey(DataKey, header: SealedHeader)
     }
 
     /// What the object must be.
@@ -32,9 +35,6 @@ package final class ComponentReader {
         case record(ComponentRecord, manifest: Manifest, layout: SetLayout)
         /// An object without a manifest yet (recover): its header must name this place.
         case place(layout: SetLayout, component: String)
-        /// What this run just wrote (read-back, with `.dataKey`, which also requires the header to
-        /// be the one written, byte for byte): the sizes it counted.
-        case written(name: String, storedSize: Int64, plaintextSize: Int64)
     }
 
     package let plaintext: DigestingStream
@@ -46,7 +46,9 @@ package final class ComponentReader {
     /// A legacy object's private copy, removed with the reader.
     private let staged: StagedObject?
 
-    package init(store: any ObjectStore, key: String, expect expectation: Expectation, keys: Keys) throws {
+    private let plaintextDigest: Bool
+
+    package init(store: any ObjectStore, key: String, expect expectation: Expectation, keys: Keys, plaintextDigest: Bool = true) throws {
         self.expectation = expectation
         var source: ByteStream
         var staged: StagedObject?
@@ -62,21 +64,13 @@ package final class ComponentReader {
         case .place(_, let component):
             name = component
             source = try store.get(key: key)
-        case .written(let written, let storedSize, _):
-            name = written
-            source = LimitedStream(try store.get(key: key), limit: storedSize, what: "object \(written)")
         }
         self.staged = staged
-        // The run's read-back counts only: the header is compared byte for byte, every segment
-        // authenticates under the data key and the zstd checksum covers the plaintext.
-        let hashing: Bool = if case .written = expectation { false } else { true }
-        stored = DigestingStream(source, hashing: hashing)
+        stored = DigestingStream(source)
         let opened: OpeningStream
         switch keys {
         case .identities(let identities):
             opened = try OpeningStream(PipelinedStream(stored, name: "component-read"), identities: identities)
-        case .dataKey(let dataKey, let header):
-            opened = try OpeningStream(PipelinedStream(stored, name: "component-read"), dataKey: dataKey, expectedHeader: header)
         }
         header = opened.header
         dataKey = opened.dataKey
@@ -86,18 +80,17 @@ package final class ComponentReader {
             opened.close()
             throw error
         }
-        // Four threads: reading and hashing the stored bytes, opening segments, decompressing, and
-        // (the caller's) hashing the plaintext and writing it out.
-        var decompressed: ByteStream = try ZstdDecompressStream(PipelinedStream(opened, name: "component-open"))
+        // Threads: reading and hashing the stored bytes, opening segments, the decompression
+        // workers, and (the caller's) hashing the plaintext and writing it out.
+        var decompressed: ByteStream = ZstdParallelDecompressStream(PipelinedStream(opened, name: "component-open"))
         let total: Int64?
         switch expectation {
         case .record(let record, _, _): total = record.plaintextSize
-        case .written(_, _, let plaintextSize): total = plaintextSize
         case .place: total = nil
         }
         if let total { decompressed = LimitedStream(decompressed, limit: total, what: "the plaintext of \(name)") }
-        plaintext = DigestingStream(PipelinedStream(Progress.track(decompressed, name: name, total: total), name: "component-decompress"),
-                                    hashing: hashing)
+        self.plaintextDigest = plaintextDigest
+        plaintext = DigestingStream(Progress.track(decompressed, name: name, total: total), hashing: plaintextDigest)
     }
 
     /// The header binding and the place the header names.
@@ -115,8 +108,6 @@ package final class ComponentReader {
                 throw CNBackupError(.integrity,
                     "object \(record.objectKey) belongs to set \(description.setId ?? "?") component \(description.component ?? "?"), not to set \(manifest.setId) component \(record.name): it was swapped")
             }
-        case .written:
-            return
         case .place(let layout, let component):
             guard description.setId == layout.setId, description.node == layout.node, description.migrationId == layout.epoch.migrationId,
                   description.serial == layout.epoch.serial, description.component == component else {
@@ -152,16 +143,31 @@ package final class ComponentReader {
                 throw CNBackupError(.integrity, "object \(record.objectKey) has other bytes than the manifest records (SHA-256 differs)")
             }
             guard plaintext.count == record.plaintextSize,
-                  try dataKey.plaintextDigestMAC(plaintextDigest).hex == record.plaintextDigestHMAC else {
+                  try !self.plaintextDigest || dataKey.plaintextDigestMAC(plaintextDigest).hex == record.plaintextDigestHMAC else {
                 throw CNBackupError(.integrity, "the plaintext of \(record.name) differs from what was captured")
             }
         }
-        if case .written(_, let storedSize, let plaintextSize) = expectation {
-            guard stored.count == storedSize, plaintext.count == plaintextSize else {
-                throw CNBackupError(.integrity, "\(name) reads back as \(stored.count) stored and \(plaintext.count) plaintext bytes; \(storedSize) and \(plaintextSize) were written")
-            }
-        }
         return Totals(storedSize: stored.count, storedSHA256: storedDigest, plaintextSize: plaintext.count, plaintextSHA256: plaintextDigest)
+    }
+}
+
+extension ComponentReader {
+    /// The run's read-back of an object it just wrote, with the data key it still holds (no
+    /// private key): every stored byte is read, the header must be the one written byte for byte,
+    /// and every segment must authenticate under the data key with its index and last flag, so a
+    /// stored byte that differs from the written one fails its segment's tag. Returns the bytes of
+    /// compressed stream the segments held. Nothing is decoded here: the frames were decoded and
+    /// compared with their input as they were made (`ZstdFramedCompressStream`, checkingFrames).
+    package static func authenticateWritten(store: any ObjectStore, key: String, storedSize: Int64,
+                                            dataKey: DataKey, header: SealedHeader) throws -> Int64 {
+        let stored = DigestingStream(LimitedStream(try store.get(key: key), limit: storedSize, what: "object \(key)"), hashing: false)
+        let opened = try OpeningStream(stored, dataKey: dataKey, expectedHeader: header)
+        var compressed: Int64 = 0
+        try opened.forEachChunk { compressed += Int64($0.count) }
+        guard stored.count == storedSize else {
+            throw CNBackupError(.integrity, "\(key) reads back as \(stored.count) bytes; \(storedSize) were written")
+        }
+        return compressed
     }
 }
 

@@ -171,7 +171,7 @@ public struct BackupRunner: Sendable {
             let stoppable = CancellableStream(source, cancellation: cancellation, what: "capture \(capture.name)")
             let captured = Captured(stream: Progress.track(stoppable, name: capture.name, total: capture.sizeHint),
                                     description: description, sizeHint: capture.sizeHint)
-            let compressed = try Compress(settings: definition.compression).run(captured)
+            let compressed = try Compress(settings: definition.compression, checkingFrames: definition.readBack == .full).run(captured)
             let sealed = try Seal(recipients: recipients).run(compressed)
             let stored = try Upload(store: store, key: layout.key(relative: objectName),
                                     tags: objectTags(layout: layout, component: capture.name)).run(sealed)

@@ -7,10 +7,10 @@ import CNBackupCatalog
 
 /// Restores a physical component (a pg_basebackup tar) to a data directory that `pg_ctl start`
 /// opens: the object is read through `ComponentReader` (every segment authenticated, the signed
-/// sizes and digests enforced), its plaintext is checked by a `TarReader` (no absolute or `..`
-/// paths, no links leaving the folder, a well-formed tar) and piped into `tar -x` in a new or
-/// empty folder (mode 0700), then `pg_verifybackup` checks every file against the backup's own
-/// backup_manifest and parses its WAL. Whatever fails, the folder is emptied again: a half
+/// sizes and digests enforced), its plaintext is checked by a `TarReader` (a well-formed tar) and
+/// written by a `DataDirectoryWriter` (no absolute or `..` paths, no links leaving the folder,
+/// nothing written through a link) into a new or empty folder (mode 0700), then `pg_verifybackup`
+/// checks every file against the backup's own backup_manifest and parses its WAL. Whatever fails, the folder is emptied again: a half
 /// restored data directory never stays behind.
 public struct PhysicalRestorer: Sendable {
     public let catalog: Catalog
@@ -119,35 +119,14 @@ public struct PhysicalRestorer: Sendable {
     static func extract(_ record: ComponentRecord, manifest: Manifest, layout: SetLayout, store: any ObjectStore,
                         identities: [Identity], into directory: String) throws -> Int {
         let reader = try ComponentReader(store: store, key: layout.key(relative: record.objectKey),
-                                         expect: .record(record, manifest: manifest, layout: layout), keys: .identities(identities))
-        let errorPath = NSTemporaryDirectory() + "cnbackup-tar-\(UUID().uuidString).err"
-        let errorFd = open(errorPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard errorFd >= 0 else { throw CNBackupError(.io, "cannot create a temporary file in \(NSTemporaryDirectory())") }
-        defer { close(errorFd); unlink(errorPath) }
-        let tar = try ChildProcess(arguments: ["tar", "-x", "--no-same-owner", "-C", directory, "-f", "-"],
-                                   environment: ChildProcess.environment(adding: ["LANG": "C"]), inputPipe: true,
-                                   output: .discard, error: .file(errorFd))
-        var inputOpen = true
-        defer { if inputOpen { close(tar.standardInput!) }; tar.stop() }
-        let guardVisitor = ExtractionGuard()
-        let tarReader = TarReader(visitor: guardVisitor)
-        do {
-            try reader.plaintext.forEachChunk { chunk in
-                try tarReader.consume(chunk)
-                try writeFully(fd: tar.standardInput!, chunk, what: "tar -x")
-            }
-            try tarReader.finish()
-            try reader.finish()
-        } catch {
-            close(tar.standardInput!); inputOpen = false
-            _ = tar.stop()
-            throw error
-        }
-        close(tar.standardInput!); inputOpen = false
-        guard tar.wait() == .exited(0) else {
-            let message = ((try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "").suffix(2048)
-            throw CNBackupError(.io, "tar -x into \(directory) failed", cause: message.trimmingCharacters(in: .whitespacesAndNewlines))
-        }
+                                         expect: .record(record, manifest: manifest, layout: layout), keys: .identities(identities),
+                                         plaintextDigest: false)
+        let writer = try DataDirectoryWriter(directory: directory)
+        let tarReader = TarReader(visitor: writer)
+        try reader.plaintext.forEachChunk { chunk in try tarReader.consume(chunk) }
+        try tarReader.finish()
+        try reader.finish()
+        try writer.finish()
         // The backup manifest in the folder must be the one the signed manifest binds.
         guard let evidence = record.physical, let written = FileManager.default.contents(atPath: directory + "/backup_manifest"),
               SHA256Hasher.hash(Array(written)).hex == evidence.backupManifestSHA256 else {
@@ -193,25 +172,4 @@ public struct PhysicalRestorer: Sendable {
             try? FileManager.default.removeItem(atPath: directory + "/" + name)
         }
     }
-}
-
-/// Refuses tar members that would land outside the target folder, before tar sees them.
-final class ExtractionGuard: TarVisitor {
-    func begin(_ entry: TarEntry) throws {
-        func unsafe(_ path: String) -> Bool {
-            path.hasPrefix("/") || path.split(separator: "/").contains("..")
-        }
-        if unsafe(entry.path) { throw CNBackupError(.integrity, "the base backup holds a member outside its folder: \(entry.path)") }
-        switch entry.kind {
-        case .file, .directory: break
-        case .symlink, .hardlink:
-            if unsafe(entry.linkTarget) {
-                throw CNBackupError(.integrity, "the base backup holds a link leaving its folder: \(entry.path) -> \(entry.linkTarget)")
-            }
-        case .other:
-            throw CNBackupError(.integrity, "the base backup holds a member of an unexpected type: \(entry.path)")
-        }
-    }
-    func data(_ bytes: ArraySlice<UInt8>) throws {}
-    func end(_ entry: TarEntry) throws {}
 }

@@ -31,11 +31,14 @@ public struct Captured {
     }
 }
 
-/// A zstd frame of the captured bytes.
+/// The captured bytes as zstd frames.
 public struct Compressed {
     public let stream: ByteStream
     public let codec: CodecInfo
     let captured: Captured
+    /// The plaintext bytes whose frames were decoded and compared with their input as they were
+    /// made (nil when the run does not check them: `readBack` other than full).
+    let checkedBytes: (() -> Int64)?
 }
 
 /// The sealed object: header and authenticated segments. Holds the data key for the read-back.

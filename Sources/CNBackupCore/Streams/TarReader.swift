@@ -8,6 +8,8 @@ public struct TarEntry: Sendable, Equatable {
     public var kind: Kind
     public var mode: Int
     public var linkTarget: String
+    /// Seconds since the epoch (the header's field, or a pax `mtime`'s whole seconds).
+    public var modified: Int64 = 0
 }
 
 /// What a `TarReader` hands each member to: its header, its data in order, then its end.
@@ -167,6 +169,8 @@ public final class TarReader {
         if let long = pendingLongLink { link = long }
         if let path = pendingPax["path"] { name = path }
         if let path = pendingPax["linkpath"] { link = path }
+        var modified = try Self.number(header[136..<148], what: "mtime", at: offset - 512)
+        if let text = pendingPax["mtime"], let seconds = Int64(text.prefix { $0 != "." }) { modified = seconds }
         if let text = pendingPax["size"] {
             guard let value = Int64(text), value >= 0 else { throw CNBackupError(.integrity, "a pax header has a bad size \"\(text)\"") }
             entrySize = value
@@ -188,7 +192,7 @@ public final class TarReader {
         guard mode & 0o7000 == 0 else {
             throw CNBackupError(.integrity, "the tar member \(name) has a setuid, setgid or sticky bit (mode \(String(mode, radix: 8))): refused")
         }
-        let entry = TarEntry(path: name, size: entrySize, kind: kind, mode: mode, linkTarget: link)
+        let entry = TarEntry(path: name, size: entrySize, kind: kind, mode: mode, linkTarget: link, modified: modified)
         entries += 1
         try visitor?.begin(entry)
         let entryPadding = Int((Int64(Self.blockSize) - entrySize % Int64(Self.blockSize)) % Int64(Self.blockSize))
