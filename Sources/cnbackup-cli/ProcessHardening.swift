@@ -10,14 +10,17 @@ import CNBackupStorage
 /// fragmentation across those arenas made the resident size creep up with the input (306 MiB for
 /// 128 MiB of input). Mapping every chunk instead (a threshold below 1 MiB) kept memory flat but
 /// cost an mmap, 256 page faults and an munmap per chunk: more system time than user time.
-/// One arena and a fixed threshold of 4 MiB give both: chunk-sized buffers are reused from one
-/// heap (a handful of allocations per MiB, so the single arena's lock is not contended), while S3
-/// part buffers (8 MiB and more, grown by appending) are still mapped and returned to the system
-/// whole; with them on the heap too, a 2 GiB upload peaked at 137 MiB instead of 117 MiB
-/// (docs/BENCHMARKS.md).
+/// One arena and a fixed threshold of 5 MiB give both: chunk-sized buffers and zstd frames (4 MiB
+/// of plaintext and the array's header) are reused from one heap (a handful of allocations per MiB,
+/// so the single arena's lock is not contended), while S3 part buffers (8 MiB and more, grown by
+/// appending) are still mapped and returned to the system whole; with them on the heap too, a
+/// 2 GiB upload peaked at 137 MiB instead of 117 MiB (docs/BENCHMARKS.md). The heap keeps up to
+/// 32 MiB free at its top instead of 128 KiB: a freed frame at the top was given back and its
+/// next use faulted and zeroed every page again (a tenth of a restore's CPU).
 func useFlatMemoryAllocation() {
     _ = cnb_set_arena_max(1)
-    _ = cnb_set_mmap_threshold(4 << 20)
+    _ = cnb_set_mmap_threshold(5 << 20)
+    _ = cnb_set_trim_threshold(32 << 20)
 }
 
 /// No other process of the same user may read this one's memory or environment through

@@ -8,8 +8,10 @@ import Foundation
 // one frame decodes on one core whatever the machine (BENCHMARKS.md, the restore profile).
 
 /// Plaintext bytes per frame. Each frame starts without history, which costs a fraction of a
-/// percent of compression at 8 MiB (the level-3 window is 2 MiB); memory in flight is a few frames.
-package let zstdFrameSize = 8 << 20
+/// percent of compression at 4 MiB (the level-3 window is 2 MiB); memory in flight is a few frames,
+/// and a frame stays under the executable's mmap threshold (ProcessHardening.swift), so its
+/// buffers are reused from the heap instead of being mapped and faulted in anew each time.
+package let zstdFrameSize = 4 << 20
 
 /// Reads `upstream` into blocks of exactly `size` bytes (the last one shorter).
 package final class BlockReader {
