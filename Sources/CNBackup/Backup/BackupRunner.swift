@@ -10,7 +10,7 @@ import CNBackupStorage
 import CNBackupPostgres
 import CNBackupCatalog
 
-public let cnbackupVersion = "0.2.0"
+public let cnbackupVersion = "0.3.0"
 
 /// The outcome of one run.
 public struct RunResult: Sendable {

@@ -1,8 +1,10 @@
 import CZstd
 import Foundation
 
-// The one door to libzstd. Output is a standard zstd frame with its content checksum, so the
-// `zstd` tool decodes what cnbackup stores once it is decrypted (the break-glass path).
+// The one door to libzstd (ZstdFrames.swift builds the framed streams on the two frame codecs
+// here). Output is standard zstd frames
+// with their content checksums, so the `zstd` tool decodes what cnbackup stores once it is
+// decrypted (the break-glass path).
 
 /// zstd settings of a pipeline.
 public struct CompressionSettings: Sendable, Equatable {
@@ -27,7 +29,9 @@ private func zstdCheck(_ code: Int, _ what: String) throws {
 
 private let outputChunkSize = 1 << 20
 
-/// Compresses its upstream into one zstd frame with a content checksum.
+/// Compresses its upstream into one streamed zstd frame with a content checksum: what versions
+/// before 0.3.0 stored (runs now write `ZstdFramedCompressStream`). Kept because readers must go
+/// on reading such objects, and the tests that prove they do write them with it.
 public final class ZstdCompressStream: ByteStream {
     private let upstream: ByteStream
     private let context: OpaquePointer
@@ -148,4 +152,69 @@ public final class ZstdDecompressStream: ByteStream {
     }
 
     public func close() { upstream.close() }
+}
+
+/// Makes whole frames that declare their content size and end with their content checksum, one
+/// at a time (a worker keeps one between frames).
+package final class ZstdFrameEncoder {
+    private let context: OpaquePointer
+
+    package init(level: Int32) throws {
+        guard let context = ZSTD_createCCtx() else { throw CNBackupError(.compression, "zstd could not allocate a context") }
+        self.context = context
+        try zstdCheck(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level), "level")
+        try zstdCheck(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1), "checksum flag")
+        try zstdCheck(ZSTD_CCtx_setParameter(context, ZSTD_c_contentSizeFlag, 1), "content size flag")
+    }
+
+    deinit { ZSTD_freeCCtx(context) }
+
+    /// The most bytes a frame of `size` plaintext bytes can take.
+    package static func bound(_ size: Int) -> Int { ZSTD_compressBound(size) }
+
+    package func encode(_ block: [UInt8]) throws -> [UInt8] {
+        let bound = Self.bound(block.count)
+        var failure = 0
+        // Uninitialised: zstd writes the frame, and only that much is kept.
+        let frame = [UInt8](unsafeUninitializedCapacity: bound) { dst, count in
+            let result = block.withUnsafeBytes { ZSTD_compress2(context, dst.baseAddress, bound, $0.baseAddress, $0.count) }
+            if ZSTD_isError(result) != 0 { failure = result; count = 0 } else { count = result }
+        }
+        try zstdCheck(failure, "compression")
+        return frame
+    }
+}
+
+/// Decodes one whole frame that declares its content size (at most `limit`) and carries its
+/// content checksum, which libzstd checks.
+package final class ZstdFrameDecoder {
+    private let context: OpaquePointer
+
+    package init() throws {
+        guard let context = ZSTD_createDCtx() else { throw CNBackupError(.compression, "zstd could not allocate a context") }
+        self.context = context
+    }
+
+    deinit { ZSTD_freeDCtx(context) }
+
+    package func decode(_ frame: [UInt8], limit: Int) throws -> [UInt8] {
+        let size = frame.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
+        guard size <= UInt64(limit) else {
+            throw CNBackupError(.compression, "zstd decompression failed (the data is damaged or not zstd)",
+                                cause: "a frame without its size, or larger than \(limit) bytes, in a stream of small frames")
+        }
+        guard frame.count > 4, frame[4] & 0x04 != 0 else {
+            throw CNBackupError(.compression, "zstd decompression failed (the data is damaged or not zstd)", cause: "a frame without its content checksum")
+        }
+        var failure = 0
+        let whole = [UInt8](unsafeUninitializedCapacity: Int(size)) { dst, count in
+            let result = frame.withUnsafeBytes { ZSTD_decompressDCtx(context, dst.baseAddress, Int(size), $0.baseAddress, $0.count) }
+            if ZSTD_isError(result) != 0 { failure = result; count = 0 } else { count = result }
+        }
+        try zstdCheck(failure, "decompression (the data is damaged or not zstd)")
+        guard whole.count == Int(size) else {
+            throw CNBackupError(.compression, "a zstd frame decodes to \(whole.count) bytes, its header says \(size)")
+        }
+        return whole
+    }
 }

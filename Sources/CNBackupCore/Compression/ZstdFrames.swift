@@ -1,4 +1,3 @@
-import CZstd
 import Foundation
 
 // Objects are a concatenation of independent zstd frames of at most `frameSize` plaintext bytes
@@ -54,8 +53,8 @@ public final class ZstdFramedCompressStream: ByteStream {
     private let map: OrderedParallelMap<[UInt8]>?
     private let level: Int32
     private let checking: Bool
-    private var inlineContext: OpaquePointer?
-    private var inlineDecoder: OpaquePointer?
+    private var inlineEncoder: ZstdFrameEncoder?
+    private var inlineDecoder: ZstdFrameDecoder?
     private var sawBlock = false
     private var done = false
     /// The plaintext bytes of the frames checked so far (`checkingFrames`), final at the end.
@@ -72,15 +71,16 @@ public final class ZstdFramedCompressStream: ByteStream {
         self.blocks = blocks
         checking = checkingFrames
         if settings.workers > 0 {
-            let contexts = ContextPool(level: Int32(settings.level))
-            let decoders = ZstdParallelDecompressStream.DecompressionContexts()
+            let level = Int32(settings.level)
+            let encoders = CodecPool { try ZstdFrameEncoder(level: level) }
+            let decoders = CodecPool { try ZstdFrameDecoder() }
             let counter = counter
             map = OrderedParallelMap(workers: settings.workers, window: settings.workers + 1, name: "zstd",
                                      source: { try blocks.next() },
                                      transform: { block in
-                                         let frame = try contexts.with { try Self.compressFrame(block, context: $0) }
+                                         let frame = try encoders.with { try $0.encode(block) }
                                          if checkingFrames {
-                                             try decoders.with { try Self.check(frame, decodesTo: block, context: $0) }
+                                             try decoders.with { try Self.check(frame, decodesTo: block, decoder: $0) }
                                              counter.add(Int64(block.count))
                                          }
                                          return frame
@@ -90,14 +90,9 @@ public final class ZstdFramedCompressStream: ByteStream {
         }
     }
 
-    deinit {
-        if let inlineContext { ZSTD_freeCCtx(inlineContext) }
-        if let inlineDecoder { ZSTD_freeDCtx(inlineDecoder) }
-    }
-
     /// Decodes `frame` (its checksum checked by libzstd) and compares it with `block`.
-    static func check(_ frame: [UInt8], decodesTo block: [UInt8], context: OpaquePointer) throws {
-        let decoded = try ZstdParallelDecompressStream.decompress(frame, context: context)
+    static func check(_ frame: [UInt8], decodesTo block: [UInt8], decoder: ZstdFrameDecoder) throws {
+        let decoded = try decoder.decode(frame, limit: zstdFrameSize)
         let same = decoded.count == block.count && decoded.withUnsafeBytes { a in
             block.withUnsafeBytes { b in a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 }
         }
@@ -112,12 +107,11 @@ public final class ZstdFramedCompressStream: ByteStream {
         if let map {
             frame = try map.next()
         } else if let block = try blocks.next() {
-            if inlineContext == nil { inlineContext = try Self.makeContext(level: level) }
-            frame = try Self.compressFrame(block, context: inlineContext!)
+            if inlineEncoder == nil { inlineEncoder = try ZstdFrameEncoder(level: level) }
+            frame = try inlineEncoder!.encode(block)
             if checking {
-                if inlineDecoder == nil { inlineDecoder = ZSTD_createDCtx() }
-                guard let inlineDecoder else { throw CNBackupError(.compression, "zstd could not allocate a context") }
-                try Self.check(frame!, decodesTo: block, context: inlineDecoder)
+                if inlineDecoder == nil { inlineDecoder = try ZstdFrameDecoder() }
+                try Self.check(frame!, decodesTo: block, decoder: inlineDecoder!)
                 counter.add(Int64(block.count))
             }
         } else {
@@ -127,9 +121,7 @@ public final class ZstdFramedCompressStream: ByteStream {
         done = true
         // Empty input still makes one (empty) frame, so the object is a valid zstd stream.
         if !sawBlock {
-            let context = try Self.makeContext(level: level)
-            defer { ZSTD_freeCCtx(context) }
-            return try Self.compressFrame([], context: context)
+            return try ZstdFrameEncoder(level: level).encode([])
         }
         return nil
     }
@@ -138,52 +130,20 @@ public final class ZstdFramedCompressStream: ByteStream {
         upstream.close()
         map?.stop()
     }
+}
 
-    static func makeContext(level: Int32) throws -> OpaquePointer {
-        guard let context = ZSTD_createCCtx() else { throw CNBackupError(.compression, "zstd could not allocate a context") }
-        func check(_ code: Int, _ what: String) throws {
-            if ZSTD_isError(code) != 0 {
-                ZSTD_freeCCtx(context)
-                throw CNBackupError(.compression, "zstd \(what) failed", cause: String(cString: ZSTD_getErrorName(code)))
-            }
-        }
-        try check(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level), "level")
-        try check(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1), "checksum flag")
-        try check(ZSTD_CCtx_setParameter(context, ZSTD_c_contentSizeFlag, 1), "content size flag")
-        return context
-    }
-
-    /// One whole frame: the block's size in its header, its checksum at its end.
-    static func compressFrame(_ block: [UInt8], context: OpaquePointer) throws -> [UInt8] {
-        let bound = ZSTD_compressBound(block.count)
-        var failure: Int = 0
-        let frame = [UInt8](unsafeUninitializedCapacity: bound) { dst, count in
-            let result = block.withUnsafeBytes { src in
-                ZSTD_compress2(context, dst.baseAddress, bound, src.baseAddress, src.count)
-            }
-            if ZSTD_isError(result) != 0 { failure = result; count = 0 } else { count = result }
-        }
-        if failure != 0 {
-            throw CNBackupError(.compression, "zstd compression failed", cause: String(cString: ZSTD_getErrorName(failure)))
-        }
-        return frame
-    }
-
-    /// Compression contexts, one per busy worker, kept between frames (a context's tables cost
-    /// more to set up than a small frame costs to compress).
-    final class ContextPool: @unchecked Sendable {
-        // @unchecked: `free` is only touched under `lock`; a context is used by one thread at a time.
-        private let lock = NSLock()
-        private var free: [OpaquePointer] = []
-        private let level: Int32
-        init(level: Int32) { self.level = level }
-        func with<T>(_ body: (OpaquePointer) throws -> T) throws -> T {
-            let context = try lock.withLock { free.popLast() } ?? Self.make(level)
-            defer { lock.withLock { free.append(context) } }
-            return try body(context)
-        }
-        private static func make(_ level: Int32) throws -> OpaquePointer { try ZstdFramedCompressStream.makeContext(level: level) }
-        deinit { for context in free { ZSTD_freeCCtx(context) } }
+/// Encoders or decoders, one per busy worker, kept between frames (a context's tables cost more
+/// to set up than a small frame costs to compress).
+final class CodecPool<Codec>: @unchecked Sendable {
+    // @unchecked: `free` is only touched under `lock`; a codec is used by one thread at a time.
+    private let lock = NSLock()
+    private var free: [Codec] = []
+    private let make: () throws -> Codec
+    init(make: @escaping () throws -> Codec) { self.make = make }
+    func with<T>(_ body: (Codec) throws -> T) throws -> T {
+        let codec = try lock.withLock { free.popLast() } ?? make()
+        defer { lock.withLock { free.append(codec) } }
+        return try body(codec)
     }
 }
 
@@ -335,7 +295,7 @@ public final class ZstdParallelDecompressStream: ByteStream {
 
     private func start() throws {
         started = true
-        let splitter = ZstdFrameSplitter(upstream, maxFrameBytes: ZSTD_compressBound(zstdFrameSize))
+        let splitter = ZstdFrameSplitter(upstream, maxFrameBytes: ZstdFrameEncoder.bound(zstdFrameSize))
         guard let first = try splitter.peekHeader() else {
             throw CNBackupError(.compression, "the zstd frame is cut short: the data is incomplete")
         }
@@ -343,10 +303,10 @@ public final class ZstdParallelDecompressStream: ByteStream {
             single = try ZstdDecompressStream(SplitterRest(splitter))
             return
         }
-        let contexts = DecompressionContexts()
+        let decoders = CodecPool { try ZstdFrameDecoder() }
         map = OrderedParallelMap(workers: workers, window: workers + 1, name: "unzstd",
                                  source: { try splitter.next()?.bytes },
-                                 transform: { frame in try contexts.with { try Self.decompress(frame, context: $0) } })
+                                 transform: { frame in try decoders.with { try $0.decode(frame, limit: zstdFrameSize) } })
     }
 
     public func next() throws -> [UInt8]? {
@@ -362,44 +322,6 @@ public final class ZstdParallelDecompressStream: ByteStream {
     public func close() {
         upstream.close()
         map?.stop()
-    }
-
-    /// One whole frame of a framed stream: it must declare its size (at most `zstdFrameSize`) and
-    /// carry its checksum, which libzstd checks.
-    static func decompress(_ frame: [UInt8], context: OpaquePointer) throws -> [UInt8] {
-        let size = frame.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
-        guard size <= UInt64(zstdFrameSize) else {
-            throw CNBackupError(.compression, "zstd decompression failed (the data is damaged or not zstd)", cause: "a frame without its size, or larger than \(zstdFrameSize) bytes, in a framed stream")
-        }
-        guard frame.count > 4, frame[4] & 0x04 != 0 else {
-            throw CNBackupError(.compression, "zstd decompression failed (the data is damaged or not zstd)", cause: "a frame without its content checksum")
-        }
-        var failure = 0
-        let whole = [UInt8](unsafeUninitializedCapacity: Int(size)) { dst, count in
-            let result = frame.withUnsafeBytes { ZSTD_decompressDCtx(context, dst.baseAddress, Int(size), $0.baseAddress, $0.count) }
-            if ZSTD_isError(result) != 0 { failure = result; count = 0 } else { count = result }
-        }
-        if failure != 0 {
-            throw CNBackupError(.compression, "zstd decompression failed (the data is damaged or not zstd)", cause: String(cString: ZSTD_getErrorName(failure)))
-        }
-        guard whole.count == Int(size) else {
-            throw CNBackupError(.compression, "a zstd frame decodes to \(whole.count) bytes, its header says \(size)")
-        }
-        return whole
-    }
-
-    final class DecompressionContexts: @unchecked Sendable {
-        // @unchecked: `free` is only touched under `lock`; a context is used by one thread at a time.
-        private let lock = NSLock()
-        private var free: [OpaquePointer] = []
-        func with<T>(_ body: (OpaquePointer) throws -> T) throws -> T {
-            guard let context = lock.withLock({ free.popLast() }) ?? ZSTD_createDCtx() else {
-                throw CNBackupError(.compression, "zstd could not allocate a context")
-            }
-            defer { lock.withLock { free.append(context) } }
-            return try body(context)
-        }
-        deinit { for context in free { ZSTD_freeDCtx(context) } }
     }
 
     /// What the splitter still holds and has not cut, then the rest of the upstream.
