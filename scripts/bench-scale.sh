@@ -40,6 +40,11 @@ DB_MIB=${1:-1024}; RUNS=${2:-1}
 #     CPU counts the tool's tree and the server's (cnbackup's walsender, pgBackRest's archive-push
 #     under the archiver); stored bytes count the store's growth and the repository's (backup and
 #     archive), so each side carries the WAL its backup needs.
+# Every restore (f, p) starts with the page cache dropped (`cold`): the store is read from disk, as
+# in a disaster, and ext4 forgets the inodes the previous restore's removal freed. Without it, a
+# restore that followed the removal of another by less than a minute paid 2-3 s of system time in
+# ext4's inode allocator (find_inode_bit, recently_deleted), whichever tool it was: that noise was
+# larger than the difference measured.
 STEPS=" ${STEPS:-dump physical restore drill count} "
 step_on() { [[ "$STEPS" == *" $1 "* ]]; }
 CNB=${CNB:-.build-image/out/cnbackup}; CNB=$(realpath "$CNB")   # what scripts/test.sh builds
@@ -178,6 +183,7 @@ pg_ticks() {  # the postmaster, its reaped children, and its live children (chec
   for c in $(pgrep -P "$pm"); do t=$((t + $(ticks "$c"))); done; echo "$t"
 }
 bytes() { du -sb "$1" 2>/dev/null | cut -f1 || echo 0; }
+cold() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 # measure NAME STORED-PATH COMMAND...: appends "wall cpu rss_kib pg_cpu stored_bytes" to $W/r-NAME
 measure() {
   local name=$1 path=$2 p0 b0 pm aux; shift 2
@@ -238,15 +244,17 @@ for r in $(seq "${RUNS_RESTORE:-$RUNS}"); do
   echo "run $r: restores"
   # The restore alone (what pgbackrest restore does), of the full and, when there is one, of the
   # incremental chain over the same data (full + incremental, combined with pg_combinebackup).
-  rm -rf "$W/rd"
+  rm -rf "$W/rd"; cold
   measure f_dir "$W/rd" env TMPDIR="$W/tmp" "$CNB" restore --store "file://$W/store-phys" --signer "$SIGNER" --node phys "$FULL" --component apps \
       --identity "$W/secrets/k1" --to-directory "$W/rd" --pg-bin "$BIN" --no-progress
   rm -rf "$W/rd"
   if [ -n "${INCR:-}" ]; then
+    cold
     measure f_chain "$W/rd" env TMPDIR="$W/tmp" "$CNB" restore --store "file://$W/store-phys" --signer "$SIGNER" --node phys "$INCR" --component apps \
         --identity "$W/secrets/k1" --to-directory "$W/rd" --pg-bin "$BIN" --no-progress
     rm -rf "$W/rd"
   fi
+  cold
   measure f_phys "$W/rd" bash -c "set -e; TMPDIR='$W/tmp' '$CNB' restore --store 'file://$W/store-phys' --signer '$SIGNER' --node phys '$FULL' --component apps \
       --identity '$W/secrets/k1' --to-directory '$W/rd' --pg-bin '$BIN' --no-progress
     chown -R postgres: '$W/rd'
@@ -291,11 +299,11 @@ for r in $(seq "${RUNS_PEER:-$RUNS}"); do
   PFULL=$(newest_set phys)
   archived
   measure pk_pgbr "$W/pgbr" bash -c "cd / && runuser -u postgres -- pgbackrest --config='$PGBR_CONF' --stanza=bench --type=full backup"
-  rm -rf "$W/rd"
+  rm -rf "$W/rd"; cold
   measure pr_cnb "$W/rd" env TMPDIR="$W/tmp" "$CNB" restore --store "file://$W/store-phys" --signer "$SIGNER" --node phys "$PFULL" --component apps \
       --identity "$W/secrets/k1" --to-directory "$W/rd" --pg-bin "$BIN" --no-progress
   started ps_cnb "$W/rd"; rm -rf "$W/rd"
-  mkdir -m 700 "$W/rd"; chown postgres: "$W/rd"
+  mkdir -m 700 "$W/rd"; chown postgres: "$W/rd"; cold
   measure pr_pgbr "$W/rd" bash -c "cd / && runuser -u postgres -- pgbackrest --config='$PGBR_CONF' --stanza=bench --pg1-path='$W/rd' restore"
   started ps_pgbr "$W/rd"; rm -rf "$W/rd"
 done
