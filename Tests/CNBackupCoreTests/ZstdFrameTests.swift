@@ -66,7 +66,7 @@ private func mixedBytes(_ count: Int) -> [UInt8] {
 
     @Test func orderedParallelMapKeepsOrderAndStopsAtTheFirstError() throws {
         var next = 0
-        let map = OrderedParallelMap<Int>(workers: 3, window: 4, name: "test",
+        let map = OrderedParallelMap<[UInt8], Int>(workers: 3, window: 4, name: "test",
                                           source: { next += 1; return next <= 200 ? [UInt8(next % 256)] : nil },
                                           transform: { block in
                                               usleep(UInt32.random(in: 0...300))
@@ -77,7 +77,7 @@ private func mixedBytes(_ count: Int) -> [UInt8] {
         #expect(seen == (1...200).map { $0 % 256 })
 
         var count = 0
-        let failing = OrderedParallelMap<Int>(workers: 2, window: 2, name: "test",
+        let failing = OrderedParallelMap<[UInt8], Int>(workers: 2, window: 2, name: "test",
                                               source: { count += 1; return count <= 50 ? [UInt8(count)] : nil },
                                               transform: { block in
                                                   if block[0] == 17 { throw CNBackupError(.io, "block 17") }

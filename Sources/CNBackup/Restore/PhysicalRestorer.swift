@@ -85,7 +85,8 @@ public struct PhysicalRestorer: Sendable {
             let errorPath = work + "/combine.err"
             let errorFd = open(errorPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
             guard errorFd >= 0 else { throw CNBackupError(.io, "cannot create \(errorPath)") }
-            let combine = try ChildProcess(arguments: ["\(combiner)/pg_combinebackup"] + folders + ["-o", directory],
+            let combine = try ChildProcess(arguments: ["\(combiner)/pg_combinebackup"] + Self.combineMode(combiner: combiner, work: work, target: directory)
+                                                      + folders + ["-o", directory],
                                            environment: ChildProcess.environment(adding: ["LANG": "C"]), output: .discard, error: .file(errorFd))
             let status = combine.wait()
             close(errorFd)
@@ -133,6 +134,20 @@ public struct PhysicalRestorer: Sendable {
             throw CNBackupError(.integrity, "the restored backup_manifest of \(record.name) in set \(manifest.setId) is not the one the signed manifest records")
         }
         return tarReader.entries
+    }
+
+    /// How pg_combinebackup makes the output's files. The links' folders are private and removed
+    /// right after, so the output may take their files over as hard links (`--link`, PostgreSQL 18)
+    /// instead of copying every unchanged file: the chain then costs about what its full costs
+    /// (BENCHMARKS.md). That needs one filesystem (a target that is a mount point of its own is
+    /// not on its parent's); otherwise, and with PostgreSQL 17, `--copy-file-range` copies inside
+    /// the kernel (a reflink where the filesystem has them).
+    static func combineMode(combiner: String, work: String, target: String) -> [String] {
+        var workInfo = stat(), targetInfo = stat()
+        let sameFilesystem = stat(work, &workInfo) == 0 && stat(target, &targetInfo) == 0 && workInfo.st_dev == targetInfo.st_dev
+        let major = PostgresClients.majorVersion(ofTool: combiner + "/pg_combinebackup") ?? 17
+        if sameFilesystem && major >= 18 { return ["--link"] }
+        return ["--copy-file-range"]
     }
 
     /// pg_verifybackup of the backup's own major version (its pg_waldump reads only that version's

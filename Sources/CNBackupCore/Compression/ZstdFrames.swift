@@ -43,14 +43,17 @@ package final class BlockReader {
 /// Compresses its upstream into independent frames of `zstdFrameSize` plaintext bytes, each with
 /// its content size and checksum, `settings.workers` frames at a time (0: on the calling thread).
 ///
-/// With `checkingFrames`, each worker decodes the frame it just made and compares the result with
-/// its input byte for byte before handing it on: the proof that what is sealed decodes to what was
-/// captured, made while the run still holds the plaintext, on the worker's core, instead of by
-/// decoding the whole object again after the upload (the run's read-back, docs/FORMAT.md).
+/// With `checkingFrames`, a checker thread decodes each frame and compares the result with the
+/// frame's input byte for byte before handing it on: the proof that what is sealed decodes to what
+/// was captured, made while the run still holds the plaintext, instead of by decoding the whole
+/// object again after the upload (the run's read-back, docs/FORMAT.md). Its own thread, not the
+/// compression workers': decoding is a quarter of the work of encoding, so where a core is left
+/// over (one worker on two cores, two on four) the check costs no time at all.
 public final class ZstdFramedCompressStream: ByteStream {
     private let upstream: ByteStream
     private let blocks: BlockReader
-    private let map: OrderedParallelMap<[UInt8]>?
+    private let map: OrderedParallelMap<[UInt8], (frame: [UInt8], block: [UInt8])>?
+    private let checker: OrderedParallelMap<(frame: [UInt8], block: [UInt8]), [UInt8]>?
     private let level: Int32
     private let checking: Bool
     private var inlineEncoder: ZstdFrameEncoder?
@@ -73,20 +76,25 @@ public final class ZstdFramedCompressStream: ByteStream {
         if settings.workers > 0 {
             let level = Int32(settings.level)
             let encoders = CodecPool { try ZstdFrameEncoder(level: level) }
-            let decoders = CodecPool { try ZstdFrameDecoder() }
-            let counter = counter
-            map = OrderedParallelMap(workers: settings.workers, window: settings.workers + 1, name: "zstd",
-                                     source: { try blocks.next() },
-                                     transform: { block in
-                                         let frame = try encoders.with { try $0.encode(block) }
-                                         if checkingFrames {
-                                             try decoders.with { try Self.check(frame, decodesTo: block, decoder: $0) }
-                                             counter.add(Int64(block.count))
-                                         }
-                                         return frame
-                                     })
+            let map = OrderedParallelMap(workers: settings.workers, window: settings.workers + 1, name: "zstd",
+                                         source: { try blocks.next() },
+                                         transform: { block in (frame: try encoders.with { try $0.encode(block) }, block: block) })
+            self.map = map
+            if checkingFrames {
+                let decoder = try ZstdFrameDecoder()
+                let counter = counter
+                checker = OrderedParallelMap(workers: 1, window: 2, name: "zstd-check", source: { try map.next() },
+                                             transform: { made in
+                                                 try Self.check(made.frame, decodesTo: made.block, decoder: decoder)
+                                                 counter.add(Int64(made.block.count))
+                                                 return made.frame
+                                             })
+            } else {
+                checker = nil
+            }
         } else {
             map = nil
+            checker = nil
         }
     }
 
@@ -104,8 +112,10 @@ public final class ZstdFramedCompressStream: ByteStream {
     public func next() throws -> [UInt8]? {
         if done { return nil }
         let frame: [UInt8]?
-        if let map {
-            frame = try map.next()
+        if let checker {
+            frame = try checker.next()
+        } else if let map {
+            frame = try map.next()?.frame
         } else if let block = try blocks.next() {
             if inlineEncoder == nil { inlineEncoder = try ZstdFrameEncoder(level: level) }
             frame = try inlineEncoder!.encode(block)
@@ -129,6 +139,7 @@ public final class ZstdFramedCompressStream: ByteStream {
     public func close() {
         upstream.close()
         map?.stop()
+        checker?.stop()
     }
 }
 
@@ -283,7 +294,7 @@ package final class ZstdFrameSplitter {
 /// thread by `ZstdDecompressStream`, with the same checks.
 public final class ZstdParallelDecompressStream: ByteStream {
     private let upstream: ByteStream
-    private var map: OrderedParallelMap<[UInt8]>?
+    private var map: OrderedParallelMap<[UInt8], [UInt8]>?
     private var single: ZstdDecompressStream?
     private var started = false
     private let workers: Int

@@ -7,12 +7,12 @@ import Foundation
 /// The source is called by one thread at a time (whichever worker is free), so it may be an
 /// ordinary stream; the first error, from the source or a transform, ends everything and is
 /// thrown to the consumer.
-package final class OrderedParallelMap<Output>: @unchecked Sendable {
+package final class OrderedParallelMap<Input, Output>: @unchecked Sendable {
     // @unchecked: every field below is touched only under `condition`, except `source` and
     // `transform`, which the `reading` flag and the transform's own purity keep safe.
     private let condition = NSCondition()
-    private let source: () throws -> [UInt8]?
-    private let transform: ([UInt8]) throws -> Output
+    private let source: () throws -> Input?
+    private let transform: (Input) throws -> Output
     private let window: Int
     private var reading = false
     private var nextSequence = 0
@@ -24,8 +24,8 @@ package final class OrderedParallelMap<Output>: @unchecked Sendable {
     private var stopped = false
     private var running: Int
 
-    package init(workers: Int, window: Int, name: String, source: @escaping () throws -> [UInt8]?,
-                 transform: @escaping ([UInt8]) throws -> Output) {
+    package init(workers: Int, window: Int, name: String, source: @escaping () throws -> Input?,
+                 transform: @escaping (Input) throws -> Output) {
         self.source = source
         self.transform = transform
         self.window = max(window, workers, 1)
@@ -51,7 +51,7 @@ package final class OrderedParallelMap<Output>: @unchecked Sendable {
             nextSequence += 1
             condition.unlock()
 
-            let block: [UInt8]?
+            let block: Input?
             do { block = try source() } catch { fail(error); return }
             condition.lock()
             reading = false
