@@ -21,6 +21,9 @@ R=$("$NEW" keys generate --out "$W/ops" 2>/dev/null | grep -oE 'cnb1-x25519-pub-
 S=$("$NEW" keys generate --signing --out "$W/sign" 2>/dev/null | grep -oE 'cnb1-ed25519-pub-[A-Za-z0-9_=-]+')
 measure() {  # measure LABEL CMD... -> appends "LABEL wall cpu rssKiB"
   local label=$1; shift
+  # What the previous step wrote goes to disk first: its writeback would otherwise land in this
+  # step's system time, more so the faster the previous step was.
+  sync
   /usr/bin/time -f "%e %U %S %M" -o "$W/t" "$@" >/dev/null 2>"$W/err" || { tail -3 "$W/err"; exit 1; }
   read -r wall user sys rss <"$W/t"
   echo "$label $wall $(python3 -c "print(round($user+$sys,2))") $rss" >>"$W/results"
