@@ -19,6 +19,18 @@ import CNBackupTestKit
         }
     }
 
+    @Test func anIdentityFileOpenToOthersIsRefused() throws {
+        try withTemporaryDirectory { dir in
+            _ = try KeyFile.generate(kind: .x25519, at: dir + "/k")
+            _ = try KeyFile.loadIdentity(path: dir + "/k")
+            for mode: mode_t in [0o644, 0o640, 0o604] {
+                chmod(dir + "/k", mode)
+                let error = #expect(throws: CNBackupError.self) { try KeyFile.loadIdentity(path: dir + "/k") }
+                #expect(error?.message.contains("open to others") == true && error?.message.contains("chmod 600") == true)
+            }
+        }
+    }
+
     @Test func encodingsTellPrivateFromPublicAndCatchTypos() throws {
         try withTemporaryDirectory { dir in
             _ = try KeyFile.generate(kind: .x25519, at: dir + "/k")

@@ -25,6 +25,18 @@ import CNBackupCatalog
         """
     }
 
+    @Test func aPasswordFileOpenToOthersIsAHostProblem() throws {
+        try withTemporaryDirectory { dir in
+            let file = dir + "/pw"
+            FileManager.default.createFile(atPath: file, contents: Data("secret\n".utf8), attributes: [.posixPermissions: 0o600])
+            let definition = try PipelineDefinition.parse(yaml("  - { name: apps, role: apps, postgres: { host: db, user: u, databases: [a], passwordFile: \"\(file)\" } }"))
+            #expect(!definition.hostProblems().contains { $0.contains("passwordFile") })
+            chmod(file, 0o644)
+            let problem = definition.hostProblems().first { $0.contains("passwordFile") }
+            #expect(problem?.contains("open to others") == true && problem?.contains("capture apps:") == true, "\(definition.hostProblems())")
+        }
+    }
+
     @Test func parsesAValidFile() throws {
         let definition = try PipelineDefinition.parse(yaml("""
           - { name: apps, role: apps, command: [ "echo", "hi" ], env: { PGHOST: apps-pg } }

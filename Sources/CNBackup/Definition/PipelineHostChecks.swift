@@ -83,7 +83,12 @@ extension PipelineDefinition {
                 else if (status.st_mode & S_IFMT) != S_IFDIR { problems.append("\(at) \(path) is not a folder: use file:") }
                 else if access(path, R_OK | X_OK) != 0 { problems.append("\(at) folder \(path) is not readable by this user (uid \(getuid()))") }
             case .postgres(let pg):
-                if let file = pg.passwordFile { readable(file, "\(at) passwordFile") }
+                if let file = pg.passwordFile {
+                    // A database password is a secret like a key: open to others, it is refused.
+                    do { try KeyFile.requirePrivateMode(path: file, what: "passwordFile") } catch let error as CNBackupError {
+                        problems.append("\(at) \(error.message)")
+                    } catch { problems.append("\(at) passwordFile: \(error)") }
+                }
                 if let bin = pg.binDirectory { readable(bin, "\(at) binDirectory") }
             case .http(let http):
                 if let file = http.caFile { readable(file, "\(at) caFile") }

@@ -270,6 +270,7 @@ public enum KeyFile {
     /// Loads an identity (X25519 or symmetric private key) to open objects with.
     public static func loadIdentity(path: String) throws -> Identity {
         let line = try readKeyLine(path: path)
+        try requirePrivateMode(path: path, what: "identity file")
         let (kind, key) = try KeyText.decode(line, expecting: [.x25519Secret, .symmetricSecret], what: "identity file \(path)")
         if kind == .symmetricSecret { return .symmetric(try SymmetricKey(key)) }
         return .x25519(secret: SecretBytes(key), publicKey: try X25519.publicKey(privateKey: key))
@@ -286,7 +287,7 @@ public enum KeyFile {
         }
         let mode = status.st_mode & 0o777
         if mode & 0o004 != 0 || (status.st_uid == geteuid() && mode & 0o077 != 0) {
-            throw CNBackupError(.invalidInput, "\(what) \(path) is open to others (mode \(String(mode, radix: 8))): a private key must be readable by its owner only; run chmod 600 \(path)")
+            throw CNBackupError(.invalidInput, "\(what) \(path) is open to others (mode \(String(mode, radix: 8))): a secret must be readable by its owner only (or by its group, when another user owns it); run chmod 600 \(path)")
         }
     }
 
