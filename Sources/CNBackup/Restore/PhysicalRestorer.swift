@@ -10,8 +10,8 @@ import CNBackupCatalog
 /// sizes and digests enforced), its plaintext is checked by a `TarReader` (a well-formed tar) and
 /// written by a `DataDirectoryWriter` (no absolute or `..` paths, no links leaving the folder,
 /// nothing written through a link) into a new or empty folder (mode 0700), then `pg_verifybackup`
-/// checks every file against the backup's own backup_manifest and parses its WAL. Whatever fails, the folder is emptied again: a half
-/// restored data directory never stays behind.
+/// checks every file against the backup's own backup_manifest (sizes, CRC-32C) and parses its WAL.
+/// Whatever fails, the folder is emptied again: a half restored data directory never stays behind.
 public struct PhysicalRestorer: Sendable {
     public let catalog: Catalog
     public init(catalog: Catalog) { self.catalog = catalog }

@@ -82,6 +82,8 @@ package final class OrderedParallelMap<Input, Output>: @unchecked Sendable {
         condition.lock(); defer { condition.unlock() }
         while true {
             if let failure { throw failure }
+            // Stopped by its owner: a consumer still waiting (the next stage's worker) gives up too.
+            if stopped { throw ChannelClosed() }
             if let total, consumed >= total { return nil }
             if let output = results.removeValue(forKey: consumed) {
                 consumed += 1
