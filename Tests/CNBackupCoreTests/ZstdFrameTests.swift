@@ -64,6 +64,23 @@ private func mixedBytes(_ count: Int) -> [UInt8] {
         #expect(throws: CNBackupError.self) { try ZstdParallelDecompressStream(MemoryStream([])).readAll(limit: 1 << 30) }
     }
 
+    @Test(.timeLimit(.minutes(1)))
+    func closingInTheMiddleEndsEveryThread() throws {
+        // A long input, one frame read, then close: the workers, the checker waiting on them and
+        // the decoders must all let go (a hang fails the time limit).
+        for workers in [1, 2] {
+            let input = MemoryStream(mixedBytes(3 * zstdFrameSize), chunkSize: 1 << 20)
+            let compressor = try ZstdFramedCompressStream(input, settings: CompressionSettings(level: 1, workers: workers), checkingFrames: true)
+            let first = try compressor.next()
+            #expect(first != nil && !first!.isEmpty)
+            compressor.close()
+            let framed = try ZstdFramedCompressStream(MemoryStream(mixedBytes(3 * zstdFrameSize)), settings: CompressionSettings(level: 1, workers: 2)).readAll(limit: 1 << 30)
+            let decoder = ZstdParallelDecompressStream(MemoryStream(framed, chunkSize: 1 << 20), workers: workers)
+            #expect(try decoder.next()?.count == zstdFrameSize)
+            decoder.close()
+        }
+    }
+
     @Test func orderedParallelMapKeepsOrderAndStopsAtTheFirstError() throws {
         var next = 0
         let map = OrderedParallelMap<[UInt8], Int>(workers: 3, window: 4, name: "test",
