@@ -36,7 +36,7 @@ for run in $(seq 1 "$RUNS"); do
 version: 1
 node: { name: bench, kind: generic }
 epoch: { migrationId: 4, serial: 1 }
-store: { url: "file://$store" }
+store: { url: "file://$store", create: true }
 encryption: { recipients: [ "$R" ] }
 signing: { keyFile: "$W/sign" }
 verify: { readBack: full }

@@ -51,7 +51,7 @@ pipeline() {  # pipeline NAME WORKERS READBACK
 version: 1
 node: { name: bench, kind: generic }
 epoch: { migrationId: 0, serial: 0 }
-store: { url: "file://$W/store-$1" }
+store: { url: "file://$W/store-$1", create: true }
 encryption: { recipients: [ "$R1" ] }
 signing: { keyFile: "$W/secrets/s" }
 compression: { level: 3, workers: $2 }

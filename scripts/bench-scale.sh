@@ -158,7 +158,7 @@ pipeline() {  # pipeline NAME CAPTURE-YAML [TOP-LEVEL-YAML]
 version: 1
 node: { name: $1, kind: generic }
 epoch: { migrationId: 0, serial: 0 }
-store: { url: "file://$W/store-$1" }
+store: { url: "file://$W/store-$1", create: true }
 encryption: { recipients: [ "$R1" ] }
 signing: { keyFile: "$W/secrets/s" }
 ${3:-}

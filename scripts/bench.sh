@@ -147,7 +147,7 @@ echo "cnbackup: $CNB ($("$CNB" --version)), compression workers: ${WORKERS:-defa
 echo "others: zstd $(zstd -V | grep -o 'v[0-9.]*' | head -1), $(restic version | cut -d' ' -f1-2), $(aws --version 2>&1 | cut -d' ' -f1), $(openssl version | cut -d' ' -f1-2), $("$PGBIN/pg_dump" -V), weed $(weed version 2>/dev/null | awk '{print $3; exit}')"
 
 # ------------------------------------------------------------------ 1 and 5: local, same file
-pipeline local "{ url: \"file://$W/store-local\" }" "{ name: dump, role: other, file: \"$W/db.dump\" }"
+pipeline local "{ url: \"file://$W/store-local\", create: true }" "{ name: dump, role: other, file: \"$W/db.dump\" }"
 SOPT=(--store "file://$W/store-local" --signer "$SIGNER" --identity "$W/k1")
 for _ in $(seq "$RUNS"); do
   rm -rf "$W/store-local"; OUT=$W/r-local measure "$CNB" run "$W/local.yaml"
@@ -223,7 +223,7 @@ fi
 
 # ------------------------------------------------------------------ 4: memory, streamed input
 for mib in $MEM_SIZES; do
-  pipeline "mem$mib" "{ url: \"file://$W/store-mem\" }" "{ name: stream, role: other, command: [ sh, -c, \"head -c ${mib}M /dev/zero | openssl enc -aes-128-ctr -nosalt -K 00112233445566778899aabbccddeeff -iv 00000000000000000000000000000000 2>/dev/null\" ] }"
+  pipeline "mem$mib" "{ url: \"file://$W/store-mem\", create: true }" "{ name: stream, role: other, command: [ sh, -c, \"head -c ${mib}M /dev/zero | openssl enc -aes-128-ctr -nosalt -K 00112233445566778899aabbccddeeff -iv 00000000000000000000000000000000 2>/dev/null\" ] }"
   OUT=$W/r-mem$mib measure "$CNB" run "$W/mem$mib.yaml"; rm -rf "$W/store-mem"
 done
 echo; echo "4. peak RSS of streamed runs (incompressible bytes through a command capture, file store, read-back full)"

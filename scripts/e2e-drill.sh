@@ -47,7 +47,7 @@ R1=$("$CNB" keys generate --out "$W/secrets/ops.key" 2>>"$W/logs/keys.log")
 SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/signing.key" 2>>"$W/logs/keys.log")
 DRILL=$("$CNB" keys generate --signing --out "$W/secrets/drill.key" 2>>"$W/logs/keys.log")
 FORGER=$("$CNB" keys generate --signing --out "$W/secrets/forger.key" 2>>"$W/logs/keys.log")
-STORE="file://$W/store"
+STORE="file://$W/store"; mkdir -m 700 "$W/store"   # run refuses a store folder that does not exist
 cnb() { TMPDIR=$W/tmp timeout 300 "$CNB" "$@"; }
 capture() {   # capture NAME ROLE DATABASES GLOBALS
   printf '  - name: %s\n    role: %s\n    postgres: { host: 127.0.0.1, port: %s, user: cnadmin, passwordFile: "%s", databases: [%s], globals: %s, binDirectory: "%s" }\n' \

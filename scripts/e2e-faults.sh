@@ -229,7 +229,7 @@ if $SUDO mount -t tmpfs -o size=6m tmpfs "$FULL_MOUNT" 2>"$W/logs/mount.log"; th
 version: 1
 node: { name: full-e2e, kind: generic }
 epoch: { migrationId: 0, serial: 0 }
-store: { url: "file://$FULL_MOUNT/store" }
+store: { url: "file://$FULL_MOUNT/store", create: true }
 encryption: { recipients: [ "$R1" ] }
 signing: { keyFile: "$W/secrets/signing.key" }
 captures:

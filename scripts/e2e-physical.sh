@@ -75,6 +75,7 @@ CHECKPOINT;
 SQL
   done
 
+  mkdir -p -m 700 "$W/store"
   cat >"$W/pipeline$V.yaml" <<YAML
 version: 1
 node: { name: physical-$V, kind: generic }

@@ -23,6 +23,8 @@ public struct StoreSettings: Sendable, Equatable {
     public var maxAttempts: Int?
     /// Object Lock retention for every object written (S3 only; the bucket needs Object Lock on).
     public var objectLock: ObjectLockRetention?
+    /// `store.create`: `run` may create a file store's folder when it does not exist.
+    public var create = false
 
     public init(url: String, endpoint: String? = nil, region: String? = nil, pathStyle: Bool? = nil,
                 caFile: String? = nil, provider: String? = nil, sse: String? = nil, kmsKeyId: String? = nil,
@@ -119,6 +121,27 @@ extension StoreSettings {
             throw CNBackupError(.invalidInput, "store scheme \"\(scheme)\" is not supported: use file:// or s3://")
         }
         return components
+    }
+
+    /// What `run` and `validate` check of a file store's folder before anything is written. A
+    /// folder that does not exist is a problem unless creating it was asked for: a volume that did
+    /// not mount leaves its mount point missing or empty, and a run that made the folder would fill
+    /// the disk under it. A folder on the root file system is a warning. Nil for other stores.
+    public func fileStoreFolderCheck(createAllowed: Bool) -> (problem: String?, warning: String?)? {
+        guard let components = try? checkURL(), components.scheme == "file" else { return nil }
+        let path = components.path
+        var status = stat()
+        if stat(path, &status) != 0 && !(createAllowed || create) {
+            return ("the store folder \(path) does not exist: if it is a volume, it did not mount, and creating the folder would fill the disk under it; mount it, or create the folder (mkdir -m 700 \(path)), or let run create it (--create-store, or store: { create: true })", nil)
+        }
+        // The nearest folder that exists: on the root file system, or on a volume of its own.
+        var probe = path
+        while stat(probe, &status) != 0 && probe != "/" { probe = (probe as NSString).deletingLastPathComponent }
+        var root = stat()
+        if stat("/", &root) == 0 && status.st_dev == root.st_dev {
+            return (nil, "the store folder \(path) is on the root file system, not on a volume of its own: backups fill this machine's disk and are lost with it")
+        }
+        return (nil, nil)
     }
 
     /// Opens the store these settings name.

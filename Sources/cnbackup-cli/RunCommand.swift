@@ -12,6 +12,8 @@ struct RunCommand: ParsableCommand {
 
     @Argument(help: "The pipeline file.") var pipeline: String
     @Flag(help: "Print the plan and stop.") var dryRun = false
+    @Flag(help: "Create a file store's folder when it does not exist (as store: { create: true }); without it, a missing folder is refused.")
+    var createStore = false
     @Option(help: "The synchronizer epoch MIGRATION/SERIAL; overrides $CNBACKUP_EPOCH and the file.") var epoch: String?
     @Option(help: "Log format: text or json (default: text on a terminal, json otherwise).") var logFormat: String?
     @Option(help: "Push the run's metrics to this Prometheus Pushgateway (job cnbackup_run).") var pushgateway: String?
@@ -36,6 +38,10 @@ struct RunCommand: ParsableCommand {
                 // The plan needs no store, so no storage credentials.
                 BackupRunner.plan(for: definition).lines.forEach { print($0) }
                 return
+            }
+            if let check = definition.store.fileStoreFolderCheck(createAllowed: createStore) {
+                if let problem = check.problem { throw CNBackupError(.invalidInput, problem) }
+                if let warning = check.warning { printToStandardError("warning: \(warning)") }
             }
             let runner = BackupRunner(definition: definition, store: try definition.store.open(), logger: makeLogger(format: logFormat),
                                       cancellation: StopSignals.cancellation)

@@ -23,6 +23,7 @@ struct ValidateCommand: ParsableCommand {
             let definition = try PipelineDefinition.load(path: pipeline, epoch: try chosenEpoch(epoch))
             for warning in definition.warnings + definition.secretEnvironmentWarnings { printToStandardError("warning: \(warning)") }
             if !syntaxOnly {
+                if let warning = definition.store.fileStoreFolderCheck(createAllowed: true)?.warning { printToStandardError("warning: \(warning)") }
                 let problems = definition.hostProblems()
                 for problem in problems { printToStandardError("error: \(pipeline): \(problem)") }
                 if !problems.isEmpty {

@@ -46,10 +46,12 @@ func generateKey(_ path: String, signing: Bool = false) throws -> String {
     try cli(["keys", "generate"] + (signing ? ["--signing"] : []) + ["--out", path]).text.trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
-/// Writes DIR/p.yaml: a generic node storing to file://DIR/STORE, sealed to `recipients` and
-/// signed with DIR/sign (from `generateKey(dir + "/sign", signing: true)`).
+/// Writes DIR/p.yaml: a generic node storing to file://DIR/STORE (the folder made, as `run`
+/// requires), sealed to `recipients` and signed with DIR/sign (from `generateKey(dir + "/sign",
+/// signing: true)`).
 func writePipeline(in dir: String, node: String, migrationId: Int = 0, store: String = "store", recipients: [String],
                    extra: String = "", captures: [String]) throws {
+    try FileManager.default.createDirectory(atPath: dir + "/" + store, withIntermediateDirectories: true)
     try """
     version: 1
     node: { name: \(node), kind: generic }
@@ -193,6 +195,37 @@ func temporaryDirectory() throws -> String {
 /// verify --all/--sample/--held-key, recover, restore --plan --json and the progress line, as an
 /// operator runs them.
 @Suite(.serialized) struct OperatorCLITests {
+    @Test func aMissingStoreFolderIsRefusedUnlessCreatingItWasAsked() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipient = try generateKey(dir + "/ops")
+        _ = try generateKey(dir + "/sign", signing: true)
+        try writePipeline(in: dir, node: "n1", recipients: [recipient], captures: ["{ name: a, role: other, command: [ \"printf\", \"x\" ] }"])
+        try FileManager.default.removeItem(atPath: dir + "/store")
+        // A volume that did not mount: run stops before anything is written, and validate says so.
+        let refused = try cli(["run", dir + "/p.yaml"])
+        #expect(refused.status == 1 && refused.stderr.contains("does not exist") && refused.stderr.contains("--create-store"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/store"))
+        let validated = try cli(["validate", dir + "/p.yaml"])
+        #expect(validated.status == 1 && validated.stderr.contains("store.url:"), "\(validated.stderr)")
+        // Asked for: by the flag, or by store.create.
+        let created = try cli(["run", dir + "/p.yaml", "--create-store"])
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/store"))
+        try FileManager.default.removeItem(atPath: dir + "/store")
+        let text = try String(contentsOfFile: dir + "/p.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "store: { url: \"file://\(dir)/store\" }", with: "store: { url: \"file://\(dir)/store\", create: true }")
+        try text.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        #expect(try cli(["validate", dir + "/p.yaml"]).status == 0)
+        let byField = try cli(["run", dir + "/p.yaml"])
+        #expect(byField.status == 0, "\(byField.stderr)")
+        // This test's folder is on whatever file system holds TMPDIR: on the root one, run says so.
+        var folder = stat(), root = stat()
+        if stat(dir, &folder) == 0, stat("/", &root) == 0, folder.st_dev == root.st_dev {
+            #expect(byField.stderr.contains("on the root file system"))
+        }
+    }
+
     @Test func verifySamplingHeldKeysRecoverAndProgress() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

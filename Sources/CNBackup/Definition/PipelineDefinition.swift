@@ -239,6 +239,7 @@ public struct PipelineDefinition: Sendable {
         store.parallelParts = try storeMap.int("parallelParts")
         store.maxBytesPerSecond = try storeMap.int("maxBytesPerSecond").map(Int64.init)
         store.maxAttempts = try storeMap.int("maxAttempts")
+        store.create = try storeMap.bool("create") ?? false
         if var lockMap = try storeMap.map("objectLock") {
             let modeText = try lockMap.requireString("mode")
             guard let mode = ObjectLockRetention.Mode(rawValue: modeText) else {

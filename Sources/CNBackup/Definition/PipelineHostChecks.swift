@@ -61,6 +61,7 @@ extension PipelineDefinition {
             } catch { problems.append("encryption.symmetricKeyFiles[\(index)]: \(error)") }
         }
         if let ca = store.caFile { readable(ca, "store.caFile") }
+        if let problem = store.fileStoreFolderCheck(createAllowed: false)?.problem { problems.append("store.url: \(problem)") }
         let childPath = ChildProcess.environment(adding: [:])["PATH"] ?? ""
         for capture in captures {
             let at = "capture \(capture.name):"
