@@ -5,6 +5,12 @@ import CNBackupCore
 /// too (a shell's grandchildren, pg_dump's helpers). It is spawned with the signals this process
 /// ignores (SIGPIPE) or handles (SIGTERM, SIGINT) back at their defaults, is registered with
 /// `LastResort` until it is reaped, and is waited for by whoever owns it.
+///
+/// It also dies with this process when this process is killed without running any code (SIGKILL,
+/// the OOM killer), which no signal handler or `LastResort` can answer: it starts through
+/// `setpriv --pdeathsig KILL`, which sets the kernel's parent-death signal and then execs the
+/// program. The kernel sends that signal when the *thread* that spawned the child ends, not the
+/// process, so every child is spawned by one thread that lives as long as the process (`Spawner`).
 package final class ChildProcess: @unchecked Sendable {
     // @unchecked: `status` and `reaped` are only touched under `lock`; the rest is set in init.
     package enum Output { case pipe, discard, file(Int32) }
@@ -102,11 +108,17 @@ package final class ChildProcess: @unchecked Sendable {
         posix_spawnattr_setpgroup(&attributes, 0)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
 
-        let argv = arguments.map { strdup($0) } + [nil]
+        var spawned = [executable] + arguments.dropFirst()
+        var path = executable
+        if let setpriv = Self.setpriv {
+            spawned = [setpriv, "--pdeathsig", "KILL", "--"] + spawned
+            path = setpriv
+        }
+        let argv = spawned.map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { for p in argv + envp { free(p) } }
         var child: pid_t = 0
-        let result = posix_spawn(&child, executable, &actions, &attributes, argv, envp)
+        let result = Spawner.shared.run { posix_spawn(&child, path, &actions, &attributes, argv, envp) }
         for fd in childEnds { close(fd) }
         guard result == 0 else {
             for fd in parentEnds { close(fd) }
@@ -116,6 +128,10 @@ package final class ChildProcess: @unchecked Sendable {
         standardInput = stdinFd; standardOutput = stdoutFd; standardError = stderrFd
         LastResort.register(processGroup: child)
     }
+
+    /// util-linux's `setpriv`, when this host has one (Debian's util-linux, in every image cnbackup
+    /// ships in); without it, children do not die with a killed cnbackup.
+    static let setpriv: String? = resolve("setpriv", path: "/usr/bin:/bin:/usr/sbin:/sbin")
 
     /// Waits for the child to end, then stops anything it left running in its group.
     @discardableResult
@@ -189,5 +205,43 @@ extension ChildProcess {
             output += buffer[0..<n]
         }
         return output
+    }
+}
+
+/// The one thread that spawns every child, and never ends: a child's parent-death signal fires
+/// when the thread that spawned it ends, so children spawned by a capture's worker thread would be
+/// killed when that thread finished, not when the process dies.
+private final class Spawner: @unchecked Sendable {
+    // @unchecked: `jobs` is only touched under `condition`; a job runs on the spawner thread while
+    // its caller waits for it.
+    static let shared = Spawner()
+    private let condition = NSCondition()
+    private var jobs: [() -> Void] = []
+
+    private init() {
+        let thread = Thread { [self] in
+            while true {
+                condition.lock()
+                while jobs.isEmpty { condition.wait() }
+                let job = jobs.removeFirst()
+                condition.unlock()
+                job()
+            }
+        }
+        thread.name = "spawner"
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// Runs `body` on the spawner thread and returns its result.
+    func run(_ body: @escaping () -> Int32) -> Int32 {
+        var result: Int32 = 0
+        let done = DispatchSemaphore(value: 0)
+        condition.lock()
+        jobs.append { result = body(); done.signal() }
+        condition.signal()
+        condition.unlock()
+        done.wait()
+        return result
     }
 }

@@ -5,6 +5,24 @@ import CNBackupProcess
 
 /// Children: their output streamed, their exit checked, their whole group stopped.
 @Suite struct ChildProcessTests {
+    @Test func aChildOutlivesTheThreadThatStartedIt() throws {
+        // The parent-death signal is tied to the spawning thread: children are spawned by one
+        // thread that never ends, so a capture thread that finishes does not kill its child.
+        final class Box: @unchecked Sendable { var child: ChildProcess? }   // written once, then read after the thread ended
+        let box = Box()
+        let ended = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            box.child = try? ChildProcess(arguments: ["sleep", "30"], environment: ChildProcess.environment(adding: [:]), output: .discard, error: .discard)
+            ended.signal()
+        }
+        thread.start()
+        ended.wait()
+        usleep(300_000)   // the thread has ended by now
+        let child = try #require(box.child)
+        // Still running: our SIGTERM ends it (a parent-death SIGKILL would have ended it first).
+        #expect(child.stop(grace: 1) == .signaled(SIGTERM), "the child died with the thread that started it")
+    }
+
     @Test func outputIsStreamedAndExitZeroEndsIt() throws {
         let bytes = try ChildProcessStream(arguments: ["/bin/sh", "-c", "printf 'one\\ntwo\\n'"]).readAll(limit: 1024)
         #expect(String(decoding: bytes, as: UTF8.self) == "one\ntwo\n")

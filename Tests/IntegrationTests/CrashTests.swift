@@ -7,6 +7,40 @@ import CNBackupStorage
 /// kill -9 at random moments of runs: no set ever looks complete unless it is, cleanup leaves
 /// nothing behind, and the next run succeeds.
 @Suite(.serialized) struct CrashTests {
+    /// Whether a process whose command line is exactly `command` is running (from /proc).
+    func running(_ command: String) -> Bool {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.contains { entry in
+            guard Int(entry) != nil, let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return false }
+            return String(decoding: raw, as: UTF8.self).split(separator: "\0").joined(separator: " ") == command
+        }
+    }
+
+    @Test func aKilledRunTakesItsCaptureWithIt() throws {
+        // SIGKILL runs no handler: only the kernel's parent-death signal ends the child.
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { return }
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r1 = try generateKey(dir + "/ops")
+        _ = try generateKey(dir + "/sign", signing: true)
+        let seconds = String(Int.random(in: 900_000...999_999))
+        try writePipeline(in: dir, node: "killed", recipients: [r1], captures: ["{ name: slow, role: other, command: [ sleep, \"\(seconds)\" ] }"])
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: cnbackupBinary())
+        process.arguments = ["run", dir + "/p.yaml"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var started = false
+        for _ in 0..<200 where !started { started = running("/usr/bin/sleep \(seconds)") || running("/bin/sleep \(seconds)"); if !started { usleep(50_000) } }
+        #expect(started, "the capture never started")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        var gone = false
+        for _ in 0..<100 where !gone { gone = !running("/usr/bin/sleep \(seconds)") && !running("/bin/sleep \(seconds)"); if !gone { usleep(50_000) } }
+        #expect(gone, "sleep \(seconds) outlived the killed run")
+    }
+
     @Test func killedRunsNeverLeaveASetThatLooksComplete() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
