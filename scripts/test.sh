@@ -13,6 +13,7 @@ if [ -f ../shared/checks/core-smoke.sh ]; then
   bash ../shared/checks/core-smoke.sh
 fi
 scripts/check-examples.sh "$CNBACKUP_BIN"
+scripts/check-alerts.sh
 # The end-to-end runs move tens of MiB through every stage: the release binary keeps them short.
 # It is built as the Dockerfile builds it, so that the image's build is tested without Docker: from
 # exactly the files its build stage copies, with its own `swift build` line; the script also refuses
