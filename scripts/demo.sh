@@ -28,7 +28,7 @@ R1=$("$CNB" keys generate --out "$W/ops.key"); R2=$("$CNB" keys generate --out "
 SIGNER=$("$CNB" keys generate --signing --out "$W/signing.key")
 
 # run refuses a file store whose folder does not exist (a volume that did not mount); make it.
-mkdir -m 700 "$W/store"
+mkdir -p -m 700 "$W/store"
 cat >"$W/pipeline.yaml" <<YAML
 version: 1
 node: { name: demo-validator, kind: generic }

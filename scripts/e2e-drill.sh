@@ -47,7 +47,7 @@ R1=$("$CNB" keys generate --out "$W/secrets/ops.key" 2>>"$W/logs/keys.log")
 SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/signing.key" 2>>"$W/logs/keys.log")
 DRILL=$("$CNB" keys generate --signing --out "$W/secrets/drill.key" 2>>"$W/logs/keys.log")
 FORGER=$("$CNB" keys generate --signing --out "$W/secrets/forger.key" 2>>"$W/logs/keys.log")
-STORE="file://$W/store"; mkdir -m 700 "$W/store"   # run refuses a store folder that does not exist
+STORE="file://$W/store"; mkdir -p -m 700 "$W/store"   # run refuses a store folder that does not exist
 cnb() { TMPDIR=$W/tmp timeout 300 "$CNB" "$@"; }
 capture() {   # capture NAME ROLE DATABASES GLOBALS
   printf '  - name: %s\n    role: %s\n    postgres: { host: 127.0.0.1, port: %s, user: cnadmin, passwordFile: "%s", databases: [%s], globals: %s, binDirectory: "%s" }\n' \
@@ -91,7 +91,15 @@ cnb check-freshness --store "$STORE" --signer "$SIGNER" --node sv1 --max-age 1h 
   || fail "check-freshness --max-drill-age failed with a fresh drill"
 grep -q '^cnbackup_drill_status{node="sv1"} 1' "$W/drill.prom" || fail "no cnbackup_drill_status 1 in the metrics"
 # The disaster copy carries the receipts: freshness with --max-drill-age holds against it too.
-cnb copy --from "$STORE" --to "file://$W/copy" --signer "$SIGNER" >"$W/logs/copy.out" 2>&1 || { tail -5 "$W/logs/copy.out"; fail "copy to the disaster store"; }
+# First only sv1's set: val1 has nothing in the copy yet (+Inf behind); after the whole copy, no node is behind.
+SV1_SET=$(cnb list --store "$STORE" --signer "$SIGNER" --node sv1 | awk 'END {print $1}')
+cnb copy --from "$STORE" --to "file://$W/copy" --signer "$SIGNER" --metrics-file "$W/copy-sv1.prom" "$SV1_SET" >"$W/logs/copy-sv1.out" 2>&1 \
+  || { tail -5 "$W/logs/copy-sv1.out"; fail "copy of sv1's set"; }
+grep -q '^cnbackup_copy_lag_seconds{node="sv1"} 0$' "$W/copy-sv1.prom" && grep -q '^cnbackup_copy_lag_seconds{node="val1"} +Inf$' "$W/copy-sv1.prom" \
+  || fail "copy --metrics-file after sv1's set alone: $(cat "$W/copy-sv1.prom")"
+cnb copy --from "$STORE" --to "file://$W/copy" --signer "$SIGNER" --metrics-file "$W/copy.prom" >"$W/logs/copy.out" 2>&1 || { tail -5 "$W/logs/copy.out"; fail "copy to the disaster store"; }
+grep -q '^cnbackup_copy_lag_seconds{node="sv1"} 0$' "$W/copy.prom" && grep -q '^cnbackup_copy_lag_seconds{node="val1"} 0$' "$W/copy.prom" \
+  || fail "copy --metrics-file does not say the copy caught up: $(cat "$W/copy.prom")"
 ls "$W"/copy/sv1/migration-1/serial-0/*/drill-*.json.sig >/dev/null 2>&1 || fail "the copy carries no drill receipt"
 cnb check-freshness --store "file://$W/copy" --signer "$SIGNER" --node sv1 --max-age 1h --max-drill-age 7d --drill-signer "$DRILL" >/dev/null \
   || fail "check-freshness --max-drill-age fails against the disaster copy"

@@ -77,7 +77,7 @@ step "keys and sets"
 R1=$("$CNB" keys generate --out "$W/secrets/ops.key" 2>>"$W/logs/keys.log")
 SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/signing.key" 2>>"$W/logs/keys.log")
 "$CNB" keys generate --signing --out "$W/secrets/drill.key" >/dev/null 2>>"$W/logs/keys.log"
-STORE="file://$W/store"; mkdir -m 700 "$W/store"
+STORE="file://$W/store"; mkdir -p -m 700 "$W/store"
 cnb() { TMPDIR=$W/tmp timeout 300 "$CNB" "$@"; }
 pipeline() {   # pipeline NODE CAPTURE-LINE
   printf 'version: 1\nnode: { name: %s, kind: generic }\nepoch: { migrationId: 1, serial: 0 }\nstore: { url: "%s" }\nencryption: { recipients: [ "%s" ] }\nsigning: { keyFile: "%s" }\ncaptures:\n  - name: apps\n    role: apps\n    postgres: { host: 127.0.0.1, port: %s, user: cnadmin, passwordFile: "%s", binDirectory: "%s", %s }\n' \

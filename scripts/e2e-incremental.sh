@@ -36,7 +36,7 @@ e2e_tempdir incremental
 
 R1=$("$CNB" keys generate --out "$W/secrets/ops.key" 2>>"$W/logs/keys.log") || fail "keys generate"
 SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/signing.key" 2>>"$W/logs/keys.log") || fail "keys generate --signing"
-STORE="file://$W/store"; mkdir -m 700 "$W/store"
+STORE="file://$W/store"; mkdir -p -m 700 "$W/store"
 SETS=$W/store/incr-18/migration-4/serial-1
 
 checksums() {   # checksums CLUSTER: table_sums of both databases, each line led by the database

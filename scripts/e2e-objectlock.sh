@@ -88,7 +88,9 @@ answer=$(mb delete "p/locked-node/migration-4/serial-1/$FIRST/manifest-")
 [ "$answer" = AccessDenied ] || fail "a locked manifest's delete was answered '$answer', expected AccessDenied"
 
 step "check-store reports Object Lock and versioning"
-"$CNB" check-store --store "$STORE" --json >"$W/check.json" 2>"$W/logs/check.err" || true
+"$CNB" check-store --store "$STORE" --json --metrics-file "$W/check.prom" >"$W/check.json" 2>"$W/logs/check.err" || true
+grep -q '^cnbackup_store_object_lock_enabled{store="s3://locked/p/"} 1$' "$W/check.prom" \
+  || fail "check-store --metrics-file does not report Object Lock: $(cat "$W/check.prom")"
 python3 - "$W/check.json" <<'PY' || fail "check-store: $(cat "$W/check.json")"
 import json, sys
 r = json.load(open(sys.argv[1]))

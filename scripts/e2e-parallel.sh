@@ -40,7 +40,7 @@ e2e_tempdir parallel store tmp
 R1=$("$CNB" keys generate --out "$W/secrets/ops.key" 2>>"$W/logs/keys.log")
 SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/signing.key" 2>>"$W/logs/keys.log")
 "$CNB" keys generate --signing --out "$W/secrets/drill.key" >/dev/null 2>>"$W/logs/keys.log"
-STORE="file://$W/store"; mkdir -m 700 "$W/store"
+STORE="file://$W/store"; mkdir -p -m 700 "$W/store"
 cnb() { TMPDIR=$W/tmp timeout 300 "$CNB" "$@"; }
 echo 'parallel-e2e-pw' >"$W/secrets/pg.pw"
 

@@ -42,7 +42,7 @@ umask 022   # restored secrets must be 0600 whatever the umask
 FIXTURES=$ROOT/Tests/IntegrationTests/Resources/fixtures
 VALIDATOR_DUMP=$FIXTURES/validator-participant-identities.json
 SV_DUMP=$FIXTURES/sv-identities-dump.json
-STORE=file://$W/store; mkdir -m 700 "$W/store"
+STORE=file://$W/store; mkdir -p -m 700 "$W/store"
 MARK=cnbsecret$(openssl rand -hex 6)   # in every Secret value served: must never be seen in clear
 
 # cnb NAME ARGS...: cnbackup, outside any pod (no KUBERNETES_SERVICE_*), a private TMPDIR; output in

@@ -12,12 +12,15 @@ struct CheckStoreCommand: ParsableCommand {
 
     @OptionGroup var storeOptions: StoreOptions
     @Flag(help: "JSON output.") var json = false
+    @Option(help: "Write the bucket's protection (cnbackup_store_object_lock_enabled, cnbackup_store_versioning_enabled, cnbackup_store_can_delete) to this file (Prometheus text, atomically).")
+    var metricsFile: String?
 
     func run() throws {
         var warnings = 0
         try reporting {
             let report = try StoreCheck.run(try storeOptions.open())
             warnings = report.warnings.count
+            if let metricsFile { try writeMetricsFile(report.prometheusText, to: metricsFile) }
             if json {
                 try printJSON(CheckStoreJSON(report))
             } else {

@@ -19,6 +19,10 @@ struct CopyCommand: ParsableCommand {
     @Argument(help: "Set ids to copy.") var sets: [String] = []
     @Flag(help: "Copy sets that `cnbackup recover` rebuilt too.") var allowRecovered = false
     @Flag(help: "JSON output.") var json = false
+    @Option(help: "Write how far the copy is behind its source, per node (cnbackup_copy_lag_seconds), to this file (Prometheus text, atomically).")
+    var metricsFile: String?
+    @Option(help: "Push the same to this Prometheus Pushgateway (job cnbackup_copy, a group per node).") var pushgateway: String?
+    @Option(help: "A CA bundle for the Pushgateway's TLS certificate.") var pushgatewayCaFile: String?
 
     @OptionGroup var progress: ProgressOptions
     func run() throws {
@@ -26,10 +30,18 @@ struct CopyCommand: ParsableCommand {
         var ok = false
         try reporting {
             let source = try signerOptions.catalog(try StoreSettings(parsing: from).open())
-            var copier = Copier(source: source, destination: try StoreSettings(parsing: to).open())
+            let destinationStore = try StoreSettings(parsing: to).open()
+            let gateway = try pushgateway.map { try Pushgateway(url: $0, caFile: pushgatewayCaFile) }
+            var copier = Copier(source: source, destination: destinationStore)
             copier.allowRecovered = allowRecovered
             let outcomes = try copier.copy(setIds: sets.isEmpty ? nil : sets, node: node)
             ok = outcomes.allSatisfy { $0.error == nil && $0.verified }
+            if metricsFile != nil || gateway != nil {
+                // Measured after the copy, against the same pinned signers on both sides.
+                let lags = try CopyLag.measure(source: source, destination: try signerOptions.catalog(destinationStore), node: node)
+                if let metricsFile { try writeMetricsFile(copyLagMetricsText(lags), to: metricsFile) }
+                for lag in lags { try gateway?.push(copyLagMetricsText([lag]), job: "cnbackup_copy", node: lag.node) }
+            }
             if json { try printJSON(CopyJSON(outcomes, ok: ok)) } else {
                 for o in outcomes {
                     print("\(o.setId): \(o.error == nil && o.verified ? "copied and verified" : "FAILED: \(o.error ?? "not verified")") (\(o.copiedObjects) copied, \(o.skippedObjects) already there)")

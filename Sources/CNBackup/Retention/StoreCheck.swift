@@ -82,3 +82,22 @@ public enum StoreCheck {
         return report
     }
 }
+
+extension StoreCheckReport {
+    /// `cnbackup_store_object_lock_enabled` and `cnbackup_store_versioning_enabled` (1 or 0) and
+    /// `cnbackup_store_can_delete` (1 when these credentials deleted the probe: for the in-cluster
+    /// writer, an alert), labelled with the store's display name (never credentials).
+    public var prometheusText: String {
+        let s = "store=\"\(PrometheusText.label(store))\""
+        var lines: [String] = []
+        lines += PrometheusText.gauge("cnbackup_store_object_lock_enabled", "1 when the bucket has Object Lock enabled (objects cannot be deleted before their retention).",
+                                      [(s, objectLock.map { $0.hasPrefix("none") } ?? true ? "0" : "1")])
+        lines += PrometheusText.gauge("cnbackup_store_versioning_enabled", "1 when the bucket keeps versions.",
+                                      [(s, versioning == "Enabled" ? "1" : "0")])
+        if let canDelete {
+            lines += PrometheusText.gauge("cnbackup_store_can_delete", "1 when the credentials check-store ran with could delete an object.",
+                                          [(s, canDelete ? "1" : "0")])
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
