@@ -7,7 +7,8 @@
 #      commands are on the cluster, not here);
 #  (d) every Kubernetes manifest validates (kubernetes-validate --strict) against the oldest and the
 #      newest Kubernetes that examples/kubernetes/README.md claims, and every container has
-#      resource requests and limits.
+#      resource requests and limits;
+#  (e) every query of the Grafana dashboards in examples/grafana names only metrics cnbackup emits.
 # Usage: scripts/check-examples.sh [path/to/cnbackup]   (default: $(swift build --show-bin-path)/cnbackup)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -189,6 +190,34 @@ else:
                 if not r.get("requests") or not r.get("limits"):
                     problems.append(f"{path}: {doc['kind']} {doc.get('metadata', {}).get('name')}: container {c.get('name')} "
                                     "needs resources.requests and resources.limits")
+
+# (e) every Grafana dashboard's query names only metrics cnbackup emits (their names as string
+#     literals in Sources/), and at least one.
+sources = "".join(open(os.path.join(d, n)).read() for d, _, ns in os.walk(os.path.join(root, "..", "Sources"))
+                  for n in ns if n.endswith(".swift"))
+emitted = set(re.findall(r'"(cnbackup_[a-z_]+)"', sources))
+for d, _, ns in os.walk(os.path.join(root, "grafana")):
+    for n in sorted(ns):
+        if not n.endswith(".json"):
+            continue
+        path = os.path.join(d, n)
+        queries = []
+        def walk(node):
+            if isinstance(node, dict):
+                if isinstance(node.get("expr"), str): queries.append(node["expr"])
+                for v in node.values(): walk(v)
+            elif isinstance(node, list):
+                for v in node: walk(v)
+        walk(json.load(open(path)))
+        if not queries:
+            problems.append(f"{path}: no queries")
+        for q in queries:
+            names = set(re.findall(r"cnbackup_[a-z_]+", q))
+            if not names:
+                problems.append(f"{path}: query {q!r} names no cnbackup metric")
+            for name in sorted(names - emitted):
+                problems.append(f"{path}: query {q!r} names {name}, which cnbackup does not emit")
+        print(f"  {path}: {len(queries)} queries, every metric emitted by cnbackup")
 
 if problems:
     print("check-examples: FAILED", file=sys.stderr)
