@@ -26,4 +26,18 @@ package enum BarrierRule {
         if let appsEnd, let participantStart { holds = appsEnd < participantStart && appsRecords.count == apps.count }
         return Outcome(appsCompletedOrder: appsEnd, participantStartedOrder: participantStart, holds: holds)
     }
+
+    /// `order: canton`: every component named in `before` (the participant and mediator captures)
+    /// completed, and the last of them ended before the first sequencer capture started.
+    package static func evaluateSequencer(_ records: [ComponentRecord], before: [String]) -> SequencerBarrierEvidence {
+        let beforeRecords = records.filter { before.contains($0.name) }
+        let sequencers = records.filter { $0.role == .sequencer }
+        let beforeEnd = beforeRecords.map(\.endOrder).max()
+        let sequencerStart = sequencers.map(\.startOrder).min()
+        var holds = false
+        if let beforeEnd, let sequencerStart { holds = beforeEnd < sequencerStart && beforeRecords.count == before.count }
+        if before.isEmpty { holds = true }   // nothing to wait for
+        return SequencerBarrierEvidence(beforeComponents: before, sequencerComponents: sequencers.map(\.name),
+                                        beforeCompletedOrder: beforeEnd, sequencerStartedOrder: sequencerStart, holds: holds)
+    }
 }

@@ -9,6 +9,15 @@ public enum ComponentRole: String, Codable, Sendable, CaseIterable {
     case apps, participant, sequencer, mediator, identities, cometbft, other
 }
 
+/// Which rule orders a run's captures besides the apps barrier (docs/CANTON.md, "Canton's own order").
+/// `splice`: the sequencer is captured beside the apps, as Splice's SV backup does (a decentralized
+/// synchronizer's sequencer catches up from its peers). `canton`: Canton's own rule, that a
+/// participant's or mediator's backup must not be newer than the sequencer's, so the sequencer's
+/// capture starts only once theirs have completed.
+public enum CaptureOrder: String, Codable, Sendable, CaseIterable {
+    case splice, canton
+}
+
 /// `migrationId`; a logical synchronizer upgrade increments the physical synchronizer `serial`.
 public struct Epoch: Codable, Sendable, Equatable, Hashable, Comparable, CustomStringConvertible {
     public var migrationId: Int
@@ -84,6 +93,11 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var components: [ComponentRecord]
     /// The apps-before-participant evidence, when the set has both.
     public var barrier: BarrierEvidence?
+    /// The capture order the run followed (absent in sets written before it was recorded: `splice`).
+    public var order: CaptureOrder? = nil
+    /// Under `order: canton`, the evidence that the sequencer's capture started after every
+    /// participant and mediator capture completed.
+    public var sequencerBarrier: SequencerBarrierEvidence? = nil
     /// The name this manifest is stored under (`manifest-<16 hex>.json`), chosen before it was
     /// signed: a reader trusts it only there. Absent in sets written before names had a random
     /// part, whose manifest is `manifest.json`.
@@ -341,6 +355,25 @@ public struct CodecInfo: Codable, Sendable, Equatable {
 }
 
 /// Evidence that every apps snapshot was fixed before any participant capture started.
+/// `order: canton`'s rule as the run saw it: the participant and mediator components, the
+/// sequencer components, the event when the last of the former ended and when the first of the
+/// latter started, and whether the rule held.
+public struct SequencerBarrierEvidence: Codable, Sendable, Equatable {
+    public var beforeComponents: [String]
+    public var sequencerComponents: [String]
+    public var beforeCompletedOrder: Int?
+    public var sequencerStartedOrder: Int?
+    public var holds: Bool
+
+    package init(beforeComponents: [String], sequencerComponents: [String], beforeCompletedOrder: Int?, sequencerStartedOrder: Int?, holds: Bool) {
+        self.beforeComponents = beforeComponents
+        self.sequencerComponents = sequencerComponents
+        self.beforeCompletedOrder = beforeCompletedOrder
+        self.sequencerStartedOrder = sequencerStartedOrder
+        self.holds = holds
+    }
+}
+
 public struct BarrierEvidence: Codable, Sendable, Equatable {
     public var appsComponents: [String]
     public var participantComponents: [String]

@@ -195,6 +195,34 @@ func temporaryDirectory() throws -> String {
 /// verify --all/--sample/--held-key, recover, restore --plan --json and the progress line, as an
 /// operator runs them.
 @Suite(.serialized) struct OperatorCLITests {
+    @Test func orderCantonTakesTheSequencerLastAndVerifyChecksIt() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipient = try generateKey(dir + "/ops")
+        let signer = try generateKey(dir + "/sign", signing: true)
+        try writePipeline(in: dir, node: "sync-1", recipients: [recipient], extra: "order: canton\nparallelism: 4", captures: [
+            "{ name: apps, role: apps, command: [ printf, a ] }",
+            "{ name: participant, role: participant, command: [ sh, -c, \"sleep 0.3; printf p\" ] }",
+            "{ name: mediator, role: mediator, command: [ sh, -c, \"sleep 0.5; printf m\" ] }",
+            "{ name: sequencer, role: sequencer, command: [ printf, s ] }",
+        ])
+        let run = try cli(["run", dir + "/p.yaml"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let setsFolder = dir + "/store/sync-1/migration-0/serial-0"
+        let setId = try #require(try FileManager.default.contentsOfDirectory(atPath: setsFolder).first)
+        let manifestName = try #require(try FileManager.default.contentsOfDirectory(atPath: setsFolder + "/" + setId).first { $0.hasPrefix("manifest-") && $0.hasSuffix(".json") })
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: setsFolder + "/" + setId + "/" + manifestName))) as? [String: Any])
+        #expect(json["order"] as? String == "canton")
+        let evidence = try #require(json["sequencerBarrier"] as? [String: Any])
+        #expect(evidence["holds"] as? Bool == true)
+        let components = try #require(json["components"] as? [[String: Any]])
+        func order(_ name: String, _ key: String) -> Int { components.first { $0["name"] as? String == name }?[key] as? Int ?? -1 }
+        #expect(order("sequencer", "startOrder") > order("participant", "endOrder"))
+        #expect(order("sequencer", "startOrder") > order("mediator", "endOrder"))
+        let verified = try cli(["verify", "--store", "file://\(dir)/store", "--signer", signer, setId])
+        #expect(verified.status == 0, "\(verified.text) \(verified.stderr)")
+    }
+
     @Test func aMissingStoreFolderIsRefusedUnlessCreatingItWasAsked() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -3,24 +3,33 @@ import CNBackupCore
 import CNBackupStorage
 
 /// What a run will do, as one value: `run --dry-run` prints it, the runner executes it, and the
-/// manifest's barrier evidence records its two phases. Order comes from roles, not from places in
-/// the file: every apps capture completes before any participant capture starts (docs/CANTON.md, "The apps barrier");
-/// the others run beside the apps captures.
+/// manifest's barrier evidence records its phases. Order comes from roles, not from places in the
+/// file: every apps capture completes before any participant capture starts (docs/CANTON.md, "The
+/// apps barrier"); the others run beside the apps captures, except under `order: canton`, where
+/// the sequencer captures start once every participant and mediator capture has completed
+/// (docs/CANTON.md, "Canton's own order").
 public struct BackupPlan: Sendable {
     let definition: PipelineDefinition
     /// Apps captures and the rest, `parallelism` at a time.
     let beforeBarrier: [ComponentJob]
     /// Participant captures, started once every apps capture has completed.
     let afterBarrier: [ComponentJob]
+    /// `order: canton`: the sequencer captures, started once every participant and mediator
+    /// capture has completed. Empty under `splice`, where they are in `beforeBarrier`.
+    let afterParticipant: [ComponentJob]
 
     init(_ definition: PipelineDefinition) {
         self.definition = definition
         let jobs = definition.captures.flatMap(\.jobs)
-        beforeBarrier = jobs.filter { $0.role != .participant }
+        let canton = definition.order == .canton
+        beforeBarrier = jobs.filter { $0.role != .participant && !(canton && $0.role == .sequencer) }
         afterBarrier = jobs.filter { $0.role == .participant }
+        afterParticipant = canton ? jobs.filter { $0.role == .sequencer } : []
     }
 
-    var jobs: [ComponentJob] { beforeBarrier + afterBarrier }
+    var jobs: [ComponentJob] { beforeBarrier + afterBarrier + afterParticipant }
+    /// What the sequencer waits for under `order: canton`.
+    var beforeSequencerComponents: [String] { jobs.filter { $0.role == .participant || $0.role == .mediator }.map(\.name) }
     var appsComponents: [String] { beforeBarrier.filter { $0.role == .apps }.map(\.name) }
     var participantComponents: [String] { afterBarrier.map(\.name) }
 
@@ -34,6 +43,10 @@ public struct BackupPlan: Sendable {
         if !afterBarrier.isEmpty {
             lines.append("barrier: every apps capture completed (pg_dump or pg_basebackup exited 0)")
             lines.append("phase 2: " + describe(afterBarrier))
+        }
+        if !afterParticipant.isEmpty {
+            lines.append("order canton: every participant and mediator capture completed")
+            lines.append("phase 3: " + describe(afterParticipant))
         }
         lines.append("then: read back every object, sign and write manifest.json last")
         return lines

@@ -74,11 +74,15 @@ public struct BackupRunner: Sendable {
         let results = ResultCollector()
         let scheduler = Scheduler(limit: definition.parallelism)
         let appsDone = DispatchGroup()
+        // Under `order: canton`, every participant and mediator capture.
+        let beforeSequencerDone = DispatchGroup()
+        let beforeSequencer = Set(plan.afterParticipant.isEmpty ? [] : plan.beforeSequencerComponents)
         let everything = DispatchGroup()
 
         func launch(_ job: ComponentJob, after barrier: DispatchGroup?) {
             everything.enter()
             if job.role == .apps { appsDone.enter() }
+            if beforeSequencer.contains(job.name) { beforeSequencerDone.enter() }
             let work = UncheckedBox((self, job, layout, recipients, log, signingKey))
             Thread.detachNewThread {
                 let (runner, job, layout, recipients, log, signingKey) = work.value
@@ -111,11 +115,13 @@ public struct BackupRunner: Sendable {
                 }
                 results.add(job, outcome)
                 if job.role == .apps { appsDone.leave() }
+                if beforeSequencer.contains(job.name) { beforeSequencerDone.leave() }
                 everything.leave()
             }
         }
         for job in plan.beforeBarrier { launch(job, after: nil) }
         for job in plan.afterBarrier { launch(job, after: appsDone) }
+        for job in plan.afterParticipant { launch(job, after: beforeSequencerDone) }
         everything.wait()
 
         var (records, failures) = results.ordered(by: jobs)
@@ -129,7 +135,12 @@ public struct BackupRunner: Sendable {
             status: failures.isEmpty ? .complete : .partial, failures: failures, toolVersion: cnbackupVersion,
             captureStart: Timestamp.format(start), captureEnd: Timestamp.format(Date()), recovered: nil,
             components: records, barrier: BarrierEvidence.from(records, plan: plan))
-        let manifest = try SetCommitter(store: store).commit(unnamed, layout: layout, signingKey: signingKey)
+        var ordered = unnamed
+        ordered.order = definition.order
+        if !plan.afterParticipant.isEmpty {
+            ordered.sequencerBarrier = BarrierRule.evaluateSequencer(records, before: plan.beforeSequencerComponents)
+        }
+        let manifest = try SetCommitter(store: store).commit(ordered, layout: layout, signingKey: signingKey)
         if cancellation.isCancelled {
             log.error("backup STOPPED by a signal: what completed was committed as a partial set",
                       metadata: ["completed": "\(records.count)", "failed": "\(failures.map(\.component).joined(separator: ","))"])

@@ -77,6 +77,8 @@ public struct PipelineDefinition: Sendable {
     public var readBack: ReadBackMode
     /// How many captures may run at once (besides the ordering rules).
     public var parallelism: Int
+    /// `order:` Splice's rule (the default) or Canton's (docs/CANTON.md, "Canton's own order").
+    public var order: CaptureOrder = .splice
     /// Things that work but deserve a look (a single recipient).
     public var warnings: [String]
 
@@ -127,7 +129,7 @@ public struct PipelineDefinition: Sendable {
 
     public static func parse(_ text: String, file: String = "pipeline", epoch override: Epoch? = nil) throws -> PipelineDefinition {
         var top = try YAMLMap(try composeRoot(text, file: file), path: "", file: file)
-        try top.rejectKeys(notIn: ["version", "node", "epoch", "store", "encryption", "signing", "compression", "verify", "parallelism", "captures"])
+        try top.rejectKeys(notIn: ["version", "node", "epoch", "store", "encryption", "signing", "compression", "verify", "parallelism", "order", "captures"])
         var warnings: [String] = []
 
         let versionNode = try top.require("version")
@@ -140,6 +142,13 @@ public struct PipelineDefinition: Sendable {
         let signingKeyFile = try signingMap.requireString("keyFile")
         try signingMap.rejectUnknown()
         let (compression, readBack, parallelism) = try parseRunSettings(&top)
+        var order = CaptureOrder.splice
+        if let text = try top.string("order") {
+            guard let parsed = CaptureOrder(rawValue: text) else {
+                throw top.error(top.value("order"), "order", "use splice (the default: the sequencer beside the apps) or canton (the sequencer after the participant and mediator)")
+            }
+            order = parsed
+        }
         let captures = try parseCaptures(&top, file: file)
         try top.rejectUnknown()
         try checkComponentNames(captures, file: file)
@@ -154,6 +163,7 @@ public struct PipelineDefinition: Sendable {
         try definition.checkDatabaseEpochs(file: file)
         var checked = definition
         checked.scanURL = scanURL
+        checked.order = order
         let inPod = ProcessInfo.processInfo.environment["KUBERNETES_SERVICE_HOST"].map { !$0.isEmpty } ?? false
         for capture in captures {
             if case .kubernetesSecret(let secret) = capture.source, secret.apiServer == nil, !inPod {

@@ -88,6 +88,16 @@ public struct Verifier: Sendable {
                 report.problems.append("the barrier evidence says the apps-before-participant rule does not hold")
             }
         }
+        if manifest.order == .canton, let evidence = manifest.sequencerBarrier {
+            let outcome = BarrierRule.evaluateSequencer(manifest.components, before: evidence.beforeComponents)
+            if let end = outcome.beforeCompletedOrder, let start = outcome.sequencerStartedOrder, end >= start {
+                report.problems.append("the participant or mediator capture ended (event \(end)) after the sequencer capture started (event \(start)): the set breaks order: canton")
+            } else if !evidence.holds || !outcome.holds && manifest.status == .complete {
+                report.problems.append("the evidence says order: canton (participant and mediator before the sequencer) does not hold")
+            }
+        } else if manifest.order == .canton, manifest.components.contains(where: { $0.role == .sequencer }) {
+            report.problems.append("the set says order: canton and carries no evidence of it")
+        }
         if manifest.recovered == true {
             report.status = (report.status ?? "") + " (recovered from object headers by `cnbackup recover`)"
         }
