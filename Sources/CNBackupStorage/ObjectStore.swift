@@ -91,6 +91,12 @@ public protocol MultipartUploadCleaning: ObjectStore {
     func abort(_ upload: StaleUpload) throws
 }
 
+/// A store whose unfinished uploads cannot be listed (GCS resumable sessions): `cleanup` and
+/// `recover` say so instead of reporting none.
+public protocol UnlistedUploadSessions: ObjectStore {
+    var uploadSessionsNote: String { get }
+}
+
 public struct StaleUpload: Sendable, Codable, Equatable {
     public var key: String
     public var uploadId: String

@@ -36,13 +36,14 @@ public struct StoreSettings: Sendable, Equatable {
 }
 
 extension StoreSettings {
-    /// Parses `file:///PATH` or `s3://BUCKET/PREFIX?endpoint=...&region=...&pathStyle=true`. Query
+    /// Parses `file:///PATH`, `s3://BUCKET/PREFIX?endpoint=...&region=...&pathStyle=true` or
+    /// `gs://BUCKET/PREFIX`. Query
     /// parameters fill settings not given otherwise, which is how `copy` names two stores.
     public init(parsing url: String, endpoint: String? = nil, region: String? = nil, pathStyle: Bool? = nil,
                 caFile: String? = nil, provider: String? = nil) throws {
         guard let components = URLComponents(string: url), let scheme = components.scheme,
-              scheme == "file" || scheme == "s3" else {
-            throw CNBackupError(.invalidInput, "\"\(url)\" is not a store URL: use file:///PATH or s3://BUCKET/PREFIX")
+              ["file", "s3", "gs"].contains(scheme) else {
+            throw CNBackupError(.invalidInput, "\"\(url)\" is not a store URL: use file:///PATH, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX")
         }
         var query: [String: String] = [:]
         for item in components.queryItems ?? [] { query[item.name] = item.value ?? "" }
@@ -103,7 +104,7 @@ extension StoreSettings {
     @discardableResult
     public func checkURL() throws -> URLComponents {
         guard let components = URLComponents(string: url), let scheme = components.scheme else {
-            throw CNBackupError(.invalidInput, "\"\(url)\" is not a store URL: use file:///PATH or s3://BUCKET/PREFIX")
+            throw CNBackupError(.invalidInput, "\"\(url)\" is not a store URL: use file:///PATH, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX")
         }
         switch scheme {
         case "file":
@@ -117,8 +118,18 @@ extension StoreSettings {
             guard let bucket = components.host, !bucket.isEmpty else {
                 throw CNBackupError(.invalidInput, "S3 store URL \"\(url)\" names no bucket: use s3://BUCKET/PREFIX")
             }
+        case "gs":
+            guard let bucket = components.host, !bucket.isEmpty else {
+                throw CNBackupError(.invalidInput, "GCS store URL \"\(url)\" names no bucket: use gs://BUCKET/PREFIX")
+            }
+            // S3's settings mean nothing to the JSON API: refused rather than silently ignored.
+            let s3Only: [(String, Bool)] = [("region", region != nil), ("pathStyle", pathStyle != nil), ("provider", provider != nil),
+                                            ("sse", sse != nil), ("kmsKeyId", kmsKeyId != nil), ("parallelParts", parallelParts != nil)]
+            if let (name, _) = s3Only.first(where: { $0.1 }) {
+                throw CNBackupError(.invalidInput, "store setting \(name) is for s3:// stores; a gs:// store does not use it (GCS uploads are sequential; encryption and location are the bucket's)")
+            }
         default:
-            throw CNBackupError(.invalidInput, "store scheme \"\(scheme)\" is not supported: use file:// or s3://")
+            throw CNBackupError(.invalidInput, "store scheme \"\(scheme)\" is not supported: use file://, s3:// or gs://")
         }
         return components
     }
@@ -168,8 +179,17 @@ extension StoreSettings {
                 if let attempts = maxAttempts { s3.retry.maxAttempts = max(1, attempts) }
                 s3.objectLock = objectLock
             }
+        case "gs":
+            return try openGCSStore(url: url, endpoint: endpoint, caFile: caFile) { gcs in
+                // partSizeMiB is the resumable upload's chunk here, rounded down to whole 256 KiB units.
+                if let mib = partSizeMiB { gcs.chunkSize = max(GCSSettings.chunkQuantum, (mib << 20) / GCSSettings.chunkQuantum * GCSSettings.chunkQuantum) }
+                if let limit = maxBytesPerSecond { gcs.maxSendBytesPerSecond = limit; gcs.maxReceiveBytesPerSecond = limit }
+                if let attempts = maxAttempts { gcs.retry.maxAttempts = max(1, attempts) }
+                gcs.objectLock = objectLock
+                gcs.storageClass = storageClass
+            }
         default:
-            throw CNBackupError(.invalidInput, "store scheme \"\(components.scheme ?? "")\" is not supported: use file:// or s3://")
+            throw CNBackupError(.invalidInput, "store scheme \"\(components.scheme ?? "")\" is not supported: use file://, s3:// or gs://")
         }
     }
 }

@@ -7,6 +7,8 @@
 #include <openssl/err.h>
 #include <openssl/crypto.h>
 #include <openssl/core_names.h>
+#include <openssl/pem.h>
+#include <openssl/bio.h>
 
 // Typed wrappers around calls Swift cannot import well (macros, variadic or long argument lists).
 
@@ -42,5 +44,15 @@ static inline int cnb_gcm_get_tag(EVP_CIPHER_CTX *ctx, unsigned char *tag) {
 }
 static inline int cnb_gcm_set_tag(EVP_CIPHER_CTX *ctx, const unsigned char *tag) {
     return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, (void *)tag);
+}
+
+// A private key from PEM text (PKCS#8 or traditional), as Google's service-account key files hold
+// it; NULL when the text is not one. Never prompts for a passphrase.
+static inline EVP_PKEY *cnb_private_key_from_pem(const char *pem, int length) {
+    BIO *bio = BIO_new_mem_buf(pem, length);
+    if (bio == NULL) return NULL;
+    EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)"");
+    BIO_free(bio);
+    return key;
 }
 #endif

@@ -27,6 +27,8 @@ struct CheckStoreCommand: ParsableCommand {
                 print("store \(report.store)")
                 print("  versioning:  \(report.versioning ?? "off")")
                 print("  object lock: \(report.objectLock ?? "off")")
+                if let credentials = report.credentials { print("  credentials: \(credentials)") }
+                if let permissions = report.permissions { print("  permissions: \(permissions.isEmpty ? "none of those tested" : permissions.joined(separator: ", "))") }
                 print("  write: \(report.canWrite ? "yes" : "no")  overwrite refused: \(report.overwriteRefused.map { $0 ? "yes" : "NO" } ?? "-")  delete: \(report.canDelete.map { $0 ? "YES" : "no" } ?? "-")")
                 if let probe = report.probeLeft { print("  the probe \(probe) stays (these credentials cannot delete it)") }
                 for warning in report.warnings { print("warning: \(warning)") }

@@ -20,13 +20,15 @@ struct CleanupCommand: ParsableCommand {
             let cleaner = Cleaner(store: try storeOptions.openForReading(), olderThan: try DurationText.parse(olderThan))
             let plan = try cleaner.plan()
             if json {
-                try printJSON(CleanupJSON(orphanSets: plan.orphanSets, staleUploads: plan.staleUploads, applied: apply))
+                try printJSON(CleanupJSON(orphanSets: plan.orphanSets, staleUploads: plan.staleUploads,
+                                          uploadSessions: plan.uploadSessionsNote, applied: apply))
             } else {
                 for orphan in plan.orphanSets {
                     print("orphan set \(orphan.directory): \(orphan.keys.count) objects, \(orphan.bytes) bytes, newest \(orphan.newest)")
                 }
                 for upload in plan.staleUploads { print("stale multipart upload \(upload.key) (\(upload.uploadId))") }
                 if plan.orphanSets.isEmpty && plan.staleUploads.isEmpty { print("nothing to clean up") }
+                if let note = plan.uploadSessionsNote { print("note: \(note)") }
             }
             if apply {
                 try cleaner.apply(plan)

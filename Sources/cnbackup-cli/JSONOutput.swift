@@ -146,6 +146,8 @@ struct CleanupJSON: Encodable {
     var schemaVersion = jsonSchemaVersion
     var orphanSets: [CleanupPlan.OrphanSet]
     var staleUploads: [StaleUpload]
+    /// Set for stores whose unfinished uploads cannot be listed (GCS): what happens to them instead.
+    var uploadSessions: String?
     var applied: Bool
 }
 
@@ -158,10 +160,13 @@ struct CheckStoreJSON: Encodable {
     var overwriteRefused: Bool?
     var canDelete: Bool?
     var probeLeft: String?
+    var credentials: String?
+    var permissions: [String]?
     var warnings: [String]
     init(_ r: StoreCheckReport) {
         store = r.store; versioning = r.versioning; objectLock = r.objectLock; canWrite = r.canWrite
         overwriteRefused = r.overwriteRefused; canDelete = r.canDelete; probeLeft = r.probeLeft; warnings = r.warnings
+        credentials = r.credentials; permissions = r.permissions
     }
 }
 

@@ -48,7 +48,11 @@ struct RecoverCommand: ParsableCommand {
                                             dryRun: dryRun, olderThan: try DurationText.parse(olderThan))
             options.ignoreOpenUploads = ignoreOpenUploads
             options.withoutJournal = withoutJournal
-            let manifest = try Recoverer(store: try storeOptions.open()).recover(setId: set, node: node, options: options)
+            let store = try storeOptions.open()
+            if let unlisted = store as? any UnlistedUploadSessions {
+                printToStandardError("note: \(unlisted.uploadSessionsNote); whether the set's run is still going is judged by its newest object's age alone (--older-than \(olderThan))")
+            }
+            let manifest = try Recoverer(store: store).recover(setId: set, node: node, options: options)
             complete = manifest.status == .complete
             if json {
                 try printJSON(RecoverJSON(id: manifest.setId, dryRun: dryRun, manifest: manifest))

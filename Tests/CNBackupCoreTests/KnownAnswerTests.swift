@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import CNBackupCore
 import CNBackupTestKit
@@ -120,5 +121,21 @@ import CNBackupTestKit
         // RFC 4231 test case 2.
         #expect(try hmacSHA256(key: Array("Jefe".utf8), data: Array("what do ya want for nothing?".utf8)).hex
                 == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    }
+
+    /// RS256 is deterministic (PKCS #1 v1.5): a throwaway key's signature, as
+    /// `openssl dgst -sha256 -sign rs256-test-key.pem` made it, from both PEM forms of the key.
+    @Test func rs256MatchesOpenSSLsCommandLine() throws {
+        func resource(_ name: String, _ ext: String) throws -> [UInt8] {
+            let url = try #require(Bundle.module.url(forResource: name, withExtension: ext, subdirectory: "Resources"))
+            return Array(try Data(contentsOf: url))
+        }
+        let expected = String(decoding: try resource("rs256-known-answer", "hex"), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let message = Array("cnbackup RS256 known answer".utf8)
+        #expect(try RS256.sign(pemPrivateKey: try resource("rs256-test-key", "pem"), message: message).hex == expected)
+        #expect(try RS256.sign(pemPrivateKey: try resource("rs256-test-key-pkcs1", "pem"), message: message).hex == expected)
+        #expect(try RS256.sign(pemPrivateKey: try resource("rs256-test-key", "pem"), message: message + [0]).hex != expected)
+        let notAKey = #expect(throws: CNBackupError.self) { try RS256.sign(pemPrivateKey: Array("not a key".utf8), message: message) }
+        #expect(notAKey?.code == .invalidInput)
     }
 }

@@ -12,6 +12,9 @@ package enum StoreUnderTest: String, CaseIterable, CustomTestStringConvertible, 
     /// A memory store behind `FaultyStore`, which fails the first call of every read operation
     /// with a transient error, behind `RetryingStore`, which must absorb them.
     case faultyRetried = "faulty+retrying"
+    /// GCS's JSON API: fake-gcs-server behind the Google stand-ins (TLS, bearer tokens from a
+    /// service-account key's RS256 assertion).
+    case gcs
 
     package var testDescription: String { rawValue }
 
@@ -36,11 +39,17 @@ package enum StoreUnderTest: String, CaseIterable, CustomTestStringConvertible, 
                 faulty.inject(.transientError, into: operation)
             }
             return (RetryingStore(faulty, policy: RetryPolicy(maxAttempts: 3, baseDelay: 0.001, maxDelay: 0.01)), prefix, {})
+        case .gcs:
+            return (try GoogleStandIns.shared.get().store(prefix: "conformance"), prefix, {})
         }
     }
 
     package static var available: [StoreUnderTest] {
-        SeaweedFSServer.executable == nil ? [.memory, .file, .faultyRetried] : allCases
+        var stores: [StoreUnderTest] = [.memory, .file, .faultyRetried]
+        if SeaweedFSServer.executable != nil { stores += [.s3HTTP, .s3TLS] }
+        // In CI (which installs them) a missing stand-in fails the GCS cases instead of hiding them.
+        if GoogleStandIns.available || ProcessInfo.processInfo.environment["CI"] != nil { stores.append(.gcs) }
+        return stores
     }
 }
 

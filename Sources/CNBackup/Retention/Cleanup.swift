@@ -15,6 +15,8 @@ public struct CleanupPlan: Sendable, Codable {
     }
     public var orphanSets: [OrphanSet]
     public var staleUploads: [StaleUpload]
+    /// For a store whose unfinished uploads cannot be listed (GCS), what becomes of them.
+    public var uploadSessionsNote: String?
 }
 
 public struct Cleaner: Sendable {
@@ -41,7 +43,8 @@ public struct Cleaner: Sendable {
             orphans.append(.init(directory: directory, keys: objects.map(\.key), bytes: objects.reduce(0) { $0 + $1.size }, newest: newest))
         }
         let uploads = try (store as? any MultipartUploadCleaning)?.staleMultipartUploads(olderThan: cutoff) ?? []
-        return CleanupPlan(orphanSets: orphans, staleUploads: uploads)
+        return CleanupPlan(orphanSets: orphans, staleUploads: uploads,
+                           uploadSessionsNote: (store as? any UnlistedUploadSessions)?.uploadSessionsNote)
     }
 
     /// Removes what the plan lists, re-checking each set for a manifest first (a run could have

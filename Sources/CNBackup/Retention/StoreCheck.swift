@@ -15,6 +15,10 @@ public struct StoreCheckReport: Sendable, Codable {
     public var canDelete: Bool?
     /// The probe stays when it cannot be deleted (tiny; a pruner's cleanup removes it).
     public var probeLeft: String?
+    /// GCS: the credentials in use (never a secret) and which of the storage permissions
+    /// `testIamPermissions` says they hold (nil when the server cannot say).
+    public var credentials: String?
+    public var permissions: [String]?
     public var warnings: [String]
 }
 
@@ -37,6 +41,50 @@ public enum StoreCheck {
         }
     }
 
+    /// The permissions whose presence or absence `check-store` reports for a GCS writer: the
+    /// writer's custom role has the first three; delete (which an overwrite needs too) and update
+    /// (which sets `customTime`, a lifecycle condition) are the pruner's or nobody's.
+    static let gcsPermissions = ["storage.objects.create", "storage.objects.get", "storage.objects.list",
+                                 "storage.objects.delete", "storage.objects.update", "storage.objects.setRetention",
+                                 "storage.buckets.update"]
+
+    static func gcsFindings(_ gcs: GCSStore, into report: inout StoreCheckReport) throws -> [String] {
+        var warnings: [String] = []
+        report.credentials = gcs.credentialsDescription
+        let bucket = try gcs.bucketProtection()
+        if bucket.readable {
+            report.versioning = bucket.versioning == true ? "Enabled" : "Suspended"
+            var lock: [String] = []
+            if let policy = bucket.retentionPolicy { lock.append("retention policy \(policy)") }
+            if bucket.objectRetention { lock.append("object retention enabled") }
+            report.objectLock = lock.isEmpty ? nil : lock.joined(separator: "; ")
+            if lock.isEmpty {
+                warnings.append("the bucket has neither a retention policy nor object retention: whoever holds delete rights (or the bucket's owner) can erase history; lock a retention policy, or enable object retention and set store.objectLock")
+            } else if bucket.retentionPolicy != nil && !bucket.retentionPolicyLocked && !bucket.objectRetention {
+                warnings.append("the bucket's retention policy is not locked: anyone with storage.buckets.update can shorten or remove it")
+            }
+            if bucket.versioning != true {
+                warnings.append("versioning (object versioning or soft delete) is off: an overwrite or delete through other tools replaces history for good")
+            }
+            for rule in bucket.deletingRules ?? [] {
+                warnings.append("lifecycle rule deletes objects (\(rule)): history goes with it whatever retention says, and a condition on customTime can be aimed by anyone with storage.objects.update; let `cnbackup prune` delete instead")
+            }
+        } else {
+            report.versioning = "unknown (access denied)"
+            report.objectLock = "unknown (access denied)"
+            warnings.append("the bucket's settings cannot be read with these credentials (storage.buckets.get): check its retention and lifecycle rules by hand")
+        }
+        if let granted = try gcs.grantedPermissions(gcsPermissions) {
+            report.permissions = granted.sorted()
+            for (permission, why) in [("storage.objects.delete", "delete (and so overwrite) backups"),
+                                      ("storage.objects.update", "set customTime, which lifecycle rules can act on"),
+                                      ("storage.buckets.update", "change the bucket's retention and lifecycle")] where granted.contains(permission) {
+                warnings.append("the credentials hold \(permission): they can \(why); fine for the off-cluster pruner, wrong for the in-cluster writer (examples/gke/iam-roles.yaml)")
+            }
+        }
+        return warnings
+    }
+
     public static func run(_ store: any ObjectStore) throws -> StoreCheckReport {
         var report = StoreCheckReport(store: store.displayName, canWrite: false, warnings: [])
         if let s3 = store as? S3Store {
@@ -48,6 +96,8 @@ public enum StoreCheck {
                 report.warnings.append("versioning is not enabled: an overwrite through other tools replaces history for good")
             }
             report.warnings += lifecycleWarnings(try s3.lifecycleRules(), prefix: s3.settings.prefix)
+        } else if let gcs = store as? GCSStore {
+            report.warnings += try gcsFindings(gcs, into: &report)
         } else {
             report.versioning = "none (file store)"
             report.objectLock = "none (file store)"

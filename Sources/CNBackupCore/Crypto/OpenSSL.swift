@@ -316,6 +316,39 @@ package enum Ed25519 {
     }
 }
 
+/// RSASSA-PKCS1-v1_5 with SHA-256 (JWS "RS256"), for the assertion a Google service-account key
+/// signs to get an access token. Deterministic, so known answers test it.
+package enum RS256 {
+    /// Signs `message` with the RSA private key in `pem` (PKCS#8 or PKCS#1 PEM text).
+    package static func sign(pemPrivateKey pem: [UInt8], message: [UInt8]) throws -> [UInt8] {
+        let key = pem.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
+                cnb_private_key_from_pem($0, Int32(buffer.count))
+            }
+        }
+        guard let key else {
+            _ = openSSLErrors()  // says nothing a message should carry about the key's bytes
+            throw CNBackupError(.invalidInput, "the private key is not a PEM private key")
+        }
+        defer { EVP_PKEY_free(key) }
+        guard EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA else {
+            throw CNBackupError(.invalidInput, "the private key is not an RSA key (RS256 needs one)")
+        }
+        guard let context = EVP_MD_CTX_new() else { throw cryptoFailure("EVP_MD_CTX_new") }
+        defer { EVP_MD_CTX_free(context) }
+        var length = 0
+        guard EVP_DigestSignInit(context, nil, EVP_sha256(), nil, key) == 1,
+              EVP_DigestSign(context, nil, &length, message, message.count) == 1 else {
+            throw cryptoFailure("RS256 signing")
+        }
+        var signature = [UInt8](repeating: 0, count: length)
+        guard EVP_DigestSign(context, &signature, &length, message, message.count) == 1 else {
+            throw cryptoFailure("RS256 signing")
+        }
+        return Array(signature.prefix(length))
+    }
+}
+
 /// Compares two byte strings in time that depends only on their length.
 package func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
     guard a.count == b.count else { return false }
