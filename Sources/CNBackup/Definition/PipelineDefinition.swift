@@ -262,12 +262,12 @@ public struct PipelineDefinition: Sendable {
             store.objectLock = ObjectLockRetention(mode: mode, days: days)
         }
         try storeMap.rejectUnknown()
-        guard store.url.hasPrefix("file://") || store.url.hasPrefix("s3://") else {
-            throw storeMap.error(nil, "url", "\"\(store.url)\" is not a store URL: use file:///PATH or s3://BUCKET/PREFIX")
+        guard ["file://", "s3://", "gs://"].contains(where: { store.url.hasPrefix($0) }) else {
+            throw storeMap.error(nil, "url", "\"\(store.url)\" is not a store URL: use file:///PATH, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX")
         }
         do { try store.checkURL() } catch let e as CNBackupError { throw storeMap.error(nil, "url", e.message) }
-        if store.objectLock != nil && !store.url.hasPrefix("s3://") {
-            throw storeMap.error(nil, "objectLock", "Object Lock is an S3 setting: a file store has none (use the file system's own immutability)")
+        if store.objectLock != nil && store.url.hasPrefix("file://") {
+            throw storeMap.error(nil, "objectLock", "Object Lock is an S3 and GCS setting: a file store has none (use the file system's own immutability)")
         }
         return store
     }

@@ -79,7 +79,7 @@ public enum StoreCheck {
             for (permission, why) in [("storage.objects.delete", "delete (and so overwrite) backups"),
                                       ("storage.objects.update", "set customTime, which lifecycle rules can act on"),
                                       ("storage.buckets.update", "change the bucket's retention and lifecycle")] where granted.contains(permission) {
-                warnings.append("the credentials hold \(permission): they can \(why); fine for the off-cluster pruner, wrong for the in-cluster writer (examples/gke/iam-roles.yaml)")
+                warnings.append("the credentials hold \(permission): they can \(why); fine for the off-cluster pruner, wrong for the in-cluster writer (examples/gcp/iam-writer-role.yaml)")
             }
         }
         return warnings

@@ -105,7 +105,7 @@ extension GCSStore {
         case 401:
             return CNBackupError(.authentication, "GCS refused the credentials for \(call.what) \(target) (\(credentials.description)): the token is invalid or expired even after a refresh", cause: cause)
         case 403:
-            return CNBackupError(.authentication, "GCS refused \(call.what) \(target) for \(credentials.description) (not retried): grant its service account the role this action needs (examples/gke/iam-roles.yaml)", cause: cause)
+            return CNBackupError(.authentication, "GCS refused \(call.what) \(target) for \(credentials.description) (not retried): grant its service account the role this action needs (examples/gcp/iam-writer-role.yaml)", cause: cause)
         case 412:
             return CNBackupError(.alreadyExists, "\(target) already exists; it is never replaced", cause: cause)
         case 416:
