@@ -197,6 +197,8 @@ public struct Catalog: Sendable {
         var keys = Set<String>()
         var sizes: [String: Int64] = [:]
         for info in try store.list(prefix: prefix) {
+            // Deduplicated chunks: bound by the sets' indexes, never part of a set themselves.
+            if info.key.hasPrefix(SetLayout.chunkRoot) { continue }
             keys.insert(info.key)
             sizes[info.key] = info.size
             guard let (layout, name) = SetLayout.parse(key: info.key) else {

@@ -88,6 +88,12 @@ package final class ComponentReader {
         case .record(let record, _, _): total = record.plaintextSize
         case .place: total = nil
         }
+        // A deduplicated component's object is its index: the plaintext is the chunks it lists.
+        if case .record(let record, let manifest, _) = expectation, record.dedup != nil {
+            guard case .identities(let identities) = keys else { throw CNBackupError(.invalidInput, "no key opens the chunks of \(name)") }
+            decompressed = try IndexedPlaintextStream(index: ChunkReferenceLines(decompressed, what: "the index of \(name)"), store: store,
+                                                      identities: identities, node: manifest.node.name, component: name)
+        }
         if let total { decompressed = LimitedStream(decompressed, limit: total, what: "the plaintext of \(name)") }
         self.plaintextDigest = plaintextDigest
         plaintext = DigestingStream(Progress.track(decompressed, name: name, total: total), hashing: plaintextDigest)

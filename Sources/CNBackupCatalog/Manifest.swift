@@ -179,6 +179,9 @@ public struct ComponentRecord: Codable, Sendable, Equatable {
     /// For one part of a parallel logical dump (`postgres: { jobs: N }`): which part of which
     /// database's dump. Readers group the parts by `group`; the dump is whole only with all `count`.
     public var part: DumpPart? = nil
+    /// For a deduplicated component (`dedup: true`): `objectKey` is its sealed index, and this
+    /// binds the clear chunk table (docs/FORMAT.md, "Deduplicated components").
+    public var dedup: DedupRecord? = nil
 
     package init(name: String, role: ComponentRole, source: String, objectKey: String, storedSize: Int64, storedSHA256: String, headerSHA256: String? = nil, etag: String? = nil, plaintextSize: Int64, plaintextDigestHMAC: String, codec: CodecInfo, keyIds: [KeyID], segmentSize: Int, started: String, ended: String, startOrder: Int, endOrder: Int, readBack: ReadBackRecord, postgres: PostgresEvidence? = nil, epoch: Epoch? = nil, physical: PhysicalEvidence? = nil, rowCounts: [String: Int64]? = nil, part: DumpPart? = nil,
                  sealedRowCounts: SealedRowCounts? = nil) {

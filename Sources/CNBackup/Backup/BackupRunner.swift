@@ -71,6 +71,14 @@ public struct BackupRunner: Sendable {
         let context = CaptureContext(cancellation: cancellation, chains: chains, epoch: definition.epoch)
         let plan = self.plan
         let jobs = plan.jobs
+        let dedup = try definition.dedup.map { settings -> DedupRun in
+            let secret = try KeyFile.loadDedupSecret(path: settings.keyFile)
+            let reuse = ChunkReuse.load(store: store, node: definition.node.name, signer: signingKey.publicKey,
+                                        components: jobs.filter(\.dedup).map(\.name), dedupKeyId: secret.keyID,
+                                        recipients: recipients.map(\.keyID), start: start, grace: settings.graceSeconds)
+            for problem in reuse.problems { log.warning("dedup: \(problem)") }
+            return DedupRun(secret: secret, reuse: reuse, grace: settings.graceSeconds, start: start)
+        }
         let results = ResultCollector()
         let scheduler = Scheduler(limit: definition.parallelism)
         let appsDone = DispatchGroup()
@@ -83,9 +91,9 @@ public struct BackupRunner: Sendable {
             everything.enter()
             if job.role == .apps { appsDone.enter() }
             if beforeSequencer.contains(job.name) { beforeSequencerDone.enter() }
-            let work = UncheckedBox((self, job, layout, recipients, log, signingKey))
+            let work = UncheckedBox((self, job, layout, recipients, log, signingKey, dedup))
             Thread.detachNewThread {
-                let (runner, job, layout, recipients, log, signingKey) = work.value
+                let (runner, job, layout, recipients, log, signingKey, dedup) = work.value
                 barrier?.wait()
                 scheduler.acquire()
                 // An apps capture may be retried (`appsRetry`): the barrier has not been passed while it runs.
@@ -95,7 +103,7 @@ public struct BackupRunner: Sendable {
                     try policy.run { attempt, _ in
                         if attempt > 1 { log.warning("retrying apps capture before the barrier", metadata: ["component": "\(job.name)"]) }
                         switch runner.captureComponent(job, layout: layout, recipients: recipients, start: start,
-                                                       recorder: recorder, context: context, logger: log) {
+                                                       recorder: recorder, context: context, dedup: dedup, logger: log) {
                         case .success(let record): return .success(record)
                         case .failure(let error): return .retry(error)
                         }
@@ -164,7 +172,8 @@ public struct BackupRunner: Sendable {
     /// Runs one capture through the typed stages; a failure is returned, not thrown, so the
     /// other components still commit.
     func captureComponent(_ capture: ComponentJob, layout: SetLayout, recipients: [Recipient], start: Date,
-                          recorder: EventRecorder, context: CaptureContext, logger: Logger) -> Result<ComponentRecord, CNBackupError> {
+                          recorder: EventRecorder, context: CaptureContext, dedup: DedupRun? = nil,
+                          logger: Logger) -> Result<ComponentRecord, CNBackupError> {
         let started = Date()
         let startOrder = recorder.next()
         logger.info("capture started", metadata: ["component": "\(capture.name)", "role": "\(capture.role.rawValue)"])
@@ -182,6 +191,21 @@ public struct BackupRunner: Sendable {
             let stoppable = CancellableStream(source, cancellation: cancellation, what: "capture \(capture.name)")
             let captured = Captured(stream: Progress.track(stoppable, name: capture.name, total: capture.sizeHint),
                                     description: description, sizeHint: capture.sizeHint)
+            if capture.dedup, let dedup {
+                var record = try storeDeduplicated(capture, captured: captured, dedup: dedup, layout: layout, recipients: recipients,
+                                                   logger: logger)
+                record.started = Timestamp.format(started)
+                record.ended = Timestamp.format(Date())
+                record.startOrder = startOrder
+                record.endOrder = recorder.next()
+                record.postgres = evidence
+                record.sealedRowCounts = try counting?.counter.finish().map { try SealedRowCounts.seal($0, to: recipients) }
+                if capture.role == .apps, let evidence { context.recordAppsSnapshot(evidence.serverNowBeforeSnapshot) }
+                logger.info("capture stored", metadata: ["component": "\(capture.name)", "plaintext": "\(record.plaintextSize)",
+                                                         "stored": "\(record.dedup?.newStoredBytes ?? 0)", "chunks": "\(record.dedup?.chunks ?? 0)",
+                                                         "new chunks": "\(record.dedup?.newChunks ?? 0)"])
+                return .success(record)
+            }
             let compressed = try Compress(settings: definition.compression, checkingFrames: definition.readBack == .full).run(captured)
             let sealed = try Seal(recipients: recipients).run(compressed)
             let stored = try Upload(store: store, key: layout.key(relative: objectName),
@@ -228,6 +252,51 @@ public struct BackupRunner: Sendable {
 }
 
 extension BackupRunner {
+    /// A deduplicated capture: new chunks stored and read back, then the sealed index (the
+    /// component's object, through the usual stages) and the clear chunk table.
+    func storeDeduplicated(_ capture: ComponentJob, captured: Captured, dedup: DedupRun, layout: SetLayout,
+                           recipients: [Recipient], logger: Logger) throws -> ComponentRecord {
+        let tags = objectTags(layout: layout, component: capture.name)
+        let writer = DedupWriter(store: store, node: layout.node, secret: dedup.secret, recipients: recipients,
+                                 level: definition.compression.level, readBack: definition.readBack, tags: tags, reuse: dedup.reuse)
+        let result = try writer.write(captured.stream, chunker: ContentDefinedChunker(secret: dedup.secret))
+        guard let plaintextSHA256 = captured.plaintext.digest else {
+            throw CNBackupError(.capture, "the capture of \(capture.name) ended before its end")
+        }
+        // Chunks it reuses are safe from prune only while their sets are younger than the grace period.
+        guard Date().timeIntervalSince(dedup.start) < dedup.grace else {
+            throw CNBackupError(.capture, "the run took longer than the dedup grace period (dedup.graceHours): chunks it reuses may have been pruned meanwhile; raise graceHours")
+        }
+        var indexBytes: [UInt8] = []
+        for reference in result.index { indexBytes += try reference.line() }
+        var tableBytes: [UInt8] = []
+        for reference in result.table { tableBytes += try reference.line() }
+        let tableName = try SetLayout.newChunkTableName(component: capture.name)
+        try store.putBytes(key: layout.key(relative: tableName), tableBytes, options: PutOptions(tags: tags, ifAbsent: true))
+        let indexName = try SetLayout.newIndexName(component: capture.name)
+        let index = Captured(stream: MemoryStream(indexBytes), description: captured.description)
+        let compressed = try Compress(settings: CompressionSettings(level: definition.compression.level, workers: 0),
+                                      checkingFrames: definition.readBack == .full).run(index)
+        let sealed = try Seal(recipients: recipients).run(compressed)
+        let stored = try Upload(store: store, key: layout.key(relative: indexName), tags: tags).run(sealed)
+        let verified = try ReadBack(store: store, mode: definition.readBack).run(stored)
+        var record = ComponentRecord(
+            name: capture.name, role: capture.role, source: capture.summary + " (deduplicated)", objectKey: indexName,
+            storedSize: stored.storedSize, storedSHA256: stored.storedSHA256.hex,
+            headerSHA256: SHA256Hasher.hash(sealed.header.bytes).hex, etag: stored.info.etag,
+            plaintextSize: captured.plaintext.count,
+            plaintextDigestHMAC: try sealed.dataKey.plaintextDigestMAC(plaintextSHA256).hex,
+            codec: compressed.codec, keyIds: sealed.header.keyIDs, segmentSize: sealed.header.segmentSize,
+            started: "", ended: "", startOrder: 0, endOrder: 0,
+            readBack: ReadBackRecord(rawValue: verified.mode.rawValue) ?? .full, epoch: capture.epoch)
+        record.dedup = DedupRecord(chunkTable: tableName, chunkTableSize: Int64(tableBytes.count),
+                                   chunkTableSHA256: SHA256Hasher.hash(tableBytes).hex, chunks: result.index.count,
+                                   distinctChunks: result.table.count, newChunks: result.newChunks,
+                                   newStoredBytes: result.newStoredBytes, reusedFrom: result.reusedFrom,
+                                   dedupKeyId: dedup.secret.keyID)
+        return record
+    }
+
     /// Writes the clear copy of a base backup's `backup_manifest` beside its sealed object (only if
     /// absent), so the next run can take an incremental against it without a key that opens backup
     /// data; its SHA-256 is in the signed manifest (docs/FORMAT.md says what it reveals). Returns its

@@ -43,6 +43,8 @@ struct ComponentJob: Sendable {
     let epoch: Epoch?
     /// For a parallel dump (`jobs: N`, N > 1): which part of its database's dump this is.
     var part: ParallelDump.PartSpec? = nil
+    /// Stored as deduplicated chunks (globals stay a plain object: they are small).
+    var dedup = false
 
     var summary: String {
         if case .postgres(let pg) = source {
@@ -142,13 +144,17 @@ struct ComponentJob: Sendable {
 extension CaptureDefinition {
     var jobs: [ComponentJob] {
         guard case .postgres(let pg) = source, pg.method == .dump else {
-            return [ComponentJob(name: name, role: role, source: source, database: nil, isGlobals: false, epoch: epoch)]
+            var job = ComponentJob(name: name, role: role, source: source, database: nil, isGlobals: false, epoch: epoch)
+            job.dedup = dedup
+            return [job]
         }
         var jobs: [ComponentJob] = []
         for database in pg.databases {
             let group = "\(name)-\(database)"
             guard pg.jobs > 1 else {
-                jobs.append(ComponentJob(name: group, role: role, source: source, database: database, isGlobals: false, epoch: epoch))
+                var job = ComponentJob(name: group, role: role, source: source, database: database, isGlobals: false, epoch: epoch)
+                job.dedup = dedup
+                jobs.append(job)
                 continue
             }
             for part in ParallelDump.PartSpec.all(group: group, database: database, dataParts: pg.jobs) {

@@ -49,6 +49,18 @@ public struct CaptureDefinition: Sendable, Equatable {
     /// synchronizer upgrade both physical synchronizers run for up to 30 days, and the old one's
     /// sequencer and mediator (an older serial of the same migration) may be captured too.
     public var epoch: Epoch? = nil
+    /// `dedup: true` (postgres dumps, commands, files): cut into content-defined chunks and store
+    /// only those no kept set of the node holds (docs/FORMAT.md, "Deduplicated components").
+    public var dedup = false
+}
+
+/// `dedup:` at the top of a pipeline: the secret that names and cuts chunks, and the grace period.
+public struct DedupSettings: Sendable, Equatable {
+    public var keyFile: String
+    /// Runs reuse only chunks of sets younger than this and must commit within it; prune deletes
+    /// a chunk only when no set references it and no set folder with an object younger than twice
+    /// this could (docs/FORMAT.md).
+    public var graceSeconds: TimeInterval = 7 * 86_400
 }
 
 public enum ReadBackMode: String, Codable, Sendable, CaseIterable {
@@ -79,6 +91,8 @@ public struct PipelineDefinition: Sendable {
     public var parallelism: Int
     /// `order:` Splice's rule (the default) or Canton's (docs/CANTON.md, "Canton's own order").
     public var order: CaptureOrder = .splice
+    /// `dedup:` (needed when any capture has `dedup: true`).
+    public var dedup: DedupSettings? = nil
     /// Things that work but deserve a look (a single recipient).
     public var warnings: [String]
 
@@ -129,7 +143,7 @@ public struct PipelineDefinition: Sendable {
 
     public static func parse(_ text: String, file: String = "pipeline", epoch override: Epoch? = nil) throws -> PipelineDefinition {
         var top = try YAMLMap(try composeRoot(text, file: file), path: "", file: file)
-        try top.rejectKeys(notIn: ["version", "node", "epoch", "store", "encryption", "signing", "compression", "verify", "parallelism", "order", "captures"])
+        try top.rejectKeys(notIn: ["version", "node", "epoch", "store", "encryption", "signing", "compression", "verify", "parallelism", "order", "dedup", "captures"])
         var warnings: [String] = []
 
         let versionNode = try top.require("version")
@@ -149,8 +163,23 @@ public struct PipelineDefinition: Sendable {
             }
             order = parsed
         }
+        var dedup: DedupSettings?
+        if var dedupMap = try top.map("dedup") {
+            var settings = DedupSettings(keyFile: try dedupMap.requireString("keyFile"))
+            if let hours = try dedupMap.int("graceHours") {
+                guard (1...24 * 90).contains(hours) else {
+                    throw dedupMap.error(dedupMap.value("graceHours"), "graceHours", "graceHours must be 1 to 2160: longer than any run, shorter than the retention")
+                }
+                settings.graceSeconds = TimeInterval(hours) * 3600
+            }
+            try dedupMap.rejectUnknown()
+            dedup = settings
+        }
         let captures = try parseCaptures(&top, file: file)
         try top.rejectUnknown()
+        if dedup == nil, let first = captures.first(where: \.dedup) {
+            throw YAMLMap.error(file, top.node, "dedup", "capture \(first.name) has dedup: true, which needs the pipeline's dedup: { keyFile: FILE } (cnbackup keys generate --dedup --out FILE)")
+        }
         try checkComponentNames(captures, file: file)
         try checkRequiredRoles(captures, node: node, file: file)
 
@@ -164,6 +193,7 @@ public struct PipelineDefinition: Sendable {
         var checked = definition
         checked.scanURL = scanURL
         checked.order = order
+        checked.dedup = dedup
         let inPod = ProcessInfo.processInfo.environment["KUBERNETES_SERVICE_HOST"].map { !$0.isEmpty } ?? false
         for capture in captures {
             if case .kubernetesSecret(let secret) = capture.source, secret.apiServer == nil, !inPod {
@@ -435,13 +465,18 @@ public struct PipelineDefinition: Sendable {
             throw map.error(map.value("role"), "role", "\"\(roleText)\" is not a role: use \(ComponentRole.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         var sources: [CaptureSourceDefinition] = []
+        let dedup = try map.bool("dedup") ?? false
         if let arguments = try map.strings("command") {
             guard !arguments.isEmpty, !arguments[0].isEmpty else { throw map.error(map.value("command"), "command", "the command must not be empty") }
             sources.append(.command(arguments: arguments, environment: try map.stringMap("env") ?? [:]))
         }
         if let path = try map.string("file") { sources.append(.file(path: path)) }
         if let path = try map.string("directory") { sources.append(.directory(path: path)) }
-        if var pg = try map.map("postgres") { sources.append(.postgres(try parsePostgres(&pg, file: file))) }
+        var postgresDedup = false
+        if var pg = try map.map("postgres") {
+            postgresDedup = try pg.bool("dedup") ?? false
+            sources.append(.postgres(try parsePostgres(&pg, file: file)))
+        }
         if var http = try map.map("http") { sources.append(.http(try parseHTTP(&http, role: role, file: file))) }
         if var snapshot = try map.map("snapshotReference") {
             sources.append(.snapshotReference(name: try snapshot.requireString("name"), takenAt: try snapshot.string("takenAt")))
@@ -461,7 +496,20 @@ public struct PipelineDefinition: Sendable {
         guard sources.count == 1, let source = sources.first else {
             throw YAMLMap.error(file, node, path, "a capture needs exactly one source: command, file, directory, postgres, http, kubernetesSecret or snapshotReference (found \(sources.count))")
         }
-        return CaptureDefinition(name: name, role: role, source: source, epoch: ownEpoch)
+        var definition = CaptureDefinition(name: name, role: role, source: source, epoch: ownEpoch)
+        switch source {
+        case .postgres(let pg):
+            if dedup { throw map.error(map.value("dedup"), "dedup", "for a postgres capture, write dedup: true inside postgres:") }
+            if postgresDedup && (pg.method != .dump || pg.jobs > 1) {
+                throw YAMLMap.error(file, node, path + ".postgres.dedup", "dedup goes with single-job pg_dump captures (method: dump, no jobs): a physical capture has incrementals instead")
+            }
+            definition.dedup = postgresDedup
+        case .command, .file:
+            definition.dedup = dedup
+        default:
+            if dedup { throw map.error(map.value("dedup"), "dedup", "dedup goes with postgres dumps, commands and files") }
+        }
+        return definition
     }
 
     /// A capture's `postgres:` source: its method and what goes with it.

@@ -17,6 +17,7 @@ extension PipelineDefinition {
         copy.signingKeyFile = resolve(signingKeyFile)
         copy.symmetricKeyFiles = symmetricKeyFiles.map(resolve)
         copy.store.caFile = store.caFile.map(resolve)
+        copy.dedup?.keyFile = resolve(dedup?.keyFile ?? "")
         copy.captures = captures.map { capture in
             var capture = capture
             switch capture.source {
@@ -59,6 +60,11 @@ extension PipelineDefinition {
             do { _ = try KeyFile.loadSymmetricRecipient(path: path) } catch let error as CNBackupError {
                 problems.append("encryption.symmetricKeyFiles[\(index)]: \(error.message)")
             } catch { problems.append("encryption.symmetricKeyFiles[\(index)]: \(error)") }
+        }
+        if let dedup {
+            do { _ = try KeyFile.loadDedupSecret(path: dedup.keyFile) } catch let error as CNBackupError {
+                problems.append("dedup.keyFile: \(error.message)")
+            } catch { problems.append("dedup.keyFile: \(error)") }
         }
         if let ca = store.caFile { readable(ca, "store.caFile") }
         if let problem = store.fileStoreFolderCheck(createAllowed: false)?.problem { problems.append("store.url: \(problem)") }

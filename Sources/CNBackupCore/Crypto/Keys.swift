@@ -11,6 +11,9 @@ public enum KeyKind: String, CaseIterable, Sendable {
     case ed25519Public = "cnb1-ed25519-pub-"
     case ed25519Secret = "CNB1-ED25519-SECRET-"
     case symmetricSecret = "CNB1-SYMMETRIC-SECRET-"
+    /// The secret of write-only deduplication: it keys chunk ids and the chunker's gear table, and
+    /// opens nothing (docs/FORMAT.md, "Deduplicated components").
+    case dedupSecret = "CNB1-DEDUP-SECRET-"
 
     package var isSecret: Bool { rawValue.contains("SECRET") }
 }
@@ -179,7 +182,7 @@ public struct SignerKey: Sendable, Hashable, CustomStringConvertible {
 /// Key files: comment lines starting with `#` and one key line. Private key files are created
 /// with mode 0600 and never overwritten.
 public enum KeyFile {
-    public enum Kind: Sendable { case x25519, ed25519, symmetric }
+    public enum Kind: Sendable { case x25519, ed25519, symmetric, dedup }
 
     /// Creates a new key file and returns the public string to print (the key id for symmetric keys).
     public static func generate(kind: Kind, at path: String) throws -> String {
@@ -197,8 +200,11 @@ public enum KeyFile {
         case .symmetric:
             secretLine = KeyText.encode(.symmetricSecret, secret)
             publicLine = try KeyID.ofSymmetricKey(secret).description
+        case .dedup:
+            secretLine = KeyText.encode(.dedupSecret, secret)
+            publicLine = try KeyID.ofSymmetricKey(secret).description
         }
-        let label = kind == .symmetric ? "key id" : "public key"
+        let label = kind == .symmetric || kind == .dedup ? "key id" : "public key"
         let text = "# created: \(ISO8601DateFormatter().string(from: Date()))\n# \(label): \(publicLine)\n\(secretLine)\n"
         try writeSecretFile(path: path, contents: Array(text.utf8))
         return publicLine
@@ -236,6 +242,8 @@ public enum KeyFile {
                            keyId: KeyID.ofPublicKey(key).description)
         case .symmetricSecret:
             return Summary(kind: "symmetric", isPrivate: true, publicKey: nil, keyId: try KeyID.ofSymmetricKey(secret).description)
+        case .dedupSecret:
+            return Summary(kind: "dedup", isPrivate: true, publicKey: nil, keyId: try KeyID.ofSymmetricKey(secret).description)
         }
     }
 
@@ -297,6 +305,14 @@ public enum KeyFile {
         let line = try readKeyLine(path: path)
         let (_, key) = try KeyText.decode(line, expecting: [.symmetricSecret], what: "symmetric key file \(path)")
         return .symmetric(try SymmetricKey(key))
+    }
+
+    /// Loads the dedup secret (`dedup.keyFile`): chunk ids and chunk boundaries come from it.
+    public static func loadDedupSecret(path: String) throws -> DedupSecret {
+        try requirePrivateMode(path: path, what: "dedup key file")
+        let line = try readKeyLine(path: path)
+        let (_, key) = try KeyText.decode(line, expecting: [.dedupSecret], what: "dedup key file \(path)")
+        return try DedupSecret(key)
     }
 
     /// Loads the node's Ed25519 signing key.

@@ -1,0 +1,179 @@
+import Foundation
+import Testing
+@testable import CNBackup
+import CNBackupCore
+import CNBackupTestKit
+import CNBackupStorage
+import CNBackupCatalog
+
+/// Write-only deduplication: content-defined chunks, reuse only through signed records, readers
+/// that refuse a chunk before releasing any of it, and a job whose secrets open nothing.
+@Suite struct DedupTests {
+    func dedupPipeline(_ f: Fixture, dir: String, input: String) throws -> PipelineDefinition {
+        let keyFile = dir + "/dedup.key"
+        if !FileManager.default.fileExists(atPath: keyFile) { _ = try KeyFile.generate(kind: .dedup, at: keyFile) }
+        return try f.pipeline(extra: "dedup: { keyFile: \"\(keyFile)\" }", """
+          - { name: dump, role: other, file: "\(input)", dedup: true }
+        """)
+    }
+
+    func restored(_ f: Fixture, _ result: RunResult, dir: String) throws -> [UInt8] {
+        let path = dir + "/restored-\(result.setId)"
+        try Restorer(catalog: f.catalog).restore(f.catalog.trustedSet(setId: result.setId), component: "dump", identities: [f.identity],
+                                                 to: .file(path: path, overwrite: false))
+        return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    func chunkKeys(_ f: Fixture) throws -> [String] {
+        try f.store.list(prefix: SetLayout.chunkFolder(node: "node-1")).map(\.key)
+    }
+
+    @Test func anInsertChangesTheChunksAroundIt() throws {
+        let secret = try DedupSecret(try randomBytes(32))
+        let chunker = ContentDefinedChunker(secret: secret)
+        var generator = SystemRandomNumberGenerator()
+        let original = (0..<(12 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        var edited = original
+        edited.insert(contentsOf: Array("an inserted row\n".utf8), at: 6 << 20)
+        func ids(_ bytes: [UInt8]) throws -> [String] {
+            let stream = ChunkingStream(MemoryStream(bytes, chunkSize: 100_000), chunker: chunker)
+            var result: [String] = []
+            var total = 0
+            while let chunk = try stream.next() {
+                #expect(chunk.count <= chunker.maximumSize)
+                total += chunk.count
+                result.append(try secret.chunkID(chunk))
+            }
+            #expect(total == bytes.count)
+            return result
+        }
+        let before = try ids(original), after = try ids(edited)
+        #expect(before.count >= 6 && before.count <= 48)
+        #expect(Set(after).subtracting(before).count <= 2)
+        // Another secret cuts elsewhere: sizes do not follow from the content alone.
+        let other = ContentDefinedChunker(secret: try DedupSecret(try randomBytes(32)))
+        let first = try ChunkingStream(MemoryStream(original), chunker: chunker).next()?.count
+        let firstOther = try ChunkingStream(MemoryStream(original), chunker: other).next()?.count
+        #expect(first != firstOther)
+    }
+
+    @Test func aSecondDumpStoresOnlyWhatChangedAndRestoresIdentical() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            var bytes = patternBytes(10 << 20)
+            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/input"))
+            let first = try f.run(try dedupPipeline(f, dir: dir, input: dir + "/input"))
+            #expect(first.isComplete)
+            let firstRecord = try #require(first.manifest.components.first?.dedup)
+            #expect(firstRecord.newChunks == firstRecord.distinctChunks && firstRecord.reusedFrom.isEmpty)
+            let chunksAfterFirst = try chunkKeys(f).count
+
+            bytes.insert(contentsOf: patternBytes(50_000, seed: 42), at: 4 << 20)
+            try FileManager.default.removeItem(atPath: dir + "/input")
+            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/input"))
+            let second = try f.run(try dedupPipeline(f, dir: dir, input: dir + "/input"))
+            let secondRecord = try #require(second.manifest.components.first?.dedup)
+            #expect(secondRecord.reusedFrom == [first.setId])
+            #expect(secondRecord.newChunks <= 2, "\(secondRecord)")
+            #expect(try chunkKeys(f).count == chunksAfterFirst + secondRecord.newChunks)
+            #expect(try restored(f, second, dir: dir) == bytes)
+            let report = try Verifier(catalog: f.catalog).verify(setId: second.setId, identities: [f.identity])
+            #expect(report.ok, "\(report)")
+            // The listing shows sets only: chunks are not ignored keys of the catalog.
+            #expect(try f.catalog.scan().ignored.isEmpty)
+        }
+    }
+
+    @Test func aSwappedOrPlantedChunkIsRefusedBeforeAnyByte() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            try Data(patternBytes(6 << 20)).write(to: URL(fileURLWithPath: dir + "/input"))
+            let result = try f.run(try dedupPipeline(f, dir: dir, input: dir + "/input"))
+            let keys = try chunkKeys(f)
+            try #require(keys.count >= 3)
+            // The writer swaps two chunks' bytes: each is a genuine chunk of this node, sealed to the
+            // same recipients, but not the one the index binds at that place.
+            let root = dir + "/store/"
+            let a = try Data(contentsOf: URL(fileURLWithPath: root + keys[0])), b = try Data(contentsOf: URL(fileURLWithPath: root + keys[1]))
+            try FileManager.default.removeItem(atPath: root + keys[0]); try FileManager.default.removeItem(atPath: root + keys[1])
+            try b.write(to: URL(fileURLWithPath: root + keys[0])); try a.write(to: URL(fileURLWithPath: root + keys[1]))
+            let refused = #expect(throws: CNBackupError.self) { _ = try restored(f, result, dir: dir) }
+            #expect(refused?.code == .integrity)
+            #expect(refused?.message.contains("another sealed header than the index binds") == true, "\(String(describing: refused))")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/restored-\(result.setId)"))
+            // A chunk sealed by someone else to the public recipient, planted at a bound key.
+            try FileManager.default.removeItem(atPath: root + keys[0])
+            let forged = try seal(patternBytes(1000), to: [try Recipient(parsing: f.recipient)])
+            try Data(forged).write(to: URL(fileURLWithPath: root + keys[0]))
+            #expect(throws: CNBackupError.self) { _ = try restored(f, result, dir: dir) }
+            #expect(try !Verifier(catalog: f.catalog).verify(setId: result.setId, identities: [f.identity]).ok)
+        }
+    }
+
+    @Test func reuseComesFromSignedRecordsNeverFromListings() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            let bytes = patternBytes(5 << 20)
+            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/input"))
+            let pipeline = try dedupPipeline(f, dir: dir, input: dir + "/input")
+            let first = try f.run(pipeline)
+            // The writer plants objects named like chunks of this node for every id it can see in
+            // the clear chunk table, under keys of its own choosing.
+            let record = try #require(first.manifest.components.first?.dedup)
+            var planted: [String] = []
+            try f.catalog.readChunkTable(record, layout: first.layout) { reference in
+                let key = SetLayout.chunkFolder(node: "node-1") + reference.id + "-0000000000000000" + SetLayout.objectSuffix
+                try f.store.putBytes(key: key, Array("junk".utf8))
+                planted.append(key)
+            }
+            // The first set is made untrusted (its signature removed): nothing vouches for its chunks now.
+            let signature = try #require(try f.store.list(prefix: first.layout.directory + "/").first {
+                SetLayout.manifestName(ofSignature: ($0.key as NSString).lastPathComponent) != nil
+            })
+            try f.store.delete(keys: [signature.key])
+            let second = try f.run(pipeline)
+            let secondRecord = try #require(second.manifest.components.first?.dedup)
+            #expect(secondRecord.reusedFrom.isEmpty && secondRecord.newChunks == secondRecord.distinctChunks)
+            var referenced: [String] = []
+            try f.catalog.readChunkTable(secondRecord, layout: second.layout) { referenced.append($0.key) }
+            #expect(Set(referenced).isDisjoint(with: planted))
+            #expect(try restored(f, second, dir: dir) == bytes)
+        }
+    }
+
+    @Test func theJobsSecretsOpenNoChunk() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            try Data(patternBytes(2 << 20)).write(to: URL(fileURLWithPath: dir + "/input"))
+            _ = try f.run(try dedupPipeline(f, dir: dir, input: dir + "/input"))
+            let key = try #require(try chunkKeys(f).first)
+            let sealed = try f.store.getBytes(key: key, limit: 16 << 20)
+            // The job holds the signing key, the dedup secret and public recipients: as keys that
+            // might open something, the dedup secret's bytes and a fresh identity are tried.
+            let line = try KeyFile.readKeyLine(path: dir + "/dedup.key")
+            let (_, secretBytes) = try KeyText.decode(line, expecting: [.dedupSecret], what: "test")
+            for identity in [Identity.symmetric(try SymmetricKey(secretBytes)), try newIdentity()] {
+                let refused = #expect(throws: CNBackupError.self) { _ = try openSealed(sealed, with: [identity]) }
+                #expect(refused?.code == .wrongKey)
+            }
+            #expect(try openSealed(sealed, with: [f.identity]).count > 0)
+        }
+    }
+
+    @Test func dedupNeedsItsKeyFileAndASingleJobDump() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            let missing = #expect(throws: CNBackupError.self) {
+                _ = try f.pipeline("""
+                  - { name: dump, role: other, command: [ "true" ], dedup: true }
+                """)
+            }
+            #expect(missing?.message.contains("keyFile") == true)
+            #expect(throws: CNBackupError.self) {
+                _ = try f.pipeline(extra: "dedup: { keyFile: k }", """
+                  - { name: db, role: other, postgres: { host: h, user: u, databases: [ d ], jobs: 4, dedup: true } }
+                """)
+            }
+        }
+    }
+}
