@@ -25,6 +25,9 @@ public struct ChunkReference: Codable, Sendable, Equatable {
     public var plaintextSize: Int64
     /// The recipients the chunk is sealed to: a run reuses only chunks sealed to its own.
     public var keyIds: [KeyID]
+    /// With Object Lock: until when the chunk is retained. A run reuses it only while that covers
+    /// the retention of the set it writes.
+    public var retainUntil: String? = nil
 
     package init(id: String, key: String, headerSHA256: String, storedSize: Int64, storedSHA256: String, plaintextSize: Int64, keyIds: [KeyID]) {
         self.id = id; self.key = key; self.headerSHA256 = headerSHA256; self.storedSize = storedSize
@@ -61,6 +64,9 @@ public struct DedupRecord: Codable, Sendable, Equatable {
     public var reusedFrom: [String]
     /// The dedup secret's key id: a different one means no chunk could be reused.
     public var dedupKeyId: KeyID
+    /// The grace period G the run kept to (`dedup.graceHours`): it reused only chunks of sets
+    /// younger than G and committed within G, which is what prune's clock relies on.
+    public var graceSeconds: Double = 7 * 86_400
 
     package init(chunkTable: String, chunkTableSize: Int64, chunkTableSHA256: String, chunks: Int, distinctChunks: Int,
                  newChunks: Int, newStoredBytes: Int64, reusedFrom: [String], dedupKeyId: KeyID) {

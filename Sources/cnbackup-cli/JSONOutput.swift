@@ -93,8 +93,11 @@ struct PruneJSON: Encodable {
     /// Incrementals whose parent is untrusted or gone: they cannot be restored.
     var brokenChains: [String]
     var applied: Bool
-    init(node: String, plan: RetentionPlan, applied: Bool) {
+    /// Deduplicated chunks no remaining set references (absent for nodes without dedup).
+    var chunks: ChunkCollector.Plan?
+    init(node: String, plan: RetentionPlan, applied: Bool, chunks: ChunkCollector.Plan? = nil) {
         self.node = node
+        self.chunks = chunks
         decisions = plan.decisions.map { Decision(id: $0.setId, setId: $0.setId, keep: $0.keep, reasons: $0.reasons) }
         gaps = plan.gaps.map(GapJSON.init)
         refusedToDelete = plan.refusedToDelete

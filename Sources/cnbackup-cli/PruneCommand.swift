@@ -52,9 +52,12 @@ struct PruneCommand: ParsableCommand {
                 printToStandardError("no sets in \(storeOptions.store): nothing to prune")
             }
             gaps = plan.gaps.count
+            // Deduplicated chunks that no remaining set references (a no-op for nodes without dedup).
+            let chunks = try ChunkCollector(catalog: catalog).plan(node: node, entries: entries,
+                                                                   deleting: plan.refusedToDelete == nil ? Set(plan.deletedSetIds) : [])
             for broken in plan.brokenChains { printToStandardError("cnbackup: broken incremental chain: \(broken)") }
             if json {
-                try printJSON(PruneJSON(node: node, plan: plan, applied: apply))
+                try printJSON(PruneJSON(node: node, plan: plan, applied: apply, chunks: chunks.unreferenced.isEmpty && chunks.refused == nil && chunks.referenced == 0 ? nil : chunks))
             } else {
                 for d in plan.decisions { print("\(d.keep ? "keep  " : "DELETE") \(d.setId)  \(d.reasons.joined(separator: "; "))") }
                 for g in plan.gaps {
@@ -62,10 +65,17 @@ struct PruneCommand: ParsableCommand {
                 }
                 for broken in plan.brokenChains { print("BROKEN CHAIN: \(broken)") }
                 if let refused = plan.refusedToDelete { print("nothing deleted: \(refused)") }
+                if let refused = chunks.refused { print("no chunk deleted: \(refused)") }
+                else if !chunks.unreferenced.isEmpty || chunks.tooYoung > 0 {
+                    print("chunks: \(chunks.unreferenced.count) no set references (\(chunks.bytes) bytes) to delete, \(chunks.tooYoung) unreferenced but younger than twice the grace period kept, \(chunks.referenced) referenced")
+                }
             }
             if apply {
                 let deleted = try pruner.apply(plan, entries: entries)
                 printToStandardError("deleted \(deleted) set(s)")
+                if !chunks.unreferenced.isEmpty, plan.refusedToDelete == nil {
+                    printToStandardError("deleted \(try ChunkCollector(catalog: catalog).apply(chunks)) unreferenced chunk(s)")
+                }
             } else if !plan.deletedSetIds.isEmpty {
                 printToStandardError("dry run: \(plan.deletedSetIds.count) set(s) would be deleted; pass --apply")
             }

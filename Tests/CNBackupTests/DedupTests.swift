@@ -176,4 +176,62 @@ import CNBackupCatalog
             }
         }
     }
+
+    @Test func pruneDeletesOnlyUnreferencedChunksOnItsClockAndNothingMidRun() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            _ = try KeyFile.generate(kind: .dedup, at: dir + "/dedup.key")
+            let pipeline = try f.pipeline(extra: "dedup: { keyFile: \"\(dir)/dedup.key\", graceHours: 1 }", """
+              - { name: dump, role: other, file: "\(dir)/input", dedup: true }
+            """)
+            let original = patternBytes(6 << 20)
+            try Data(original).write(to: URL(fileURLWithPath: dir + "/input"))
+            let a = try f.run(pipeline)
+            var edited = original
+            edited.replaceSubrange((3 << 20)..<((3 << 20) + 100_000), with: patternBytes(100_000, seed: 9))
+            try FileManager.default.removeItem(atPath: dir + "/input")
+            try Data(edited).write(to: URL(fileURLWithPath: dir + "/input"))
+            let b = try f.run(pipeline)
+            let bRecord = try #require(b.manifest.components.first?.dedup)
+            #expect(bRecord.reusedFrom == [a.setId] && bRecord.newChunks >= 1)
+            var onlyA = Set<String>()
+            try f.catalog.readChunkTable(try #require(a.manifest.components.first?.dedup), layout: a.layout) { onlyA.insert($0.key) }
+            try f.catalog.readChunkTable(bRecord, layout: b.layout) { onlyA.remove($0.key) }
+            try #require(!onlyA.isEmpty)
+
+            let collector = ChunkCollector(catalog: f.catalog)
+            let entries = try f.catalog.entries(node: "node-1")
+            // Within twice the grace period of their writing, even unreferenced chunks stay.
+            let now = try collector.plan(node: "node-1", entries: entries, deleting: [a.setId])
+            #expect(now.unreferenced.isEmpty && now.tooYoung == onlyA.count)
+            // A run still going (a set folder with an object and no manifest, written within 2G) stops every chunk deletion.
+            let later = Date().addingTimeInterval(3 * 3600)
+            let running = "node-1/migration-4/serial-2/20991231T000000Z-0badc0de/journal-0000000000000000.json"
+            try f.store.putBytes(key: running, Array("{}".utf8))
+            try FileManager.default.setAttributes([.modificationDate: later.addingTimeInterval(-600)], ofItemAtPath: dir + "/store/" + running)
+            let midRun = try collector.plan(node: "node-1", entries: entries, deleting: [a.setId], now: later)
+            #expect(midRun.refused != nil && midRun.unreferenced.isEmpty)
+            try f.store.delete(keys: [running])
+            // Past 2G with nothing running: exactly the chunks only the deleted set used.
+            let due = try collector.plan(node: "node-1", entries: entries, deleting: [a.setId], now: later)
+            #expect(due.refused == nil && Set(due.unreferenced) == onlyA)
+            // Without deleting A, its chunks stay referenced.
+            #expect(try collector.plan(node: "node-1", entries: entries, deleting: [], now: later).unreferenced.isEmpty)
+            // Prune deletes A, then the chunks; B restores whole.
+            try f.store.delete(keys: try f.store.list(prefix: a.layout.directory + "/").map(\.key))
+            #expect(try collector.apply(due) == onlyA.count)
+            #expect(try restored(f, b, dir: dir) == edited)
+
+            // The writer re-plants a pruned chunk at its old key; a run with that content again never reuses it.
+            let replanted = try #require(onlyA.first)
+            try f.store.putBytes(key: replanted, Array("planted".utf8))
+            try FileManager.default.removeItem(atPath: dir + "/input")
+            try Data(original).write(to: URL(fileURLWithPath: dir + "/input"))
+            let c = try f.run(pipeline)
+            var cKeys = Set<String>()
+            try f.catalog.readChunkTable(try #require(c.manifest.components.first?.dedup), layout: c.layout) { cKeys.insert($0.key) }
+            #expect(cKeys.isDisjoint(with: onlyA))
+            #expect(try restored(f, c, dir: dir) == original)
+        }
+    }
 }

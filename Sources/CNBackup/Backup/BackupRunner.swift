@@ -294,6 +294,7 @@ extension BackupRunner {
                                    distinctChunks: result.table.count, newChunks: result.newChunks,
                                    newStoredBytes: result.newStoredBytes, reusedFrom: result.reusedFrom,
                                    dedupKeyId: dedup.secret.keyID)
+        record.dedup?.graceSeconds = dedup.grace
         return record
     }
 

@@ -60,7 +60,8 @@ public struct DedupSettings: Sendable, Equatable {
     /// Runs reuse only chunks of sets younger than this and must commit within it; prune deletes
     /// a chunk only when no set references it and no set folder with an object younger than twice
     /// this could (docs/FORMAT.md).
-    public var graceSeconds: TimeInterval = 7 * 86_400
+    public var graceSeconds: TimeInterval = DedupSettings.defaultGrace
+    public static let defaultGrace: TimeInterval = 7 * 86_400
 }
 
 public enum ReadBackMode: String, Codable, Sendable, CaseIterable {
