@@ -37,6 +37,9 @@ public struct PutOptions: Sendable {
     public var settleByDigest: Bool = true
     /// The expected size, when known, so a store can choose its part size.
     public var sizeHint: Int64?
+    /// Retain this object longer than the store's Object Lock days (a deduplicated chunk, which
+    /// later sets reuse); nil: the store's own setting. Ignored by stores without a lock.
+    public var retentionDays: Int? = nil
 
     public init(tags: [String: String] = [:], ifAbsent: Bool = false, sizeHint: Int64? = nil, settleByDigest: Bool = true) {
         self.tags = tags; self.ifAbsent = ifAbsent; self.sizeHint = sizeHint; self.settleByDigest = settleByDigest

@@ -234,4 +234,47 @@ import CNBackupCatalog
             #expect(try restored(f, c, dir: dir) == original)
         }
     }
+
+    @Test func copyCarriesTheChunksAndTheDestinationDeduplicatesToo() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            var bytes = patternBytes(6 << 20)
+            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/input"))
+            let pipeline = try dedupPipeline(f, dir: dir, input: dir + "/input")
+            let a = try f.run(pipeline)
+            bytes.append(contentsOf: patternBytes(300_000, seed: 5))
+            try FileManager.default.removeItem(atPath: dir + "/input")
+            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/input"))
+            let b = try f.run(pipeline)
+            let destination = FileSystemStore(root: dir + "/copy")
+            let copier = Copier(source: f.catalog, destination: destination)
+            let first = try copier.copy(setIds: [a.setId])
+            #expect(first.allSatisfy { $0.error == nil && $0.verified }, "\(first)")
+            let second = try copier.copy(setIds: [b.setId])
+            #expect(second.allSatisfy { $0.error == nil && $0.verified }, "\(second)")
+            let record = try #require(b.manifest.components.first?.dedup)
+            // The chunks B shares with A were found at the destination, not copied again.
+            #expect(second[0].skippedObjects >= record.distinctChunks - record.newChunks)
+            let copied = Catalog(store: destination, signers: [f.signer])
+            try Restorer(catalog: copied).restore(copied.trustedSet(setId: b.setId), component: "dump", identities: [f.identity],
+                                                  to: .file(path: dir + "/from-copy", overwrite: false))
+            #expect(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/from-copy"))) == bytes)
+        }
+    }
+
+    @Test func underObjectLockAChunkIsReusedOnlyWhileItsLockCoversTheNewSet() throws {
+        let grace: TimeInterval = 86_400
+        let lock = ChunkLock(lockDays: 30, grace: grace)
+        #expect(lock.chunkDays == 32)
+        let written = Date()
+        var reference = ChunkReference(id: "x", key: ".chunks/n/x-0.zst.cnb", headerSHA256: "", storedSize: 1, storedSHA256: "",
+                                       plaintextSize: 1, keyIds: [])
+        reference.retainUntil = Timestamp.format(written.addingTimeInterval(32 * 86_400))
+        #expect(ChunkLock.covers(reference, start: written.addingTimeInterval(3600), grace: grace, lockDays: 30))
+        #expect(ChunkLock.covers(reference, start: written.addingTimeInterval(grace - 60), grace: grace, lockDays: 30))
+        #expect(!ChunkLock.covers(reference, start: written.addingTimeInterval(grace + 3600), grace: grace, lockDays: 30))
+        reference.retainUntil = nil
+        #expect(!ChunkLock.covers(reference, start: written, grace: grace, lockDays: 30))
+        #expect(ChunkLock.covers(reference, start: written, grace: grace, lockDays: nil))
+    }
 }

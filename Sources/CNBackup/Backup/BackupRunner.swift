@@ -75,7 +75,8 @@ public struct BackupRunner: Sendable {
             let secret = try KeyFile.loadDedupSecret(path: settings.keyFile)
             let reuse = ChunkReuse.load(store: store, node: definition.node.name, signer: signingKey.publicKey,
                                         components: jobs.filter(\.dedup).map(\.name), dedupKeyId: secret.keyID,
-                                        recipients: recipients.map(\.keyID), start: start, grace: settings.graceSeconds)
+                                        recipients: recipients.map(\.keyID), start: start, grace: settings.graceSeconds,
+                                        lockDays: definition.store.objectLock?.days)
             for problem in reuse.problems { log.warning("dedup: \(problem)") }
             return DedupRun(secret: secret, reuse: reuse, grace: settings.graceSeconds, start: start)
         }
@@ -258,7 +259,8 @@ extension BackupRunner {
                            recipients: [Recipient], logger: Logger) throws -> ComponentRecord {
         let tags = objectTags(layout: layout, component: capture.name)
         let writer = DedupWriter(store: store, node: layout.node, secret: dedup.secret, recipients: recipients,
-                                 level: definition.compression.level, readBack: definition.readBack, tags: tags, reuse: dedup.reuse)
+                                 level: definition.compression.level, readBack: definition.readBack, tags: tags, reuse: dedup.reuse,
+                                 chunkLock: definition.store.objectLock.map { ChunkLock(lockDays: $0.days, grace: dedup.grace) })
         let result = try writer.write(captured.stream, chunker: ContentDefinedChunker(secret: dedup.secret))
         guard let plaintextSHA256 = captured.plaintext.digest else {
             throw CNBackupError(.capture, "the capture of \(capture.name) ended before its end")

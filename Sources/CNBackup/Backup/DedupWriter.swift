@@ -14,8 +14,10 @@ struct ChunkReuse: Sendable {
     var byID: [String: (reference: ChunkReference, setId: String)] = [:]
     var problems: [String] = []
 
+    /// - Parameter lockDays: the store's Object Lock days, when it has a lock: a chunk is reused
+    ///   only while its own retention covers that of the set being written (`ChunkLock`).
     static func load(store: any ObjectStore, node: String, signer: SignerKey, components: [String], dedupKeyId: KeyID,
-                     recipients: [KeyID], start: Date, grace: TimeInterval) -> ChunkReuse {
+                     recipients: [KeyID], start: Date, grace: TimeInterval, lockDays: Int? = nil) -> ChunkReuse {
         var reuse = ChunkReuse()
         guard !components.isEmpty else { return reuse }
         let catalog = Catalog(store: store, pins: SignerPins(anyNode: [], perNode: [node: [signer]]))
@@ -35,7 +37,8 @@ struct ChunkReuse: Sendable {
             var found: [String: (reference: ChunkReference, setId: String)] = [:]
             do {
                 try catalog.readChunkTable(record, layout: set.layout) { reference in
-                    if Set(reference.keyIds) == wanted, reference.key.hasPrefix(SetLayout.chunkFolder(node: node)) {
+                    if Set(reference.keyIds) == wanted, reference.key.hasPrefix(SetLayout.chunkFolder(node: node)),
+                       ChunkLock.covers(reference, start: start, grace: grace, lockDays: lockDays) {
                         found[reference.id] = (reference, set.setId)
                     }
                 }
@@ -63,6 +66,7 @@ final class DedupWriter: @unchecked Sendable {
     private let readBack: ReadBackMode
     private let tags: [String: String]
     private let reuse: ChunkReuse
+    private let chunkLock: ChunkLock?
     private let lock = NSLock()
     private var completed: [String: ChunkReference] = [:]
     private var failure: Error?
@@ -78,8 +82,8 @@ final class DedupWriter: @unchecked Sendable {
     }
 
     init(store: any ObjectStore, node: String, secret: DedupSecret, recipients: [Recipient], level: Int, readBack: ReadBackMode,
-         tags: [String: String], reuse: ChunkReuse, parallel: Int = 4) {
-        self.store = store; self.node = node; self.secret = secret; self.recipients = recipients
+         tags: [String: String], reuse: ChunkReuse, chunkLock: ChunkLock? = nil, parallel: Int = 4) {
+        self.store = store; self.node = node; self.secret = secret; self.recipients = recipients; self.chunkLock = chunkLock
         self.level = Int32(level); self.readBack = readBack; self.tags = tags; self.reuse = reuse
         self.slots = DispatchSemaphore(value: parallel)
     }
@@ -162,8 +166,10 @@ final class DedupWriter: @unchecked Sendable {
         let sealing = try SealingStream(MemoryStream(compressed), recipients: recipients,
                                         description: ChunkDescription.make(node: node, id: id))
         let sealed = try sealing.readAll(limit: compressed.count + (1 << 20))
-        let info = try store.put(key: key, from: MemoryStream(sealed),
-                                 options: PutOptions(tags: tags, ifAbsent: true, sizeHint: Int64(sealed.count), settleByDigest: false))
+        var options = PutOptions(tags: tags, ifAbsent: true, sizeHint: Int64(sealed.count), settleByDigest: false)
+        options.retentionDays = chunkLock?.chunkDays
+        let written = Date()
+        let info = try store.put(key: key, from: MemoryStream(sealed), options: options)
         guard info.size == Int64(sealed.count) else {
             throw CNBackupError(.integrity, "chunk \(key) holds \(info.size) bytes in \(store.displayName), \(sealed.count) were written")
         }
@@ -171,9 +177,12 @@ final class DedupWriter: @unchecked Sendable {
             _ = try ComponentReader.authenticateWritten(store: store, key: key, storedSize: Int64(sealed.count),
                                                         dataKey: sealing.dataKey, header: sealing.header)
         }
-        return ChunkReference(id: id, key: key, headerSHA256: SHA256Hasher.hash(sealing.header.bytes).hex,
-                              storedSize: Int64(sealed.count), storedSHA256: SHA256Hasher.hash(sealed).hex,
-                              plaintextSize: Int64(chunk.count), keyIds: sealing.header.keyIDs)
+        var reference = ChunkReference(id: id, key: key, headerSHA256: SHA256Hasher.hash(sealing.header.bytes).hex,
+                                       storedSize: Int64(sealed.count), storedSHA256: SHA256Hasher.hash(sealed).hex,
+                                       plaintextSize: Int64(chunk.count), keyIds: sealing.header.keyIDs)
+        // The earliest the lock can end (the store counts from its own receipt, a little later).
+        reference.retainUntil = chunkLock.map { Timestamp.format(written.addingTimeInterval(TimeInterval($0.chunkDays) * 86_400)) }
+        return reference
     }
 }
 
@@ -183,4 +192,29 @@ struct DedupRun: Sendable {
     let reuse: ChunkReuse
     let grace: TimeInterval
     let start: Date
+}
+
+/// Object Lock and reuse. A set's objects are retained D days (`store.objectLock.days`); a chunk
+/// that later sets reuse must stay retained as long as the longest-retained of them. Extending a
+/// lock needs `s3:PutObjectRetention`, which the writer is denied (granted, a leaked writer could
+/// lock anything for years), so chunks are instead written with D + 2G days (G the grace period),
+/// and reused only while their retention covers a set committed within G from now: until
+/// start + G + D. That holds for the G after a chunk is written, the same window in which sets
+/// may reuse it at all; later runs store the chunk again under a new key. The cost: chunks stay
+/// 2G longer, and a dump's unchanged chunks are stored again every G.
+struct ChunkLock: Sendable {
+    let lockDays: Int
+    let graceDays: Int
+    var chunkDays: Int { lockDays + 2 * graceDays }
+
+    init(lockDays: Int, grace: TimeInterval) {
+        self.lockDays = lockDays
+        self.graceDays = Int((grace / 86_400).rounded(.up))
+    }
+
+    static func covers(_ reference: ChunkReference, start: Date, grace: TimeInterval, lockDays: Int?) -> Bool {
+        guard let lockDays else { return true }
+        guard let until = reference.retainUntil.flatMap(Timestamp.parse) else { return false }
+        return until >= start.addingTimeInterval(grace + TimeInterval(lockDays) * 86_400)
+    }
 }

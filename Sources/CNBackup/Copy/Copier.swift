@@ -66,6 +66,36 @@ public struct Copier: Sendable {
                     try destination.put(key: key, from: stream, options: PutOptions(tags: tags, sizeHint: record.storedSize))
                     outcome.copiedObjects += 1
                 }
+                // Deduplicated components: the chunk table, then every chunk it lists that the
+                // destination lacks (its key is kept, so the destination deduplicates too).
+                for record in manifest.components {
+                    guard let dedup = record.dedup else { continue }
+                    let tags = SetCommitter.tags(layout: set.layout, component: record.name)
+                    try source.readChunkTable(dedup, layout: set.layout) { chunk in
+                        if let existing = try destination.head(key: chunk.key), existing.size == chunk.storedSize,
+                           try digest(of: chunk.key) == chunk.storedSHA256 {
+                            outcome.skippedObjects += 1
+                            return
+                        }
+                        let bytes = try source.store.getBytes(key: chunk.key, limit: Int(chunk.storedSize))
+                        guard SHA256Hasher.hash(bytes).hex == chunk.storedSHA256 else {
+                            throw CNBackupError(.integrity, "chunk \(chunk.key) in the source has other bytes than set \(entry.setId) records: not copied")
+                        }
+                        try destination.putBytes(key: chunk.key, bytes, options: PutOptions(tags: tags, ifAbsent: true))
+                        outcome.copiedObjects += 1
+                    }
+                    let key = entry.layout.key(relative: dedup.chunkTable)
+                    if try destination.head(key: key) == nil {
+                        let table = try source.store.getBytes(key: key, limit: Int(dedup.chunkTableSize))
+                        guard SHA256Hasher.hash(table).hex == dedup.chunkTableSHA256 else {
+                            throw CNBackupError(.integrity, "the chunk table of \(record.name) in \(entry.setId) has other bytes than its manifest records: not copied")
+                        }
+                        try destination.putBytes(key: key, table, options: PutOptions(tags: tags, ifAbsent: true))
+                        outcome.copiedObjects += 1
+                    } else {
+                        outcome.skippedObjects += 1
+                    }
+                }
                 // The clear copies of physical backups' backup_manifest (what the next incremental reads).
                 for record in manifest.components {
                     guard let name = record.physical?.backupManifestObject, let size = record.physical?.backupManifestSize else { continue }

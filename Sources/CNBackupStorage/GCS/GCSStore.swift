@@ -153,11 +153,12 @@ public struct GCSStore: ObjectStore {
 
     /// The object resource sent when an object is created: its name, labels, the CRC-32C GCS must
     /// find, and retention and storage class when configured.
-    func objectResource(key: String, tags: [String: String], crc32c: UInt32?, now: Date = Date()) throws -> [UInt8] {
+    func objectResource(key: String, tags: [String: String], crc32c: UInt32?, retentionDays: Int? = nil, now: Date = Date()) throws -> [UInt8] {
         var resource: [String: Any] = ["name": settings.prefix + key]
         if !tags.isEmpty { resource["metadata"] = tags }
         if let crc32c { resource["crc32c"] = Self.base64CRC(crc32c) }
-        if let lock = settings.objectLock {
+        if var lock = settings.objectLock {
+            if let days = retentionDays { lock.days = max(lock.days, days) }
             resource["retention"] = ["mode": lock.mode == .compliance ? "Locked" : "Unlocked",
                                      "retainUntilTime": Timestamp.format(now.addingTimeInterval(TimeInterval(lock.days) * 86_400))]
         }

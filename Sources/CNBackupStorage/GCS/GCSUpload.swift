@@ -15,7 +15,7 @@ extension GCSStore {
         bytes.withUnsafeBytes { crc.update($0) }
         let boundary = "cnbackup-" + (try randomBytes(12)).hex
         var body = Array("--\(boundary)\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n".utf8)
-        body += try objectResource(key: key, tags: options.tags, crc32c: crc.value)
+        body += try objectResource(key: key, tags: options.tags, crc32c: crc.value, retentionDays: options.retentionDays)
         body += Array("\r\n--\(boundary)\r\nContent-Type: application/octet-stream\r\n\r\n".utf8)
         body += bytes
         body += Array("\r\n--\(boundary)--\r\n".utf8)
@@ -39,7 +39,7 @@ extension GCSStore {
             started = try send(GCSCall(method: "POST", path: uploadPath, query: query,
                                        headers: [("Content-Type", "application/json; charset=UTF-8"),
                                                  ("X-Upload-Content-Type", "application/octet-stream")],
-                                       body: try objectResource(key: key, tags: options.tags, crc32c: nil),
+                                       body: try objectResource(key: key, tags: options.tags, crc32c: nil, retentionDays: options.retentionDays),
                                        what: "START upload of", key: key), accept: [412])
         } catch {
             source.close()

@@ -9,7 +9,7 @@ extension S3Store {
     func putSingle(key: String, bytes: [UInt8], options: PutOptions) throws -> ObjectInfo {
         let integrity = try integrityHeader(for: bytes)
         var headers = [integrity.header]
-        headers += labelHeaders(options.tags) + objectSettingHeaders
+        headers += labelHeaders(options.tags) + objectSettingHeaders(options)
         if options.ifAbsent { headers.append(("If-None-Match", "*")) }
         let response = try send(S3Call(method: "PUT", key: key, headers: headers, body: bytes, what: "PUT",
                                        bodySHA256: integrity.sha256), accept: [412])
@@ -27,7 +27,7 @@ extension S3Store {
         var createHeaders: [(String, String)] = []
         // Parts then carry x-amz-checksum-sha256 and the completion lists each part's.
         if usesSHA256Checksums { createHeaders.append(("x-amz-checksum-algorithm", "SHA256")) }
-        createHeaders += labelHeaders(options.tags) + objectSettingHeaders
+        createHeaders += labelHeaders(options.tags) + objectSettingHeaders(options)
         let created = try sendXML(S3Call(method: "POST", key: key, query: [("uploads", "")], headers: createHeaders,
                                          what: "CREATE upload of"))
         guard let uploadId = created.value("UploadId"), !uploadId.isEmpty else {
@@ -199,9 +199,12 @@ extension S3Store {
     }
 
     /// Server-side encryption and storage class, sent when an object is created.
-    var objectSettingHeaders: [(String, String)] {
+    func objectSettingHeaders(_ options: PutOptions) -> [(String, String)] {
         var headers: [(String, String)] = []
-        if let lock = settings.objectLock { headers += lock.headers() }
+        if var lock = settings.objectLock {
+            if let days = options.retentionDays { lock.days = max(lock.days, days) }
+            headers += lock.headers()
+        }
         if let sse = settings.serverSideEncryption { headers.append(("x-amz-server-side-encryption", sse)) }
         if let key = settings.kmsKeyId { headers.append(("x-amz-server-side-encryption-aws-kms-key-id", key)) }
         if let storageClass = settings.storageClass { headers.append(("x-amz-storage-class", storageClass)) }
