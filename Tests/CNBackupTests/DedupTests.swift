@@ -277,4 +277,27 @@ import CNBackupCatalog
         #expect(!ChunkLock.covers(reference, start: written, grace: grace, lockDays: 30))
         #expect(ChunkLock.covers(reference, start: written, grace: grace, lockDays: nil))
     }
+
+    @Test func recoverRebuildsADeduplicatedComponentFromItsJournal() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            let bytes = patternBytes(3 << 20)
+            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/input"))
+            let result = try f.run(try dedupPipeline(f, dir: dir, input: dir + "/input"))
+            // The run died before its commit: no manifest, no signature.
+            let committed = try f.store.list(prefix: result.layout.directory + "/").map(\.key).filter {
+                let name = ($0 as NSString).lastPathComponent
+                return SetLayout.isManifestName(name) || SetLayout.manifestName(ofSignature: name) != nil
+            }
+            try f.store.delete(keys: committed)
+            var options = Recoverer.Options(identities: [f.identity], signingKey: try KeyFile.loadSigningKey(path: f.signingPath), olderThan: 0)
+            options.kind = .generic
+            let manifest = try Recoverer(store: f.store).recover(setId: result.setId, options: options)
+            #expect(manifest.components.map(\.name) == ["dump"] && manifest.components[0].dedup != nil, "\(manifest.failures)")
+            let catalog = Catalog(store: f.store, signers: [f.signer])
+            try Restorer(catalog: catalog).restore(catalog.trustedSet(setId: result.setId), component: "dump", identities: [f.identity],
+                                                   to: .file(path: dir + "/recovered", overwrite: false))
+            #expect(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/recovered"))) == bytes)
+        }
+    }
 }

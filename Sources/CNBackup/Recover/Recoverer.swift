@@ -70,7 +70,7 @@ public struct Recoverer: Sendable {
                     "set \(setId) has \(open.count) multipart upload(s) still open (\(open.prefix(3).map(\.key).joined(separator: ", "))): its run may still be going; wait, abort them with `cnbackup cleanup --apply` once it is surely dead, or pass --ignore-open-uploads (anyone who can write to the bucket can open one)")
             }
         }
-        let objects = found.filter { $0.1.hasSuffix(SetLayout.objectSuffix) }.sorted { $0.1 < $1.1 }
+        let objects = found.filter { $0.1.hasSuffix(SetLayout.objectSuffix) || $0.1.hasSuffix(SetLayout.indexSuffix) }.sorted { $0.1 < $1.1 }
         guard !objects.isEmpty else { throw CNBackupError(.notFound, "set \(setId) holds no sealed objects") }
         if let newest = found.map(\.2.lastModified).max(), now.timeIntervalSince(newest) < options.olderThan {
             throw CNBackupError(.invalidInput,
@@ -116,6 +116,32 @@ public struct Recoverer: Sendable {
                 captureStarts.append(record.started)
             } catch {
                 failures.append(ComponentFailure(component: component, role: "unknown", reason: "not recovered: \(error)"))
+            }
+        }
+        // Deduplicated components: an index is not named like an object, so only its journal entry
+        // (signed by the node) says what it is; the record it vouches for is kept once the whole
+        // plaintext has been read through the index, every chunk proven, and the chunk table matches.
+        let names = Set(found.map(\.1))
+        for (name, vouched) in journal.entries.sorted(by: { $0.key < $1.key })
+        where vouched.record.dedup != nil && name.hasSuffix(SetLayout.indexSuffix) && names.contains(name) {
+            do {
+                var record = vouched.record
+                record.readBack = .recovered
+                let provisional = Manifest(
+                    formatVersion: Manifest.currentFormatVersion, setId: setId, node: NodeInfo(name: layout.node, kind: .generic),
+                    epoch: layout.epoch, status: .partial, failures: [], toolVersion: cnbackupVersion,
+                    captureStart: record.started, captureEnd: record.ended, recovered: true, components: [record], barrier: nil)
+                let reader = try ComponentReader(store: store, key: layout.key(relative: name),
+                                                 expect: .record(record, manifest: provisional, layout: layout),
+                                                 keys: .identities(options.identities))
+                try reader.plaintext.forEachChunk { _ in }
+                try reader.finish()
+                try Catalog(store: store, signers: []).readChunkTable(record.dedup!, layout: layout) { _ in }
+                records.append(record)
+                captureStarts.append(record.started)
+            } catch {
+                failures.append(ComponentFailure(component: vouched.record.name, role: vouched.record.role.rawValue,
+                                                 reason: "not recovered: \(error)"))
             }
         }
         guard !records.isEmpty else {
