@@ -177,7 +177,11 @@ package final class IndexedPlaintextStream: ByteStream {
             throw CNBackupError(.integrity, "\(what) is not a chunk of node \(node)")
         }
         var compressed: [UInt8] = []
-        try opened.forEachChunk { compressed.append(contentsOf: $0) }
+        do {
+            try opened.forEachChunk { compressed.append(contentsOf: $0) }
+        } catch let error as CNBackupError {
+            throw CNBackupError(error.code, "\(what): \(error.message)", cause: error.cause)
+        }
         guard stored.count == reference.storedSize, stored.digest?.hex == reference.storedSHA256 else {
             throw CNBackupError(.integrity, "\(what) has other bytes than the index records")
         }

@@ -300,4 +300,30 @@ import CNBackupCatalog
             #expect(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/recovered"))) == bytes)
         }
     }
+
+    @Test func aLostOrDamagedChunkNamesEverySetThatUsesIt() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            try Data(patternBytes(4 << 20)).write(to: URL(fileURLWithPath: dir + "/input"))
+            let pipeline = try dedupPipeline(f, dir: dir, input: dir + "/input")
+            let a = try f.run(pipeline)
+            let b = try f.run(pipeline)
+            #expect(b.manifest.components[0].dedup?.newChunks == 0)
+            let chunk = try #require(try chunkKeys(f).first)
+            // Damaged in place (same size): only a deep verify sees it, and names both sets.
+            let path = dir + "/store/" + chunk
+            var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+            bytes[bytes.count - 10] ^= 0x40
+            try FileManager.default.removeItem(atPath: path)
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            let deep = try Verifier(catalog: f.catalog).verify(setId: a.setId, identities: [f.identity])
+            let deepError = deep.components.compactMap(\.error).joined()
+            #expect(!deep.ok && deepError.contains(a.setId) && deepError.contains(b.setId), "\(deepError)")
+            // Lost: the plain verify sees it too.
+            try FileManager.default.removeItem(atPath: path)
+            let shallow = try Verifier(catalog: f.catalog).verify(setId: b.setId)
+            let shallowError = shallow.components.compactMap(\.error).joined()
+            #expect(!shallow.ok && shallowError.contains(a.setId) && shallowError.contains(b.setId), "\(shallowError)")
+        }
+    }
 }

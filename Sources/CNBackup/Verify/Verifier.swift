@@ -135,11 +135,23 @@ public struct Verifier: Sendable {
                 throw CNBackupError(.integrity, "object \(record.objectKey) holds \(head.size) bytes, the manifest says \(record.storedSize)")
             }
             result.checked.append("size")
+            if let dedup = record.dedup {
+                try checkChunks(dedup, entry: entry, node: manifest.node.name)
+                result.checked += ["chunk table", "chunks present"]
+            }
             if let identities = options.identities {
                 let reader = try ComponentReader(store: catalog.store, key: key, expect: .record(record, manifest: manifest, layout: entry.layout),
                                                  keys: .identities(identities))
                 let content = ContentChecks(record: record, pgBinDirectory: options.pgBinDirectory)
-                try reader.plaintext.forEachChunk { try content.consume($0) }
+                do {
+                    try reader.plaintext.forEachChunk { try content.consume($0) }
+                } catch let error as CNBackupError where record.dedup != nil {
+                    // A damaged chunk is every set's problem that uses it: say which.
+                    guard let range = error.message.range(of: #"\.chunks/[^ )]+"#, options: .regularExpression) else { throw error }
+                    let chunk = String(error.message[range])
+                    throw CNBackupError(error.code, error.message + "; sets using this chunk: " + (try sets(using: [chunk], node: manifest.node.name)).joined(separator: ", "),
+                                        cause: error.cause)
+                }
                 try reader.finish()
                 try content.finish()
                 result.checked += ["sha256", "header", "authenticated", "zstd checksum", "plaintext digest"] + content.checked
@@ -162,6 +174,35 @@ public struct Verifier: Sendable {
             result.error = "\(error)"
         }
         return result
+    }
+
+    /// A deduplicated component's chunk table must be the one the manifest binds, and every chunk
+    /// it lists must be in the store with its size (a deep verify then opens each one).
+    private func checkChunks(_ dedup: DedupRecord, entry: CatalogEntry, node: String) throws {
+        var present: [String: Int64] = [:]
+        for info in try catalog.store.list(prefix: SetLayout.chunkFolder(node: node)) { present[info.key] = info.size }
+        var bad: [String] = []
+        try catalog.readChunkTable(dedup, layout: entry.layout) { reference in
+            if present[reference.key] != reference.storedSize { bad.append(reference.key) }
+        }
+        guard bad.isEmpty else {
+            throw CNBackupError(.integrity, "\(bad.count) chunk(s) are missing or have the wrong size (\(bad.prefix(3).joined(separator: ", "))\(bad.count > 3 ? ", ..." : "")); sets using them: \((try sets(using: bad, node: node)).joined(separator: ", "))")
+        }
+    }
+
+    /// The trusted sets of `node` whose chunk tables list any of `chunks`.
+    private func sets(using chunks: [String], node: String) throws -> [String] {
+        let wanted = Set(chunks)
+        var using: [String] = []
+        for set in try catalog.entries(node: node).compactMap(\.trusted) {
+            var uses = false
+            for record in set.manifest.components {
+                guard let dedup = record.dedup, !uses else { continue }
+                try? catalog.readChunkTable(dedup, layout: set.layout) { if wanted.contains($0.key) { uses = true } }
+            }
+            if uses { using.append(set.setId) }
+        }
+        return using
     }
 
     /// The clear copy of a physical backup's backup_manifest must be the one the signed manifest records.
