@@ -137,24 +137,27 @@ package final class ChunkReferenceLines {
 /// the recorded size; only then are its bytes released. At most one chunk's plaintext is held.
 package final class IndexedPlaintextStream: ByteStream {
     private let index: ChunkReferenceLines
-    private let store: any ObjectStore
-    private let identities: [Identity]
-    private let node: String
-    private let decoder: ZstdFrameDecoder
-    private let component: String
-    private var position = 0
+    private let chunks: OrderedParallelMap<(Int, ChunkReference), [UInt8]>
 
-    package init(index: ChunkReferenceLines, store: any ObjectStore, identities: [Identity], node: String, component: String) throws {
-        self.index = index; self.store = store; self.identities = identities; self.node = node; self.component = component
-        self.decoder = try ZstdFrameDecoder()
+    /// Chunks are fetched and opened `workers` at a time (a store's latency per object would
+    /// otherwise bound a restore), handed out in the index's order; memory is `window` chunks.
+    package init(index: ChunkReferenceLines, store: any ObjectStore, identities: [Identity], node: String, component: String,
+                 workers: Int = 4) throws {
+        self.index = index
+        var position = 0
+        let box = UncheckedBox((store, identities))
+        chunks = OrderedParallelMap(workers: workers, window: workers * 2, name: "chunk-read", source: {
+            guard let reference = try index.next() else { return nil }
+            position += 1
+            return (position, reference)
+        }, transform: { item in
+            let (store, identities) = box.value
+            return try Self.open(item.1, store: store, identities: identities, node: node, decoder: try ZstdFrameDecoder(),
+                                 what: "chunk \(item.0) of \(component) (\(item.1.key))")
+        })
     }
 
-    package func next() throws -> [UInt8]? {
-        guard let reference = try index.next() else { return nil }
-        position += 1
-        return try Self.open(reference, store: store, identities: identities, node: node, decoder: decoder,
-                             what: "chunk \(position) of \(component) (\(reference.key))")
-    }
+    package func next() throws -> [UInt8]? { try chunks.next() }
 
     /// One chunk's plaintext, proven against its reference.
     package static func open(_ reference: ChunkReference, store: any ObjectStore, identities: [Identity], node: String,
@@ -192,7 +195,12 @@ package final class IndexedPlaintextStream: ByteStream {
         return plaintext
     }
 
-    package func close() { index.close() }
+    package func close() {
+        chunks.stop()
+        index.close()
+    }
+
+    deinit { chunks.stop() }
 }
 
 /// What a chunk's sealed header says of it: the node's, a chunk, its id (an HMAC: equality only).
