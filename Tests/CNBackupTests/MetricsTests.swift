@@ -6,6 +6,7 @@ import CNBackupCore
 import CNBackupTestKit
 import CNBackupHTTP
 import CNBackupStorage
+import CNBackupCatalog
 
 @Suite struct MetricsTests {
     /// A stand-in Pushgateway (Python) that logs each request's method, path and body, answers
@@ -44,6 +45,7 @@ import CNBackupStorage
             #expect(report.gaps?.count == 1)
             #expect(report.prometheusText.contains("cnbackup_history_gaps{node=\"node-1\"} 1"))
             #expect(try FreshnessCheck(catalog: f.catalog).check(node: "node-1", maxAge: 2 * 86_400).prometheusText.contains("cnbackup_history_gaps") == false)
+            #expect(report.prometheusText.contains("cnbackup_last_success_epoch{node=\"node-1\",migration_id=\"4\",serial=\"2\"} 1"))
 
             let url = try startGateway(dir: dir, statuses: [503])
             try Pushgateway(url: url + "/").push(report.prometheusText, job: "cnbackup_freshness", node: "node-1")
@@ -82,6 +84,30 @@ import CNBackupStorage
             #expect(!nothing.contains("component"))
             try writeMetricsFile(text, to: dir + "/run.prom")
             #expect(try String(contentsOfFile: dir + "/run.prom", encoding: .utf8) == text)
+        }
+    }
+
+    @Test func copyLagIsReportedPerNodeAndPerEpoch() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir: dir)
+            var logger = Logger(label: "test"); logger.logLevel = .critical
+            let old = try f.pipeline("  - { name: one, role: other, command: [ \"printf\", \"x\" ] }")
+            var new = old
+            new.epoch = Epoch(migrationId: 5, serial: 0)
+            let a = try BackupRunner(definition: old, store: f.store, logger: logger, capturedAt: Date().addingTimeInterval(-7200)).run()
+            _ = try BackupRunner(definition: old, store: f.store, logger: logger, capturedAt: Date().addingTimeInterval(-3600)).run()
+            _ = try BackupRunner(definition: new, store: f.store, logger: logger, capturedAt: Date().addingTimeInterval(-600)).run()
+            // The copy has the new epoch's set and only the older of the old epoch's two.
+            let copy = FileSystemStore(root: dir + "/copy")
+            _ = try Copier(source: f.catalog, destination: copy).copy(setIds: [a.setId])
+            let newest = try #require(try f.catalog.entries().map(\.setId).max())
+            _ = try Copier(source: f.catalog, destination: copy).copy(setIds: [newest])
+            let lags = try CopyLag.measure(source: f.catalog, destination: Catalog(store: copy, signers: [f.signer]))
+            #expect(lags.count == 1 && lags[0].seconds == 0)
+            let text = copyLagMetricsText(lags)
+            #expect(text.contains("cnbackup_copy_lag_seconds{node=\"node-1\"} 0"))
+            #expect(text.contains("cnbackup_copy_epoch_lag_seconds{node=\"node-1\",migration_id=\"5\",serial=\"0\"} 0"))
+            #expect(text.contains("cnbackup_copy_epoch_lag_seconds{node=\"node-1\",migration_id=\"4\",serial=\"2\"} 3600"))
         }
     }
 }

@@ -13,6 +13,8 @@ public struct FreshnessReport: Sendable, Codable {
     public var node: String
     public var newestCompleteSetId: String?
     public var newestCompleteCapture: Date?
+    /// The synchronizer epoch of the newest complete set.
+    public var newestCompleteEpoch: Epoch? = nil
     public var ageSeconds: Double?
     public var maxAgeSeconds: Double
     public var fresh: Bool
@@ -42,15 +44,18 @@ public struct FreshnessCheck: Sendable {
         }.max { $0.2 < $1.2 }
         let age = complete.map { now.timeIntervalSince($0.2) }
         let components = complete?.1.components.map { record in
-            FreshnessReport.Component(name: record.name, storedBytes: record.storedSize,
+            // A deduplicated component's own object is its index: what it stored is its new chunks too.
+            FreshnessReport.Component(name: record.name, storedBytes: record.storedSize + (record.dedup?.newStoredBytes ?? 0),
                                       durationSeconds: max(0, (Timestamp.parse(record.ended) ?? now).timeIntervalSince(Timestamp.parse(record.started) ?? now)))
         } ?? []
-        return FreshnessReport(node: node, newestCompleteSetId: complete?.0.setId, newestCompleteCapture: complete?.2,
+        var report = FreshnessReport(node: node, newestCompleteSetId: complete?.0.setId, newestCompleteCapture: complete?.2,
                                ageSeconds: age, maxAgeSeconds: maxAge, fresh: age.map { $0 <= maxAge } ?? false,
                                untrustedSets: entries.filter { !$0.isTrusted }.count,
                                partialSets: entries.filter { $0.isTrusted && !$0.isCompleteBackup }.count,
                                components: components,
                                gaps: retention.map { RetentionPlanner.plan(Pruner.candidates(entries), policy: $0, now: now).gaps })
+        report.newestCompleteEpoch = complete?.1.epoch
+        return report
     }
 }
 
@@ -68,6 +73,12 @@ extension FreshnessReport {
                                       [(n, newestCompleteCapture.map { String(format: "%.3f", $0.timeIntervalSince1970) } ?? "0")])
         lines += PrometheusText.gauge("cnbackup_last_success_age_seconds", "Age of the newest complete, signed set.",
                                       [(n, ageSeconds.map { String(format: "%.3f", $0) } ?? "+Inf")])
+        if let epoch = newestCompleteEpoch {
+            // The epoch as labels of a series of its own, so the series above keep their labels
+            // across a migration (alerts and dashboards join on node).
+            lines += PrometheusText.gauge("cnbackup_last_success_epoch", "1, labelled with the synchronizer epoch (migration id, physical synchronizer serial) of the newest complete set.",
+                                          [("\(n),migration_id=\"\(epoch.migrationId)\",serial=\"\(epoch.serial)\"", "1")])
+        }
         lines += PrometheusText.gauge("cnbackup_untrusted_sets", "Sets whose manifest signature is missing, invalid or by an unpinned key.",
                                       [(n, "\(untrustedSets)")])
         lines += PrometheusText.gauge("cnbackup_partial_sets", "Signed sets committed as partial.", [(n, "\(partialSets)")])
