@@ -125,7 +125,8 @@ public enum StoreCheck {
             report.canDelete = false
         }
         if report.canDelete == true {
-            report.warnings.append("the credentials in use may DELETE objects: fine for the off-cluster pruner, wrong for the in-cluster writer (examples/kubernetes/iam-writer-policy.json)")
+            let writerRole = store is GCSStore ? "examples/gcp/iam-writer-role.yaml" : "examples/kubernetes/iam-writer-policy.json"
+            report.warnings.append("the credentials in use may DELETE objects: fine for the off-cluster pruner, wrong for the in-cluster writer (\(writerRole))")
         } else {
             report.probeLeft = key
         }
