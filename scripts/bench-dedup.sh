@@ -100,7 +100,8 @@ timed() {
 }
 export RESTIC_REPOSITORY="s3:$S3/bench/restic" RESTIC_PASSWORD=bench-restic
 restic init >/dev/null 2>&1
-restic_backup() { sh -c "'$PGBIN/pg_dump' -h 127.0.0.1 -p $PGPORT_ -U bench -d benchdb --format=custom --compress=0 | restic backup --stdin --stdin-filename benchdb.dump -q"; }
+printf '#!/bin/sh\nset -e\n"%s/pg_dump" -h 127.0.0.1 -p %s -U bench -d benchdb --format=custom --compress=0 | restic backup --stdin --stdin-filename benchdb.dump -q\n' \
+  "$PGBIN" "$PGPORT_" >"$W/restic-backup.sh"
 
 echo "plain run (no dedup) ..."
 timed "$W/plain" "$CNB" run "$W/plain.yaml"
@@ -112,7 +113,7 @@ for round in $(seq 1 "$ROUNDS"); do
   DUMP=$("$PGBIN/pg_dump" -h 127.0.0.1 -p "$PGPORT_" -U bench -d benchdb --format=custom --compress=0 | wc -c)
   timed "$W/dedup-runs" "$CNB" run "$W/dedup.yaml"
   LAST_SET=$(grep -oE '[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}' "$W/out" | head -1)
-  timed "$W/restic-runs" restic_backup
+  timed "$W/restic-runs" sh "$W/restic-backup.sh"
   printf '%-6s %10.1f %8s %8s %8s %14.1f %14.1f %10s\n' "$round" "$(echo "$DUMP / 1048576" | bc -l)" \
     $(tail -1 "$W/dedup-runs") "$(echo "$(stored dedup/) / 1048576" | bc -l)" "$(echo "$(stored restic/) / 1048576" | bc -l)" \
     "$(tail -1 "$W/restic-runs" | cut -d' ' -f1)" >>"$W/table"

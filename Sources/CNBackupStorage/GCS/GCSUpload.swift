@@ -32,6 +32,13 @@ extension GCSStore {
     }
 
     func putResumable(key: String, head: [UInt8], rest source: ByteStream, options: PutOptions) throws -> ObjectInfo {
+        // ifGenerationMatch=0 is GCS's guard; a look first also stops an emulator that ignores it
+        // on resumable uploads from replacing anything (fake-gcs-server does).
+        let existing: ObjectInfo?
+        do { existing = options.ifAbsent ? try self.head(key: key) : nil } catch { source.close(); throw error }
+        if let existing {
+            return try settleExisting(existing, key: key, head: head, rest: source, options: options)
+        }
         var query = [("uploadType", "resumable")]
         if options.ifAbsent { query.append(("ifGenerationMatch", "0")) }
         let started: HTTPResponse
@@ -47,15 +54,7 @@ extension GCSStore {
         }
         if started.status == 412 {
             guard let existing = try self.head(key: key) else { source.close(); throw conflictVanished(key) }
-            guard options.settleByDigest else {
-                source.close()
-                throw CNBackupError(.alreadyExists, "\(displayName)\(key) already exists (\(existing.size) bytes); it is never replaced")
-            }
-            let hasher = SHA256Hasher()
-            hasher.update(head)
-            var size = Int64(head.count)
-            try source.forEachChunk { hasher.update($0); size += Int64($0.count) }
-            return try settleConflict(key: key, existing: existing, size: size, digest: hasher.finalize())
+            return try settleExisting(existing, key: key, head: head, rest: source, options: options)
         }
         // The session URI is a bearer capability: never in a message or a log. It must be on the
         // endpoint's own host, since the token goes with every request to it.
@@ -70,6 +69,20 @@ extension GCSStore {
             cancel(session: session)
             throw error
         }
+    }
+
+    /// An object is already at `key`: the same bytes (a retried write) are a success, others a conflict.
+    private func settleExisting(_ existing: ObjectInfo, key: String, head: [UInt8], rest source: ByteStream,
+                                options: PutOptions) throws -> ObjectInfo {
+        guard options.settleByDigest else {
+            source.close()
+            throw CNBackupError(.alreadyExists, "\(displayName)\(key) already exists (\(existing.size) bytes); it is never replaced")
+        }
+        let hasher = SHA256Hasher()
+        hasher.update(head)
+        var size = Int64(head.count)
+        try source.forEachChunk { hasher.update($0); size += Int64($0.count) }
+        return try settleConflict(key: key, existing: existing, size: size, digest: hasher.finalize())
     }
 
     private func uploadChunks(session: String, key: String, head: [UInt8], rest source: ByteStream) throws -> ObjectInfo {
