@@ -2,7 +2,8 @@
 # Deduplicated logical dumps (docs/FORMAT.md, "Deduplicated components") against plain dumps and
 # restic, on one generated PostgreSQL 15 database (the ledger-like tables of scripts/bench.sh) and
 # one local SeaweedFS. The workload is participant-like: append-mostly. Six rounds of: dump, then
-# change about 1% of the rows (appends to transfers, updates of 0.1% of contracts). Measured per
+# change about 1% of the rows (appends to transfers, updates of 0.1% of the contracts: recent ones,
+# or UPDATES=scattered). Measured per
 # round: wall and CPU seconds and peak RSS of `cnbackup run` (dedup: true), the bytes the store
 # grew by, and the same `pg_dump -Fc -Z0 | restic backup --stdin` into a restic repository on the
 # same S3; once: a plain (non-dedup) run and restores of the last dump, dedup and plain.
@@ -11,13 +12,21 @@
 #   the upload (run wall time) of a dump after 1% change <= 25% of the first's
 #     (modelled: the dump itself reads the whole database; see docs/BENCHMARKS.md)
 #   dump time (run wall) <= 1.1 x a plain run; restore <= 1.2 x a plain restore; peak RSS <= 160 MiB
-# Usage: [CNB=cnbackup] scripts/bench-dedup.sh [DB_MIB=1024] [ROUNDS=6]
+# Usage: [CNB=cnbackup] [UPDATES=recent|scattered] scripts/bench-dedup.sh [DB_MIB=1024] [ROUNDS=6]
 set -euo pipefail
 [ -z "${CNB:-}" ] || CNB=$(realpath "$CNB")
 cd "$(dirname "$0")/.."
 # shellcheck source=lib/bench-data.sh
 . scripts/lib/bench-data.sh
 DB_MIB=${1:-1024}; ROUNDS=${2:-6}
+# Which 0.1% of the contracts each round updates: the recent ones by default (a participant
+# archives contracts that are mostly young), or UPDATES=scattered, uniformly over the table (every
+# chunk-based deduplication, restic's too, then stores most of the table again each round).
+if [ "${UPDATES:-recent}" = scattered ]; then
+  UPDATE_WHERE="random() < 0.001"
+else
+  UPDATE_WHERE="created_at >= (SELECT max(created_at) FROM contracts) - interval '40 minutes' AND random() < 0.02"
+fi
 PGBIN=/usr/lib/postgresql/15/bin
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret-0123456789 AWS_DEFAULT_REGION=us-east-1 PGTZ=UTC
 unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGPASSFILE PGSERVICE
@@ -125,7 +134,7 @@ for round in $(seq 1 "$ROUNDS"); do
       round((random() * 1e6)::numeric, 10), round((random() * 10)::numeric, 10), 100000 + i / 900
     FROM generate_series(1, $((TRANSFERS / 100))) i" \
     -c "UPDATE contracts SET archived_at = now(), payload = payload || jsonb_build_object('round$round', true)
-    WHERE contract_id IN (SELECT contract_id FROM contracts TABLESAMPLE BERNOULLI (0.1))"
+    WHERE contract_id IN (SELECT contract_id FROM contracts WHERE $UPDATE_WHERE)"
   changed=$("$PGBIN/psql" -X -q -h 127.0.0.1 -p "$PGPORT_" -U bench -d benchdb -c "COPY (SELECT * FROM transfers WHERE id >= $first) TO STDOUT" | zstd -3 -c | wc -c)
   changed=$((changed + $("$PGBIN/psql" -X -q -h 127.0.0.1 -p "$PGPORT_" -U bench -d benchdb -c "COPY (SELECT * FROM contracts WHERE payload ? 'round$round') TO STDOUT" | zstd -3 -c | wc -c)))
   changed_total=$((changed_total + changed))
