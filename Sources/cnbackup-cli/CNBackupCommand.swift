@@ -16,7 +16,7 @@ struct CNBackupCommand: ParsableCommand {
         """,
         version: cnbackupVersion,
         subcommands: [RunCommand.self, ValidateCommand.self, UploadCommand.self, ListCommand.self, VerifyCommand.self,
-                      RestoreCommand.self, DrillCommand.self, RecoverCommand.self, CopyCommand.self, PruneCommand.self, CheckFreshnessCommand.self, CleanupCommand.self, CheckStoreCommand.self, KeysCommand.self, EncryptCommand.self, DecryptCommand.self])
+                      RestoreCommand.self, DrillCommand.self, RecoverCommand.self, CopyCommand.self, PruneCommand.self, CheckFreshnessCommand.self, CleanupCommand.self, CheckStoreCommand.self, ReportCommand.self, KeysCommand.self, EncryptCommand.self, DecryptCommand.self])
 }
 
 /// Why a command ends other than with 0. Each cause maps to the numeric code README.md's "Exit
@@ -107,7 +107,7 @@ func printJSON<T: Encodable>(_ value: T) throws {
 
 /// Where a store is, as every command that reads or writes one takes it.
 struct StoreOptions: ParsableArguments {
-    @Option(help: "The store: file:///PATH or s3://BUCKET/PREFIX (settings may follow as ?endpoint=...&region=...).")
+    @Option(help: "The store: file:///PATH, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX (settings may follow as ?endpoint=...&region=...).")
     var store: String
     @Option(help: "S3 endpoint URL (https://...).") var endpoint: String?
     @Option(help: "S3 region.") var region: String?
