@@ -35,8 +35,9 @@ scripts/e2e-secrets.sh "$RELEASE_BIN"
 scripts/e2e-attacker.sh "$RELEASE_BIN"
 # S3 Object Lock against moto (~10 s): retention on every object, prune waits for it.
 scripts/e2e-objectlock.sh "$RELEASE_BIN"
-# GCS (~25 s): a validator pipeline to gs:// on fake-gcs-server behind Google's stand-ins, with the
+# GCS (~30 s): the stand-ins refuse what Google refuses (test-google-standins); a validator pipeline to gs:// on fake-gcs-server behind Google's stand-ins, with the
 # metadata server's tokens, federation, a copy across clouds and prune.
+scripts/test-google-standins.sh
 scripts/e2e-gcs.sh "$RELEASE_BIN"
 # Physical capture (~25 s): pg_basebackup of PostgreSQL 15 and 18, verify --deep, restore --to-directory, a server on it.
 scripts/e2e-physical.sh "$RELEASE_BIN"
