@@ -88,6 +88,23 @@ extension ObjectStore {
     }
 }
 
+extension ObjectStore {
+    /// With `ifAbsent` and an object already under `key`: success when it holds the same bytes
+    /// (a retried write whose first answer was lost), a conflict otherwise.
+    package func settleConflict(key: String, existing: ObjectInfo, size: Int64, digest: [UInt8]) throws -> ObjectInfo {
+        if existing.size == size {
+            let hasher = SHA256Hasher()
+            try get(key: key, range: nil).forEachChunk { hasher.update($0) }
+            if constantTimeEqual(hasher.finalize(), digest) { return existing }
+        }
+        throw CNBackupError(.alreadyExists, "\(displayName)\(key) already exists with other bytes; it was left unchanged")
+    }
+
+    package func conflictVanished(_ key: String) -> CNBackupError {
+        CNBackupError(.storage, "\(displayName)\(key) was reported to exist, then was gone: another writer is at work")
+    }
+}
+
 /// Multipart uploads a store can list and abort (S3); the file store has none.
 public protocol MultipartUploadCleaning: ObjectStore {
     func staleMultipartUploads(olderThan: Date) throws -> [StaleUpload]

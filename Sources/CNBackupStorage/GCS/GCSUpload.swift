@@ -32,13 +32,6 @@ extension GCSStore {
     }
 
     func putResumable(key: String, head: [UInt8], rest source: ByteStream, options: PutOptions) throws -> ObjectInfo {
-        // ifGenerationMatch=0 is GCS's guard; a look first also stops an emulator that ignores it
-        // on resumable uploads from replacing anything (fake-gcs-server does).
-        let existing: ObjectInfo?
-        do { existing = options.ifAbsent ? try self.head(key: key) : nil } catch { source.close(); throw error }
-        if let existing {
-            return try settleExisting(existing, key: key, head: head, rest: source, options: options)
-        }
         var query = [("uploadType", "resumable")]
         if options.ifAbsent { query.append(("ifGenerationMatch", "0")) }
         let started: HTTPResponse
@@ -236,16 +229,4 @@ extension GCSStore {
         return info
     }
 
-    func settleConflict(key: String, existing: ObjectInfo, size: Int64, digest: [UInt8]) throws -> ObjectInfo {
-        if existing.size == size {
-            let hasher = SHA256Hasher()
-            try get(key: key, range: nil).forEachChunk { hasher.update($0) }
-            if constantTimeEqual(hasher.finalize(), digest) { return existing }
-        }
-        throw CNBackupError(.alreadyExists, "\(displayName)\(key) already exists with other bytes; it was left unchanged")
-    }
-
-    func conflictVanished(_ key: String) -> CNBackupError {
-        CNBackupError(.storage, "\(displayName)\(key) was reported to exist, then was gone: another writer is at work")
-    }
 }

@@ -184,19 +184,6 @@ extension S3Store {
         return etag == "\(expected)-\(parts.count)"
     }
 
-    /// With `ifAbsent` and an object already under `key`: success when it holds the same bytes.
-    func settleConflict(key: String, existing: ObjectInfo, size: Int64, digest: [UInt8]) throws -> ObjectInfo {
-        if existing.size == size {
-            let hasher = SHA256Hasher()
-            try get(key: key, range: nil).forEachChunk { hasher.update($0) }
-            if constantTimeEqual(hasher.finalize(), digest) { return existing }
-        }
-        throw CNBackupError(.alreadyExists, "\(displayName)\(key) already exists with other bytes; it was left unchanged")
-    }
-
-    func conflictVanished(_ key: String) -> CNBackupError {
-        CNBackupError(.storage, "\(displayName)\(key) was reported to exist, then was gone: another writer is at work")
-    }
 
     /// Server-side encryption and storage class, sent when an object is created.
     func objectSettingHeaders(_ options: PutOptions) -> [(String, String)] {
